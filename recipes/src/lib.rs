@@ -1,0 +1,2 @@
+//! zkit recipes (see issue 5/6).
+#![deny(missing_docs)]

@@ -1,0 +1,2 @@
+//! zkit-server: a ZooKeeper-compatible single-node server.
+#![deny(missing_docs)]

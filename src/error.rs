@@ -1,0 +1,261 @@
+//! The one error type of the zkit client.
+
+use crate::proto::codes::err;
+
+/// Everything a zkit operation can fail with.
+///
+/// Variants are grouped by blame: errors the **server** returned (named as
+/// ZooKeeper's `KeeperException.Code` names them), **session and connection**
+/// conditions, and errors the **client** detected before sending anything.
+///
+/// Every transport failure (EOF, I/O error, read timeout, malformed frame) is
+/// reported as [`Error::ConnectionLoss`]; the underlying cause is logged with
+/// `tracing`. The type is `Clone` because one terminal error is handed to every
+/// pending request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // ---- server codes ----------------------------------------------------
+    /// The node does not exist (-101).
+    #[error("node does not exist")]
+    NoNode,
+    /// The node already exists (-110).
+    #[error("node already exists")]
+    NodeExists,
+    /// The expected version did not match (-103).
+    #[error("version mismatch")]
+    BadVersion,
+    /// The node has children (-111).
+    #[error("node has children")]
+    NotEmpty,
+    /// Not authorised by the node's ACL (-102).
+    #[error("not authorised")]
+    NoAuth,
+    /// The ACL is invalid, e.g. empty or an unknown scheme (-114).
+    #[error("invalid ACL")]
+    InvalidAcl,
+    /// Ephemeral nodes cannot have children (-108).
+    #[error("ephemeral nodes cannot have children")]
+    NoChildrenForEphemerals,
+    /// The server rejected an argument, e.g. a bad TTL (-8).
+    #[error("bad arguments")]
+    BadArguments,
+    /// The server does not implement the operation, e.g. TTL nodes without
+    /// extended types (-6). The server closes the connection after it.
+    #[error("operation not implemented by the server")]
+    Unimplemented,
+    /// The server could not decode the request (-5).
+    #[error("marshalling error")]
+    MarshallingError,
+    /// checkWatches / removeWatches found no such watch (-121).
+    #[error("no such watcher")]
+    NoWatcher,
+    /// A write sent to a read-only server (-119).
+    #[error("server is read-only")]
+    NotReadOnly,
+    /// Ephemeral node on a local session (-120).
+    #[error("ephemeral node on a local session")]
+    EphemeralOnLocalSession,
+    /// reconfig while another is in progress (-14).
+    #[error("reconfiguration in progress")]
+    ReconfigInProgress,
+    /// reconfig without a quorum of the new config (-13).
+    #[error("new configuration has no quorum")]
+    NewConfigNoQuorum,
+    /// reconfig is disabled on the server (-123).
+    #[error("reconfiguration disabled")]
+    ReconfigDisabled,
+    /// A quota was exceeded (-125).
+    #[error("quota exceeded")]
+    QuotaExceeded,
+    /// The server throttled the request (-127); retry later.
+    #[error("request throttled")]
+    Throttled,
+    /// The session must authenticate with SASL (-124).
+    #[error("session closed: SASL authentication required")]
+    SessionClosedRequireSaslAuth,
+    /// A multi op after the one that failed (-2).
+    #[error("runtime inconsistency")]
+    RuntimeInconsistency,
+    /// Data inconsistency (-3).
+    #[error("data inconsistency")]
+    DataInconsistency,
+    /// Server-side system error (-1).
+    #[error("system error")]
+    SystemError,
+    /// Request timed out on the server side (-122).
+    #[error("request timed out")]
+    RequestTimeout,
+    /// A server code zkit does not name.
+    #[error("server error code {0}")]
+    ServerCode(i32),
+    /// A multi transaction failed: nothing was applied. `index` is the op that
+    /// failed and `source` its error.
+    #[error("multi op {index} failed: {source}")]
+    MultiFailed {
+        /// Index of the failing op.
+        index: usize,
+        /// Its error.
+        source: Box<Error>,
+    },
+
+    // ---- session and connection --------------------------------------------
+    /// The connection was lost before the reply arrived (-4). For a write the
+    /// outcome is unknown: it may or may not have been applied.
+    #[error("connection lost")]
+    ConnectionLoss,
+    /// The session expired (-112). Terminal: build a new client.
+    #[error("session expired")]
+    SessionExpired,
+    /// The session moved to another server (-118).
+    #[error("session moved")]
+    SessionMoved,
+    /// Authentication failed (-115). Terminal.
+    #[error("authentication failed")]
+    AuthFailed,
+    /// The client was closed.
+    #[error("client closed")]
+    Closed,
+    /// No session could be established in time.
+    #[error("timed out")]
+    Timeout,
+    /// The connect string lists no usable host.
+    #[error("no hosts to connect to: {0}")]
+    NoHosts(String),
+
+    // ---- client-side validation -----------------------------------------------
+    /// The path is not a valid ZooKeeper path.
+    #[error("invalid path {path:?}: {reason}")]
+    InvalidPath {
+        /// The offending path.
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An argument was refused before sending.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The request would exceed the server's frame limit (`jute.maxbuffer`),
+    /// which would make the server drop the connection; it was not sent.
+    #[error("request of {size} bytes exceeds the limit of {limit} bytes (jute.maxbuffer)")]
+    RequestTooLarge {
+        /// Encoded request size.
+        size: usize,
+        /// Configured limit.
+        limit: usize,
+    },
+    /// The server sent something the client could not understand.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl Error {
+    /// The error for a ZooKeeper error code (`0` is not an error and maps to
+    /// `ServerCode(0)`).
+    pub fn from_code(code: i32) -> Self {
+        match code {
+            err::SYSTEM_ERROR => Self::SystemError,
+            err::RUNTIME_INCONSISTENCY => Self::RuntimeInconsistency,
+            err::DATA_INCONSISTENCY => Self::DataInconsistency,
+            err::CONNECTION_LOSS => Self::ConnectionLoss,
+            err::MARSHALLING_ERROR => Self::MarshallingError,
+            err::UNIMPLEMENTED => Self::Unimplemented,
+            err::BAD_ARGUMENTS => Self::BadArguments,
+            err::NEW_CONFIG_NO_QUORUM => Self::NewConfigNoQuorum,
+            err::RECONFIG_IN_PROGRESS => Self::ReconfigInProgress,
+            err::NO_NODE => Self::NoNode,
+            err::NO_AUTH => Self::NoAuth,
+            err::BAD_VERSION => Self::BadVersion,
+            err::NO_CHILDREN_FOR_EPHEMERALS => Self::NoChildrenForEphemerals,
+            err::NODE_EXISTS => Self::NodeExists,
+            err::NOT_EMPTY => Self::NotEmpty,
+            err::SESSION_EXPIRED => Self::SessionExpired,
+            err::INVALID_ACL => Self::InvalidAcl,
+            err::AUTH_FAILED => Self::AuthFailed,
+            err::SESSION_MOVED => Self::SessionMoved,
+            err::NOT_READ_ONLY => Self::NotReadOnly,
+            err::EPHEMERAL_ON_LOCAL_SESSION => Self::EphemeralOnLocalSession,
+            err::NO_WATCHER => Self::NoWatcher,
+            err::REQUEST_TIMEOUT => Self::RequestTimeout,
+            err::RECONFIG_DISABLED => Self::ReconfigDisabled,
+            err::SESSION_CLOSED_REQUIRE_SASL_AUTH => Self::SessionClosedRequireSaslAuth,
+            err::QUOTA_EXCEEDED => Self::QuotaExceeded,
+            err::THROTTLED_OP => Self::Throttled,
+            other => Self::ServerCode(other),
+        }
+    }
+
+    /// The ZooKeeper error code of this error, if it has one.
+    pub fn code(&self) -> Option<i32> {
+        Some(match self {
+            Self::SystemError => err::SYSTEM_ERROR,
+            Self::RuntimeInconsistency => err::RUNTIME_INCONSISTENCY,
+            Self::DataInconsistency => err::DATA_INCONSISTENCY,
+            Self::ConnectionLoss => err::CONNECTION_LOSS,
+            Self::MarshallingError => err::MARSHALLING_ERROR,
+            Self::Unimplemented => err::UNIMPLEMENTED,
+            Self::BadArguments => err::BAD_ARGUMENTS,
+            Self::NewConfigNoQuorum => err::NEW_CONFIG_NO_QUORUM,
+            Self::ReconfigInProgress => err::RECONFIG_IN_PROGRESS,
+            Self::NoNode => err::NO_NODE,
+            Self::NoAuth => err::NO_AUTH,
+            Self::BadVersion => err::BAD_VERSION,
+            Self::NoChildrenForEphemerals => err::NO_CHILDREN_FOR_EPHEMERALS,
+            Self::NodeExists => err::NODE_EXISTS,
+            Self::NotEmpty => err::NOT_EMPTY,
+            Self::SessionExpired => err::SESSION_EXPIRED,
+            Self::InvalidAcl => err::INVALID_ACL,
+            Self::AuthFailed => err::AUTH_FAILED,
+            Self::SessionMoved => err::SESSION_MOVED,
+            Self::NotReadOnly => err::NOT_READ_ONLY,
+            Self::EphemeralOnLocalSession => err::EPHEMERAL_ON_LOCAL_SESSION,
+            Self::NoWatcher => err::NO_WATCHER,
+            Self::RequestTimeout => err::REQUEST_TIMEOUT,
+            Self::ReconfigDisabled => err::RECONFIG_DISABLED,
+            Self::SessionClosedRequireSaslAuth => err::SESSION_CLOSED_REQUIRE_SASL_AUTH,
+            Self::QuotaExceeded => err::QUOTA_EXCEEDED,
+            Self::Throttled => err::THROTTLED_OP,
+            Self::ServerCode(c) => *c,
+            Self::MultiFailed { source, .. } => return source.code(),
+            _ => return None,
+        })
+    }
+
+    /// Whether retrying the same call may succeed: connection loss (the
+    /// session may resume) and throttling.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::ConnectionLoss | Self::Throttled)
+    }
+
+    /// Whether the session is over: nothing on this client will succeed again.
+    pub fn is_session_terminal(&self) -> bool {
+        matches!(self, Self::SessionExpired | Self::AuthFailed | Self::Closed)
+    }
+
+    /// Whether a write's outcome is unknown (it may have been applied): the
+    /// caller must check before retrying a non-idempotent write.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, Self::ConnectionLoss)
+    }
+}
+
+/// Result with a zkit [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+const _: () = {
+    const fn assert_bounds<T: Send + Sync + Clone + 'static + std::error::Error>() {}
+    assert_bounds::<Error>();
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip() {
+        for code in -130..=0 {
+            let e = Error::from_code(code);
+            assert_eq!(e.code(), Some(code), "{e:?}");
+        }
+    }
+}
