@@ -10,7 +10,13 @@ pub(crate) fn generate_digest(user: &str, password: &str) -> String {
 }
 
 fn sha1(msg: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
+    let mut h: [u32; 5] = [
+        0x6745_2301,
+        0xEFCD_AB89,
+        0x98BA_DCFE,
+        0x1032_5476,
+        0xC3D2_E1F0,
+    ];
     let mut data = msg.to_vec();
     let bit_len = (msg.len() as u64).wrapping_mul(8);
     data.push(0x80);
@@ -91,10 +97,7 @@ mod tests {
             "a9993e364706816aba3e25717850c26c9cd0d89d"
         );
         let long = vec![b'a'; 1000];
-        assert_eq!(
-            hex(sha1(&long)),
-            "291e9a6c66994949b57ba5e650361e98fc36b1ba"
-        );
+        assert_eq!(hex(sha1(&long)), "291e9a6c66994949b57ba5e650361e98fc36b1ba");
     }
 
     #[test]

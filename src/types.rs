@@ -126,7 +126,11 @@ impl Acl {
     /// `user:base64(sha1("user:password"))`, as ZooKeeper's
     /// `DigestAuthenticationProvider.generateDigest` makes it.
     pub fn digest(perms: Perms, user: &str, password: &str) -> Self {
-        Self::new(perms, "digest", crate::digest::generate_digest(user, password))
+        Self::new(
+            perms,
+            "digest",
+            crate::digest::generate_digest(user, password),
+        )
     }
 }
 

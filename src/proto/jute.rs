@@ -93,16 +93,58 @@ pub fn read_buffer_or_empty(buf: &mut Bytes) -> DecodeResult<Bytes> {
 }
 
 /// Reads a jute `ustring`: an int byte length (-1 = null) and UTF-8 bytes.
+///
+/// Java's `BinaryOutputArchive.writeString` encodes each UTF-16 unit on its
+/// own, so a character outside the BMP arrives as a surrogate pair of two
+/// 3-byte sequences (CESU-8; observed on 3.8.0 in whoAmI and getACL replies
+/// for digest ids such as `u😀`). Such pairs are decoded to the character;
+/// anything else that is not UTF-8 (including a lone surrogate) is
+/// [`DecodeError::Invalid`]. Strings are always written as standard UTF-8,
+/// which Java decodes to the same string.
 pub fn read_ustring(buf: &mut Bytes) -> DecodeResult<Option<String>> {
     match read_len(buf, "ustring")? {
         None => Ok(None),
         Some(n) => {
             need(buf, n, "ustring bytes")?;
             let raw = buf.split_to(n);
-            String::from_utf8(raw.to_vec())
+            decode_utf8_or_cesu8(&raw)
                 .map(Some)
-                .map_err(|_| DecodeError::invalid("ustring is not valid UTF-8"))
+                .ok_or_else(|| DecodeError::invalid("ustring is not valid UTF-8"))
         }
+    }
+}
+
+/// Decodes UTF-8 in which supplementary characters may also appear as
+/// CESU-8 surrogate pairs (`ED A0..AF xx ED B0..BF xx`).
+fn decode_utf8_or_cesu8(mut raw: &[u8]) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        match std::str::from_utf8(raw) {
+            Ok(s) => {
+                out.push_str(s);
+                return Some(out);
+            }
+            Err(e) => {
+                let (valid, rest) = raw.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(valid).ok()?);
+                let hi = surrogate(rest, 0xA0..=0xAF)?;
+                let lo = surrogate(rest.get(3..)?, 0xB0..=0xBF)?;
+                out.push(char::from_u32(
+                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00),
+                )?);
+                raw = &rest[6..];
+            }
+        }
+    }
+}
+
+/// The UTF-16 unit of a 3-byte encoded surrogate (`ED`, `second`, continuation).
+fn surrogate(b: &[u8], second: std::ops::RangeInclusive<u8>) -> Option<u32> {
+    match *b {
+        [0xED, b1, b2, ..] if second.contains(&b1) && (0x80..=0xBF).contains(&b2) => {
+            Some(0xD000 | (u32::from(b1 & 0x3F) << 6) | u32::from(b2 & 0x3F))
+        }
+        _ => None,
     }
 }
 
@@ -182,7 +224,10 @@ pub const fn buffer_len(n: usize) -> usize {
 
 /// Encoded length of a `vector<ustring>`.
 pub fn string_vec_len<S: AsRef<str>>(v: &[S]) -> usize {
-    4 + v.iter().map(|s| buffer_len(s.as_ref().len())).sum::<usize>()
+    4 + v
+        .iter()
+        .map(|s| buffer_len(s.as_ref().len()))
+        .sum::<usize>()
 }
 
 fn len_i32(n: usize) -> i32 {
@@ -220,6 +265,52 @@ mod tests {
         let mut r = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
         assert_eq!(read_buffer(&mut r).unwrap(), None);
         assert_eq!(read_ustring(&mut r).unwrap(), None);
+    }
+
+    fn ustring(raw: &[u8]) -> DecodeResult<Option<String>> {
+        let mut b = BytesMut::new();
+        write_buffer(&mut b, raw);
+        let mut r = b.freeze();
+        let s = read_ustring(&mut r);
+        assert!(s.is_err() || r.is_empty());
+        s
+    }
+
+    #[test]
+    fn cesu8_surrogate_pairs_are_decoded() {
+        // U+1F600 as Java writes it (observed from 3.8.0), and as UTF-8.
+        let cesu = b"u\xed\xa0\xbd\xed\xb8\x80\x00\xc3\xa9";
+        assert_eq!(ustring(cesu).unwrap().unwrap(), "u\u{1F600}\0\u{e9}");
+        assert_eq!(
+            ustring("u\u{1F600}".as_bytes()).unwrap().unwrap(),
+            "u\u{1F600}"
+        );
+        // Two pairs back to back, mixed with a UTF-8 four-byte char.
+        let mixed = b"\xed\xa0\x80\xed\xb0\x80\xf0\x9f\x98\x80\xed\xaf\xbf\xed\xbf\xbf";
+        assert_eq!(
+            ustring(mixed).unwrap().unwrap(),
+            "\u{10000}\u{1F600}\u{10FFFF}"
+        );
+    }
+
+    #[test]
+    fn malformed_utf8_is_invalid() {
+        for raw in [
+            &b"\xed\xa0\xbd"[..],        // lone high surrogate
+            b"\xed\xb8\x80",             // lone low surrogate
+            b"\xed\xb8\x80\xed\xa0\xbd", // low before high
+            b"\xed\xa0\xbd\xed\xa0\xbd", // two highs
+            b"\xed\xa0\xbdx",            // high then ASCII
+            b"\xed\xa0\xbd\xed\xb8",     // pair cut short
+            b"\xff",
+            b"\xc0\x80", // modified UTF-8 NUL: not jute
+            b"a\x80",
+        ] {
+            assert!(
+                matches!(ustring(raw), Err(DecodeError::Invalid(_))),
+                "{raw:02x?}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,352 @@
+//! The one background task of a session: it owns the socket and the
+//! [`Session`], and carries out the session's events. All protocol decisions
+//! are the session's; this file only moves bytes, time and messages.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant as TokioInstant;
+use tracing::{debug, trace};
+
+use crate::error::Error;
+use crate::session::{Event, HostAddr, Request, RequestId, Session, WatcherId};
+use crate::types::{EventType, SessionId, SessionState, WatchedEvent};
+
+/// Messages from handles to the driver. Sent synchronously at call time, so
+/// wire order equals call order.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Submit {
+        req: Request,
+        reply: oneshot::Sender<Result<Bytes, Error>>,
+        watcher: Option<(WatcherId, WatchSink)>,
+    },
+    Unwatch(WatcherId),
+    Subscribe(mpsc::UnboundedSender<SessionState>),
+    Close(oneshot::Sender<Result<(), Error>>),
+}
+
+/// Where a watcher's events go.
+#[derive(Debug)]
+pub(crate) enum WatchSink {
+    Oneshot(oneshot::Sender<WatchedEvent>),
+    Persistent(mpsc::UnboundedSender<WatchedEvent>),
+}
+
+/// Session facts the handles read without asking the driver.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SessionInfo {
+    pub(crate) session_id: SessionId,
+    pub(crate) password: Bytes,
+    pub(crate) negotiated_timeout: Option<std::time::Duration>,
+    pub(crate) last_zxid: i64,
+}
+
+type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+
+fn now() -> std::time::Instant {
+    // tokio's clock, so paused-time tests control it.
+    TokioInstant::now().into_std()
+}
+
+async fn dial(host: HostAddr) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{host} resolved to nothing"),
+    );
+    for addr in tokio::net::lookup_host((host.host.as_str(), host.port)).await? {
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                s.set_nodelay(true)?;
+                return Ok(s);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+pub(crate) struct Driver {
+    session: Session,
+    cmds: mpsc::UnboundedReceiver<Command>,
+    state_tx: watch::Sender<SessionState>,
+    info: Arc<Mutex<SessionInfo>>,
+    replies: HashMap<RequestId, oneshot::Sender<Result<Bytes, Error>>>,
+    watchers: HashMap<WatcherId, WatchSink>,
+    subscribers: Vec<mpsc::UnboundedSender<SessionState>>,
+    closers: Vec<oneshot::Sender<Result<(), Error>>>,
+    reader: Option<OwnedReadHalf>,
+    writer: Option<OwnedWriteHalf>,
+    connecting: Option<ConnectFuture>,
+    inbuf: BytesMut,
+    outbuf: BytesMut,
+    commands_open: bool,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        session: Session,
+        cmds: mpsc::UnboundedReceiver<Command>,
+        state_tx: watch::Sender<SessionState>,
+        info: Arc<Mutex<SessionInfo>>,
+    ) -> Self {
+        Self {
+            session,
+            cmds,
+            state_tx,
+            info,
+            replies: HashMap::new(),
+            watchers: HashMap::new(),
+            subscribers: Vec::new(),
+            closers: Vec::new(),
+            reader: None,
+            writer: None,
+            connecting: None,
+            inbuf: BytesMut::with_capacity(64 * 1024),
+            outbuf: BytesMut::with_capacity(64 * 1024),
+            commands_open: true,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            self.process_events();
+            if self.session.is_terminal() {
+                // Flush nothing more: the session is over.
+                break;
+            }
+            self.session.poll_transmit(now(), &mut self.outbuf);
+            let deadline = self.session.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(TokioInstant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let can_write = self.writer.is_some() && !self.outbuf.is_empty();
+            tokio::select! {
+                biased;
+                r = read_some(&mut self.reader, &mut self.inbuf), if self.reader.is_some() => {
+                    match r {
+                        Ok(0) | Err(_) => {
+                            if let Err(e) = &r { debug!(error = %e, "read failed"); }
+                            self.drop_transport();
+                            self.session.handle_disconnected(now());
+                        }
+                        Ok(_) => {
+                            let t = now();
+                            self.session.handle_data(t, &self.inbuf);
+                            self.inbuf.clear();
+                        }
+                    }
+                }
+                r = write_some(&mut self.writer, &mut self.outbuf), if can_write => {
+                    if let Err(e) = r {
+                        debug!(error = %e, "write failed");
+                        self.drop_transport();
+                        self.session.handle_disconnected(now());
+                    }
+                }
+                r = poll_connect(&mut self.connecting), if self.connecting.is_some() => {
+                    self.connecting = None;
+                    match r {
+                        Ok(stream) => {
+                            let (r, w) = stream.into_split();
+                            self.reader = Some(r);
+                            self.writer = Some(w);
+                            self.session.handle_connected(now());
+                        }
+                        Err(e) => {
+                            debug!(error = %e, "connect failed");
+                            self.session.handle_connect_failed(now());
+                        }
+                    }
+                }
+                cmd = self.cmds.recv(), if self.commands_open => {
+                    match cmd {
+                        Some(cmd) => {
+                            self.handle_command(cmd);
+                            // Batch whatever else is queued so pipelined
+                            // requests share one write.
+                            for _ in 0..1024 {
+                                match self.cmds.try_recv() {
+                                    Ok(cmd) => self.handle_command(cmd),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                        None => {
+                            // Every Client handle is gone: close the session.
+                            self.commands_open = false;
+                            self.session.close(now(), None);
+                        }
+                    }
+                }
+                () = sleep => {
+                    self.session.handle_timeout(now());
+                }
+            }
+        }
+        // Terminal: fail whatever is still waiting.
+        let err = self.session.terminal_error().unwrap_or(Error::Closed);
+        for (_, tx) in self.replies.drain() {
+            let _ = tx.send(Err(err.clone()));
+        }
+        for tx in self.closers.drain(..) {
+            let _ = tx.send(Ok(()));
+        }
+        self.watchers.clear();
+        self.subscribers.clear();
+        // Late commands: answer them until every handle is gone.
+        while let Some(cmd) = self.cmds.recv().await {
+            match cmd {
+                Command::Submit { reply, .. } => {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                Command::Close(tx) => {
+                    let _ = tx.send(Ok(()));
+                }
+                Command::Subscribe(tx) => {
+                    let _ = tx.send(*self.state_tx.borrow());
+                }
+                Command::Unwatch(_) => {}
+            }
+        }
+    }
+
+    fn handle_command(&mut self, cmd: Command) {
+        let t = now();
+        match cmd {
+            Command::Submit {
+                req,
+                reply,
+                watcher,
+            } => {
+                if let Some((id, sink)) = watcher {
+                    self.watchers.insert(id, sink);
+                }
+                let id = self.session.submit(t, req);
+                self.replies.insert(id, reply);
+            }
+            Command::Unwatch(id) => {
+                self.watchers.remove(&id);
+                self.session.unwatch(t, id);
+            }
+            Command::Subscribe(tx) => {
+                if tx.send(self.session.state()).is_ok() {
+                    self.subscribers.push(tx);
+                }
+            }
+            Command::Close(tx) => {
+                self.closers.push(tx);
+                self.session.close(t, None);
+            }
+        }
+    }
+
+    fn drop_transport(&mut self) {
+        self.reader = None;
+        self.writer = None;
+        self.connecting = None;
+        self.inbuf.clear();
+        self.outbuf.clear();
+    }
+
+    fn process_events(&mut self) {
+        while let Some(ev) = self.session.poll_event() {
+            match ev {
+                Event::Dial { host } => {
+                    self.drop_transport();
+                    self.connecting = Some(Box::pin(dial(host)));
+                }
+                Event::CloseTransport => self.drop_transport(),
+                Event::Reply { id, result } => {
+                    if let Some(tx) = self.replies.remove(&id) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Event::Watch { watchers, event } => {
+                    for w in watchers {
+                        self.deliver(w, &event);
+                    }
+                }
+                Event::WatchAbandoned(w) => {
+                    self.watchers.remove(&w);
+                }
+                Event::State(s) => {
+                    trace!(?s, "state");
+                    self.update_info();
+                    self.state_tx.send_replace(s);
+                    self.subscribers.retain(|tx| tx.send(s).is_ok());
+                }
+            }
+        }
+        self.update_info();
+    }
+
+    fn deliver(&mut self, w: WatcherId, event: &WatchedEvent) {
+        let removed = matches!(
+            event.event_type,
+            EventType::PersistentWatchRemoved
+                | EventType::DataWatchRemoved
+                | EventType::ChildWatchRemoved
+        );
+        match self.watchers.get(&w) {
+            Some(WatchSink::Persistent(tx)) => {
+                let alive = tx.send(event.clone()).is_ok();
+                if removed {
+                    self.watchers.remove(&w);
+                } else if !alive {
+                    // Receiver gone without an Unwatch reaching us yet.
+                    self.watchers.remove(&w);
+                    self.session.unwatch(now(), w);
+                }
+            }
+            Some(WatchSink::Oneshot(_)) => {
+                if let Some(WatchSink::Oneshot(tx)) = self.watchers.remove(&w) {
+                    let _ = tx.send(event.clone());
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn update_info(&self) {
+        let mut info = self.info.lock().unwrap_or_else(|e| e.into_inner());
+        info.session_id = self.session.session_id();
+        if info.password != self.session.session_password() {
+            info.password = self.session.session_password().clone();
+        }
+        info.negotiated_timeout = self.session.negotiated_timeout();
+        info.last_zxid = self.session.last_zxid();
+    }
+}
+
+async fn read_some(reader: &mut Option<OwnedReadHalf>, buf: &mut BytesMut) -> io::Result<usize> {
+    match reader {
+        Some(r) => r.read_buf(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn write_some(writer: &mut Option<OwnedWriteHalf>, buf: &mut BytesMut) -> io::Result<usize> {
+    match writer {
+        Some(w) => w.write_buf(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn poll_connect(c: &mut Option<ConnectFuture>) -> io::Result<TcpStream> {
+    match c {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}

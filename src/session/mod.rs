@@ -1,0 +1,1208 @@
+//! The sans-IO session core: every protocol rule of one ZooKeeper session,
+//! as a deterministic state machine. No sockets, no clocks, no global RNG:
+//! the driver feeds it bytes and `Instant`s and carries out the [`Event`]s it
+//! emits (quinn-proto's model, STYLE.md §3.3).
+//!
+//! ```text
+//!   driver ──submit / handle_frame / handle_timeout──▶ Session
+//!   driver ◀──poll_event (Dial, Reply, Watch, State…)── Session
+//!   driver ◀──poll_transmit (bytes to write)─────────── Session
+//! ```
+//!
+//! What lives here: the handshake and timeout negotiation, ping cadence and
+//! read timeout, FIFO xid matching, fan-out of ConnectionLoss / SessionExpired
+//! to pending requests, the shuffled host rotation and reconnect pauses,
+//! chroot, auth replay, the watch registry and SetWatches/SetWatches2 replay,
+//! and client-side expiry.
+
+mod chroot;
+mod hosts;
+mod watches;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tracing::{debug, info, warn};
+
+pub(crate) use chroot::Chroot;
+pub(crate) use hosts::HostList;
+pub use hosts::{ConnectString, HostAddr, DEFAULT_PORT};
+pub use watches::{WatchKind, WatchRegistry, WatcherId, SET_WATCHES_MAX_LENGTH};
+
+use crate::error::Error;
+use crate::proto::codes::{err, xid, EventType, OpCode, WatcherType};
+use crate::proto::{
+    decode_frame, encode_frame, AuthPacket, ConnectRequest, ConnectResponse, Decode, Encode,
+    ReplyHeader, RequestHeader, SetWatches, WatcherEvent, WatchesRequest,
+};
+use crate::types::{SessionId, SessionState, WatchedEvent};
+
+/// Everything a session needs to know up front.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Hosts to rotate over (shuffled once with `seed`).
+    pub hosts: Vec<HostAddr>,
+    /// Chroot prefixed to every path, if any.
+    pub chroot: Option<String>,
+    /// Requested session timeout (the server clamps it to 2..20 ticks).
+    pub session_timeout: Duration,
+    /// How long the first session may take to establish before the session
+    /// gives up with [`Error::Timeout`].
+    pub connect_timeout: Duration,
+    /// How long a request may wait unsent while disconnected before it fails
+    /// with [`Error::ConnectionLoss`].
+    pub request_timeout: Duration,
+    /// Whether a read-only server is acceptable.
+    pub read_only: bool,
+    /// Auth credentials sent on every connection: (scheme, auth bytes).
+    pub auth: Vec<(String, Bytes)>,
+    /// Largest request frame sent (the server's `jute.maxbuffer`).
+    pub max_request: usize,
+    /// Largest reply frame accepted.
+    pub max_reply: usize,
+    /// Seed of the host shuffle and back-off jitter.
+    pub seed: u64,
+    /// An existing session to resume: (id, password).
+    pub resume: Option<(i64, Bytes)>,
+}
+
+impl SessionConfig {
+    /// A config with zkit's defaults for `hosts`.
+    pub fn new(hosts: Vec<HostAddr>) -> Self {
+        Self {
+            hosts,
+            chroot: None,
+            session_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            read_only: false,
+            auth: Vec::new(),
+            max_request: crate::proto::DEFAULT_JUTE_MAXBUFFER,
+            max_reply: 2 * crate::proto::DEFAULT_JUTE_MAXBUFFER,
+            seed: 0,
+            resume: None,
+        }
+    }
+}
+
+/// Identifies one submitted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
+/// What a request does to the watch registry when it succeeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchAction {
+    /// Register `id` for `kind` on `path` (server path). `WatchKind::Exist`
+    /// means "exists": a data watch if the node exists, an exist watch if the
+    /// server answers NoNode.
+    Register {
+        /// Watcher to register.
+        id: WatcherId,
+        /// Kind requested.
+        kind: WatchKind,
+        /// Server path.
+        path: String,
+    },
+    /// A removeWatches: on success remove local watchers of `watcher_type`
+    /// on `path` and tell them.
+    Remove {
+        /// Server path.
+        path: String,
+        /// What to remove.
+        watcher_type: WatcherType,
+    },
+}
+
+/// A request for [`Session::submit`]: its op code and marshalled body.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The operation.
+    pub op: OpCode,
+    /// The encoded request record (without header), paths already chrooted.
+    pub body: Bytes,
+    /// Watch registry effect on success.
+    pub watch: Option<WatchAction>,
+}
+
+/// Output of the session for the driver to carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Open a transport to `host`; report with `handle_connected` or
+    /// `handle_connect_failed`. Replaces any transport in progress.
+    Dial {
+        /// Where to connect.
+        host: HostAddr,
+    },
+    /// Close the transport (and forget any unread or unwritten bytes).
+    CloseTransport,
+    /// A request completed: the reply body (after the header) or an error.
+    Reply {
+        /// Which request.
+        id: RequestId,
+        /// Body or error.
+        result: Result<Bytes, Error>,
+    },
+    /// A watch fired (or was removed) for these watchers. One-shot watchers
+    /// are consumed; persistent ones stay unless the event is a
+    /// `*WatchRemoved` event.
+    Watch {
+        /// Watchers to notify.
+        watchers: Vec<WatcherId>,
+        /// The event (path relative to the chroot).
+        event: WatchedEvent,
+    },
+    /// A watcher registration was not made (its request failed).
+    WatchAbandoned(WatcherId),
+    /// The public session state changed. After a terminal state no more
+    /// events follow and every watcher is finished.
+    State(SessionState),
+}
+
+#[derive(Debug)]
+enum Conn {
+    /// Waiting before the next dial.
+    Backoff { until: Instant },
+    /// Transport being opened to hosts[idx].
+    Dialing { idx: usize, deadline: Instant },
+    /// ConnectRequest written, waiting for the ConnectResponse.
+    Handshaking {
+        idx: usize,
+        deadline: Instant,
+        sent: bool,
+    },
+    /// Session established on this connection.
+    Connected(Connected),
+    /// CloseSession sent; waiting for its reply or EOF.
+    Closing { deadline: Instant },
+    /// Nothing more will happen.
+    Terminal(SessionState),
+}
+
+#[derive(Debug)]
+struct Connected {
+    last_recv: Instant,
+    last_send: Instant,
+    ping_outstanding: bool,
+}
+
+#[derive(Debug)]
+struct Queued {
+    id: RequestId,
+    req: Request,
+    queued_at: Instant,
+}
+
+#[derive(Debug)]
+enum PendingKind {
+    /// A user request.
+    User(RequestId, Option<WatchAction>),
+    /// SetWatches / SetWatches2 sent on reconnect.
+    SetWatches,
+    /// removeWatches sent when the last local persistent watcher went away.
+    InternalRemoveWatches,
+    /// closeSession.
+    Close(Option<RequestId>),
+}
+
+#[derive(Debug)]
+struct Pending {
+    xid: i32,
+    op: OpCode,
+    kind: PendingKind,
+}
+
+#[derive(Debug)]
+struct AuthEntry {
+    scheme: String,
+    auth: Bytes,
+    /// A user waiting for the first reply to this auth.
+    waiter: Option<RequestId>,
+}
+
+/// One ZooKeeper session as a state machine. See the module docs.
+#[derive(Debug)]
+pub struct Session {
+    cfg: SessionConfig,
+    chroot: Chroot,
+    rng: StdRng,
+    hosts: HostList,
+    conn: Conn,
+    state: SessionState,
+    session_id: i64,
+    passwd: Bytes,
+    negotiated: Option<Duration>,
+    read_only_server: bool,
+    last_zxid: i64,
+    /// When the session (not the connection) last heard from a server.
+    last_heard: Option<Instant>,
+    /// Deadline for establishing the first session.
+    initial_deadline: Instant,
+    next_xid: i32,
+    queue: VecDeque<Queued>,
+    pending: VecDeque<Pending>,
+    auths: Vec<AuthEntry>,
+    /// Indexes into `auths` of auth packets sent on this connection, in order.
+    auth_pending: VecDeque<usize>,
+    /// Frames to write before anything queued (handshake, auth, SetWatches).
+    priority: BytesMut,
+    watches: WatchRegistry,
+    events: VecDeque<Event>,
+    inbuf: BytesMut,
+    close_requested: Option<Option<RequestId>>,
+    request_counter: u64,
+}
+
+impl Session {
+    /// A new session; it asks to dial its first host at once.
+    pub fn new(cfg: SessionConfig, now: Instant) -> Self {
+        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        let hosts = HostList::new(cfg.hosts.clone(), &mut rng);
+        let (session_id, passwd) = cfg
+            .resume
+            .clone()
+            .unwrap_or((0, Bytes::from_static(&[0; 16])));
+        let auths = cfg
+            .auth
+            .iter()
+            .map(|(s, a)| AuthEntry {
+                scheme: s.clone(),
+                auth: a.clone(),
+                waiter: None,
+            })
+            .collect();
+        let mut s = Self {
+            chroot: Chroot::new(cfg.chroot.clone()),
+            initial_deadline: now + cfg.connect_timeout,
+            cfg,
+            rng,
+            hosts,
+            conn: Conn::Backoff { until: now },
+            state: SessionState::Connecting,
+            session_id,
+            passwd,
+            negotiated: None,
+            read_only_server: false,
+            last_zxid: 0,
+            last_heard: None,
+            next_xid: 1,
+            queue: VecDeque::new(),
+            pending: VecDeque::new(),
+            auths,
+            auth_pending: VecDeque::new(),
+            priority: BytesMut::new(),
+            watches: WatchRegistry::default(),
+            events: VecDeque::new(),
+            inbuf: BytesMut::new(),
+            close_requested: None,
+            request_counter: 0,
+        };
+        if s.hosts.len() == 0 {
+            s.terminate(SessionState::Closed, now);
+        } else {
+            s.dial(now);
+        }
+        s
+    }
+
+    // ---- getters ------------------------------------------------------------
+
+    /// The public state.
+    pub fn state(&self) -> SessionState {
+        self.state
+    }
+
+    /// The session id (0 before the first session is established).
+    pub fn session_id(&self) -> SessionId {
+        SessionId(self.session_id)
+    }
+
+    /// The session password (16 zero bytes before establishment).
+    pub fn session_password(&self) -> &Bytes {
+        &self.passwd
+    }
+
+    /// The negotiated session timeout, once known.
+    pub fn negotiated_timeout(&self) -> Option<Duration> {
+        self.negotiated
+    }
+
+    /// Highest zxid seen in a reply.
+    pub fn last_zxid(&self) -> i64 {
+        self.last_zxid
+    }
+
+    /// Number of local watchers registered.
+    pub fn watcher_count(&self) -> usize {
+        self.watches.len()
+    }
+
+    /// Whether the session has ended for good.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.conn, Conn::Terminal(_))
+    }
+
+    /// The error every request gets once the session is terminal.
+    pub fn terminal_error(&self) -> Option<Error> {
+        match self.conn {
+            Conn::Terminal(s) => Some(terminal_error(s)),
+            _ => None,
+        }
+    }
+
+    fn timeout_basis(&self) -> Duration {
+        self.negotiated.unwrap_or(self.cfg.session_timeout)
+    }
+
+    /// Receive idleness after which a connection is declared dead: 2/5 of the
+    /// session timeout, so a dead server is left well before the session
+    /// could expire (Java uses 2/3; we want failover inside half a timeout).
+    pub fn read_timeout(&self) -> Duration {
+        self.timeout_basis() * 2 / 5
+    }
+
+    /// Send idleness after which a ping goes out: 1/5 of the session timeout,
+    /// at most 10 s (Java's `MAX_SEND_PING_INTERVAL`).
+    pub fn ping_interval(&self) -> Duration {
+        (self.timeout_basis() / 5).min(Duration::from_secs(10))
+    }
+
+    /// How long one connection attempt (TCP + handshake) may take: the
+    /// session timeout shared among the hosts (Java), at most the read timeout.
+    pub fn attempt_timeout(&self) -> Duration {
+        let n = self.hosts.len().max(1) as u32;
+        (self.timeout_basis() / n)
+            .min(self.read_timeout())
+            .max(Duration::from_millis(50))
+    }
+
+    /// How long after the last reply the client itself declares the session
+    /// expired while it cannot reach any server: 4/3 of the negotiated
+    /// timeout (Java 3.9.3, ZOOKEEPER-4508). The server expires it within
+    /// `(timeout, timeout + tick]`.
+    pub fn client_expiry(&self) -> Duration {
+        self.timeout_basis() * 4 / 3
+    }
+
+    // ---- inputs -------------------------------------------------------------
+
+    /// Queues a request; it is sent as soon as a session is connected.
+    /// Requests are sent in submission order.
+    pub fn submit(&mut self, now: Instant, req: Request) -> RequestId {
+        let id = RequestId(self.next_request_id());
+        if let Some(e) = self.terminal_error() {
+            self.reply_err(id, req.watch.as_ref(), e);
+            return id;
+        }
+        if self.close_requested.is_some() {
+            self.reply_err(id, req.watch.as_ref(), Error::Closed);
+            return id;
+        }
+        let size = req.body.len() + 8;
+        if size > self.cfg.max_request {
+            self.reply_err(
+                id,
+                req.watch.as_ref(),
+                Error::RequestTooLarge {
+                    size,
+                    limit: self.cfg.max_request,
+                },
+            );
+            return id;
+        }
+        if req.op == OpCode::Auth {
+            return self.submit_auth(id, req);
+        }
+        self.queue.push_back(Queued {
+            id,
+            req,
+            queued_at: now,
+        });
+        id
+    }
+
+    fn next_request_id(&mut self) -> u64 {
+        self.request_counter += 1;
+        self.request_counter
+    }
+
+    fn submit_auth(&mut self, id: RequestId, req: Request) -> RequestId {
+        let mut body = req.body.clone();
+        let packet = match AuthPacket::decode(&mut body) {
+            Ok(p) => p,
+            Err(e) => {
+                self.reply_err(
+                    id,
+                    None,
+                    Error::InvalidArgument(format!("bad auth packet: {e}")),
+                );
+                return id;
+            }
+        };
+        self.auths.push(AuthEntry {
+            scheme: packet.scheme,
+            auth: packet.auth,
+            waiter: Some(id),
+        });
+        if matches!(self.conn, Conn::Connected(_)) {
+            self.write_auth(self.auths.len() - 1);
+        }
+        id
+    }
+
+    /// Stops watcher `id` locally. When it was the last local watcher of a
+    /// persistent watch and no other watcher remains on that path, the
+    /// server-side watch is removed too (removeWatches, fire and forget).
+    pub fn unwatch(&mut self, now: Instant, id: WatcherId) {
+        let Some((kind, path, last)) = self.watches.unregister(id) else {
+            return;
+        };
+        if last && kind.is_persistent() && !self.watches.has_path(&path) && !self.is_terminal() {
+            let mut body = BytesMut::new();
+            WatchesRequest {
+                path,
+                watcher_type: WatcherType::Any.code(),
+            }
+            .encode(&mut body);
+            self.queue.push_back(Queued {
+                id: INTERNAL,
+                req: Request {
+                    op: OpCode::RemoveWatches,
+                    body: body.freeze(),
+                    watch: None,
+                },
+                queued_at: now,
+            });
+        }
+    }
+
+    /// Closes the session: queued requests are still sent, then
+    /// closeSession; the session becomes `Closed` when the server answers,
+    /// the connection drops, or after the read timeout. If no connection is
+    /// up the session is closed at once. `id`, if given, gets the reply.
+    pub fn close(&mut self, now: Instant, id: Option<RequestId>) {
+        if self.is_terminal() || self.close_requested.is_some() {
+            if let Some(id) = id {
+                self.events.push_back(Event::Reply {
+                    id,
+                    result: Ok(Bytes::new()),
+                });
+            }
+            return;
+        }
+        self.close_requested = Some(id);
+        if !matches!(self.conn, Conn::Connected(_)) {
+            if let Some(id) = id {
+                self.events.push_back(Event::Reply {
+                    id,
+                    result: Ok(Bytes::new()),
+                });
+            }
+            self.terminate(SessionState::Closed, now);
+        }
+    }
+
+    /// A request id for [`close`](Self::close) and other driver-originated
+    /// calls that want a reply.
+    pub fn allocate_request_id(&mut self) -> RequestId {
+        RequestId(self.next_request_id())
+    }
+
+    /// The transport asked for by [`Event::Dial`] is open.
+    pub fn handle_connected(&mut self, now: Instant) {
+        let Conn::Dialing { idx, deadline } = self.conn else {
+            return;
+        };
+        self.inbuf.clear();
+        self.conn = Conn::Handshaking {
+            idx,
+            deadline,
+            sent: false,
+        };
+        let req = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: self.last_zxid,
+            timeout: duration_ms(self.cfg.session_timeout),
+            session_id: self.session_id,
+            passwd: self.passwd.clone(),
+            read_only: Some(self.cfg.read_only),
+        };
+        self.priority.clear();
+        encode_frame(&mut self.priority, |b| req.encode(b));
+        let _ = now;
+    }
+
+    /// The transport asked for by [`Event::Dial`] could not be opened.
+    pub fn handle_connect_failed(&mut self, now: Instant) {
+        if matches!(self.conn, Conn::Dialing { .. }) {
+            self.attempt_failed(now, "connect failed");
+        }
+    }
+
+    /// Bytes arrived on the transport. Complete frames are processed; a
+    /// protocol violation closes the connection (the session may resume).
+    pub fn handle_data(&mut self, now: Instant, data: &[u8]) {
+        if !matches!(
+            self.conn,
+            Conn::Handshaking { .. } | Conn::Connected(_) | Conn::Closing { .. }
+        ) {
+            return;
+        }
+        self.inbuf.extend_from_slice(data);
+        loop {
+            let frame = match decode_frame(&mut self.inbuf, self.cfg.max_reply) {
+                Ok(Some(f)) => f,
+                Ok(None) => return,
+                Err(e) => {
+                    warn!(error = %e, "bad frame from server; closing connection");
+                    self.connection_lost(now, "bad frame");
+                    return;
+                }
+            };
+            if let Err(e) = self.handle_frame(now, frame) {
+                warn!(error = %e, "protocol error; closing connection");
+                self.connection_lost(now, "protocol error");
+                return;
+            }
+            if !matches!(
+                self.conn,
+                Conn::Handshaking { .. } | Conn::Connected(_) | Conn::Closing { .. }
+            ) {
+                return;
+            }
+        }
+    }
+
+    /// The transport closed or failed (EOF or I/O error).
+    pub fn handle_disconnected(&mut self, now: Instant) {
+        match self.conn {
+            Conn::Dialing { .. } => self.attempt_failed(now, "connect failed"),
+            Conn::Handshaking { .. } => self.attempt_failed(now, "closed during handshake"),
+            Conn::Connected(_) => self.connection_lost(now, "connection closed"),
+            Conn::Closing { .. } => self.terminate(SessionState::Closed, now),
+            Conn::Backoff { .. } | Conn::Terminal(_) => {}
+        }
+    }
+
+    /// Processes every deadline that has passed at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        // Session-level deadlines first: they may end everything.
+        if !matches!(
+            self.conn,
+            Conn::Connected(_) | Conn::Closing { .. } | Conn::Terminal(_)
+        ) {
+            if let Some(at) = self.expiry_deadline() {
+                if now >= at {
+                    if self.session_id == 0 {
+                        info!("no session established within the connect timeout");
+                        self.terminate_with(SessionState::Closed, Error::Timeout, now);
+                    } else {
+                        info!(session = %self.session_id(), "no server reachable for 4/3 of the session timeout; session expired");
+                        self.terminate(SessionState::Expired, now);
+                    }
+                    return;
+                }
+            }
+            self.expire_queued(now);
+        }
+        let (read_timeout, ping_interval) = (self.read_timeout(), self.ping_interval());
+        match &mut self.conn {
+            Conn::Backoff { until } if now >= *until => self.dial(now),
+            Conn::Dialing { deadline, .. } | Conn::Handshaking { deadline, .. }
+                if now >= *deadline =>
+            {
+                self.attempt_failed(now, "connection attempt timed out")
+            }
+            Conn::Connected(c) => {
+                if now >= c.last_recv + read_timeout {
+                    debug!("read timeout");
+                    self.connection_lost(now, "read timeout");
+                } else if !c.ping_outstanding && now >= c.last_send + ping_interval {
+                    c.ping_outstanding = true;
+                    c.last_send = now;
+                    encode_frame(&mut self.priority, |b| {
+                        RequestHeader {
+                            xid: xid::PING,
+                            op: OpCode::Ping.code(),
+                        }
+                        .encode(b)
+                    });
+                }
+            }
+            Conn::Closing { deadline } if now >= *deadline => {
+                self.terminate(SessionState::Closed, now);
+            }
+            _ => {}
+        }
+    }
+
+    // ---- outputs ------------------------------------------------------------
+
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Appends bytes to write to `out`. Returns whether anything was added.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut BytesMut) -> bool {
+        let before = out.len();
+        match &mut self.conn {
+            Conn::Handshaking { sent, .. } => {
+                if !*sent {
+                    *sent = true;
+                    out.extend_from_slice(&self.priority);
+                    self.priority.clear();
+                }
+                // Nothing else until the ConnectResponse (Java's rule: an RST
+                // must not hide the expiry reply).
+            }
+            Conn::Connected(_) | Conn::Closing { .. } => {
+                out.extend_from_slice(&self.priority);
+                self.priority.clear();
+                if matches!(self.conn, Conn::Connected(_)) {
+                    while let Some(q) = self.queue.pop_front() {
+                        self.write_request(q, out);
+                    }
+                    if let Some(id) = self.close_requested {
+                        if !self
+                            .pending
+                            .iter()
+                            .any(|p| matches!(p.kind, PendingKind::Close(_)))
+                        {
+                            let xid = self.take_xid();
+                            encode_frame(out, |b| {
+                                RequestHeader {
+                                    xid,
+                                    op: OpCode::CloseSession.code(),
+                                }
+                                .encode(b)
+                            });
+                            self.pending.push_back(Pending {
+                                xid,
+                                op: OpCode::CloseSession,
+                                kind: PendingKind::Close(id),
+                            });
+                            self.conn = Conn::Closing {
+                                deadline: now + self.read_timeout(),
+                            };
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        let wrote = out.len() > before;
+        if wrote {
+            if let Conn::Connected(c) = &mut self.conn {
+                c.last_send = now;
+            }
+        }
+        wrote
+    }
+
+    /// The earliest instant at which [`handle_timeout`](Self::handle_timeout)
+    /// has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut at = |i: Instant| t = Some(t.map_or(i, |t| t.min(i)));
+        match &self.conn {
+            Conn::Backoff { until } => at(*until),
+            Conn::Dialing { deadline, .. } | Conn::Handshaking { deadline, .. } => at(*deadline),
+            Conn::Connected(c) => {
+                at(c.last_recv + self.read_timeout());
+                if !c.ping_outstanding {
+                    at(c.last_send + self.ping_interval());
+                }
+            }
+            Conn::Closing { deadline } => at(*deadline),
+            Conn::Terminal(_) => return None,
+        }
+        if !matches!(self.conn, Conn::Connected(_) | Conn::Closing { .. }) {
+            if let Some(e) = self.expiry_deadline() {
+                at(e);
+            }
+            if let Some(q) = self.queue.front() {
+                at(q.queued_at + self.cfg.request_timeout);
+            }
+        }
+        t
+    }
+
+    // ---- internals ------------------------------------------------------------
+
+    fn take_xid(&mut self) -> i32 {
+        let x = self.next_xid;
+        // Java: xids start at 1 and wrap from Integer.MAX_VALUE to 1, never <= 0.
+        self.next_xid = if x == i32::MAX { 1 } else { x + 1 };
+        x
+    }
+
+    fn write_request(&mut self, q: Queued, out: &mut BytesMut) {
+        let xid = self.take_xid();
+        encode_frame(out, |b| {
+            RequestHeader {
+                xid,
+                op: q.req.op.code(),
+            }
+            .encode(b);
+            b.extend_from_slice(&q.req.body);
+        });
+        let kind = if q.id == INTERNAL {
+            PendingKind::InternalRemoveWatches
+        } else {
+            PendingKind::User(q.id, q.req.watch)
+        };
+        self.pending.push_back(Pending {
+            xid,
+            op: q.req.op,
+            kind,
+        });
+    }
+
+    fn write_auth(&mut self, idx: usize) {
+        let a = &self.auths[idx];
+        let packet = AuthPacket {
+            auth_type: 0,
+            scheme: a.scheme.clone(),
+            auth: a.auth.clone(),
+        };
+        encode_frame(&mut self.priority, |b| {
+            RequestHeader {
+                xid: xid::AUTH,
+                op: OpCode::Auth.code(),
+            }
+            .encode(b);
+            packet.encode(b);
+        });
+        self.auth_pending.push_back(idx);
+    }
+
+    fn expiry_deadline(&self) -> Option<Instant> {
+        match self.last_heard {
+            Some(t) if self.session_id != 0 => Some(t + self.client_expiry()),
+            _ if self.session_id == 0 => Some(self.initial_deadline),
+            // Resuming a given session that we never heard from: give it the
+            // connect timeout.
+            _ => Some(self.initial_deadline),
+        }
+    }
+
+    fn expire_queued(&mut self, now: Instant) {
+        let timeout = self.cfg.request_timeout;
+        while let Some(q) = self.queue.front() {
+            if now < q.queued_at + timeout {
+                break;
+            }
+            let q = self.queue.pop_front().expect("front exists");
+            if q.id != INTERNAL {
+                debug!("request waited {timeout:?} without a connection");
+                self.reply_err(q.id, q.req.watch.as_ref(), Error::ConnectionLoss);
+            }
+        }
+    }
+
+    fn reply_err(&mut self, id: RequestId, watch: Option<&WatchAction>, e: Error) {
+        if let Some(WatchAction::Register { id: w, .. }) = watch {
+            self.events.push_back(Event::WatchAbandoned(*w));
+        }
+        self.events.push_back(Event::Reply { id, result: Err(e) });
+    }
+
+    fn set_state(&mut self, s: SessionState) {
+        if self.state != s {
+            self.state = s;
+            self.events.push_back(Event::State(s));
+        }
+    }
+
+    fn dial(&mut self, now: Instant) {
+        let (idx, host) = self.hosts.next_host();
+        debug!(%host, "dialing");
+        self.conn = Conn::Dialing {
+            idx,
+            deadline: now + self.attempt_timeout(),
+        };
+        self.events.push_back(Event::Dial { host });
+    }
+
+    fn attempt_failed(&mut self, now: Instant, why: &str) {
+        debug!(why, "connection attempt failed");
+        self.events.push_back(Event::CloseTransport);
+        self.inbuf.clear();
+        self.priority.clear();
+        self.auth_pending.clear();
+        self.fail_pending(Error::ConnectionLoss);
+        if self.close_requested.is_some() {
+            self.terminate(SessionState::Closed, now);
+            return;
+        }
+        let pause = self.hosts.on_failed(&mut self.rng);
+        if pause.is_zero() {
+            self.dial(now);
+        } else {
+            self.conn = Conn::Backoff { until: now + pause };
+        }
+    }
+
+    fn connection_lost(&mut self, now: Instant, why: &str) {
+        if matches!(self.conn, Conn::Closing { .. }) {
+            self.terminate(SessionState::Closed, now);
+            return;
+        }
+        if !matches!(self.conn, Conn::Connected(_)) {
+            self.attempt_failed(now, why);
+            return;
+        }
+        info!(session = %self.session_id(), why, "connection lost");
+        self.events.push_back(Event::CloseTransport);
+        self.inbuf.clear();
+        self.priority.clear();
+        self.auth_pending.clear();
+        self.fail_pending(Error::ConnectionLoss);
+        self.set_state(SessionState::Disconnected);
+        if self.close_requested.is_some() {
+            self.terminate(SessionState::Closed, now);
+            return;
+        }
+        self.hosts.on_disconnected();
+        self.dial(now);
+    }
+
+    fn fail_pending(&mut self, e: Error) {
+        for p in std::mem::take(&mut self.pending) {
+            match p.kind {
+                PendingKind::User(id, watch) => self.reply_err(id, watch.as_ref(), e.clone()),
+                PendingKind::Close(Some(id)) => self.events.push_back(Event::Reply {
+                    id,
+                    result: Ok(Bytes::new()),
+                }),
+                _ => {}
+            }
+        }
+    }
+
+    fn terminate(&mut self, s: SessionState, now: Instant) {
+        self.terminate_with(s, terminal_error(s), now);
+    }
+
+    fn terminate_with(&mut self, s: SessionState, e: Error, _now: Instant) {
+        if self.is_terminal() {
+            return;
+        }
+        if !matches!(self.conn, Conn::Backoff { .. }) {
+            self.events.push_back(Event::CloseTransport);
+        }
+        self.conn = Conn::Terminal(s);
+        self.inbuf.clear();
+        self.priority.clear();
+        self.fail_pending(e.clone());
+        for q in std::mem::take(&mut self.queue) {
+            if q.id != INTERNAL {
+                self.reply_err(q.id, q.req.watch.as_ref(), e.clone());
+            }
+        }
+        for a in &mut self.auths {
+            if let Some(id) = a.waiter.take() {
+                self.events.push_back(Event::Reply {
+                    id,
+                    result: Err(e.clone()),
+                });
+            }
+        }
+        if let Some(Some(id)) = self.close_requested.take() {
+            self.events.push_back(Event::Reply {
+                id,
+                result: Ok(Bytes::new()),
+            });
+        }
+        self.watches.clear();
+        self.set_state(s);
+    }
+
+    fn handle_frame(&mut self, now: Instant, mut frame: Bytes) -> Result<(), Error> {
+        if let Conn::Handshaking { idx, .. } = self.conn {
+            let resp = ConnectResponse::decode(&mut frame)
+                .map_err(|e| Error::Protocol(format!("bad ConnectResponse: {e}")))?;
+            return self.handle_connect_response(now, idx, resp);
+        }
+        if let Conn::Connected(c) = &mut self.conn {
+            c.last_recv = now;
+        }
+        self.last_heard = Some(now);
+        let hdr = ReplyHeader::decode(&mut frame)
+            .map_err(|e| Error::Protocol(format!("bad reply header: {e}")))?;
+        match hdr.xid {
+            xid::NOTIFICATION => {
+                let ev = WatcherEvent::decode(&mut frame)
+                    .map_err(|e| Error::Protocol(format!("bad notification: {e}")))?;
+                self.handle_notification(hdr.zxid, ev);
+                Ok(())
+            }
+            xid::PING => {
+                if let Conn::Connected(c) = &mut self.conn {
+                    c.ping_outstanding = false;
+                }
+                Ok(())
+            }
+            xid::AUTH => {
+                let idx = self
+                    .auth_pending
+                    .pop_front()
+                    .ok_or_else(|| Error::Protocol("auth reply without a request".into()))?;
+                let waiter = self.auths.get_mut(idx).and_then(|a| a.waiter.take());
+                if hdr.err == err::AUTH_FAILED {
+                    warn!("authentication failed");
+                    if let Some(id) = waiter {
+                        self.events.push_back(Event::Reply {
+                            id,
+                            result: Err(Error::AuthFailed),
+                        });
+                    }
+                    self.terminate(SessionState::AuthFailed, now);
+                } else if let Some(id) = waiter {
+                    let result = if hdr.err == 0 {
+                        Ok(Bytes::new())
+                    } else {
+                        Err(Error::from_code(hdr.err))
+                    };
+                    self.events.push_back(Event::Reply { id, result });
+                }
+                Ok(())
+            }
+            x => {
+                let p = match self.pending.front() {
+                    Some(p) if p.xid == x => self.pending.pop_front().expect("front exists"),
+                    Some(p) => {
+                        // ClientCnxn.SendThread.readResponse: "Xid out of order".
+                        return Err(Error::Protocol(format!(
+                            "xid {x} out of order (expected {})",
+                            p.xid
+                        )));
+                    }
+                    None => return Err(Error::Protocol(format!("unexpected xid {x}"))),
+                };
+                if hdr.zxid > 0 {
+                    self.last_zxid = self.last_zxid.max(hdr.zxid);
+                }
+                self.handle_reply(now, p, hdr.err, frame);
+                Ok(())
+            }
+        }
+    }
+
+    fn handle_connect_response(
+        &mut self,
+        now: Instant,
+        idx: usize,
+        resp: ConnectResponse,
+    ) -> Result<(), Error> {
+        if resp.timeout <= 0 || resp.session_id == 0 {
+            if self.session_id != 0 {
+                info!(session = %self.session_id(), "server reports the session expired");
+                self.terminate(SessionState::Expired, now);
+                return Ok(());
+            }
+            return Err(Error::Protocol("server refused to create a session".into()));
+        }
+        if self.session_id != 0 && resp.session_id != self.session_id {
+            return Err(Error::Protocol(format!(
+                "server answered with session {:#x}, expected {:#x}",
+                resp.session_id, self.session_id
+            )));
+        }
+        let fresh = self.session_id == 0;
+        self.session_id = resp.session_id;
+        self.passwd = resp.passwd;
+        self.negotiated = Some(Duration::from_millis(resp.timeout as u64));
+        self.read_only_server = resp.read_only.unwrap_or(false);
+        self.last_heard = Some(now);
+        self.hosts.on_connected(idx);
+        self.conn = Conn::Connected(Connected {
+            last_recv: now,
+            last_send: now,
+            ping_outstanding: false,
+        });
+        info!(
+            session = %self.session_id(),
+            timeout_ms = resp.timeout,
+            fresh,
+            "session established"
+        );
+        // Order on a new connection (Java primeConnection): auth first (so
+        // ACL-checked watch delivery works), then watches, then requests.
+        self.priority.clear();
+        for i in 0..self.auths.len() {
+            self.write_auth(i);
+        }
+        let batches = self.watches.replay(self.last_zxid, SET_WATCHES_MAX_LENGTH);
+        for b in batches {
+            let xid = self.take_xid();
+            let persistent =
+                !b.persistent_watches.is_empty() || !b.persistent_recursive_watches.is_empty();
+            let op = if persistent {
+                OpCode::SetWatches2
+            } else {
+                OpCode::SetWatches
+            };
+            encode_frame(&mut self.priority, |buf| {
+                RequestHeader { xid, op: op.code() }.encode(buf);
+                if persistent {
+                    b.encode(buf);
+                } else {
+                    SetWatches {
+                        relative_zxid: b.relative_zxid,
+                        data_watches: b.data_watches,
+                        exist_watches: b.exist_watches,
+                        child_watches: b.child_watches,
+                    }
+                    .encode(buf);
+                }
+            });
+            self.pending.push_back(Pending {
+                xid,
+                op,
+                kind: PendingKind::SetWatches,
+            });
+        }
+        self.set_state(if self.read_only_server {
+            SessionState::ConnectedReadOnly
+        } else {
+            SessionState::Connected
+        });
+        Ok(())
+    }
+
+    fn handle_reply(&mut self, now: Instant, p: Pending, code: i32, body: Bytes) {
+        if code == err::SESSION_EXPIRED {
+            // Any reply saying so ends the session.
+            self.pending.push_front(p);
+            self.terminate(SessionState::Expired, now);
+            return;
+        }
+        match p.kind {
+            PendingKind::User(id, watch) => {
+                let ok = code == err::OK;
+                match watch {
+                    Some(WatchAction::Register { id: w, kind, path }) => {
+                        let kind = match (kind, code) {
+                            (WatchKind::Exist, err::OK) => Some(WatchKind::Data),
+                            (WatchKind::Exist, err::NO_NODE) => Some(WatchKind::Exist),
+                            (k, err::OK) => Some(k),
+                            _ => None,
+                        };
+                        match kind {
+                            Some(k) => self.watches.register(w, k, &path),
+                            None => self.events.push_back(Event::WatchAbandoned(w)),
+                        }
+                    }
+                    Some(WatchAction::Remove { path, watcher_type }) if ok => {
+                        self.remove_local_watches(&path, watcher_type);
+                    }
+                    _ => {}
+                }
+                let result = if ok {
+                    Ok(body)
+                } else {
+                    Err(Error::from_code(code))
+                };
+                self.events.push_back(Event::Reply { id, result });
+            }
+            PendingKind::SetWatches => {
+                if code != err::OK {
+                    warn!(code, "re-registering watches failed");
+                }
+            }
+            PendingKind::InternalRemoveWatches => {
+                if code != err::OK && code != err::NO_WATCHER {
+                    debug!(code, "removing an unused persistent watch failed");
+                }
+            }
+            PendingKind::Close(id) => {
+                if let Some(id) = id {
+                    self.events.push_back(Event::Reply {
+                        id,
+                        result: Ok(Bytes::new()),
+                    });
+                }
+                self.close_requested = Some(None);
+                self.terminate(SessionState::Closed, now);
+            }
+        }
+        let _ = p.op;
+    }
+
+    fn remove_local_watches(&mut self, path: &str, t: WatcherType) {
+        let kinds: &[WatchKind] = match t {
+            WatcherType::Children => &[WatchKind::Child],
+            WatcherType::Data => &[WatchKind::Data, WatchKind::Exist],
+            WatcherType::Persistent => &[WatchKind::Persistent],
+            WatcherType::PersistentRecursive => &[WatchKind::PersistentRecursive],
+            _ => &[
+                WatchKind::Data,
+                WatchKind::Exist,
+                WatchKind::Child,
+                WatchKind::Persistent,
+                WatchKind::PersistentRecursive,
+            ],
+        };
+        let client_path = self.chroot.to_client(path);
+        for (w, kind) in self.watches.remove_path(path, kinds) {
+            let event_type = match kind {
+                WatchKind::Data | WatchKind::Exist => EventType::DataWatchRemoved,
+                WatchKind::Child => EventType::ChildWatchRemoved,
+                WatchKind::Persistent | WatchKind::PersistentRecursive => {
+                    EventType::PersistentWatchRemoved
+                }
+            };
+            self.events.push_back(Event::Watch {
+                watchers: vec![w],
+                event: WatchedEvent {
+                    event_type,
+                    path: client_path.clone(),
+                    zxid: -1,
+                },
+            });
+        }
+    }
+
+    fn handle_notification(&mut self, zxid: i64, ev: WatcherEvent) {
+        let Some(event_type) = EventType::from_code(ev.event_type) else {
+            warn!(code = ev.event_type, "unknown watch event type; ignored");
+            return;
+        };
+        let watchers = self.watches.on_notification(event_type, &ev.path);
+        if watchers.is_empty() {
+            debug!(path = %ev.path, ?event_type, "notification without a local watcher");
+            return;
+        }
+        self.events.push_back(Event::Watch {
+            watchers,
+            event: WatchedEvent {
+                event_type,
+                path: self.chroot.to_client(&ev.path),
+                zxid,
+            },
+        });
+    }
+}
+
+/// Marks internal requests in the queue.
+const INTERNAL: RequestId = RequestId(u64::MAX);
+
+/// The error requests get in a terminal state.
+pub(crate) fn terminal_error(s: SessionState) -> Error {
+    match s {
+        SessionState::Expired => Error::SessionExpired,
+        SessionState::AuthFailed => Error::AuthFailed,
+        _ => Error::Closed,
+    }
+}
+
+fn duration_ms(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}

@@ -1,0 +1,332 @@
+//! The local watch registry: which watcher is interested in which
+//! (path, kind), fan-out of notifications (`ZKWatchManager.materialize`), and
+//! the re-registration batches sent after a reconnect (`ClientCnxn.primeConnection`).
+//!
+//! Paths here are server paths (chroot included), exactly as the server
+//! reports them in notifications and expects them in SetWatches.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::proto::codes::EventType;
+use crate::proto::SetWatches2;
+
+/// Identifies one local watcher (allocated by the caller of the session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WatcherId(pub u64);
+
+/// The kind of a registered watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WatchKind {
+    /// One-shot data watch (getData, or exists on an existing node).
+    Data,
+    /// One-shot exist watch (exists on a missing node).
+    Exist,
+    /// One-shot child watch (getChildren).
+    Child,
+    /// Persistent watch on one path (addWatch mode 0).
+    Persistent,
+    /// Persistent-recursive watch on a subtree (addWatch mode 1).
+    PersistentRecursive,
+}
+
+impl WatchKind {
+    /// Whether the watch stays after firing.
+    pub fn is_persistent(self) -> bool {
+        matches!(self, Self::Persistent | Self::PersistentRecursive)
+    }
+}
+
+/// Java's `SET_WATCHES_MAX_LENGTH`: a batch closes once its paths add up to
+/// at least this many bytes.
+pub const SET_WATCHES_MAX_LENGTH: usize = 128 * 1024;
+
+/// Registered watches and their local watchers.
+#[derive(Debug, Default)]
+pub struct WatchRegistry {
+    // BTreeMap keeps replay order deterministic.
+    by_key: BTreeMap<(WatchKind, String), Vec<WatcherId>>,
+    by_id: HashMap<WatcherId, (WatchKind, String)>,
+}
+
+impl WatchRegistry {
+    /// Registers `id` for (`kind`, `path`).
+    pub fn register(&mut self, id: WatcherId, kind: WatchKind, path: &str) {
+        self.by_key
+            .entry((kind, path.to_string()))
+            .or_default()
+            .push(id);
+        self.by_id.insert(id, (kind, path.to_string()));
+    }
+
+    /// Removes watcher `id`. Returns its (kind, path) and whether it was the
+    /// last local watcher of that kind on that path.
+    pub fn unregister(&mut self, id: WatcherId) -> Option<(WatchKind, String, bool)> {
+        let (kind, path) = self.by_id.remove(&id)?;
+        let key = (kind, path);
+        let mut last = false;
+        if let Some(v) = self.by_key.get_mut(&key) {
+            v.retain(|w| *w != id);
+            if v.is_empty() {
+                self.by_key.remove(&key);
+                last = true;
+            }
+        }
+        Some((key.0, key.1, last))
+    }
+
+    /// Removes every watcher of the given kinds on `path`, returning them.
+    pub fn remove_path(&mut self, path: &str, kinds: &[WatchKind]) -> Vec<(WatcherId, WatchKind)> {
+        let mut out = Vec::new();
+        for kind in kinds {
+            if let Some(ids) = self.by_key.remove(&(*kind, path.to_string())) {
+                for id in ids {
+                    self.by_id.remove(&id);
+                    out.push((id, *kind));
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether any watcher of any kind remains on `path`.
+    pub fn has_path(&self, path: &str) -> bool {
+        self.by_key.keys().any(|(_, p)| p == path)
+    }
+
+    /// Whether a watcher of `kind` is registered on `path`.
+    pub fn contains(&self, kind: WatchKind, path: &str) -> bool {
+        self.by_key.contains_key(&(kind, path.to_string()))
+    }
+
+    /// Number of registered local watchers.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether no watcher is registered.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Removes everything, returning every watcher id.
+    pub fn clear(&mut self) -> Vec<WatcherId> {
+        self.by_key.clear();
+        self.by_id.drain().map(|(id, _)| id).collect()
+    }
+
+    /// The watchers a notification fires, consuming the one-shot ones.
+    ///
+    /// Follows `ZKWatchManager.materialize`: NodeCreated / NodeDataChanged
+    /// fire data + exist watches; NodeChildrenChanged fires child watches;
+    /// NodeDeleted fires data + exist + child watches. Persistent watches on
+    /// the path always fire; recursive ones on the path or an ancestor fire for
+    /// everything except NodeChildrenChanged.
+    pub fn on_notification(&mut self, event: EventType, path: &str) -> Vec<WatcherId> {
+        let one_shot: &[WatchKind] = match event {
+            EventType::NodeCreated | EventType::NodeDataChanged => {
+                &[WatchKind::Data, WatchKind::Exist]
+            }
+            EventType::NodeChildrenChanged => &[WatchKind::Child],
+            EventType::NodeDeleted => &[WatchKind::Data, WatchKind::Exist, WatchKind::Child],
+            _ => &[],
+        };
+        let mut fired: Vec<WatcherId> = self
+            .remove_path(path, one_shot)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        if let Some(ids) = self.by_key.get(&(WatchKind::Persistent, path.to_string())) {
+            fired.extend(ids);
+        }
+        if event != EventType::NodeChildrenChanged {
+            for ancestor in ancestors_and_self(path) {
+                if let Some(ids) = self
+                    .by_key
+                    .get(&(WatchKind::PersistentRecursive, ancestor.to_string()))
+                {
+                    fired.extend(ids);
+                }
+            }
+        }
+        fired
+    }
+
+    /// SetWatches2 batches that re-register every watch after a reconnect,
+    /// each with `relative_zxid`. Paths are added in the order data, exist,
+    /// child, persistent, recursive until their lengths add up to at least
+    /// `max_len` (the last path may overshoot, as in Java).
+    pub fn replay(&self, relative_zxid: i64, max_len: usize) -> Vec<SetWatches2> {
+        let mut batches = Vec::new();
+        let mut cur = SetWatches2 {
+            relative_zxid,
+            ..SetWatches2::default()
+        };
+        let mut len = 0;
+        // by_key is ordered by (kind, path) and WatchKind's order is the
+        // Java order, so one pass visits kinds in the right sequence.
+        for (kind, path) in self.by_key.keys() {
+            let list = match kind {
+                WatchKind::Data => &mut cur.data_watches,
+                WatchKind::Exist => &mut cur.exist_watches,
+                WatchKind::Child => &mut cur.child_watches,
+                WatchKind::Persistent => &mut cur.persistent_watches,
+                WatchKind::PersistentRecursive => &mut cur.persistent_recursive_watches,
+            };
+            list.push(path.clone());
+            len += path.len();
+            if len >= max_len {
+                batches.push(std::mem::replace(
+                    &mut cur,
+                    SetWatches2 {
+                        relative_zxid,
+                        ..SetWatches2::default()
+                    },
+                ));
+                len = 0;
+            }
+        }
+        if len > 0 {
+            batches.push(cur);
+        }
+        batches
+    }
+}
+
+/// `path` and each of its ancestors up to "/".
+fn ancestors_and_self(path: &str) -> impl Iterator<Item = &str> {
+    let mut next = Some(path);
+    std::iter::from_fn(move || {
+        let cur = next?;
+        next = if cur == "/" {
+            None
+        } else {
+            Some(crate::path::parent(cur))
+        };
+        Some(cur)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(v: &[u64]) -> Vec<WatcherId> {
+        v.iter().map(|i| WatcherId(*i)).collect()
+    }
+
+    #[test]
+    fn one_shot_watches_fire_once() {
+        let mut r = WatchRegistry::default();
+        r.register(WatcherId(1), WatchKind::Data, "/a");
+        r.register(WatcherId(2), WatchKind::Exist, "/a");
+        r.register(WatcherId(3), WatchKind::Child, "/a");
+        assert_eq!(
+            r.on_notification(EventType::NodeDataChanged, "/a"),
+            ids(&[1, 2])
+        );
+        assert!(r
+            .on_notification(EventType::NodeDataChanged, "/a")
+            .is_empty());
+        assert_eq!(r.on_notification(EventType::NodeDeleted, "/a"), ids(&[3]));
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn persistent_and_recursive_fan_out() {
+        let mut r = WatchRegistry::default();
+        r.register(WatcherId(1), WatchKind::Persistent, "/a");
+        r.register(WatcherId(2), WatchKind::PersistentRecursive, "/");
+        r.register(WatcherId(3), WatchKind::PersistentRecursive, "/a");
+        r.register(WatcherId(4), WatchKind::PersistentRecursive, "/a/b/c");
+        assert_eq!(
+            r.on_notification(EventType::NodeChildrenChanged, "/a"),
+            ids(&[1])
+        );
+        assert_eq!(
+            r.on_notification(EventType::NodeCreated, "/a/b"),
+            ids(&[3, 2])
+        );
+        assert_eq!(
+            r.on_notification(EventType::NodeDataChanged, "/a"),
+            ids(&[1, 3, 2])
+        );
+        // still registered
+        assert_eq!(r.len(), 4);
+        assert_eq!(r.on_notification(EventType::NodeDeleted, "/ab"), ids(&[2]));
+    }
+
+    #[test]
+    fn unregister_reports_last_watcher() {
+        let mut r = WatchRegistry::default();
+        r.register(WatcherId(1), WatchKind::Persistent, "/a");
+        r.register(WatcherId(2), WatchKind::Persistent, "/a");
+        assert_eq!(
+            r.unregister(WatcherId(1)),
+            Some((WatchKind::Persistent, "/a".into(), false))
+        );
+        assert_eq!(
+            r.unregister(WatcherId(2)),
+            Some((WatchKind::Persistent, "/a".into(), true))
+        );
+        assert_eq!(r.unregister(WatcherId(2)), None);
+    }
+
+    #[test]
+    fn replay_covers_every_kind_including_persistent() {
+        // The kz bug (PROTOCOL.md §3.1): persistent lists never re-sent.
+        let mut r = WatchRegistry::default();
+        r.register(WatcherId(1), WatchKind::Data, "/d");
+        r.register(WatcherId(2), WatchKind::Exist, "/e");
+        r.register(WatcherId(3), WatchKind::Child, "/c");
+        r.register(WatcherId(4), WatchKind::Persistent, "/p");
+        r.register(WatcherId(5), WatchKind::PersistentRecursive, "/r");
+        r.register(WatcherId(6), WatchKind::PersistentRecursive, "/r");
+        let b = r.replay(42, SET_WATCHES_MAX_LENGTH);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].relative_zxid, 42);
+        assert_eq!(b[0].data_watches, vec!["/d"]);
+        assert_eq!(b[0].exist_watches, vec!["/e"]);
+        assert_eq!(b[0].child_watches, vec!["/c"]);
+        assert_eq!(b[0].persistent_watches, vec!["/p"]);
+        assert_eq!(
+            b[0].persistent_recursive_watches,
+            vec!["/r"],
+            "one path per kind"
+        );
+    }
+
+    #[test]
+    fn replay_splits_batches_by_path_length() {
+        let mut r = WatchRegistry::default();
+        let long = |i: usize| format!("/{}{i:05}", "x".repeat(1000));
+        for i in 0..300 {
+            r.register(WatcherId(i as u64), WatchKind::Data, &long(i));
+        }
+        for i in 0..50 {
+            r.register(
+                WatcherId(1000 + i as u64),
+                WatchKind::PersistentRecursive,
+                &long(i),
+            );
+        }
+        let batches = r.replay(7, SET_WATCHES_MAX_LENGTH);
+        assert!(batches.len() >= 3, "{}", batches.len());
+        let total: usize = batches
+            .iter()
+            .map(|b| b.data_watches.len() + b.persistent_recursive_watches.len())
+            .sum();
+        assert_eq!(total, 350, "every path exactly once");
+        for b in &batches[..batches.len() - 1] {
+            let len: usize = b
+                .data_watches
+                .iter()
+                .chain(&b.persistent_recursive_watches)
+                .map(String::len)
+                .sum();
+            assert!(len >= SET_WATCHES_MAX_LENGTH && len < SET_WATCHES_MAX_LENGTH + 1100);
+        }
+        assert!(batches
+            .iter()
+            .any(|b| !b.persistent_recursive_watches.is_empty()));
+    }
+}
