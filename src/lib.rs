@@ -1,4 +1,82 @@
-//! zkit: a ZooKeeper client for tokio.
+//! # zkit: ZooKeeper coordination for tokio
+//!
+//! An async client for Apache ZooKeeper 3.5–3.9 that keeps its promises under
+//! faults: one session per [`Client`], failover across the ensemble's hosts,
+//! session resume, re-registration of every watch after a reconnect (one-shot
+//! **and** persistent), a visible connection-state stream, and session expiry
+//! that is final and visible.
+//!
+//! ```no_run
+//! use zkit::{Client, CreateMode, CreateOptions, Version};
+//!
+//! # async fn demo() -> zkit::Result<()> {
+//! let zk = Client::connect("127.0.0.1:2181,127.0.0.1:2182/app").await?;
+//! zk.create("/config", b"v1", &CreateOptions::default()).await?;
+//! let (data, stat, watcher) = zk.get_data_and_watch("/config").await?;
+//! zk.set_data("/config", b"v2", Version::Exact(stat.version)).await?;
+//! let event = watcher.changed().await?;   // NodeDataChanged on /config
+//! let (me, _) = zk
+//!     .create("/workers/w-", b"", &CreateOptions::new(CreateMode::EphemeralSequential))
+//!     .await?;
+//! # let _ = (data, event, me);
+//! zk.close().await?;                      // ephemerals are gone now
+//! # Ok(()) }
+//! ```
+//!
+//! ## Architecture
+//!
+//! ```text
+//!  Client (clone) ──Command──▶ driver task (tokio) ──bytes──▶ TCP ──▶ ZooKeeper
+//!                                   │   ▲
+//!                          handle_* │   │ poll_event / poll_transmit / poll_timeout
+//!                                   ▼   │
+//!                          Session (sans-IO state machine, src/session)
+//!                                   │
+//!                          proto (jute records and framing, src/proto)
+//! ```
+//!
+//! Every protocol rule lives in [`session::Session`], a deterministic state
+//! machine fed with bytes and instants and unit-tested without sockets; the
+//! driver only moves bytes, time and messages. [`proto`] is shared with the
+//! bundled server `zkit-server`.
+//!
+//! ## Guarantees
+//!
+//! - **Call order is wire order.** Each operation is queued when the method is
+//!   called (not when its future is polled); replies complete in that order.
+//!   Issue many calls before awaiting them to pipeline.
+//! - **Transport failures are `ConnectionLoss`.** EOF, I/O errors, read
+//!   timeouts and malformed frames all surface as [`Error::ConnectionLoss`]
+//!   for in-flight requests; for a write that means *outcome unknown*
+//!   ([`Error::outcome_unknown`]). The session then moves to the next host at
+//!   once and resumes with the same session id.
+//! - **Requests issued while disconnected** wait (at most the request
+//!   timeout, default the session timeout) and are sent after the session
+//!   resumes; otherwise they fail with `ConnectionLoss` or `SessionExpired`.
+//!   Nothing hangs.
+//! - **Watches survive reconnects.** After a resume the client re-sends its
+//!   credentials, then SetWatches/SetWatches2 with the last zxid it saw, so a
+//!   one-shot watch whose node changed while disconnected fires on reconnect
+//!   (as the server decides), and persistent and persistent-recursive watches
+//!   keep working. ZooKeeper does not replay events missed by *persistent*
+//!   watches while disconnected: re-read after a `Disconnected` state.
+//! - **Expiry is final.** When the server reports the session expired, or no
+//!   server answered for 4/3 of the session timeout, the state becomes
+//!   [`SessionState::Expired`], every pending and later request fails with
+//!   [`Error::SessionExpired`], and no new session is created behind your
+//!   back. Build a new [`Client`] to continue (ephemerals and watches of the
+//!   old session are gone).
+//! - **Cancel safety.** Dropping a request future does not cancel the
+//!   request on the server; dropping a watcher unregisters it; dropping the
+//!   last `Client` closes the session.
+//! - **Oversized requests are refused locally** with
+//!   [`Error::RequestTooLarge`] (ZooKeeper would drop the connection).
+//!
+//! ## Watch delivery caveat
+//! ZooKeeper 3.8 keeps one watch mode per (connection, path): adding a
+//! one-shot data watch on a path that already has a persistent-recursive
+//! watch of the same session downgrades the persistent one (ZOOKEEPER-4466,
+//! fixed in 3.9). Avoid mixing modes on one path against older servers.
 #![deny(missing_docs, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 

@@ -1,0 +1,247 @@
+//! Ops benchmark in the format of `shared/bench-peers` (peer `zkit-async`).
+//!
+//! ```text
+//! cargo run --release --example bench -- CONNECT [--n N] [--window W] [--warmup W] [--sync-n S]
+//!                                                [--runtime multi|current]
+//! ```
+//!
+//! Against one session and a 100-byte node under a unique base path: warm-up
+//! gets, then `n` pipelined getData, setData, create and delete (at most
+//! `window` in flight), then `sync-n` one-at-a-time getData for latency.
+//! Prints one JSON line with the peers' keys; `verified` checks every count.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+use zkit::{Client, CreateOptions, Version};
+
+struct Args {
+    connect: String,
+    n: usize,
+    window: usize,
+    warmup: usize,
+    sync_n: usize,
+    runtime: String,
+}
+
+fn arg(flags: &[(String, String)], key: &str, default: usize) -> usize {
+    let env = format!("BENCH_{}", key.to_uppercase().replace('-', "_"));
+    flags
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var(env).ok())
+        .map_or(default, |v| v.parse().unwrap_or(default))
+}
+
+fn parse_args() -> Args {
+    let mut flags = Vec::new();
+    let mut positional = Vec::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.strip_prefix("--") {
+            Some(kv) => match kv.split_once('=') {
+                Some((k, v)) => flags.push((k.to_string(), v.to_string())),
+                None => flags.push((kv.to_string(), it.next().unwrap_or_default())),
+            },
+            None => positional.push(a),
+        }
+    }
+    let connect = positional
+        .into_iter()
+        .find(|p| p != "ops")
+        .or_else(|| std::env::var("ZK_CONNECT").ok())
+        .unwrap_or_else(|| "127.0.0.1:22181".into());
+    let runtime = flags
+        .iter()
+        .find(|(k, _)| k == "runtime")
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var("BENCH_RUNTIME").ok())
+        .unwrap_or_else(|| "multi".into());
+    Args {
+        connect,
+        n: arg(&flags, "n", 20_000),
+        window: arg(&flags, "window", 1000).max(1),
+        warmup: arg(&flags, "warmup", 5000),
+        sync_n: arg(&flags, "sync-n", 2000),
+        runtime,
+    }
+}
+
+/// Runs `n` requests with at most `window` in flight; returns (ops/s, ok, errors).
+/// Requests are sent when issued and complete in order, so awaiting the
+/// oldest is all the window needs.
+async fn phase<T, F>(
+    n: usize,
+    window: usize,
+    mut issue: impl FnMut(usize) -> F,
+    check: impl Fn(&T) -> bool,
+) -> (f64, usize, usize)
+where
+    F: Future<Output = zkit::Result<T>>,
+{
+    let (mut ok, mut err) = (0usize, 0usize);
+    let mut tally = |r: zkit::Result<T>| match r {
+        Ok(v) if check(&v) => ok += 1,
+        _ => err += 1,
+    };
+    let mut inflight = VecDeque::with_capacity(window);
+    let t0 = Instant::now();
+    for i in 0..n {
+        if inflight.len() >= window {
+            tally(inflight.pop_front().expect("non-empty").await);
+        }
+        inflight.push_back(issue(i));
+    }
+    while let Some(f) = inflight.pop_front() {
+        tally(f.await);
+    }
+    (n as f64 / t0.elapsed().as_secs_f64(), ok, err)
+}
+
+fn percentile_us(sorted_ns: &[u64], p: f64) -> f64 {
+    if sorted_ns.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p * sorted_ns.len() as f64).ceil() as usize).clamp(1, sorted_ns.len());
+    sorted_ns[rank - 1] as f64 / 1e3
+}
+
+fn round(v: f64, digits: i32) -> Value {
+    let p = 10f64.powi(digits);
+    json!((v * p).round() / p)
+}
+
+async fn ops(a: &Args, out: &mut Map<String, Value>) -> zkit::Result<bool> {
+    for (k, v) in [
+        ("n", a.n),
+        ("window", a.window),
+        ("value_bytes", 100),
+        ("warmup", a.warmup),
+        ("sync_n", a.sync_n),
+    ] {
+        out.insert(k.into(), json!(v));
+    }
+    let zk = Client::builder()
+        .session_timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(15))
+        .connect(&a.connect)
+        .await?;
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let base = format!("/peers-bench-zkit-{}-{ms}", std::process::id());
+    let node = format!("{base}/data");
+    let dir = format!("{base}/c");
+    let value = vec![b'x'; 100];
+    let opts = CreateOptions::default();
+    zk.create(&base, b"", &opts).await?;
+    zk.create(&node, &value, &opts).await?;
+    zk.create(&dir, b"", &opts).await?;
+    let paths: Vec<String> = (0..a.n).map(|i| format!("{dir}/n{i}")).collect();
+
+    let is100 = |r: &(zkit::Bytes, zkit::Stat)| r.0.len() == 100;
+    phase(a.warmup, a.window, |_| zk.get_data(&node), is100).await;
+    let g = phase(a.n, a.window, |_| zk.get_data(&node), is100).await;
+    let s = phase(a.n, a.window, |_| zk.set_data(&node, &value, Version::Any), |_| true).await;
+    let c = phase(a.n, a.window, |i| zk.create(&paths[i], &value, &opts), |_| true).await;
+    let created = zk.exists(&dir).await?.map_or(-1, |s| s.num_children);
+    let d = phase(a.n, a.window, |i| zk.delete(&paths[i], Version::Any), |_| true).await;
+    let left = zk.exists(&dir).await?.map_or(-1, |s| s.num_children);
+    let version = zk.exists(&node).await?.map_or(-1, |s| s.version);
+
+    for _ in 0..a.sync_n.min(200) {
+        zk.get_data(&node).await?;
+    }
+    let mut lat = Vec::with_capacity(a.sync_n);
+    let mut bad = 0usize;
+    for _ in 0..a.sync_n {
+        let t0 = Instant::now();
+        let (data, _) = zk.get_data(&node).await?;
+        lat.push(t0.elapsed().as_nanos() as u64);
+        bad += usize::from(data.len() != 100);
+    }
+    lat.sort_unstable();
+    zk.delete(&node, Version::Any).await?;
+    zk.delete(&dir, Version::Any).await?;
+    zk.delete(&base, Version::Any).await?;
+    zk.close().await?;
+
+    let errors = g.2 + s.2 + c.2 + d.2 + bad;
+    let n = a.n as i32;
+    let verified = errors == 0
+        && [g.1, s.1, c.1, d.1].iter().all(|&x| x == a.n)
+        && created == n
+        && left == 0
+        && version == n;
+    for (k, v) in [
+        ("get_ops_s", g.0),
+        ("set_ops_s", s.0),
+        ("create_ops_s", c.0),
+        ("delete_ops_s", d.0),
+    ] {
+        out.insert(k.into(), round(v, 0));
+    }
+    for (k, v) in [
+        ("get_ok", g.1),
+        ("set_ok", s.1),
+        ("create_ok", c.1),
+        ("delete_ok", d.1),
+        ("errors", errors),
+    ] {
+        out.insert(k.into(), json!(v));
+    }
+    out.insert("check_version".into(), json!(version));
+    out.insert("check_children_created".into(), json!(created));
+    out.insert("check_children_left".into(), json!(left));
+    out.insert("sync_get_p50_us".into(), round(percentile_us(&lat, 0.50), 1));
+    out.insert("sync_get_p99_us".into(), round(percentile_us(&lat, 0.99), 1));
+    let mean = lat.iter().sum::<u64>() as f64 / lat.len().max(1) as f64 / 1e3;
+    out.insert("sync_get_mean_us".into(), round(mean, 1));
+    Ok(verified)
+}
+
+fn main() {
+    let a = parse_args();
+    let (mut builder, runtime) = if a.runtime == "current" {
+        (
+            tokio::runtime::Builder::new_current_thread(),
+            "tokio-current-thread",
+        )
+    } else {
+        (
+            tokio::runtime::Builder::new_multi_thread(),
+            "tokio-multi-thread",
+        )
+    };
+    let rt = builder.enable_all().build().expect("tokio runtime");
+    let mut out = Map::new();
+    out.insert("peer".into(), json!("zkit-async"));
+    out.insert(
+        "client".into(),
+        json!(format!("zkit {}", env!("CARGO_PKG_VERSION"))),
+    );
+    out.insert("connect".into(), json!(a.connect));
+    out.insert("runtime".into(), json!(runtime));
+    let t0 = Instant::now();
+    let result = rt.block_on(ops(&a, &mut out));
+    let code = match result {
+        Ok(verified) => {
+            out.insert("verified".into(), json!(verified));
+            out.insert("ok".into(), json!(true));
+            0
+        }
+        Err(e) => {
+            out.insert("ok".into(), json!(false));
+            out.insert("error".into(), json!(e.to_string()));
+            1
+        }
+    };
+    out.insert("elapsed_s".into(), round(t0.elapsed().as_secs_f64(), 2));
+    println!("{}", Value::Object(out));
+    std::process::exit(code);
+}
