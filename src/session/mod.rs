@@ -432,7 +432,7 @@ impl Session {
     }
 
     fn submit_auth(&mut self, id: RequestId, req: Request) -> RequestId {
-        let mut body = req.body.clone();
+        let mut body = req.body;
         let packet = match AuthPacket::decode(&mut body) {
             Ok(p) => p,
             Err(e) => {
@@ -652,14 +652,12 @@ impl Session {
     pub fn poll_transmit(&mut self, now: Instant, out: &mut BytesMut) -> bool {
         let before = out.len();
         match &mut self.conn {
-            Conn::Handshaking { sent, .. } => {
-                if !*sent {
-                    *sent = true;
-                    out.extend_from_slice(&self.priority);
-                    self.priority.clear();
-                }
-                // Nothing else until the ConnectResponse (Java's rule: an RST
-                // must not hide the expiry reply).
+            // Only the ConnectRequest until the ConnectResponse arrives
+            // (Java's rule: an RST must not hide the expiry reply).
+            Conn::Handshaking { sent, .. } if !*sent => {
+                *sent = true;
+                out.extend_from_slice(&self.priority);
+                self.priority.clear();
             }
             Conn::Connected(_) | Conn::Closing { .. } => {
                 out.extend_from_slice(&self.priority);

@@ -1,2 +1,84 @@
 //! Test fixtures: real Apache ZooKeeper and the bundled zkit-server.
+//!
+//! [`Ensemble`] launches real Apache ZooKeeper 3.8 servers as local Java processes on free
+//! `127.0.0.1` ports (no Docker): one standalone `ZooKeeperServerMain`, or a
+//! `QuorumPeerMain` ensemble with generated `zoo.cfg` and `myid` files. Tests and benchmarks
+//! connect with [`Ensemble::connect_string`] and inject faults with [`Ensemble::kill`],
+//! [`Ensemble::pause`]/[`Ensemble::resume`] (SIGSTOP/SIGCONT), [`Ensemble::stop`] and
+//! [`Ensemble::restart`].
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), zkit_testcontainers::FixtureError> {
+//! use std::time::Duration;
+//! use zkit_testcontainers::Ensemble;
+//!
+//! let zk = Ensemble::builder()
+//!     .size(3)
+//!     .tick_time(Duration::from_millis(200))
+//!     .config("maxSessionTimeout", "60000")
+//!     .start()
+//!     .await?;
+//! println!("ZooKeeper {} at {}", zk.server_version().await?, zk.connect_string());
+//!
+//! let leader = zk.leader().await.expect("a serving ensemble has a leader");
+//! zk.kill(leader).await?; // crash the leader; the others elect a new one
+//! zk.restart(leader).await?; // it rejoins as a follower
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Finding Java and ZooKeeper
+//!
+//! - Java: `$JAVA_HOME/bin/java`, else `java` on `PATH`.
+//! - Jars: `ZKIT_ZOOKEEPER_CLASSPATH` (used verbatim), else every jar in `$ZOOKEEPER_HOME` and
+//!   `$ZOOKEEPER_HOME/lib` (upstream tarball, logback), else the Debian layout:
+//!   `/usr/share/java/zookeeper.jar` (whose manifest `Class-Path` pulls in its dependencies)
+//!   plus `slf4j-log4j12.jar` and `log4j-1.2.jar` for logging.
+//!
+//! When something is missing, [`EnsembleBuilder::start`] fails with
+//! [`FixtureError::NotInstalled`], naming what is missing; `scripts/install-zookeeper.sh`
+//! installs the Debian packages. [`EnsembleBuilder::start_or_skip`] turns that into an explicit
+//! skip when `ZKIT_ALLOW_MISSING_ZOOKEEPER=1`, and a panic otherwise.
+//!
+//! # Server settings
+//!
+//! `zoo.cfg` gets `clientPortAddress=127.0.0.1`, `maxClientCnxns=0`, `forceSync=no`,
+//! `4lw.commands.whitelist=*` and `admin.enableServer=false` (all overridable with
+//! [`EnsembleBuilder::config`]); the JVM runs with `-Xmx256m -XX:+UseSerialGC` and
+//! `-Dzookeeper.extendedTypesEnabled=true` so TTL nodes work. Each member logs to
+//! `zookeeper.log` in its directory and its stdout/stderr go to `stdout.log`; a failed start
+//! quotes the tail of both.
+//!
+//! # Cleanup
+//!
+//! Dropping an [`Ensemble`] (also while unwinding from a panic) SIGKILLs every server, waits
+//! for it and deletes the fixture directory. A small `sh` watchdog per fixture does the same
+//! if the test process dies without dropping it (killed, `process::exit`, a fixture kept in a
+//! `static`).
 #![deny(missing_docs)]
+#![deny(missing_debug_implementations)]
+
+mod config;
+mod ensemble;
+mod error;
+mod four_letter;
+mod install;
+mod tempdir;
+mod watchdog;
+
+pub use ensemble::{
+    Ensemble, EnsembleBuilder, ALLOW_MISSING_ENV, DEFAULT_START_TIMEOUT, DEFAULT_TICK_TIME,
+};
+pub use error::FixtureError;
+pub use four_letter::{Mode, ServerVersion};
+pub use install::CLASSPATH_ENV;
+
+/// Starts one standalone ZooKeeper server with the default settings:
+/// `Ensemble::builder().start().await`.
+///
+/// # Errors
+///
+/// As [`EnsembleBuilder::start`].
+pub async fn standalone() -> Result<Ensemble, FixtureError> {
+    Ensemble::builder().start().await
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The project's test command: formatting, lints and the whole workspace's tests, including
+# the tests against real Apache ZooKeeper (installed first by scripts/install-zookeeper.sh).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export RUST_BACKTRACE=1
+
+run() {
+  echo "+ $*" >&2
+  "$@"
+}
+
+run scripts/install-zookeeper.sh
+# The protocol and session layers are sans-IO: no runtime, sockets, clocks or global RNG.
+if grep -rnE 'tokio|std::net|Instant::now|SystemTime::now|thread_rng|rand::rng\(' src/proto src/session --include='*.rs' | grep -v '^src/session/tests.rs' | grep -v '^src/proto/tests.rs' | grep -vE '^[^:]+:[0-9]+:\s*//'; then
+  echo "sans-IO boundary violated (see lines above)" >&2
+  exit 1
+fi
+run cargo fmt --all -- --check
+run cargo clippy --workspace --all-targets -- -D warnings
+run cargo test --workspace
