@@ -61,8 +61,10 @@
 mod config;
 mod ensemble;
 mod error;
+mod expire;
 mod four_letter;
 mod install;
+mod proxy;
 mod tempdir;
 mod watchdog;
 
@@ -70,8 +72,10 @@ pub use ensemble::{
     Ensemble, EnsembleBuilder, ALLOW_MISSING_ENV, DEFAULT_START_TIMEOUT, DEFAULT_TICK_TIME,
 };
 pub use error::FixtureError;
+pub use expire::expire_session;
 pub use four_letter::{Mode, ServerVersion};
 pub use install::CLASSPATH_ENV;
+pub use proxy::{proxy_connect_string, FaultMode, FaultProxy};
 
 /// Starts one standalone ZooKeeper server with the default settings:
 /// `Ensemble::builder().start().await`.
