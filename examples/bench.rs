@@ -147,10 +147,28 @@ async fn ops(a: &Args, out: &mut Map<String, Value>) -> zkit::Result<bool> {
     let is100 = |r: &(zkit::Bytes, zkit::Stat)| r.0.len() == 100;
     phase(a.warmup, a.window, |_| zk.get_data(&node), is100).await;
     let g = phase(a.n, a.window, |_| zk.get_data(&node), is100).await;
-    let s = phase(a.n, a.window, |_| zk.set_data(&node, &value, Version::Any), |_| true).await;
-    let c = phase(a.n, a.window, |i| zk.create(&paths[i], &value, &opts), |_| true).await;
+    let s = phase(
+        a.n,
+        a.window,
+        |_| zk.set_data(&node, &value, Version::Any),
+        |_| true,
+    )
+    .await;
+    let c = phase(
+        a.n,
+        a.window,
+        |i| zk.create(&paths[i], &value, &opts),
+        |_| true,
+    )
+    .await;
     let created = zk.exists(&dir).await?.map_or(-1, |s| s.num_children);
-    let d = phase(a.n, a.window, |i| zk.delete(&paths[i], Version::Any), |_| true).await;
+    let d = phase(
+        a.n,
+        a.window,
+        |i| zk.delete(&paths[i], Version::Any),
+        |_| true,
+    )
+    .await;
     let left = zk.exists(&dir).await?.map_or(-1, |s| s.num_children);
     let version = zk.exists(&node).await?.map_or(-1, |s| s.version);
 
@@ -198,8 +216,14 @@ async fn ops(a: &Args, out: &mut Map<String, Value>) -> zkit::Result<bool> {
     out.insert("check_version".into(), json!(version));
     out.insert("check_children_created".into(), json!(created));
     out.insert("check_children_left".into(), json!(left));
-    out.insert("sync_get_p50_us".into(), round(percentile_us(&lat, 0.50), 1));
-    out.insert("sync_get_p99_us".into(), round(percentile_us(&lat, 0.99), 1));
+    out.insert(
+        "sync_get_p50_us".into(),
+        round(percentile_us(&lat, 0.50), 1),
+    );
+    out.insert(
+        "sync_get_p99_us".into(),
+        round(percentile_us(&lat, 0.99), 1),
+    );
     let mean = lat.iter().sum::<u64>() as f64 / lat.len().max(1) as f64 / 1e3;
     out.insert("sync_get_mean_us".into(), round(mean, 1));
     Ok(verified)

@@ -56,8 +56,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         String::from_utf8_lossy(&data),
         stat.version
     );
-    zk.set_data(&format!("{base}/config"), b"v2", Version::Exact(stat.version))
-        .await?;
+    zk.set_data(
+        &format!("{base}/config"),
+        b"v2",
+        Version::Exact(stat.version),
+    )
+    .await?;
     let event = watcher.changed().await?;
     println!("watch fired: {:?} on {}", event.event_type, event.path);
 

@@ -97,3 +97,4 @@ pub use client::{
     ReadResult, StateStream, CONFIG_NODE, MAX_TTL,
 };
 pub use path::validate_path;
+pub use session::HostAddr;

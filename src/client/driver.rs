@@ -48,6 +48,7 @@ pub(crate) struct SessionInfo {
     pub(crate) password: Bytes,
     pub(crate) negotiated_timeout: Option<std::time::Duration>,
     pub(crate) last_zxid: i64,
+    pub(crate) server: Option<HostAddr>,
 }
 
 type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
@@ -327,6 +328,9 @@ impl Driver {
         }
         info.negotiated_timeout = self.session.negotiated_timeout();
         info.last_zxid = self.session.last_zxid();
+        if info.server.as_ref() != self.session.connected_host() {
+            info.server = self.session.connected_host().cloned();
+        }
     }
 }
 

@@ -29,7 +29,7 @@ use crate::proto::{
     PathWatchRequest, ReconfigRequest, SetAclRequest, SetDataRequest, Stat, StatResponse,
     WatchesRequest, WhoAmIResponse,
 };
-use crate::session::{Chroot, Request, WatchAction, WatchKind, WatcherId};
+use crate::session::{Chroot, HostAddr, Request, WatchAction, WatchKind, WatcherId};
 use crate::types::{CreateMode, CreateOptions, SessionId, SessionState, Version};
 
 /// The largest TTL ZooKeeper accepts (`EphemeralType.TTL`: 2^40 - 1 ms).
@@ -160,6 +160,12 @@ impl Client {
     /// The highest zxid seen in a reply.
     pub fn last_zxid(&self) -> i64 {
         self.info().last_zxid
+    }
+
+    /// The server this client is connected to right now (`None` while
+    /// disconnected).
+    pub fn connected_server(&self) -> Option<HostAddr> {
+        self.info().server
     }
 
     /// The chroot of this client, if any.

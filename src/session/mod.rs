@@ -22,7 +22,7 @@ mod watches;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -186,6 +186,8 @@ enum Conn {
 
 #[derive(Debug)]
 struct Connected {
+    /// When the session was established on this connection.
+    since: Instant,
     last_recv: Instant,
     last_send: Instant,
     ping_outstanding: bool,
@@ -223,6 +225,10 @@ struct AuthEntry {
     auth: Bytes,
     /// A user waiting for the first reply to this auth.
     waiter: Option<RequestId>,
+    /// Whether it was sent once (or came from the config): only those are
+    /// replayed on reconnect; an unsent one still waits in the queue, in
+    /// call order.
+    replay: bool,
 }
 
 /// One ZooKeeper session as a state machine. See the module docs.
@@ -256,6 +262,14 @@ pub struct Session {
     inbuf: BytesMut,
     close_requested: Option<Option<RequestId>>,
     request_counter: u64,
+    /// Watchers dropped while their registering request was in flight.
+    cancelled_watchers: HashSet<WatcherId>,
+    /// A close waiting for a connection gives up at this instant.
+    close_deadline: Option<Instant>,
+    /// The error requests get once terminal.
+    terminal_err: Option<Error>,
+    /// The host of the transport being opened or open.
+    dialing_host: Option<HostAddr>,
 }
 
 impl Session {
@@ -274,6 +288,7 @@ impl Session {
                 scheme: s.clone(),
                 auth: a.clone(),
                 waiter: None,
+                replay: true,
             })
             .collect();
         let mut s = Self {
@@ -301,6 +316,10 @@ impl Session {
             inbuf: BytesMut::new(),
             close_requested: None,
             request_counter: 0,
+            cancelled_watchers: HashSet::new(),
+            close_deadline: None,
+            terminal_err: None,
+            dialing_host: None,
         };
         if s.hosts.len() == 0 {
             s.terminate(SessionState::Closed, now);
@@ -332,6 +351,14 @@ impl Session {
         self.negotiated
     }
 
+    /// The server the session is connected to right now, if any.
+    pub fn connected_host(&self) -> Option<&HostAddr> {
+        match self.conn {
+            Conn::Connected(_) | Conn::Closing { .. } => self.dialing_host.as_ref(),
+            _ => None,
+        }
+    }
+
     /// Highest zxid seen in a reply.
     pub fn last_zxid(&self) -> i64 {
         self.last_zxid
@@ -350,7 +377,7 @@ impl Session {
     /// The error every request gets once the session is terminal.
     pub fn terminal_error(&self) -> Option<Error> {
         match self.conn {
-            Conn::Terminal(s) => Some(terminal_error(s)),
+            Conn::Terminal(s) => Some(self.terminal_err.clone().unwrap_or(terminal_error(s))),
             _ => None,
         }
     }
@@ -366,10 +393,12 @@ impl Session {
         self.timeout_basis() * 2 / 5
     }
 
-    /// Send idleness after which a ping goes out: 1/5 of the session timeout,
-    /// at most 10 s (Java's `MAX_SEND_PING_INTERVAL`).
+    /// Send idleness after which a ping goes out: 1/10 of the session
+    /// timeout, at most 10 s (Java's `MAX_SEND_PING_INTERVAL`). With the read
+    /// timeout at 2/5, a server has 3/10 of the timeout to answer a ping
+    /// before the connection is given up.
     pub fn ping_interval(&self) -> Duration {
-        (self.timeout_basis() / 5).min(Duration::from_secs(10))
+        (self.timeout_basis() / 10).min(Duration::from_secs(10))
     }
 
     /// How long one connection attempt (TCP + handshake) may take: the
@@ -416,7 +445,7 @@ impl Session {
             return id;
         }
         if req.op == OpCode::Auth {
-            return self.submit_auth(id, req);
+            return self.submit_auth(now, id, req);
         }
         self.queue.push_back(Queued {
             id,
@@ -431,7 +460,7 @@ impl Session {
         self.request_counter
     }
 
-    fn submit_auth(&mut self, id: RequestId, req: Request) -> RequestId {
+    fn submit_auth(&mut self, now: Instant, id: RequestId, req: Request) -> RequestId {
         let mut body = req.body;
         let packet = match AuthPacket::decode(&mut body) {
             Ok(p) => p,
@@ -448,10 +477,20 @@ impl Session {
             scheme: packet.scheme,
             auth: packet.auth,
             waiter: Some(id),
+            replay: false,
         });
-        if matches!(self.conn, Conn::Connected(_)) {
-            self.write_auth(self.auths.len() - 1);
-        }
+        // Queued like any request so it keeps its place in call order; the
+        // body carries the entry's index.
+        let index = (self.auths.len() - 1) as u64;
+        self.queue.push_back(Queued {
+            id,
+            req: Request {
+                op: OpCode::Auth,
+                body: Bytes::copy_from_slice(&index.to_be_bytes()),
+                watch: None,
+            },
+            queued_at: now,
+        });
         id
     }
 
@@ -460,9 +499,27 @@ impl Session {
     /// server-side watch is removed too (removeWatches, fire and forget).
     pub fn unwatch(&mut self, now: Instant, id: WatcherId) {
         let Some((kind, path, last)) = self.watches.unregister(id) else {
+            // Not registered yet: its request may still be on its way. Make
+            // sure the reply does not register it.
+            let waiting = |w: Option<&WatchAction>| matches!(w, Some(WatchAction::Register { id: w, .. }) if *w == id);
+            let in_flight = self.pending.iter().any(|p| match &p.kind {
+                PendingKind::User(_, w) => waiting(w.as_ref()),
+                _ => false,
+            }) || self.queue.iter().any(|q| waiting(q.req.watch.as_ref()));
+            if in_flight {
+                self.cancelled_watchers.insert(id);
+            }
             return;
         };
-        if last && kind.is_persistent() && !self.watches.has_path(&path) && !self.is_terminal() {
+        if last && kind.is_persistent() {
+            self.remove_server_watch(now, path);
+        }
+    }
+
+    /// Queues a fire-and-forget removeWatches for `path` unless other local
+    /// watchers still need the server-side watch.
+    fn remove_server_watch(&mut self, now: Instant, path: String) {
+        if !self.watches.has_path(&path) && !self.is_terminal() {
             let mut body = BytesMut::new();
             WatchesRequest {
                 path,
@@ -497,14 +554,21 @@ impl Session {
         }
         self.close_requested = Some(id);
         if !matches!(self.conn, Conn::Connected(_)) {
-            if let Some(id) = id {
-                self.events.push_back(Event::Reply {
-                    id,
-                    result: Ok(Bytes::new()),
-                });
+            if self.session_id != 0 && self.last_heard.is_some() {
+                // Keep trying for a short while to deliver closeSession, so
+                // the server drops the session's ephemerals now rather than
+                // at expiry.
+                self.close_deadline = Some(now + self.read_timeout());
+            } else {
+                // terminate() answers `id` (it takes `close_requested`).
+                self.terminate(SessionState::Closed, now);
             }
-            self.terminate(SessionState::Closed, now);
         }
+    }
+
+    /// Whether a close is waiting for a connection and its time is up.
+    fn close_given_up(&self, now: Instant) -> bool {
+        self.close_requested.is_some() && self.close_deadline.is_none_or(|d| now >= d)
     }
 
     /// A request id for [`close`](Self::close) and other driver-originated
@@ -553,6 +617,13 @@ impl Session {
         ) {
             return;
         }
+        // Any bytes prove the server alive, even a partial frame of a large
+        // reply (the read timeout must not cut a slow big reply).
+        if !data.is_empty() {
+            if let Conn::Connected(c) = &mut self.conn {
+                c.last_recv = now;
+            }
+        }
         self.inbuf.extend_from_slice(data);
         loop {
             let frame = match decode_frame(&mut self.inbuf, self.cfg.max_reply) {
@@ -598,7 +669,9 @@ impl Session {
         ) {
             if let Some(at) = self.expiry_deadline() {
                 if now >= at {
-                    if self.session_id == 0 {
+                    if self.last_heard.is_none() {
+                        // Never reached a server: whether a resumed session
+                        // still exists is unknown, so this is a timeout.
                         info!("no session established within the connect timeout");
                         self.terminate_with(SessionState::Closed, Error::Timeout, now);
                     } else {
@@ -607,6 +680,10 @@ impl Session {
                     }
                     return;
                 }
+            }
+            if self.close_given_up(now) {
+                self.terminate(SessionState::Closed, now);
+                return;
             }
             self.expire_queued(now);
         }
@@ -685,6 +762,9 @@ impl Session {
                                 op: OpCode::CloseSession,
                                 kind: PendingKind::Close(id),
                             });
+                            // The pending entry now owns the waiter, so
+                            // terminate() does not answer it a second time.
+                            self.close_requested = Some(None);
                             self.conn = Conn::Closing {
                                 deadline: now + self.read_timeout(),
                             };
@@ -724,6 +804,9 @@ impl Session {
             if let Some(e) = self.expiry_deadline() {
                 at(e);
             }
+            if let Some(d) = self.close_deadline {
+                at(d);
+            }
             if let Some(q) = self.queue.front() {
                 at(q.queued_at + self.cfg.request_timeout);
             }
@@ -741,6 +824,22 @@ impl Session {
     }
 
     fn write_request(&mut self, q: Queued, out: &mut BytesMut) {
+        if q.req.op == OpCode::Auth {
+            let index = q
+                .req
+                .body
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(u64::MAX) as usize;
+            if index < self.auths.len() {
+                self.auths[index].replay = true;
+                self.write_auth(index);
+                out.extend_from_slice(&self.priority);
+                self.priority.clear();
+            }
+            return;
+        }
         let xid = self.take_xid();
         encode_frame(out, |b| {
             RequestHeader {
@@ -797,15 +896,35 @@ impl Session {
                 break;
             }
             let q = self.queue.pop_front().expect("front exists");
-            if q.id != INTERNAL {
-                debug!("request waited {timeout:?} without a connection");
-                self.reply_err(q.id, q.req.watch.as_ref(), Error::ConnectionLoss);
+            debug!("request waited {timeout:?} without a connection");
+            self.fail_queued(q, Error::ConnectionLoss);
+        }
+    }
+
+    /// Answers a request that was never sent.
+    fn fail_queued(&mut self, q: Queued, e: Error) {
+        if q.id == INTERNAL {
+            return;
+        }
+        if q.req.op == OpCode::Auth {
+            // Never sent: forget the credentials, answer the waiter once.
+            let index = q
+                .req
+                .body
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(u64::MAX) as usize;
+            if let Some(a) = self.auths.get_mut(index) {
+                a.waiter = None;
             }
         }
+        self.reply_err(q.id, q.req.watch.as_ref(), e);
     }
 
     fn reply_err(&mut self, id: RequestId, watch: Option<&WatchAction>, e: Error) {
         if let Some(WatchAction::Register { id: w, .. }) = watch {
+            self.cancelled_watchers.remove(w);
             self.events.push_back(Event::WatchAbandoned(*w));
         }
         self.events.push_back(Event::Reply { id, result: Err(e) });
@@ -821,6 +940,7 @@ impl Session {
     fn dial(&mut self, now: Instant) {
         let (idx, host) = self.hosts.next_host();
         debug!(%host, "dialing");
+        self.dialing_host = Some(host.clone());
         self.conn = Conn::Dialing {
             idx,
             deadline: now + self.attempt_timeout(),
@@ -835,7 +955,7 @@ impl Session {
         self.priority.clear();
         self.auth_pending.clear();
         self.fail_pending(Error::ConnectionLoss);
-        if self.close_requested.is_some() {
+        if self.close_given_up(now) {
             self.terminate(SessionState::Closed, now);
             return;
         }
@@ -867,8 +987,25 @@ impl Session {
             self.terminate(SessionState::Closed, now);
             return;
         }
-        self.hosts.on_disconnected();
-        self.dial(now);
+        // A connection that dies right after it was set up (a flapping
+        // server, or two clients fighting over one session) counts as a
+        // failed attempt, so the rotation's pauses apply; otherwise the next
+        // host is dialled at once.
+        let lived = match &self.conn {
+            Conn::Connected(c) => now.saturating_duration_since(c.since),
+            _ => Duration::MAX,
+        };
+        let pause = if lived < FLAP_WINDOW {
+            self.hosts.on_failed(&mut self.rng)
+        } else {
+            self.hosts.on_disconnected();
+            Duration::ZERO
+        };
+        if pause.is_zero() {
+            self.dial(now);
+        } else {
+            self.conn = Conn::Backoff { until: now + pause };
+        }
     }
 
     fn fail_pending(&mut self, e: Error) {
@@ -896,13 +1033,12 @@ impl Session {
             self.events.push_back(Event::CloseTransport);
         }
         self.conn = Conn::Terminal(s);
+        self.terminal_err = Some(e.clone());
         self.inbuf.clear();
         self.priority.clear();
         self.fail_pending(e.clone());
         for q in std::mem::take(&mut self.queue) {
-            if q.id != INTERNAL {
-                self.reply_err(q.id, q.req.watch.as_ref(), e.clone());
-            }
+            self.fail_queued(q, e.clone());
         }
         for a in &mut self.auths {
             if let Some(id) = a.waiter.take() {
@@ -1021,6 +1157,7 @@ impl Session {
         self.last_heard = Some(now);
         self.hosts.on_connected(idx);
         self.conn = Conn::Connected(Connected {
+            since: now,
             last_recv: now,
             last_send: now,
             ping_outstanding: false,
@@ -1035,7 +1172,9 @@ impl Session {
         // ACL-checked watch delivery works), then watches, then requests.
         self.priority.clear();
         for i in 0..self.auths.len() {
-            self.write_auth(i);
+            if self.auths[i].replay {
+                self.write_auth(i);
+            }
         }
         let batches = self.watches.replay(self.last_zxid, SET_WATCHES_MAX_LENGTH);
         for b in batches {
@@ -1093,7 +1232,15 @@ impl Session {
                             (k, err::OK) => Some(k),
                             _ => None,
                         };
+                        let cancelled = self.cancelled_watchers.remove(&w);
                         match kind {
+                            Some(k) if cancelled => {
+                                // Dropped before its reply: the server has
+                                // the watch, nobody wants it.
+                                if k.is_persistent() {
+                                    self.remove_server_watch(now, path);
+                                }
+                            }
                             Some(k) => self.watches.register(w, k, &path),
                             None => self.events.push_back(Event::WatchAbandoned(w)),
                         }
@@ -1188,6 +1335,10 @@ impl Session {
         });
     }
 }
+
+/// A connection that drops sooner than this after the handshake counts as a
+/// failed attempt (see `connection_lost`).
+const FLAP_WINDOW: Duration = Duration::from_secs(1);
 
 /// Marks internal requests in the queue.
 const INTERNAL: RequestId = RequestId(u64::MAX);
