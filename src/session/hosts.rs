@@ -138,8 +138,10 @@ impl HostList {
 
     /// A connection was established on host `i`: the next attempt (after a
     /// later disconnect) starts with the host after it.
+    /// The failure count is kept until the connection proves stable
+    /// ([`on_disconnected`](Self::on_disconnected)), so a flapping server
+    /// still meets growing pauses.
     pub(crate) fn on_connected(&mut self, i: usize) {
-        self.failures = 0;
         self.next = (i + 1) % self.hosts.len();
     }
 
@@ -157,8 +159,8 @@ impl HostList {
         std::time::Duration::from_millis(base_ms + rng.random_range(0..50))
     }
 
-    /// A connection dropped after having been established: no pause before
-    /// trying the next host.
+    /// A connection dropped after having been up long enough to count as
+    /// stable: the failure count restarts, no pause before the next host.
     pub(crate) fn on_disconnected(&mut self) {
         self.failures = 0;
     }

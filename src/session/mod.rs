@@ -519,7 +519,19 @@ impl Session {
     /// Queues a fire-and-forget removeWatches for `path` unless other local
     /// watchers still need the server-side watch.
     fn remove_server_watch(&mut self, now: Instant, path: String) {
-        if !self.watches.has_path(&path) && !self.is_terminal() {
+        // removeWatches(Any) would also drop the watch a request still in
+        // flight on this path is setting up for another watcher.
+        let registering = |w: Option<&WatchAction>| match w {
+            Some(WatchAction::Register { id, path: p, .. }) => {
+                *p == path && !self.cancelled_watchers.contains(id)
+            }
+            _ => false,
+        };
+        let in_flight = self.pending.iter().any(|p| match &p.kind {
+            PendingKind::User(_, w) => registering(w.as_ref()),
+            _ => false,
+        }) || self.queue.iter().any(|q| registering(q.req.watch.as_ref()));
+        if !self.watches.has_path(&path) && !in_flight && !self.is_terminal() {
             let mut body = BytesMut::new();
             WatchesRequest {
                 path,
