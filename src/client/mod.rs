@@ -217,6 +217,15 @@ impl Client {
 
     fn server_path(&self, path: &str, sequential: bool) -> Result<String> {
         validate_path(path, sequential)?;
+        if sequential && path == "/" {
+            // A sequential create of "/" names children of the root; under a
+            // chroot that is "<chroot>/", not the chroot path itself (which
+            // would create a sibling of the chroot, as Java's client does).
+            return Ok(match self.chroot() {
+                Some(root) => format!("{root}/"),
+                None => "/".to_string(),
+            });
+        }
         Ok(self.inner.chroot.to_server(path))
     }
 
@@ -351,7 +360,8 @@ impl Client {
         let path = self.server_path(path, mode.is_sequential())?;
         let data = Some(Bytes::copy_from_slice(data));
         if let Some(ttl) = mode.ttl() {
-            if ttl.is_zero() || ttl > MAX_TTL {
+            // The wire carries whole milliseconds: under 1 ms would be 0.
+            if ttl.as_millis() == 0 || ttl > MAX_TTL {
                 return Err(Error::InvalidArgument(format!(
                     "TTL {ttl:?} out of range (1 ms ..= 2^40-1 ms)"
                 )));

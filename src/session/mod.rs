@@ -270,6 +270,9 @@ pub struct Session {
     terminal_err: Option<Error>,
     /// The host of the transport being opened or open.
     dialing_host: Option<HostAddr>,
+    /// Paths whose unused server-side persistent watch could not be removed
+    /// yet because a watch request on the same path was in flight.
+    deferred_removals: HashSet<String>,
 }
 
 impl Session {
@@ -320,6 +323,7 @@ impl Session {
             close_deadline: None,
             terminal_err: None,
             dialing_host: None,
+            deferred_removals: HashSet::new(),
         };
         if s.hosts.len() == 0 {
             s.terminate(SessionState::Closed, now);
@@ -514,6 +518,7 @@ impl Session {
         if last && kind.is_persistent() {
             self.remove_server_watch(now, path);
         }
+        self.flush_deferred_removals(now);
     }
 
     /// Queues a fire-and-forget removeWatches for `path` unless other local
@@ -531,7 +536,17 @@ impl Session {
             PendingKind::User(_, w) => registering(w.as_ref()),
             _ => false,
         }) || self.queue.iter().any(|q| registering(q.req.watch.as_ref()));
-        if !self.watches.has_path(&path) && !in_flight && !self.is_terminal() {
+        if self.is_terminal() {
+            return;
+        }
+        if in_flight || self.watches.has_path(&path) {
+            // Still needed (or about to be): decide again once that request
+            // is answered or those watchers are gone.
+            self.deferred_removals.insert(path);
+            return;
+        }
+        self.deferred_removals.remove(&path);
+        {
             let mut body = BytesMut::new();
             WatchesRequest {
                 path,
@@ -547,6 +562,17 @@ impl Session {
                 },
                 queued_at: now,
             });
+        }
+    }
+
+    /// Re-examines the deferred removals (after replies, notifications and
+    /// unwatches): each is sent once nothing needs the path any more.
+    fn flush_deferred_removals(&mut self, now: Instant) {
+        if self.deferred_removals.is_empty() {
+            return;
+        }
+        for path in std::mem::take(&mut self.deferred_removals) {
+            self.remove_server_watch(now, path);
         }
     }
 
@@ -652,6 +678,7 @@ impl Session {
                 self.connection_lost(now, "protocol error");
                 return;
             }
+            self.flush_deferred_removals(now);
             if !matches!(
                 self.conn,
                 Conn::Handshaking { .. } | Conn::Connected(_) | Conn::Closing { .. }

@@ -1,0 +1,193 @@
+//! Shared fixture for the integration tests: one real Apache ZooKeeper 3.8
+//! standalone server per test binary, started on first use.
+//!
+//! The server is owned by a dedicated thread (with its own tokio runtime), so
+//! it outlives every `#[tokio::test]` runtime. Statics are never dropped, so a
+//! small watchdog process (`sh`) kills the server and deletes its directory
+//! as soon as the test binary exits: it blocks reading a pipe whose only
+//! writer is this process.
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use zkit::{Client, ClientBuilder, CreateOptions, Error};
+use zkit_testcontainers::Ensemble;
+
+/// The fixture's tickTime: session timeouts are clamped to 2..=20 ticks.
+pub const TICK: Duration = Duration::from_millis(200);
+
+/// Generous bound for anything that should happen "now".
+pub const SOON: Duration = Duration::from_secs(5);
+
+/// How long we wait to conclude that something did not happen.
+pub const QUIET: Duration = Duration::from_millis(300);
+
+struct Shared {
+    connect: String,
+    /// Closing this pipe (at process exit) makes the watchdog kill the server.
+    _watchdog: Mutex<ChildStdin>,
+}
+
+static SHARED: OnceLock<Result<Shared, String>> = OnceLock::new();
+
+fn shared() -> &'static Shared {
+    match SHARED.get_or_init(start_shared) {
+        Ok(s) => s,
+        Err(e) => panic!("cannot start the shared ZooKeeper server: {e}"),
+    }
+}
+
+fn start_shared() -> Result<Shared, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("zk-fixture".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("fixture runtime");
+            rt.block_on(async move {
+                match Ensemble::builder().size(1).tick_time(TICK).start().await {
+                    Ok(zk) => {
+                        let info = (
+                            zk.connect_string(),
+                            zk.pid(0).expect("server running"),
+                            zk.root_dir().to_path_buf(),
+                        );
+                        let _ = tx.send(Ok(info));
+                        // Keep the server (and this runtime) for the whole run.
+                        std::future::pending::<()>().await;
+                        drop(zk);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                    }
+                }
+            });
+        })
+        .map_err(|e| format!("spawn fixture thread: {e}"))?;
+    let (connect, pid, dir) = rx.recv().map_err(|_| "fixture thread died".to_string())??;
+    let mut watchdog = Command::new("sh")
+        .arg("-c")
+        .arg(r#"read _unused; kill -9 "$1" 2>/dev/null; sleep 0.2; rm -rf "$2""#)
+        .arg("zk-watchdog")
+        .arg(pid.to_string())
+        .arg(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("spawn watchdog: {e}"))?;
+    let stdin = watchdog.stdin.take().expect("piped stdin");
+    Ok(Shared {
+        connect,
+        _watchdog: Mutex::new(stdin),
+    })
+}
+
+/// `host:port` of the shared server.
+pub fn connect_string() -> String {
+    shared().connect.clone()
+}
+
+/// A new session on the shared server with default settings.
+pub async fn client() -> Client {
+    connect_with(Client::builder(), "").await
+}
+
+/// A new session on the shared server with `builder`'s settings and an
+/// optional chroot suffix (`""` or `"/some/root"`).
+pub async fn connect_with(builder: ClientBuilder, chroot: &str) -> Client {
+    let cs = format!("{}{chroot}", connect_string());
+    match tokio::time::timeout(SOON, builder.connect(&cs)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => panic!("connect to {cs}: {e:?}"),
+        Err(_) => panic!("connect to {cs}: no session within {SOON:?}"),
+    }
+}
+
+/// A fresh, unique top-level path for one test: `/t-<name>-<random>`.
+pub fn unique_path(name: &str) -> String {
+    format!("/t-{name}-{:016x}", rand::random::<u64>())
+}
+
+/// Creates a unique, empty persistent base node for one test and returns its
+/// path.
+pub async fn base(c: &Client, name: &str) -> String {
+    let path = unique_path(name);
+    let (created, _) = c
+        .create(&path, b"", &CreateOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("create base {path}: {e:?}"));
+    assert_eq!(created, path);
+    path
+}
+
+/// Awaits `fut`, failing the test if it takes longer than [`SOON`].
+pub async fn soon<F: Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(SOON, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: nothing within {SOON:?}"),
+    }
+}
+
+/// Fails the test if `fut` completes within `wait`.
+pub async fn never<F>(what: &str, wait: Duration, fut: F)
+where
+    F: Future,
+    F::Output: std::fmt::Debug,
+{
+    if let Ok(v) = tokio::time::timeout(wait, fut).await {
+        panic!("{what}: unexpectedly completed with {v:?}");
+    }
+}
+
+/// Polls `check` every 50 ms until it returns true, failing after `limit`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Asserts that `r` is the given error (by `PartialEq`), with a useful
+/// message.
+#[track_caller]
+pub fn assert_err<T: std::fmt::Debug>(r: Result<T, Error>, want: Error) {
+    match r {
+        Err(e) if e == want => {}
+        other => panic!("expected Err({want:?}), got {other:?}"),
+    }
+}
+
+/// Asserts that `r` is `Err(Error::InvalidPath { .. })` for `path`.
+#[track_caller]
+pub fn assert_invalid_path<T: std::fmt::Debug>(r: Result<T, Error>, path: &str) {
+    match r {
+        Err(Error::InvalidPath { path: p, .. }) if p == path => {}
+        other => panic!("expected InvalidPath for {path:?}, got {other:?}"),
+    }
+}
+
+/// A dedicated standalone server for a test that injects faults (kill,
+/// pause, restart). Dropping it kills the server.
+pub async fn own_server() -> Ensemble {
+    match Ensemble::builder().size(1).tick_time(TICK).start().await {
+        Ok(zk) => zk,
+        Err(e) => panic!("cannot start a ZooKeeper server: {e}"),
+    }
+}
