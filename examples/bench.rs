@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example bench -- CONNECT [--n N] [--window W] [--warmup W] [--sync-n S]
-//!                                                [--runtime multi|current]
+//!                                                [--runtime multi|current] [--peer NAME]
 //! ```
 //!
 //! Against one session and a 100-byte node under a unique base path: warm-up
@@ -24,6 +24,7 @@ struct Args {
     warmup: usize,
     sync_n: usize,
     runtime: String,
+    peer: String,
 }
 
 fn arg(flags: &[(String, String)], key: &str, default: usize) -> usize {
@@ -61,7 +62,13 @@ fn parse_args() -> Args {
         .map(|(_, v)| v.clone())
         .or_else(|| std::env::var("BENCH_RUNTIME").ok())
         .unwrap_or_else(|| "multi".into());
+    let peer = flags
+        .iter()
+        .find(|(k, _)| k == "peer")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "zkit-async".into());
     Args {
+        peer,
         connect,
         n: arg(&flags, "n", 20_000),
         window: arg(&flags, "window", 1000).max(1),
@@ -244,7 +251,7 @@ fn main() {
     };
     let rt = builder.enable_all().build().expect("tokio runtime");
     let mut out = Map::new();
-    out.insert("peer".into(), json!("zkit-async"));
+    out.insert("peer".into(), json!(a.peer));
     out.insert(
         "client".into(),
         json!(format!("zkit {}", env!("CARGO_PKG_VERSION"))),

@@ -234,30 +234,40 @@ impl Client {
     }
 
     fn send(&self, op: OpCode, body: Bytes) -> Reply {
-        self.send_watch(op, body, None)
+        self.submit(
+            Request {
+                op,
+                body,
+                watch: None,
+            },
+            None,
+        )
     }
 
+    /// Sends a request that registers a watcher (`sink` receives its events).
     fn send_watch(
         &self,
         op: OpCode,
         body: Bytes,
         watcher: Option<(WatchAction, WatchSink)>,
     ) -> Reply {
-        let (tx, rx) = oneshot::channel();
         let (watch, sink) = match watcher {
-            Some((action, sink)) => {
-                let id = match &action {
-                    WatchAction::Register { id, .. } => *id,
-                    WatchAction::Remove { .. } => WatcherId(0),
-                };
+            Some((action @ WatchAction::Register { id, .. }, sink)) => {
                 (Some(action), Some((id, sink)))
             }
+            Some((action, _)) => (Some(action), None),
             None => (None, None),
         };
+        self.submit(Request { op, body, watch }, sink)
+    }
+
+    /// Queues `req` with the driver (synchronously: call order is wire order).
+    fn submit(&self, req: Request, watcher: Option<(WatcherId, WatchSink)>) -> Reply {
+        let (tx, rx) = oneshot::channel();
         let cmd = Command::Submit {
-            req: Request { op, body, watch },
+            req,
             reply: tx,
-            watcher: sink,
+            watcher,
         };
         if self.inner.cmds.send(cmd).is_err() {
             return Err(self.ended_error());
@@ -791,24 +801,18 @@ impl Client {
         watcher_type: WatcherType,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
         let reply = self.server_path(path, false).and_then(|server_path| {
-            let (tx, rx) = oneshot::channel();
-            let cmd = Command::Submit {
-                req: Request {
-                    op: OpCode::RemoveWatches,
-                    body: encode(&WatchesRequest {
-                        path: server_path.clone(),
-                        watcher_type: watcher_type.code(),
-                    }),
-                    watch: Some(WatchAction::Remove {
-                        path: server_path,
-                        watcher_type,
-                    }),
-                },
-                reply: tx,
-                watcher: None,
+            let req = Request {
+                op: OpCode::RemoveWatches,
+                body: encode(&WatchesRequest {
+                    path: server_path.clone(),
+                    watcher_type: watcher_type.code(),
+                }),
+                watch: Some(WatchAction::Remove {
+                    path: server_path,
+                    watcher_type,
+                }),
             };
-            self.inner.cmds.send(cmd).map_err(|_| self.ended_error())?;
-            Ok(rx)
+            self.submit(req, None)
         });
         async move {
             await_reply(reply).await?;
