@@ -288,7 +288,6 @@ async fn chrooted_get_config_reads_the_real_config_node() {
 /// prefixing the chroot naively gives "/app" + suffix = "/app0000000042", a
 /// sibling of the chroot (Java's prependChroot has the same flaw).
 #[tokio::test]
-
 async fn sequential_create_of_the_chroot_root_stays_inside_the_chroot() {
     let (plain, root, c) = setup("chroot-seq-root").await;
     let r = c

@@ -428,7 +428,6 @@ async fn ttl_out_of_range_is_rejected_before_sending() {
 /// (1 ms ..= 2^40-1 ms) and must be refused like zero, not truncated to
 /// 0 ms and sent (the server then answers BadArguments).
 #[tokio::test]
-
 async fn sub_millisecond_ttl_is_rejected_before_sending() {
     let c = client().await;
     let base = base(&c, "ttl-sub-ms").await;

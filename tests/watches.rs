@@ -743,7 +743,6 @@ async fn dropped_add_watch_future_is_removed_from_the_server() {
 /// the server (it would stream every event of the subtree to the client
 /// for the rest of the session).
 #[tokio::test]
-
 async fn dropped_add_watch_future_is_removed_once_other_watchers_are_done() {
     let c = client().await;
     let base = base(&c, "dropped-add-watch-later").await;

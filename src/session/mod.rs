@@ -864,13 +864,7 @@ impl Session {
 
     fn write_request(&mut self, q: Queued, out: &mut BytesMut) {
         if q.req.op == OpCode::Auth {
-            let index = q
-                .req
-                .body
-                .as_ref()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .unwrap_or(u64::MAX) as usize;
+            let index = auth_index(&q.req);
             if index < self.auths.len() {
                 self.auths[index].replay = true;
                 self.write_auth(index);
@@ -947,13 +941,7 @@ impl Session {
         }
         if q.req.op == OpCode::Auth {
             // Never sent: forget the credentials, answer the waiter once.
-            let index = q
-                .req
-                .body
-                .as_ref()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .unwrap_or(u64::MAX) as usize;
+            let index = auth_index(&q.req);
             if let Some(a) = self.auths.get_mut(index) {
                 a.waiter = None;
             }
@@ -1378,6 +1366,15 @@ impl Session {
 /// A connection that drops sooner than this after the handshake counts as a
 /// failed attempt (see `connection_lost`).
 const FLAP_WINDOW: Duration = Duration::from_secs(1);
+
+/// The `auths` index a queued auth request carries in its body.
+fn auth_index(req: &Request) -> usize {
+    req.body
+        .as_ref()
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_or(usize::MAX, |i| usize::try_from(i).unwrap_or(usize::MAX))
+}
 
 /// Marks internal requests in the queue.
 const INTERNAL: RequestId = RequestId(u64::MAX);
