@@ -45,8 +45,10 @@ struct Control {
     mode: FaultMode,
     /// Incremented by `cut`: connections from an older epoch close.
     epoch: u64,
-    /// `Some(n)`: after n more downstream bytes, cut (once).
-    cut_after: Option<(u64, usize)>,
+    /// `Some((before, n))`: connections accepted before the `before`-th
+    /// let n more downstream bytes through, then close. Later connections
+    /// are not affected.
+    cut_after: Option<(usize, usize)>,
 }
 
 /// A running fault proxy; stops (and closes its connections) when dropped.
@@ -129,8 +131,9 @@ impl FaultProxy {
     /// Lets `n` more bytes flow from server to client on the open
     /// connections, then cuts them: a reply is lost mid-flight.
     pub fn cut_after_downstream(&self, n: usize) {
+        let accepted = self.accepted.load(Ordering::SeqCst);
         self.control
-            .send_modify(|c| c.cut_after = Some((c.epoch, n)));
+            .send_modify(|c| c.cut_after = Some((accepted, n)));
     }
 
     /// Connections currently open through the proxy.
@@ -164,7 +167,7 @@ async fn accept_loop(
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
-        accepted.fetch_add(1, Ordering::SeqCst);
+        let conn_id = accepted.fetch_add(1, Ordering::SeqCst);
         let ctl = *control.borrow();
         if ctl.mode == FaultMode::Refuse {
             drop(client);
@@ -182,8 +185,8 @@ async fn accept_loop(
             let epoch = ctl.epoch;
             let (cr, cw) = client.into_split();
             let (sr, sw) = server.into_split();
-            let up = pump(cr, sw, control.clone(), epoch, false);
-            let down = pump(sr, cw, control, epoch, true);
+            let up = pump(cr, sw, control.clone(), epoch, None);
+            let down = pump(sr, cw, control, epoch, Some(conn_id));
             // When either direction ends, both sockets close.
             tokio::select! {
                 () = up => {}
@@ -200,7 +203,8 @@ async fn pump(
     mut to: OwnedWriteHalf,
     mut control: watch::Receiver<Control>,
     epoch: u64,
-    downstream: bool,
+    // `Some(connection id)` for the server-to-client direction.
+    downstream: Option<usize>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut cut_budget: Option<usize> = None;
@@ -211,11 +215,9 @@ async fn pump(
             if c.epoch != epoch {
                 return;
             }
-            if downstream {
-                if let Some((e, n)) = c.cut_after {
-                    if e == epoch && cut_budget.is_none() {
-                        cut_budget = Some(n);
-                    }
+            if let (Some(id), Some((before, n))) = (downstream, c.cut_after) {
+                if id < before && cut_budget.is_none() {
+                    cut_budget = Some(n);
                 }
             }
             if c.mode != FaultMode::Blackhole {

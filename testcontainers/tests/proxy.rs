@@ -125,3 +125,28 @@ async fn refuse_and_delay() {
         t0.elapsed()
     );
 }
+
+#[tokio::test]
+async fn cut_after_spares_connections_opened_later() {
+    let proxy = FaultProxy::start(echo_server().await).await.unwrap();
+    let mut old = TcpStream::connect(proxy.addr()).await.unwrap();
+    assert!(roundtrip(&mut old, b"x", Duration::from_secs(2))
+        .await
+        .is_some());
+    proxy.cut_after_downstream(0);
+    let mut got = Vec::new();
+    old.write_all(b"lost").await.unwrap();
+    timeout(Duration::from_secs(2), old.read_to_end(&mut got))
+        .await
+        .expect("old connection cut")
+        .ok();
+    assert!(got.is_empty());
+    let mut new = TcpStream::connect(proxy.addr()).await.unwrap();
+    assert_eq!(
+        roundtrip(&mut new, b"kept", Duration::from_secs(2))
+            .await
+            .as_deref(),
+        Some(&b"kept"[..]),
+        "a later connection is not cut"
+    );
+}
