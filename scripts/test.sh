@@ -20,3 +20,4 @@ fi
 run cargo fmt --all -- --check
 run cargo clippy --workspace --all-targets -- -D warnings
 run cargo test --workspace
+RUSTDOCFLAGS="-D warnings" run cargo doc --workspace --no-deps

@@ -72,6 +72,58 @@
 //! - **Oversized requests are refused locally** with
 //!   [`Error::RequestTooLarge`] (ZooKeeper would drop the connection).
 //!
+//! ## After `Expired`: build a new client
+//!
+//! Expiry is final for a [`Client`]: it never opens a new session on its
+//! own, because the old session's ephemerals and watches are gone and only
+//! the application knows what to rebuild. To carry on:
+//!
+//! 1. Notice the expiry: the state stream ends with `Expired`, and every
+//!    request fails with [`Error::SessionExpired`].
+//! 2. Connect a new `Client` (new session id and password) and replace every
+//!    clone of the old handle.
+//! 3. Re-create the ephemerals. The old session's node may still exist if the
+//!    client declared the expiry on its own clock before the server did (no
+//!    server reachable for 4/3 of the timeout, or a leader election that
+//!    reset the server's session timers). Remove it only if the old session
+//!    owns it. After a `ConnectionLoss` the create may have been applied, so a
+//!    node owned by the new session is already yours.
+//! 4. Re-read and re-watch: the old watchers ended with `SessionExpired`, and
+//!    events in between were not recorded.
+//!
+//! ```no_run
+//! # use std::time::Duration;
+//! # use zkit::{AddWatchMode, Client, CreateMode, CreateOptions, Error, SessionState, Version};
+//! # async fn demo(old: Client, hosts: &str, path: &str, data: &[u8]) -> zkit::Result<()> {
+//! let mut states = old.state_stream();
+//! while let Some(state) = states.next_state().await {
+//!     if state == SessionState::Expired { break; }
+//! }
+//! let old_session = old.session_id();
+//! let zk = Client::builder().session_timeout(Duration::from_secs(10)).connect(hosts).await?;
+//! loop {
+//!     match zk.create(path, data, &CreateOptions::new(CreateMode::Ephemeral)).await {
+//!         Ok(_) => break,
+//!         Err(Error::ConnectionLoss) => continue, // outcome unknown: look again
+//!         Err(Error::NodeExists) => match zk.exists(path).await? {
+//!             Some(s) if s.ephemeral_owner == zk.session_id().0 => break, // ours after all
+//!             Some(s) if s.ephemeral_owner == old_session.0 => {
+//!                 match zk.delete(path, Version::Exact(s.version)).await {
+//!                     Ok(()) | Err(Error::NoNode) => {}
+//!                     Err(e) => return Err(e),
+//!                 }
+//!             }
+//!             Some(_) => return Err(Error::NodeExists), // held by another session
+//!             None => {}                                // gone meanwhile: retry
+//!         },
+//!         Err(e) => return Err(e),
+//!     }
+//! }
+//! let (_data, _stat, _watcher) = zk.get_data_and_watch("/config").await?;
+//! let _tree = zk.add_watch("/jobs", AddWatchMode::PersistentRecursive).await?;
+//! # Ok(()) }
+//! ```
+//!
 //! ## Watch delivery caveat
 //! ZooKeeper 3.8 keeps one watch mode per (connection, path): adding a
 //! one-shot data watch on a path that already has a persistent-recursive

@@ -61,27 +61,8 @@ pub const CONFIG_NODE: &str = "/zookeeper/config";
 /// [`SessionState::Expired`], every call fails with [`Error::SessionExpired`],
 /// watchers end, and this client never creates a new session behind your
 /// back (the session's ephemeral nodes and watches are gone on the server).
-/// To carry on, build a new client and restore what the old session owned:
-///
-/// ```no_run
-/// # async fn demo(hosts: &str) -> zkit::Result<()> {
-/// use futures::StreamExt;
-/// use zkit::{Client, CreateMode, CreateOptions, SessionState};
-///
-/// loop {
-///     let zk = Client::connect(hosts).await?;
-///     // Re-create what belongs to this session: ephemerals, watches.
-///     zk.create("/members/me", b"", &CreateOptions::new(CreateMode::Ephemeral)).await?;
-///     let (_, _, _watch) = zk.get_data_and_watch("/config").await?;
-///     let mut states = zk.state_stream();
-///     while let Some(state) = states.next().await {
-///         if state == SessionState::Expired {
-///             break; // start over with a fresh session
-///         }
-///     }
-/// }
-/// # }
-/// ```
+/// To carry on, build a new client and restore what the old session owned;
+/// the crate docs (*After `Expired`: build a new client*) show how.
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: Arc<Inner>,

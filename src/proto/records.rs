@@ -392,7 +392,7 @@ record! {
         pub data: Option<Bytes>,
         /// ACL, non-empty.
         pub acl: Vec<Acl>,
-        /// 5 or 6 (persistent [sequential] with TTL).
+        /// 5 or 6 (persistent or persistent-sequential, with TTL).
         pub flags: i32,
         /// TTL in ms, `0 < ttl <= 2^40 - 1`.
         pub ttl: i64,
