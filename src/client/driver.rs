@@ -118,6 +118,13 @@ impl Driver {
     }
 
     pub(crate) async fn run(mut self) {
+        // One timer for the whole session, re-armed lazily: moved earlier at
+        // once, but left alone when the deadline moves later (the ping
+        // deadline moves with every write); an early wake-up just finds
+        // nothing due and re-arms (quinn's `drive_timer`).
+        let timer = tokio::time::sleep_until(TokioInstant::now());
+        tokio::pin!(timer);
+        let mut armed: Option<std::time::Instant> = None;
         loop {
             self.process_events();
             if self.session.is_terminal() {
@@ -125,13 +132,14 @@ impl Driver {
                 break;
             }
             self.session.poll_transmit(now(), &mut self.outbuf);
-            let deadline = self.session.poll_timeout();
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(TokioInstant::from_std(d)).await,
-                    None => std::future::pending().await,
+            match self.session.poll_timeout() {
+                Some(d) if armed.is_none_or(|a| d < a) => {
+                    timer.as_mut().reset(TokioInstant::from_std(d));
+                    armed = Some(d);
                 }
-            };
+                Some(_) => {}
+                None => armed = None,
+            }
             let can_write = self.writer.is_some() && !self.outbuf.is_empty();
             tokio::select! {
                 biased;
@@ -191,7 +199,8 @@ impl Driver {
                         }
                     }
                 }
-                () = sleep => {
+                () = &mut timer, if armed.is_some() => {
+                    armed = None;
                     self.session.handle_timeout(now());
                 }
             }

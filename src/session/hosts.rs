@@ -147,15 +147,21 @@ impl HostList {
 
     /// An attempt failed. Returns the pause before the next attempt: none
     /// while untried hosts remain in this cycle, then an exponential pause
-    /// (50 ms doubling to 1 s) plus up to 50 ms of jitter after each full cycle.
-    pub(crate) fn on_failed(&mut self, rng: &mut impl Rng) -> std::time::Duration {
+    /// (50 ms doubling up to `cap`, itself at most 1 s) plus up to 50 ms of
+    /// jitter after each full cycle.
+    pub(crate) fn on_failed(
+        &mut self,
+        rng: &mut impl Rng,
+        cap: std::time::Duration,
+    ) -> std::time::Duration {
         self.failures += 1;
         let n = self.hosts.len() as u32;
         if self.failures % n != 0 {
             return std::time::Duration::ZERO;
         }
         let cycle = self.failures / n;
-        let base_ms = (50u64 << (cycle - 1).min(5)).min(1000);
+        let cap_ms = (cap.as_millis() as u64).clamp(50, 1000);
+        let base_ms = (50u64 << (cycle - 1).min(5)).min(cap_ms);
         std::time::Duration::from_millis(base_ms + rng.random_range(0..50))
     }
 
@@ -225,9 +231,15 @@ mod tests {
             seen.insert(l.next_host().1.port);
         }
         assert_eq!(seen.len(), 3, "each host once per cycle");
-        assert_eq!(l.on_failed(&mut rng), Duration::ZERO);
-        assert_eq!(l.on_failed(&mut rng), Duration::ZERO);
-        let pause = l.on_failed(&mut rng);
+        assert_eq!(
+            l.on_failed(&mut rng, Duration::from_secs(1)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            l.on_failed(&mut rng, Duration::from_secs(1)),
+            Duration::ZERO
+        );
+        let pause = l.on_failed(&mut rng, Duration::from_secs(1));
         assert!(pause >= Duration::from_millis(50) && pause < Duration::from_millis(100));
         // after a connection on host 1, the next dial goes to host 2
         l.on_connected(1);

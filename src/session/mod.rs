@@ -414,6 +414,13 @@ impl Session {
             .max(Duration::from_millis(50))
     }
 
+    /// The longest pause between two full cycles over the hosts: 1/20 of the
+    /// session timeout (50 ms to 1 s), so a client never sleeps through a
+    /// large part of its session while the ensemble elects a leader.
+    pub fn max_pause(&self) -> Duration {
+        (self.timeout_basis() / 20).clamp(Duration::from_millis(50), Duration::from_secs(1))
+    }
+
     /// How long after the last reply the client itself declares the session
     /// expired while it cannot reach any server: 4/3 of the negotiated
     /// timeout (Java 3.9.3, ZOOKEEPER-4508). The server expires it within
@@ -986,7 +993,8 @@ impl Session {
             self.terminate(SessionState::Closed, now);
             return;
         }
-        let pause = self.hosts.on_failed(&mut self.rng);
+        let cap = self.max_pause();
+        let pause = self.hosts.on_failed(&mut self.rng, cap);
         if pause.is_zero() {
             self.dial(now);
         } else {
@@ -1023,7 +1031,8 @@ impl Session {
             _ => Duration::MAX,
         };
         let pause = if lived < FLAP_WINDOW {
-            self.hosts.on_failed(&mut self.rng)
+            let cap = self.max_pause();
+            self.hosts.on_failed(&mut self.rng, cap)
         } else {
             self.hosts.on_disconnected();
             Duration::ZERO
