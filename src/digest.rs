@@ -5,8 +5,21 @@
 
 /// `user:base64(sha1("user:password"))`.
 pub(crate) fn generate_digest(user: &str, password: &str) -> String {
-    let hash = sha1(format!("{user}:{password}").as_bytes());
-    format!("{user}:{}", base64(&hash))
+    digest_id(&format!("{user}:{password}"))
+}
+
+/// ZooKeeper's `DigestAuthenticationProvider.generateDigest(idPassword)`:
+/// the text before the first `:` of `id_password`, a `:`, and the base64 of
+/// the SHA-1 of the whole of `id_password`. For `"user:password"` this is
+/// the id of a `digest` ACL entry and of the identity `add_auth("digest",
+/// b"user:password")` grants.
+///
+/// ```
+/// assert_eq!(zkit::digest_id("super:test"), "super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
+/// ```
+pub fn digest_id(id_password: &str) -> String {
+    let user = id_password.split(':').next().unwrap_or_default();
+    format!("{user}:{}", base64(&sha1(id_password.as_bytes())))
 }
 
 fn sha1(msg: &[u8]) -> [u8; 20] {

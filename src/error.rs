@@ -83,6 +83,18 @@ pub enum Error {
     /// Server-side system error (-1).
     #[error("system error")]
     SystemError,
+    /// Operation timed out (-7, the C client's ZOPERATIONTIMEOUT).
+    #[error("operation timed out")]
+    OperationTimeout,
+    /// The session is unknown to the server (-12, server-internal).
+    #[error("unknown session")]
+    UnknownSession,
+    /// API error range marker (-100); not returned by servers.
+    #[error("API error")]
+    ApiError,
+    /// Invalid callback (-113); not returned by servers.
+    #[error("invalid callback")]
+    InvalidCallback,
     /// Request timed out on the server side (-122).
     #[error("request timed out")]
     RequestTimeout,
@@ -161,6 +173,10 @@ impl Error {
             err::MARSHALLING_ERROR => Self::MarshallingError,
             err::UNIMPLEMENTED => Self::Unimplemented,
             err::BAD_ARGUMENTS => Self::BadArguments,
+            err::OPERATION_TIMEOUT => Self::OperationTimeout,
+            err::UNKNOWN_SESSION => Self::UnknownSession,
+            err::API_ERROR => Self::ApiError,
+            err::INVALID_CALLBACK => Self::InvalidCallback,
             err::NEW_CONFIG_NO_QUORUM => Self::NewConfigNoQuorum,
             err::RECONFIG_IN_PROGRESS => Self::ReconfigInProgress,
             err::NO_NODE => Self::NoNode,
@@ -195,6 +211,10 @@ impl Error {
             Self::MarshallingError => err::MARSHALLING_ERROR,
             Self::Unimplemented => err::UNIMPLEMENTED,
             Self::BadArguments => err::BAD_ARGUMENTS,
+            Self::OperationTimeout => err::OPERATION_TIMEOUT,
+            Self::UnknownSession => err::UNKNOWN_SESSION,
+            Self::ApiError => err::API_ERROR,
+            Self::InvalidCallback => err::INVALID_CALLBACK,
             Self::NewConfigNoQuorum => err::NEW_CONFIG_NO_QUORUM,
             Self::ReconfigInProgress => err::RECONFIG_IN_PROGRESS,
             Self::NoNode => err::NO_NODE,
@@ -256,6 +276,21 @@ mod tests {
         for code in -130..=0 {
             let e = Error::from_code(code);
             assert_eq!(e.code(), Some(code), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn every_java_keeper_exception_code_has_a_name() {
+        // KeeperException.Code, all but OK.
+        let named = [
+            -1, -2, -3, -4, -5, -6, -7, -8, -12, -13, -14, -100, -101, -102, -103, -108, -110,
+            -111, -112, -113, -114, -115, -118, -119, -120, -121, -122, -123, -124, -125, -127,
+        ];
+        for code in named {
+            assert!(
+                !matches!(Error::from_code(code), Error::ServerCode(_)),
+                "{code} has no variant"
+            );
         }
     }
 }

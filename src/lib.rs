@@ -148,5 +148,6 @@ pub use client::{
     Client, ClientBuilder, MultiRead, MultiWrite, OneshotWatcher, OpResult, PersistentWatcher,
     ReadResult, StateStream, CONFIG_NODE, MAX_TTL,
 };
+pub use digest::digest_id;
 pub use path::validate_path;
 pub use session::HostAddr;
