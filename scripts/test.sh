@@ -20,4 +20,8 @@ fi
 run cargo fmt --all -- --check
 run cargo clippy --workspace --all-targets -- -D warnings
 run cargo test --workspace
+# The same client integration tests against the bundled zkit-server (the
+# ensemble fault tests need real ZooKeeper processes and run above only).
+ZKIT_TEST_BACKEND=bundled run cargo test -p zkit --test ops --test watches --test multi --test acl \
+  --test chroot --test pipeline --test session
 RUSTDOCFLAGS="-D warnings" run cargo doc --workspace --no-deps

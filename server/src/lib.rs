@@ -1,8 +1,8 @@
 //! zkit-server: a ZooKeeper-compatible single-node server.
 //!
-//! This crate is being built in layers. What exists today are its pure,
-//! synchronous building blocks, each unit-tested against ZooKeeper 3.8's
-//! semantics (PROTOCOL.md §4.8–4.10, §4.16):
+//! In-memory today (durability, the `zkit-server` binary and `zoo.cfg`
+//! support come next). It is built in layers; the pure, synchronous
+//! building blocks are each unit-tested against ZooKeeper 3.8's semantics:
 //!
 //! - [`tree::DataTree`]: znodes with full Stat bookkeeping, every create mode,
 //!   sequence numbers, ephemerals, containers and TTL nodes, atomic multi;
@@ -12,14 +12,32 @@
 //!   session ids and passwords;
 //! - [`acl`]: ACL schemes (world, auth, digest, ip, super) and permission checks.
 //!
-//! The network server that puts them behind ZooKeeper's wire protocol comes
-//! next (issue 4).
+//! On top of them, [`Server`] puts the blocks behind ZooKeeper's wire
+//! protocol: one tokio task per connection, the shared state behind a
+//! `std::sync::Mutex` never held across an `.await`, a session expirer and a
+//! container/TTL reaper.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let server = zkit_server::Server::builder().start().await?;
+//! println!("connect to {}", server.connect_string());
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod acl;
+mod connection;
+mod dispatch;
+mod fourlw;
+mod server;
 pub mod sessions;
 pub mod tree;
 pub mod watches;
+
+pub use server::{RunningServer, Server, ServerBuilder, VERSION};
+pub use tree::Compat;
 
 /// A ZooKeeper error code (`KeeperException.Code`, values in
 /// [`zkit::proto::codes::err`]) returned by a server-side operation.

@@ -1,6 +1,10 @@
 //! Shared fixture for the integration tests: one real Apache ZooKeeper 3.8
 //! standalone server per test binary, started on first use.
 //!
+//! With `ZKIT_TEST_BACKEND=bundled` the shared server is the in-process
+//! `zkit_server` instead (same tickTime); tests that need process control
+//! ([`own_server`]) skip themselves via [`skip_if_bundled`].
+//!
 //! The server is owned by a dedicated thread (with its own tokio runtime), so
 //! it outlives every `#[tokio::test]` runtime. Statics are never dropped, so a
 //! small watchdog process (`sh`) kills the server and deletes its directory
@@ -27,8 +31,25 @@ pub const QUIET: Duration = Duration::from_millis(300);
 
 struct Shared {
     connect: String,
-    /// Closing this pipe (at process exit) makes the watchdog kill the server.
-    _watchdog: Mutex<ChildStdin>,
+    /// Closing this pipe (at process exit) makes the watchdog kill the server
+    /// (real ZooKeeper only).
+    _watchdog: Option<Mutex<ChildStdin>>,
+}
+
+/// Whether the tests run against the bundled `zkit_server`
+/// (`ZKIT_TEST_BACKEND=bundled`) instead of a real ZooKeeper.
+pub fn bundled() -> bool {
+    std::env::var("ZKIT_TEST_BACKEND").is_ok_and(|v| v == "bundled")
+}
+
+/// For tests that need a real server process (kill, pause, restart): with
+/// the bundled backend, prints why the test is skipped and returns true.
+pub fn skip_if_bundled(test: &str) -> bool {
+    if bundled() {
+        eprintln!("SKIPPED {test}: needs a real ZooKeeper process (ZKIT_TEST_BACKEND=bundled)");
+        return true;
+    }
+    false
 }
 
 static SHARED: OnceLock<Result<Shared, String>> = OnceLock::new();
@@ -40,7 +61,43 @@ fn shared() -> &'static Shared {
     }
 }
 
+/// The bundled server, owned by a dedicated thread with its own runtime so
+/// that it outlives every `#[tokio::test]` runtime; it dies with the process.
+fn start_bundled() -> Result<Shared, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("zk-bundled".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("fixture runtime");
+            rt.block_on(async move {
+                match zkit_server::Server::builder().tick_time(TICK).start().await {
+                    Ok(server) => {
+                        let _ = tx.send(Ok(server.connect_string()));
+                        std::future::pending::<()>().await;
+                        drop(server);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                    }
+                }
+            });
+        })
+        .map_err(|e| format!("spawn fixture thread: {e}"))?;
+    let connect = rx.recv().map_err(|_| "fixture thread died".to_string())??;
+    Ok(Shared {
+        connect,
+        _watchdog: None,
+    })
+}
+
 fn start_shared() -> Result<Shared, String> {
+    if bundled() {
+        return start_bundled();
+    }
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("zk-fixture".into())
@@ -84,7 +141,7 @@ fn start_shared() -> Result<Shared, String> {
     let stdin = watchdog.stdin.take().expect("piped stdin");
     Ok(Shared {
         connect,
-        _watchdog: Mutex::new(stdin),
+        _watchdog: Some(Mutex::new(stdin)),
     })
 }
 
@@ -184,7 +241,8 @@ pub fn assert_invalid_path<T: std::fmt::Debug>(r: Result<T, Error>, path: &str) 
 }
 
 /// A dedicated standalone server for a test that injects faults (kill,
-/// pause, restart). Dropping it kills the server.
+/// pause, restart). Dropping it kills the server. Always a real ZooKeeper:
+/// callers check [`skip_if_bundled`] first.
 pub async fn own_server() -> Ensemble {
     match Ensemble::builder().size(1).tick_time(TICK).start().await {
         Ok(zk) => zk,

@@ -1,0 +1,218 @@
+//! One client connection: framing, handshake (or a four-letter word), then
+//! requests until EOF, an error or a close order.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use zkit::proto::{decode_frame, encode_frame, ConnectRequest, ConnectResponse, Decode, Encode};
+
+use crate::acl::AuthInfo;
+use crate::dispatch::{self, Flow};
+use crate::server::{now_ms, ConnHandle, Out, Shared};
+use crate::sessions::generate_password;
+use crate::watches::ConnId;
+
+/// Per-connection state the dispatcher needs.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) id: ConnId,
+    pub(crate) session: i64,
+    pub(crate) auth: AuthInfo,
+    pub(crate) tx: mpsc::UnboundedSender<Out>,
+}
+
+/// Serves one connection until it ends. Never panics on client input.
+pub(crate) async fn serve<IO>(
+    mut io: IO,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let (tx, mut rx) = mpsc::unbounded_channel::<Out>();
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut conn: Option<Conn> = None;
+    let mut closing = false;
+    'outer: loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            out = rx.recv() => {
+                let Some(out) = out else { break };
+                let mut wbuf = BytesMut::new();
+                let mut close = false;
+                let mut next = Some(out);
+                while let Some(o) = next {
+                    match o {
+                        Out::Frame(f) => {
+                            shared.sent.fetch_add(1, Ordering::Relaxed);
+                            wbuf.extend_from_slice(&f);
+                        }
+                        Out::Close => {
+                            close = true;
+                            break;
+                        }
+                    }
+                    next = rx.try_recv().ok();
+                }
+                if io.write_all(&wbuf).await.is_err() || io.flush().await.is_err() {
+                    break;
+                }
+                if close {
+                    break;
+                }
+            }
+            n = io.read_buf(&mut buf), if !closing => {
+                match n {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                // Process every complete frame in the buffer.
+                loop {
+                    if conn.is_none() && buf.len() >= 4 {
+                        if let Some(answer) = crate::fourlw::answer(&buf[..4], &shared) {
+                            let _ = io.write_all(answer.as_bytes()).await;
+                            let _ = io.flush().await;
+                            break 'outer;
+                        }
+                    }
+                    let frame = match decode_frame(&mut buf, shared.max_frame) {
+                        Ok(Some(f)) => f,
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!(%peer, error = %e, "Len error, closing connection");
+                            break 'outer;
+                        }
+                    };
+                    shared.received.fetch_add(1, Ordering::Relaxed);
+                    match conn.as_mut() {
+                        None => match handshake(frame, peer, &shared, &tx) {
+                            Some(c) => conn = Some(c),
+                            None => {
+                                closing = true;
+                                break;
+                            }
+                        },
+                        Some(c) => {
+                            if dispatch::handle(c, frame, &shared) == Flow::Close {
+                                closing = true;
+                                let _ = tx.send(Out::Close);
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Some(c) = conn {
+        let mut st = shared.lock();
+        st.watches.drop_connection(c.id);
+        st.conns.remove(&c.id);
+        if st.session_conn.get(&c.session) == Some(&c.id) {
+            st.session_conn.remove(&c.session);
+        }
+    }
+    let _ = io.shutdown().await;
+}
+
+/// Handles the ConnectRequest. `None`: a reply (if any) and a close are
+/// queued.
+fn handshake(
+    frame: Bytes,
+    peer: SocketAddr,
+    shared: &Shared,
+    tx: &mpsc::UnboundedSender<Out>,
+) -> Option<Conn> {
+    let mut body = frame;
+    let req = match ConnectRequest::decode(&mut body) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "bad ConnectRequest, closing");
+            let _ = tx.send(Out::Close);
+            return None;
+        }
+    };
+    let read_only = req.read_only.map(|_| false);
+    let mut st = shared.lock();
+    if req.last_zxid_seen > st.zxid {
+        tracing::info!(
+            %peer,
+            "client has seen zxid {:#x}, server only {:#x}; closing",
+            req.last_zxid_seen,
+            st.zxid
+        );
+        let _ = tx.send(Out::Close);
+        return None;
+    }
+    let timeout = st.sessions.negotiate(req.timeout);
+    let now = now_ms();
+    let session = if req.session_id == 0 {
+        let id = st.sessions.create_session(timeout, now);
+        st.next_zxid();
+        shared.session_added.notify_one();
+        id
+    } else {
+        // One connection per session: ZooKeeper closes the old one *before*
+        // checking the password (`processConnectRequest`).
+        if let Some(old) = st.session_conn.remove(&req.session_id) {
+            if let Some(h) = st.conns.get(&old) {
+                let _ = h.tx.send(Out::Close);
+            }
+        }
+        if !st
+            .sessions
+            .reopen(req.session_id, &req.passwd, timeout, now)
+        {
+            let resp = ConnectResponse {
+                protocol_version: 0,
+                timeout: 0,
+                session_id: 0,
+                passwd: Bytes::from_static(&[0u8; 16]),
+                read_only,
+            };
+            let _ = tx.send(Out::Frame(frame_of(&resp)));
+            let _ = tx.send(Out::Close);
+            return None;
+        }
+        shared.session_added.notify_one();
+        req.session_id
+    };
+    let id = ConnId(st.next_conn);
+    st.next_conn += 1;
+    st.conns.insert(
+        id,
+        ConnHandle {
+            tx: tx.clone(),
+            session,
+            peer,
+        },
+    );
+    st.session_conn.insert(session, id);
+    drop(st);
+    let resp = ConnectResponse {
+        protocol_version: 0,
+        timeout,
+        session_id: session,
+        passwd: Bytes::copy_from_slice(&generate_password(session)),
+        read_only,
+    };
+    let _ = tx.send(Out::Frame(frame_of(&resp)));
+    Some(Conn {
+        id,
+        session,
+        auth: AuthInfo::new(peer.ip()),
+        tx: tx.clone(),
+    })
+}
+
+fn frame_of(rec: &dyn Encode) -> Bytes {
+    let mut buf = BytesMut::new();
+    encode_frame(&mut buf, |b| rec.encode(b));
+    buf.freeze()
+}

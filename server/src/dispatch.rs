@@ -1,0 +1,431 @@
+//! Request dispatch: one request of a connected session, decoded and applied
+//! under the state lock (`PrepRequestProcessor` + `FinalRequestProcessor`).
+
+use bytes::Bytes;
+use zkit::proto::codes::{err, perms, AddWatchMode, OpCode, WatcherType};
+use zkit::proto::{
+    Acl, AddWatchRequest, AuthPacket, CheckVersionRequest, Create2Response, CreateRequest,
+    CreateResponse, CreateTtlRequest, Decode, DeleteRequest, Encode, GetAclResponse,
+    GetChildren2Response, GetChildrenResponse, GetDataResponse, Id, IntResponse, MultiRequest,
+    MultiResponse, PathRequest, PathResponse, PathWatchRequest, ReconfigRequest, ReplyHeader,
+    RequestHeader, SetAclRequest, SetDataRequest, SetWatches, SetWatches2, StatResponse,
+    WatchesRequest, WhoAmIResponse,
+};
+
+use crate::acl::AclPolicy;
+use crate::connection::Conn;
+use crate::server::{notification, now_ms, reply_frame, Out, Shared, State};
+use crate::tree::{AclHook, Txn};
+use crate::{ErrorCode, OpResult};
+
+/// What the connection does after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Keep reading requests.
+    Continue,
+    /// Flush the queued frames and close.
+    Close,
+}
+
+/// The tree's ACL hooks for one connection.
+struct ConnAcl<'a> {
+    policy: &'a AclPolicy,
+    ids: &'a [Id],
+}
+
+impl AclHook for ConnAcl<'_> {
+    fn fixup(&self, _path: &str, acl: &[Acl]) -> OpResult<Vec<Acl>> {
+        self.policy.fixup_acl(acl, self.ids)
+    }
+
+    fn check(&self, _path: &str, acl: &[Acl], perm: i32) -> OpResult<()> {
+        self.policy.check_perm(acl, self.ids, perm)
+    }
+}
+
+/// A reply: an error code, or success with an optional body.
+type Reply = Result<Option<Box<dyn Encode>>, ErrorCode>;
+
+fn ok<T: Encode + 'static>(body: T) -> Reply {
+    Ok(Some(Box::new(body)))
+}
+
+fn decode<T: Decode>(body: &mut Bytes) -> Option<T> {
+    T::decode(body).ok()
+}
+
+/// Handles one request frame of an established session.
+pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
+    let mut body = frame;
+    let Ok(hdr) = RequestHeader::decode(&mut body) else {
+        tracing::warn!("undecodable request header, closing connection");
+        return Flow::Close;
+    };
+    let mut st = shared.lock();
+    if !st.sessions.touch(conn.session, now_ms()) {
+        // Expired or closing: ZooKeeper drops the request; the expirer
+        // closes the connection.
+        return Flow::Continue;
+    }
+    let xid = hdr.xid;
+    let Some(op) = OpCode::from_code(hdr.op) else {
+        return unimplemented(conn, xid, hdr.op);
+    };
+    let mut flow = Flow::Continue;
+    let reply: Option<Reply> = match op {
+        OpCode::Ping => Some(Ok(None)),
+        OpCode::Create | OpCode::Create2 | OpCode::CreateContainer => {
+            let Some(req) = decode::<CreateRequest>(&mut body) else {
+                return bad_request(xid, op);
+            };
+            let zxid = st.next_zxid();
+            let hook = ConnAcl {
+                policy: &shared.policy,
+                ids: conn.auth.ids(),
+            };
+            let txn = Txn::new(zxid, now_ms() as i64, conn.session).with_acl(&hook);
+            let r = st.tree.create(op, &req, &txn);
+            Some(r.map(|a| {
+                st.fire(&a.triggers);
+                if op == OpCode::Create {
+                    Some(Box::new(CreateResponse {
+                        path: a.result.path,
+                    }) as Box<dyn Encode>)
+                } else {
+                    Some(Box::new(Create2Response {
+                        path: a.result.path,
+                        stat: a.result.stat,
+                    }) as Box<dyn Encode>)
+                }
+            }))
+        }
+        OpCode::CreateTtl => {
+            let Some(req) = decode::<CreateTtlRequest>(&mut body) else {
+                return bad_request(xid, op);
+            };
+            let zxid = st.next_zxid();
+            let hook = ConnAcl {
+                policy: &shared.policy,
+                ids: conn.auth.ids(),
+            };
+            let txn = Txn::new(zxid, now_ms() as i64, conn.session).with_acl(&hook);
+            let r = st.tree.create_ttl(&req, &txn);
+            Some(r.map(|a| {
+                st.fire(&a.triggers);
+                Some(Box::new(Create2Response {
+                    path: a.result.path,
+                    stat: a.result.stat,
+                }) as Box<dyn Encode>)
+            }))
+        }
+        OpCode::Delete => {
+            let Some(req) = decode::<DeleteRequest>(&mut body) else {
+                return bad_request(xid, op);
+            };
+            let zxid = st.next_zxid();
+            let hook = ConnAcl {
+                policy: &shared.policy,
+                ids: conn.auth.ids(),
+            };
+            let txn = Txn::new(zxid, now_ms() as i64, conn.session).with_acl(&hook);
+            let r = st.tree.delete(&req.path, req.version, &txn);
+            Some(r.map(|a| {
+                st.fire(&a.triggers);
+                None
+            }))
+        }
+        OpCode::SetData => {
+            let Some(req) = decode::<SetDataRequest>(&mut body) else {
+                return bad_request(xid, op);
+            };
+            let zxid = st.next_zxid();
+            let hook = ConnAcl {
+                policy: &shared.policy,
+                ids: conn.auth.ids(),
+            };
+            let txn = Txn::new(zxid, now_ms() as i64, conn.session).with_acl(&hook);
+            let r = st.tree.set_data(&req.path, req.data, req.version, &txn);
+            Some(r.map(|a| {
+                st.fire(&a.triggers);
+                Some(Box::new(StatResponse { stat: a.result }) as Box<dyn Encode>)
+            }))
+        }
+        OpCode::SetAcl => {
+            let Some(req) = decode::<SetAclRequest>(&mut body) else {
+                return bad_request(xid, op);
+            };
+            let zxid = st.next_zxid();
+            let hook = ConnAcl {
+                policy: &shared.policy,
+                ids: conn.auth.ids(),
+            };
+            let txn = Txn::new(zxid, now_ms() as i64, conn.session).with_acl(&hook);
+            let r = st.tree.set_acl(&req.path, &req.acl, req.version, &txn);
+            Some(r.map(|stat| Some(Box::new(StatResponse { stat }) as Box<dyn Encode>)))
+        }
+        OpCode::Check => {
+            let Some(req) = decode::<CheckVersionRequest>(&mut body) else {
+                return bad_request(xid, op);
+            };
+            let zxid = st.next_zxid();
+            let hook = ConnAcl {
+                policy: &shared.policy,
+                ids: conn.auth.ids(),
+            };
+            let txn = Txn::new(zxid, now_ms() as i64, conn.session).with_acl(&hook);
+            let r = st.tree.check(&req.path, req.version, &txn);
+            Some(r.map(|stat| Some(Box::new(StatResponse { stat }) as Box<dyn Encode>)))
+        }
+        OpCode::Multi => {
+            let Some(req) = decode::<MultiRequest>(&mut body) else {
+                return bad_request(xid, op);
+            };
+            let zxid = st.next_zxid();
+            let hook = ConnAcl {
+                policy: &shared.policy,
+                ids: conn.auth.ids(),
+            };
+            let txn = Txn::new(zxid, now_ms() as i64, conn.session).with_acl(&hook);
+            let a = st.tree.multi(&req.ops, &txn);
+            st.fire(&a.triggers);
+            Some(ok(MultiResponse { results: a.result }))
+        }
+        OpCode::MultiRead => {
+            let Some(req) = decode::<MultiRequest>(&mut body) else {
+                return bad_request(xid, op);
+            };
+            let hook = ConnAcl {
+                policy: &shared.policy,
+                ids: conn.auth.ids(),
+            };
+            let results = st.tree.multi_read(&req.ops, &hook);
+            Some(ok(MultiResponse { results }))
+        }
+        OpCode::Exists => {
+            let Some(req) = decode::<PathWatchRequest>(&mut body) else {
+                return bad_request(xid, op);
+            };
+            if let Err(e) = valid(&req.path) {
+                Some(Err(e))
+            } else {
+                if req.watch {
+                    st.watches.add_exist_watch(conn.id, &req.path);
+                }
+                Some(match st.tree.stat(&req.path) {
+                    Some(stat) => ok(StatResponse { stat }),
+                    None => Err(ErrorCode(err::NO_NODE)),
+                })
+            }
+        }
+        OpCode::GetData => {
+            let Some(req) = decode::<PathWatchRequest>(&mut body) else {
+                return bad_request(xid, op);
+            };
+            let r = read_checked(&st, shared, conn, &req.path).and_then(|()| {
+                let (data, stat) = st.tree.get_data(&req.path)?;
+                Ok(GetDataResponse { data, stat })
+            });
+            if r.is_ok() && req.watch {
+                st.watches.add_data_watch(conn.id, &req.path);
+            }
+            Some(r.and_then(ok))
+        }
+        OpCode::GetChildren | OpCode::GetChildren2 => {
+            let Some(req) = decode::<PathWatchRequest>(&mut body) else {
+                return bad_request(xid, op);
+            };
+            let r = read_checked(&st, shared, conn, &req.path)
+                .and_then(|()| st.tree.get_children(&req.path));
+            if r.is_ok() && req.watch {
+                st.watches.add_child_watch(conn.id, &req.path);
+            }
+            Some(r.and_then(|(children, stat)| {
+                if op == OpCode::GetChildren {
+                    ok(GetChildrenResponse { children })
+                } else {
+                    ok(GetChildren2Response { children, stat })
+                }
+            }))
+        }
+        OpCode::GetAcl => {
+            let Some(req) = decode::<PathRequest>(&mut body) else {
+                return bad_request(xid, op);
+            };
+            Some(valid(&req.path).and_then(|()| {
+                let (acl, stat) = st.tree.get_acl(&req.path)?;
+                let acl = shared.policy.get_acl(&acl, conn.auth.ids())?;
+                ok(GetAclResponse { acl, stat })
+            }))
+        }
+        OpCode::Sync => {
+            let Some(req) = decode::<PathRequest>(&mut body) else {
+                return bad_request(xid, op);
+            };
+            Some(ok(PathResponse { path: req.path }))
+        }
+        OpCode::GetAllChildrenNumber => {
+            let Some(req) = decode::<PathRequest>(&mut body) else {
+                return bad_request(xid, op);
+            };
+            Some(
+                read_checked(&st, shared, conn, &req.path)
+                    .and_then(|()| st.tree.all_children_number(&req.path))
+                    .and_then(|value| ok(IntResponse { value })),
+            )
+        }
+        OpCode::GetEphemerals => {
+            let Some(req) = decode::<PathRequest>(&mut body) else {
+                return bad_request(xid, op);
+            };
+            let eph = st.tree.get_ephemerals(conn.session, &req.path);
+            Some(ok(GetChildrenResponse { children: eph }))
+        }
+        OpCode::CheckWatches | OpCode::RemoveWatches => {
+            let Some(req) = decode::<WatchesRequest>(&mut body) else {
+                return bad_request(xid, op);
+            };
+            let r = match WatcherType::from_code(req.watcher_type) {
+                None => Err(ErrorCode(err::MARSHALLING_ERROR)),
+                Some(t) if op == OpCode::CheckWatches => {
+                    st.watches.check_watches(conn.id, &req.path, t)
+                }
+                Some(t) => st.watches.remove_watches(conn.id, &req.path, t),
+            };
+            Some(r.map(|()| None))
+        }
+        OpCode::AddWatch => {
+            let Some(req) = decode::<AddWatchRequest>(&mut body) else {
+                return bad_request(xid, op);
+            };
+            match AddWatchMode::from_code(req.mode) {
+                Some(mode) => {
+                    st.watches.add_watch(conn.id, &req.path, mode);
+                    Some(ok(IntResponse { value: 0 }))
+                }
+                None => Some(Err(ErrorCode(err::MARSHALLING_ERROR))),
+            }
+        }
+        OpCode::SetWatches | OpCode::SetWatches2 => {
+            let req = if op == OpCode::SetWatches {
+                let Some(r) = decode::<SetWatches>(&mut body) else {
+                    return bad_request(xid, op);
+                };
+                SetWatches2 {
+                    relative_zxid: r.relative_zxid,
+                    data_watches: r.data_watches,
+                    exist_watches: r.exist_watches,
+                    child_watches: r.child_watches,
+                    persistent_watches: Vec::new(),
+                    persistent_recursive_watches: Vec::new(),
+                }
+            } else {
+                let Some(r) = decode::<SetWatches2>(&mut body) else {
+                    return bad_request(xid, op);
+                };
+                r
+            };
+            let State { watches, tree, .. } = &mut *st;
+            let events = watches.set_watches(conn.id, &req, tree);
+            for ev in events {
+                let _ = conn.tx.send(Out::Frame(notification(&ev, -1)));
+            }
+            Some(Ok(None))
+        }
+        OpCode::WhoAmI => Some(ok(WhoAmIResponse {
+            client_info: shared.policy.who_am_i(conn.auth.ids()),
+        })),
+        OpCode::Auth => {
+            let Some(req) = decode::<AuthPacket>(&mut body) else {
+                return bad_request(xid, op);
+            };
+            let r = shared
+                .policy
+                .add_auth(&mut conn.auth, &req.scheme, &req.auth);
+            let code = match r {
+                Ok(_) => 0,
+                Err(e) => {
+                    tracing::info!(scheme = %req.scheme, "auth failed, closing connection");
+                    flow = Flow::Close;
+                    e.0
+                }
+            };
+            let hdr = ReplyHeader {
+                xid,
+                zxid: 0,
+                err: code,
+            };
+            let _ = conn.tx.send(Out::Frame(reply_frame(hdr, None)));
+            None
+        }
+        OpCode::CloseSession => {
+            // This connection closes itself after the reply.
+            if st.session_conn.get(&conn.session) == Some(&conn.id) {
+                st.session_conn.remove(&conn.session);
+            }
+            st.kill_session(conn.session);
+            flow = Flow::Close;
+            Some(Ok(None))
+        }
+        OpCode::Reconfig => {
+            // Standalone 3.8: reconfigEnabled=false; the error txn still
+            // consumes a zxid.
+            if decode::<ReconfigRequest>(&mut body).is_none() {
+                return bad_request(xid, op);
+            }
+            st.next_zxid();
+            Some(Err(ErrorCode(err::RECONFIG_DISABLED)))
+        }
+        _ => return unimplemented(conn, xid, hdr.op),
+    };
+    if let Some(reply) = reply {
+        let zxid = st.zxid;
+        let frame = match reply {
+            Ok(body) => reply_frame(ReplyHeader { xid, zxid, err: 0 }, body.as_deref()),
+            Err(e) => reply_frame(
+                ReplyHeader {
+                    xid,
+                    zxid,
+                    err: e.0,
+                },
+                None,
+            ),
+        };
+        let _ = conn.tx.send(Out::Frame(frame));
+    }
+    flow
+}
+
+/// The only path check of ZooKeeper's read ops: a NUL is BadArguments;
+/// any other malformed path simply is not found.
+fn valid(path: &str) -> OpResult<()> {
+    if path.contains('\0') {
+        return Err(ErrorCode(err::BAD_ARGUMENTS));
+    }
+    Ok(())
+}
+
+/// READ permission on an existing node (NoNode first, like
+/// `FinalRequestProcessor`).
+fn read_checked(st: &State, shared: &Shared, conn: &Conn, path: &str) -> OpResult<()> {
+    valid(path)?;
+    let (acl, _) = st.tree.get_acl(path)?;
+    shared.policy.check_perm(&acl, conn.auth.ids(), perms::READ)
+}
+
+/// An undecodable request body: logged, and the connection is closed.
+fn bad_request(xid: i32, op: OpCode) -> Flow {
+    tracing::warn!(xid, ?op, "undecodable request, closing connection");
+    Flow::Close
+}
+
+/// Unknown op: `(xid, -1, Unimplemented)`, then close.
+fn unimplemented(conn: &Conn, xid: i32, op: i32) -> Flow {
+    tracing::warn!(xid, op, "unknown op code, closing connection");
+    let hdr = ReplyHeader {
+        xid,
+        zxid: -1,
+        err: err::UNIMPLEMENTED,
+    };
+    let _ = conn.tx.send(Out::Frame(reply_frame(hdr, None)));
+    Flow::Close
+}

@@ -1,0 +1,500 @@
+//! The network server: builder, shared state, accept loop, session expirer
+//! and container/TTL reaper.
+//!
+//! All server state (tree, watches, sessions, zxid, connection registry) sits
+//! behind one `std::sync::Mutex` that is never held across an `.await`. Each
+//! connection owns an unbounded queue of outgoing frames; everything a request
+//! causes (notifications to any connection, then its own reply) is queued
+//! while the lock is held, so notifications of a write precede its reply
+//! (ZooKeeper's ordering guarantee, PROTOCOL.md §4.16).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use zkit::proto::codes::keeper_state;
+use zkit::proto::{encode_frame, Encode, ReplyHeader, WatcherEvent, DEFAULT_JUTE_MAXBUFFER};
+
+use crate::acl::AclPolicy;
+use crate::sessions::{SessionConfig, SessionId, SessionTracker};
+use crate::tree::{Compat, DataTree, Trigger};
+use crate::watches::{ConnId, WatchManager};
+
+/// The version string the four-letter words report; clients parse it as 3.8.
+pub const VERSION: &str = "3.8.0-zkit";
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Entry point of the bundled server: see [`Server::builder`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Server;
+
+impl Server {
+    /// A builder with ZooKeeper's defaults (tickTime 2000, timeouts in
+    /// `[2, 20]` ticks, jute.maxbuffer 0xfffff, extended types enabled),
+    /// listening on `127.0.0.1:0`.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+}
+
+/// Settings of a server to start ([`Server::builder`]).
+#[derive(Debug, Clone)]
+pub struct ServerBuilder {
+    listen: SocketAddr,
+    tick_time: Duration,
+    min_session_timeout: Option<Duration>,
+    max_session_timeout: Option<Duration>,
+    max_frame: usize,
+    max_connections: usize,
+    super_digest: Option<String>,
+    extended_types: bool,
+    container_check_interval: Duration,
+    compat: Compat,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            tick_time: Duration::from_millis(2000),
+            min_session_timeout: None,
+            max_session_timeout: None,
+            max_frame: DEFAULT_JUTE_MAXBUFFER,
+            max_connections: 1024,
+            super_digest: None,
+            extended_types: true,
+            container_check_interval: Duration::from_secs(60),
+            compat: Compat::V3_8,
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// The address to listen on (port 0 picks a free port).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// `tickTime`: the session expiry bucket width and the unit of the
+    /// default session timeout bounds.
+    pub fn tick_time(mut self, tick: Duration) -> Self {
+        self.tick_time = tick;
+        self
+    }
+
+    /// `minSessionTimeout` (default `2 * tickTime`).
+    pub fn min_session_timeout(mut self, d: Duration) -> Self {
+        self.min_session_timeout = Some(d);
+        self
+    }
+
+    /// `maxSessionTimeout` (default `20 * tickTime`).
+    pub fn max_session_timeout(mut self, d: Duration) -> Self {
+        self.max_session_timeout = Some(d);
+        self
+    }
+
+    /// `jute.maxbuffer`: the largest accepted request frame (default 0xfffff).
+    pub fn max_frame(mut self, n: usize) -> Self {
+        self.max_frame = n;
+        self
+    }
+
+    /// `maxClientCnxns`: connections beyond this are closed at once.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// `DigestAuthenticationProvider.superDigest`: `"super:<base64 sha1>"`
+    /// ([`crate::acl::generate_digest`] of `"super:password"`).
+    pub fn super_digest(mut self, digest: impl Into<String>) -> Self {
+        self.super_digest = Some(digest.into());
+        self
+    }
+
+    /// `zookeeper.extendedTypesEnabled` (default true): TTL nodes.
+    pub fn extended_types(mut self, enabled: bool) -> Self {
+        self.extended_types = enabled;
+        self
+    }
+
+    /// `znode.container.checkIntervalMs` (default 60 s): how often empty
+    /// containers and expired TTL nodes are deleted.
+    pub fn container_check_interval(mut self, d: Duration) -> Self {
+        self.container_check_interval = d;
+        self
+    }
+
+    /// Which release's observable behaviour to reproduce where 3.8 and 3.9
+    /// differ (default 3.8): create2 results in a multi, watch modes and
+    /// removal types, and notification zxids (3.9: the triggering txn's).
+    pub fn compat(mut self, compat: Compat) -> Self {
+        self.compat = compat;
+        self
+    }
+
+    /// Binds the listener and starts the server's tasks.
+    ///
+    /// # Errors
+    /// Binding the address fails, or the tick time is not a positive number
+    /// of milliseconds.
+    pub async fn start(self) -> io::Result<RunningServer> {
+        let tick = i32::try_from(self.tick_time.as_millis()).unwrap_or(i32::MAX);
+        if tick <= 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "tick time must be at least 1 ms",
+            ));
+        }
+        let mut config = SessionConfig::new(tick);
+        if let Some(d) = self.min_session_timeout {
+            config.min_session_timeout = i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+        }
+        if let Some(d) = self.max_session_timeout {
+            config.max_session_timeout = i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+        }
+        let listener = TcpListener::bind(self.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let mut tree = DataTree::with_compat(self.compat);
+        tree.set_extended_types(self.extended_types);
+        let policy = AclPolicy {
+            super_digest: self.super_digest.clone(),
+            ..AclPolicy::default()
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                tree,
+                watches: WatchManager::with_compat(self.compat),
+                sessions: SessionTracker::new(config, now_ms()),
+                zxid: 0,
+                conns: HashMap::new(),
+                session_conn: HashMap::new(),
+                next_conn: 1,
+            }),
+            policy,
+            max_frame: self.max_frame,
+            max_connections: self.max_connections,
+            tick_time: tick,
+            local_addr,
+            session_added: Notify::new(),
+            connections: AtomicUsize::new(0),
+            received: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            started: std::time::Instant::now(),
+        });
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn(accept_loop(
+            listener,
+            shared.clone(),
+            cancel.clone(),
+            tracker.clone(),
+        ));
+        tracker.spawn(expirer(shared.clone(), cancel.clone()));
+        tracker.spawn(reaper(
+            shared.clone(),
+            cancel.clone(),
+            self.container_check_interval,
+        ));
+        Ok(RunningServer {
+            local_addr,
+            shared,
+            cancel,
+            tracker,
+        })
+    }
+}
+
+/// A started server. Dropping it stops accepting and closes every
+/// connection (without waiting); [`shutdown`](Self::shutdown) also waits.
+#[derive(Debug)]
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl RunningServer {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `host:port` for a client's connect string.
+    pub fn connect_string(&self) -> String {
+        self.local_addr.to_string()
+    }
+
+    /// The last processed zxid.
+    pub fn last_zxid(&self) -> i64 {
+        self.shared.lock().zxid
+    }
+
+    /// Number of live sessions.
+    pub fn session_count(&self) -> usize {
+        self.shared.lock().sessions.len()
+    }
+
+    /// Serves one already accepted connection (any byte stream: a proxied
+    /// socket, an in-memory duplex) as if it came from `peer`. The task
+    /// ends with the connection or at shutdown.
+    pub fn serve_connection<IO>(&self, io: IO, peer: SocketAddr)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        let cancel = self.cancel.clone();
+        shared.connections.fetch_add(1, Ordering::SeqCst);
+        self.tracker.spawn(async move {
+            crate::connection::serve(io, peer, shared.clone(), cancel).await;
+            shared.connections.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
+    /// Stops accepting, closes every connection and waits for the server's
+    /// tasks to end.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// What a connection task is told to do.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// Write this frame (length prefix included).
+    Frame(Bytes),
+    /// Write everything queued before, then close.
+    Close,
+}
+
+/// A registered (handshaken) connection.
+#[derive(Debug)]
+pub(crate) struct ConnHandle {
+    pub(crate) tx: mpsc::UnboundedSender<Out>,
+    pub(crate) session: SessionId,
+    pub(crate) peer: SocketAddr,
+}
+
+/// Everything behind the lock.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) tree: DataTree,
+    pub(crate) watches: WatchManager,
+    pub(crate) sessions: SessionTracker,
+    /// Last processed zxid.
+    pub(crate) zxid: i64,
+    pub(crate) conns: HashMap<ConnId, ConnHandle>,
+    pub(crate) session_conn: HashMap<SessionId, ConnId>,
+    pub(crate) next_conn: u64,
+}
+
+impl State {
+    /// Allocates the next zxid.
+    pub(crate) fn next_zxid(&mut self) -> i64 {
+        self.zxid += 1;
+        self.zxid
+    }
+
+    /// Queues a frame for a connection (ignored if it is gone).
+    pub(crate) fn send(&self, conn: ConnId, frame: Bytes) {
+        if let Some(h) = self.conns.get(&conn) {
+            let _ = h.tx.send(Out::Frame(frame));
+        }
+    }
+
+    /// Fires the watches of the triggers of the write just applied (at the
+    /// current zxid) and queues the notifications.
+    pub(crate) fn fire(&mut self, triggers: &[Trigger]) {
+        if triggers.is_empty() {
+            return;
+        }
+        // 3.8 sends -1; 3.9 (ZOOKEEPER-4655) the triggering txn's zxid.
+        let zxid = match self.watches.compat() {
+            Compat::V3_8 => -1,
+            _ => self.zxid,
+        };
+        let events = self.watches.trigger_all(triggers);
+        for (conn, ev) in events {
+            self.send(conn, notification(&ev, zxid));
+        }
+    }
+
+    /// Ends a session: removes its ephemerals (firing watches), forgets it
+    /// and closes its connection, if any.
+    pub(crate) fn kill_session(&mut self, session: SessionId) {
+        self.sessions.set_closing(session);
+        let zxid = self.next_zxid();
+        let triggers = self.tree.kill_session(session, zxid);
+        self.fire(&triggers);
+        self.sessions.close(session);
+        if let Some(conn) = self.session_conn.remove(&session) {
+            if let Some(h) = self.conns.get(&conn) {
+                let _ = h.tx.send(Out::Close);
+            }
+        }
+    }
+}
+
+/// Shared by all tasks of one server.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    pub(crate) policy: AclPolicy,
+    pub(crate) max_frame: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) tick_time: i32,
+    pub(crate) local_addr: SocketAddr,
+    /// Wakes the expirer when a session may expire earlier than it planned.
+    pub(crate) session_added: Notify,
+    pub(crate) connections: AtomicUsize,
+    pub(crate) received: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) started: std::time::Instant,
+}
+
+impl Shared {
+    /// Locks the state; a poisoned lock (a panic elsewhere) is taken over.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A whole frame: reply header plus an optional body.
+pub(crate) fn reply_frame(hdr: ReplyHeader, body: Option<&dyn Encode>) -> Bytes {
+    let mut buf = BytesMut::new();
+    encode_frame(&mut buf, |b| {
+        hdr.encode(b);
+        if let Some(body) = body {
+            body.encode(b);
+        }
+    });
+    buf.freeze()
+}
+
+/// A notification frame: `(-1, zxid, 0)` + WatcherEvent (zxid -1 on 3.8
+/// and for SetWatches events).
+pub(crate) fn notification(ev: &WatcherEvent, zxid: i64) -> Bytes {
+    let ev = WatcherEvent {
+        event_type: ev.event_type,
+        state: keeper_state::SYNC_CONNECTED,
+        path: ev.path.clone(),
+    };
+    reply_frame(
+        ReplyHeader {
+            xid: -1,
+            zxid,
+            err: 0,
+        },
+        Some(&ev),
+    )
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if shared.connections.load(Ordering::SeqCst) >= shared.max_connections {
+            tracing::warn!(%peer, "too many connections, closing");
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        shared.connections.fetch_add(1, Ordering::SeqCst);
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            crate::connection::serve(stream, peer, shared.clone(), cancel).await;
+            shared.connections.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+}
+
+/// Expires sessions: sleeps until the next expiry bucket (or a new session
+/// is announced), then kills every due session.
+async fn expirer(shared: Arc<Shared>, cancel: CancellationToken) {
+    loop {
+        let wait = {
+            let st = shared.lock();
+            let now = now_ms();
+            match st.sessions.next_expiration() {
+                Some(t) if t <= now => Duration::ZERO,
+                Some(t) => Duration::from_millis(t - now),
+                None => Duration::from_millis(shared.tick_time as u64),
+            }
+        };
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+                _ = shared.session_added.notified() => {}
+            }
+        }
+        let mut st = shared.lock();
+        let due = st.sessions.expired(now_ms());
+        for id in due {
+            tracing::debug!(session = format_args!("{id:#x}"), "session expired");
+            st.kill_session(id);
+        }
+    }
+}
+
+/// Deletes empty containers and expired TTL nodes every `interval`.
+async fn reaper(shared: Arc<Shared>, cancel: CancellationToken, interval: Duration) {
+    let interval = interval.max(Duration::from_millis(1));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let mut st = shared.lock();
+        let now = now_ms() as i64;
+        for path in st.tree.reapable(now) {
+            let zxid = st.zxid + 1;
+            if let Ok(applied) = st.tree.delete_container(&path, zxid) {
+                st.zxid = zxid;
+                st.fire(&applied.triggers);
+            }
+        }
+    }
+}
