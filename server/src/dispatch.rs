@@ -332,7 +332,7 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
             Some(Ok(None))
         }
         OpCode::WhoAmI => Some(ok(WhoAmIResponse {
-            client_info: shared.policy.who_am_i(conn.auth.ids()),
+            client_info: shared.policy.who_am_i(&java_auth_order(conn.auth.ids())),
         })),
         OpCode::Auth => {
             let Some(req) = decode::<AuthPacket>(&mut body) else {
@@ -428,4 +428,57 @@ fn unimplemented(conn: &Conn, xid: i32, op: i32) -> Flow {
     };
     let _ = conn.tx.send(Out::Frame(reply_frame(hdr, None)));
     Flow::Close
+}
+
+/// The auth ids in the order ZooKeeper reports them: its `ServerCnxn.authInfo`
+/// is a `ConcurrentHashMap`-backed set, iterated bucket by bucket (`Id`'s
+/// jute `hashCode`, spread, masked by the table size), insertion order within
+/// a bucket. So whoAmI lists e.g. `digest` before the connection's `ip`.
+fn java_auth_order(ids: &[Id]) -> Vec<Id> {
+    fn java_string_hash(s: &str) -> i32 {
+        s.encode_utf16()
+            .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+    }
+    // Default capacity 16, doubled whenever the size reaches 3/4 of it.
+    let mut table = 16usize;
+    while ids.len() > table * 3 / 4 {
+        table *= 2;
+    }
+    let bucket = |id: &Id| {
+        let h = 17i32
+            .wrapping_mul(37)
+            .wrapping_add(java_string_hash(&id.scheme))
+            .wrapping_mul(37)
+            .wrapping_add(java_string_hash(&id.id));
+        #[allow(clippy::cast_sign_loss)]
+        let spread = ((h ^ ((h as u32) >> 16) as i32) & 0x7fff_ffff) as usize;
+        spread & (table - 1)
+    };
+    let mut out = ids.to_vec();
+    out.sort_by_key(bucket); // stable: insertion order within a bucket
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(scheme: &str, id: &str) -> Id {
+        Id {
+            scheme: scheme.into(),
+            id: id.into(),
+        }
+    }
+
+    #[test]
+    fn who_am_i_order_follows_zookeepers_hash_set() {
+        // Seen against ZooKeeper 3.8 (zkCli `addauth digest bob:pw; whoami`):
+        // digest (bucket 0) before the connection's ip (bucket 12).
+        let ip = id("ip", "127.0.0.1");
+        let digest = id("digest", "bob:ikIaKsbtGweaHnb/jKn7OHqbunM=");
+        assert_eq!(
+            java_auth_order(&[ip.clone(), digest.clone()]),
+            vec![digest, ip]
+        );
+    }
 }

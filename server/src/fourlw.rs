@@ -6,8 +6,28 @@ use std::sync::atomic::Ordering;
 
 use crate::server::{Shared, VERSION};
 
-/// The answer to `word`, or `None` if it is not a known four-letter word.
+/// Every four-letter word ZooKeeper 3.8 knows (`FourLetterCommands`):
+/// the first four bytes of a connection are only taken as a command when
+/// they are one of these.
+const KNOWN: [&[u8; 4]; 18] = [
+    b"conf", b"cons", b"crst", b"dump", b"envi", b"gtmk", b"ruok", b"stmk", b"srst", b"srvr",
+    b"stat", b"wchc", b"wchp", b"wchs", b"mntr", b"isro", b"hash", b"dirs",
+];
+
+/// The answer to `word`, or `None` if it is not a four-letter word this
+/// server answers. A known word missing from the whitelist
+/// (`4lw.commands.whitelist`) gets ZooKeeper's refusal text.
 pub(crate) fn answer(word: &[u8], shared: &Shared) -> Option<String> {
+    if !KNOWN.iter().any(|k| &k[..] == word) {
+        return None;
+    }
+    let name = std::str::from_utf8(word).ok()?;
+    if !shared.four_letter_words.allows(name) {
+        tracing::debug!("Command {name} is not executed because it is not in the whitelist.");
+        return Some(format!(
+            "{name} is not executed because it is not in the whitelist.\n"
+        ));
+    }
     let text = match word {
         b"ruok" => "imok".to_string(),
         b"isro" => "rw".to_string(),

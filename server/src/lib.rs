@@ -1,7 +1,7 @@
 //! zkit-server: a ZooKeeper-compatible single-node server.
 //!
-//! In-memory today (durability, the `zkit-server` binary and `zoo.cfg`
-//! support come next). It is built in layers; the pure, synchronous
+//! In-memory today (durability comes next). It reads a standard `zoo.cfg`
+//! ([`config`]) and ships as the `zkit-server` binary. It is built in layers; the pure, synchronous
 //! building blocks are each unit-tested against ZooKeeper 3.8's semantics:
 //!
 //! - [`tree::DataTree`]: znodes with full Stat bookkeeping, every create mode,
@@ -28,6 +28,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod acl;
+pub mod config;
 mod connection;
 mod dispatch;
 mod fourlw;
@@ -36,6 +37,7 @@ pub mod sessions;
 pub mod tree;
 pub mod watches;
 
+pub use config::{Config, ConfigError, FourLetterWords};
 pub use server::{RunningServer, Server, ServerBuilder, VERSION};
 pub use tree::Compat;
 

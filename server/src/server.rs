@@ -25,6 +25,7 @@ use zkit::proto::codes::keeper_state;
 use zkit::proto::{encode_frame, Encode, ReplyHeader, WatcherEvent, DEFAULT_JUTE_MAXBUFFER};
 
 use crate::acl::AclPolicy;
+use crate::config::FourLetterWords;
 use crate::sessions::{SessionConfig, SessionId, SessionTracker};
 use crate::tree::{Compat, DataTree, Trigger};
 use crate::watches::{ConnId, WatchManager};
@@ -61,10 +62,12 @@ pub struct ServerBuilder {
     max_session_timeout: Option<Duration>,
     max_frame: usize,
     max_connections: usize,
+    max_connections_per_ip: usize,
     super_digest: Option<String>,
     extended_types: bool,
     container_check_interval: Duration,
     compat: Compat,
+    four_letter_words: FourLetterWords,
 }
 
 impl Default for ServerBuilder {
@@ -76,10 +79,12 @@ impl Default for ServerBuilder {
             max_session_timeout: None,
             max_frame: DEFAULT_JUTE_MAXBUFFER,
             max_connections: 1024,
+            max_connections_per_ip: 0,
             super_digest: None,
             extended_types: true,
             container_check_interval: Duration::from_secs(60),
             compat: Compat::V3_8,
+            four_letter_words: FourLetterWords::default(),
         }
     }
 }
@@ -116,9 +121,29 @@ impl ServerBuilder {
         self
     }
 
-    /// `maxClientCnxns`: connections beyond this are closed at once.
+    /// A global cap on concurrent connections (default 1024; ZooKeeper has
+    /// no such setting): connections beyond it are closed at once.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
+        self
+    }
+
+    /// `maxClientCnxns`: concurrent connections allowed from one IP address
+    /// (0 = unlimited, the builder's default; ZooKeeper's default is 60,
+    /// which [`Config::apply`](crate::config::Config::apply) uses). A
+    /// connection beyond it is closed at once, as ZooKeeper does.
+    pub fn max_connections_per_ip(mut self, n: usize) -> Self {
+        self.max_connections_per_ip = n;
+        self
+    }
+
+    /// `4lw.commands.whitelist`: the four-letter words the server answers
+    /// (default: only `srvr`, as ZooKeeper 3.5.3+; `srvr` is always
+    /// allowed). Any other known word gets ZooKeeper's answer
+    /// `"<word> is not executed because it is not in the whitelist.\n"`
+    /// and the connection is closed.
+    pub fn four_letter_words(mut self, words: FourLetterWords) -> Self {
+        self.four_letter_words = words;
         self
     }
 
@@ -191,6 +216,9 @@ impl ServerBuilder {
             policy,
             max_frame: self.max_frame,
             max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            per_ip: Mutex::new(HashMap::new()),
+            four_letter_words: self.four_letter_words,
             tick_time: tick,
             local_addr,
             session_added: Notify::new(),
@@ -255,17 +283,20 @@ impl RunningServer {
 
     /// Serves one already accepted connection (any byte stream: a proxied
     /// socket, an in-memory duplex) as if it came from `peer`. The task
-    /// ends with the connection or at shutdown.
+    /// ends with the connection or at shutdown. The connection limits apply
+    /// as to accepted sockets: over a limit, `io` is dropped at once.
     pub fn serve_connection<IO>(&self, io: IO, peer: SocketAddr)
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let shared = self.shared.clone();
         let cancel = self.cancel.clone();
-        shared.connections.fetch_add(1, Ordering::SeqCst);
+        if !shared.admit(peer) {
+            return;
+        }
         self.tracker.spawn(async move {
             crate::connection::serve(io, peer, shared.clone(), cancel).await;
-            shared.connections.fetch_sub(1, Ordering::SeqCst);
+            shared.release(peer);
         });
     }
 
@@ -368,6 +399,11 @@ pub(crate) struct Shared {
     pub(crate) policy: AclPolicy,
     pub(crate) max_frame: usize,
     pub(crate) max_connections: usize,
+    /// `maxClientCnxns` (0 = unlimited).
+    pub(crate) max_connections_per_ip: usize,
+    /// Live connections per client IP (only tracked with a per-IP limit).
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    pub(crate) four_letter_words: FourLetterWords,
     pub(crate) tick_time: i32,
     pub(crate) local_addr: SocketAddr,
     /// Wakes the expirer when a session may expire earlier than it planned.
@@ -382,6 +418,44 @@ impl Shared {
     /// Locks the state; a poisoned lock (a panic elsewhere) is taken over.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a new connection from `peer`, or refuses it (`false`) when the
+    /// global or the per-IP (`maxClientCnxns`) limit is reached.
+    fn admit(&self, peer: SocketAddr) -> bool {
+        if self.connections.load(Ordering::SeqCst) >= self.max_connections {
+            tracing::warn!(%peer, "too many connections, closing");
+            return false;
+        }
+        if self.max_connections_per_ip > 0 {
+            let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            let n = per_ip.entry(peer.ip()).or_insert(0);
+            if *n >= self.max_connections_per_ip {
+                tracing::warn!(
+                    "Too many connections from {} - max is {}",
+                    peer.ip(),
+                    self.max_connections_per_ip
+                );
+                return false;
+            }
+            *n += 1;
+        }
+        self.connections.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+
+    /// Forgets a connection counted by [`admit`](Self::admit).
+    fn release(&self, peer: SocketAddr) {
+        self.connections.fetch_sub(1, Ordering::SeqCst);
+        if self.max_connections_per_ip > 0 {
+            let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = per_ip.get_mut(&peer.ip()) {
+                *n -= 1;
+                if *n == 0 {
+                    per_ip.remove(&peer.ip());
+                }
+            }
+        }
     }
 }
 
@@ -434,18 +508,16 @@ async fn accept_loop(
                 continue;
             }
         };
-        if shared.connections.load(Ordering::SeqCst) >= shared.max_connections {
-            tracing::warn!(%peer, "too many connections, closing");
+        if !shared.admit(peer) {
             drop(stream);
             continue;
         }
         let _ = stream.set_nodelay(true);
-        shared.connections.fetch_add(1, Ordering::SeqCst);
         let shared = shared.clone();
         let cancel = cancel.clone();
         tracker.spawn(async move {
             crate::connection::serve(stream, peer, shared.clone(), cancel).await;
-            shared.connections.fetch_sub(1, Ordering::SeqCst);
+            shared.release(peer);
         });
     }
 }

@@ -331,6 +331,10 @@ impl Default for DataTree {
 pub const ZOOKEEPER_NODE: &str = "/zookeeper";
 /// `/zookeeper/quota`.
 pub const QUOTA_NODE: &str = "/zookeeper/quota";
+/// `Quotas.limitNode`, as a path suffix.
+const QUOTA_LIMIT_SUFFIX: &str = "/zookeeper_limits";
+/// `Quotas.statNode`, as a path suffix.
+const QUOTA_STAT_SUFFIX: &str = "/zookeeper_stats";
 /// `/zookeeper/config`.
 pub const CONFIG_NODE: &str = "/zookeeper/config";
 
@@ -723,19 +727,122 @@ impl DataTree {
         let stat = self.client_stat(&node);
         self.nodes.insert(final_path.clone(), node);
         self.index_add(&final_path, owner);
-        if let Some(u) = undo {
+        let mut undo = undo;
+        if let Some(u) = undo.as_deref_mut() {
             u.push(Undo::Created {
                 path: final_path.clone(),
                 parent: parent_path.clone(),
                 parent_stat,
             });
         }
+        // DataTree.createNode's quota bookkeeping.
+        if let Some(quoted) = parent_path.strip_prefix(QUOTA_NODE) {
+            if quoted.starts_with('/') && final_path.ends_with(QUOTA_STAT_SUFFIX) {
+                self.update_quota_for_path(quoted);
+            }
+        }
+        let bytes = data.as_ref().map_or(0, |d| d.len() as i64);
+        self.update_quota_stat(&final_path, bytes, 1, undo);
         triggers.push(Trigger::new(&final_path, EventType::NodeCreated));
         triggers.push(Trigger::new(&parent_path, EventType::NodeChildrenChanged));
         Ok(Created {
             path: final_path,
             stat,
         })
+    }
+
+    /// `DataTree.getMaxPrefixWithQuota`: the longest ancestor-or-self of
+    /// `path` (not `/`) with a `zookeeper_limits` node under
+    /// `/zookeeper/quota`.
+    fn quota_prefix(&self, path: &str) -> Option<String> {
+        let mut prefix = path;
+        loop {
+            if prefix.is_empty() || prefix == "/" {
+                return None;
+            }
+            if self
+                .nodes
+                .contains_key(&format!("{QUOTA_NODE}{prefix}{QUOTA_LIMIT_SUFFIX}"))
+            {
+                return Some(prefix.to_string());
+            }
+            prefix = &prefix[..prefix.rfind('/')?];
+        }
+    }
+
+    /// `DataTree.updateQuotaForPath`: sets `path`'s `zookeeper_stats` to the
+    /// node count and data bytes of its subtree (no version/mzxid change).
+    fn update_quota_for_path(&mut self, path: &str) {
+        let (mut count, mut bytes) = (0i64, 0i64);
+        let mut stack = vec![path.to_string()];
+        while let Some(p) = stack.pop() {
+            let Some(n) = self.nodes.get(&p) else {
+                continue;
+            };
+            count += 1;
+            bytes += n.data.as_ref().map_or(0, |d| d.len() as i64);
+            let base = if p == "/" { "" } else { p.as_str() };
+            stack.extend(n.children.iter().map(|c| format!("{base}/{c}")));
+        }
+        let stat_path = format!("{QUOTA_NODE}{path}{QUOTA_STAT_SUFFIX}");
+        if let Some(n) = self.nodes.get_mut(&stat_path) {
+            n.data = Some(Bytes::from(format!("count={count},bytes={bytes}")));
+        }
+    }
+
+    /// `DataTree.updateQuotaStat` for the quota root above `path`, if any
+    /// (hard limits are not enforced, as with ZooKeeper's default
+    /// `zookeeper.enforceQuota=false`).
+    fn update_quota_stat(
+        &mut self,
+        path: &str,
+        bytes_diff: i64,
+        count_diff: i64,
+        undo: Option<&mut Vec<Undo>>,
+    ) {
+        let Some(prefix) = self.quota_prefix(path) else {
+            return;
+        };
+        let stat_path = format!("{QUOTA_NODE}{prefix}{QUOTA_STAT_SUFFIX}");
+        let Some(n) = self.nodes.get_mut(&stat_path) else {
+            return;
+        };
+        if let Some(u) = undo {
+            u.push(Undo::Data {
+                path: stat_path.clone(),
+                data: n.data.clone(),
+                stat: n.stat,
+            });
+        }
+        // StatsTrack(String) / toString().
+        let text = n
+            .data
+            .as_ref()
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .unwrap_or_default();
+        let mut stats: std::collections::BTreeMap<String, i64> = text
+            .split([',', ';'])
+            .filter_map(|kv| {
+                let mut it = kv.split('=');
+                let k = it.next()?.trim();
+                let v = it.next()?.trim().parse().ok()?;
+                (!k.is_empty()).then(|| (k.to_string(), v))
+            })
+            .collect();
+        *stats.entry("count".into()).or_insert(0) += count_diff;
+        *stats.entry("bytes".into()).or_insert(0) += bytes_diff;
+        let mut out = format!("count={},bytes={}", stats["count"], stats["bytes"]);
+        let rest: Vec<_> = stats
+            .iter()
+            .filter(|(k, _)| k.as_str() != "count" && k.as_str() != "bytes")
+            .collect();
+        if !rest.is_empty() {
+            out.push_str("=;");
+            for (k, v) in rest {
+                out.push_str(&format!("{k}={v};"));
+            }
+        }
+        n.data = Some(Bytes::from(out));
     }
 
     /// delete (2). `version` -1 = any. Deleting `/`, `/zookeeper`,
@@ -793,6 +900,9 @@ impl DataTree {
         }
         let node = self.nodes.remove(path).expect("node exists");
         self.index_remove(path, node.stat.ephemeral_owner);
+        let bytes = node.data.as_ref().map_or(0, |d| d.len() as i64);
+        let mut undo = undo;
+        self.update_quota_stat(path, -bytes, -1, undo.as_deref_mut());
         if let Some(u) = undo {
             u.push(Undo::Deleted {
                 path: path.to_string(),
@@ -863,6 +973,10 @@ impl DataTree {
         let n = self.node(path)?;
         txn.acl.check(path, &n.acl, perms::WRITE)?;
         let new_version = check_version(n.stat.version, version)?;
+        let old_len = n.data.as_ref().map_or(0, |d| d.len() as i64);
+        let new_len = data.as_ref().map_or(0, |d| d.len() as i64);
+        let mut undo = undo;
+        self.update_quota_stat(path, new_len - old_len, 0, undo.as_deref_mut());
         let n = self.nodes.get_mut(path).expect("checked");
         if let Some(u) = undo {
             u.push(Undo::Data {
@@ -1235,6 +1349,48 @@ mod tests {
 
     fn e(c: i32) -> ErrorCode {
         ErrorCode(c)
+    }
+
+    #[test]
+    fn quota_stats_track_the_subtree_like_zookeeper() {
+        // zkCli `setquota -n 5 /q` creates .../zookeeper_limits, then
+        // .../zookeeper_stats ("count=0,bytes=0"): ZooKeeper recounts the
+        // subtree then and on every later create/delete/setData below it.
+        let mut tree = DataTree::new();
+        let mut z = 0;
+        let mut mk = |tree: &mut DataTree, path: &str, data: &[u8]| {
+            z += 1;
+            tree.create(OpCode::Create, &req(path, data, 0), &t(z))
+                .unwrap();
+        };
+        mk(&mut tree, "/q", b"ab");
+        mk(&mut tree, "/q/c", b"cde");
+        mk(&mut tree, "/zookeeper/quota/q", b"");
+        mk(
+            &mut tree,
+            "/zookeeper/quota/q/zookeeper_limits",
+            b"count=5,bytes=-1",
+        );
+        mk(
+            &mut tree,
+            "/zookeeper/quota/q/zookeeper_stats",
+            b"count=0,bytes=0",
+        );
+        let stats = |tree: &DataTree| {
+            let (d, s) = tree.get_data("/zookeeper/quota/q/zookeeper_stats").unwrap();
+            (String::from_utf8(d.unwrap().to_vec()).unwrap(), s.version)
+        };
+        assert_eq!(stats(&tree), ("count=2,bytes=5".to_string(), 0));
+        mk(&mut tree, "/q/d", b"xyz");
+        assert_eq!(stats(&tree).0, "count=3,bytes=8");
+        tree.set_data("/q/d", Some(Bytes::from_static(b"x")), -1, &t(50))
+            .unwrap();
+        assert_eq!(stats(&tree).0, "count=3,bytes=6");
+        tree.delete("/q/c", -1, &t(51)).unwrap();
+        assert_eq!(stats(&tree), ("count=2,bytes=3".to_string(), 0));
+        // Outside the quota root nothing changes.
+        mk(&mut tree, "/other", b"zz");
+        assert_eq!(stats(&tree).0, "count=2,bytes=3");
     }
 
     #[test]

@@ -12,13 +12,14 @@ use zkit::proto::{
     PathWatchRequest, ReplyHeader, RequestHeader, WatcherEvent,
 };
 use zkit::{Client, CreateOptions};
-use zkit_server::{RunningServer, Server};
+use zkit_server::{FourLetterWords, RunningServer, Server};
 
 const SOON: Duration = Duration::from_secs(5);
 
 async fn server() -> RunningServer {
     Server::builder()
         .tick_time(Duration::from_millis(100))
+        .four_letter_words(FourLetterWords::all())
         .start()
         .await
         .expect("server starts")
@@ -149,6 +150,82 @@ async fn four_letter_words() {
             .expect("answer and close")
             .unwrap();
         assert!(out.contains(want), "{word}: {out:?}");
+    }
+    srv.shutdown().await;
+}
+
+/// Sends a four-letter word and reads the answer up to the close.
+async fn four_letter(srv: &RunningServer, word: &str) -> String {
+    let mut s = TcpStream::connect(srv.local_addr()).await.unwrap();
+    s.write_all(word.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(SOON, s.read_to_string(&mut out))
+        .await
+        .expect("answer and close")
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn four_letter_whitelist() {
+    // Default: only srvr (ZooKeeper 3.5.3+).
+    let srv = Server::builder().start().await.unwrap();
+    assert!(four_letter(&srv, "srvr").await.contains("Mode: standalone"));
+    for word in ["ruok", "isro", "mntr", "dump"] {
+        assert_eq!(
+            four_letter(&srv, word).await,
+            format!("{word} is not executed because it is not in the whitelist.\n")
+        );
+    }
+    srv.shutdown().await;
+
+    let srv = Server::builder()
+        .four_letter_words(FourLetterWords::parse("ruok, conf"))
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(four_letter(&srv, "ruok").await, "imok");
+    assert!(four_letter(&srv, "conf").await.contains("tickTime="));
+    assert!(four_letter(&srv, "srvr")
+        .await
+        .contains("Zookeeper version"));
+    assert!(four_letter(&srv, "stat")
+        .await
+        .ends_with("is not in the whitelist.\n"));
+    // The whitelist does not get in the way of real clients.
+    let c = Client::connect(&srv.connect_string()).await.unwrap();
+    c.create("/w", b"x", &CreateOptions::default())
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_connections_per_ip() {
+    let srv = Server::builder()
+        .max_connections_per_ip(2)
+        .start()
+        .await
+        .unwrap();
+    let a = Client::connect(&srv.connect_string()).await.unwrap();
+    let (_b, _) = raw_session(&srv, 1000, None).await;
+    // The third connection from 127.0.0.1 is closed at once.
+    let mut third = TcpStream::connect(srv.local_addr()).await.unwrap();
+    assert_closed(&mut third).await;
+    a.close().await.unwrap();
+    // A slot frees up once a connection ends.
+    let deadline = tokio::time::Instant::now() + SOON;
+    loop {
+        let mut s = TcpStream::connect(srv.local_addr()).await.unwrap();
+        s.write_all(b"srvr").await.unwrap();
+        let mut out = String::new();
+        let _ = tokio::time::timeout(SOON, s.read_to_string(&mut out)).await;
+        if out.contains("Zookeeper version") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "slot never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     srv.shutdown().await;
 }

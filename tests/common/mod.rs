@@ -74,7 +74,11 @@ fn start_bundled() -> Result<Shared, String> {
                 .build()
                 .expect("fixture runtime");
             rt.block_on(async move {
-                match zkit_server::Server::builder().tick_time(TICK).start().await {
+                // Like the real fixture's zoo.cfg: `4lw.commands.whitelist=*`.
+                let builder = zkit_server::Server::builder()
+                    .tick_time(TICK)
+                    .four_letter_words(zkit_server::FourLetterWords::all());
+                match builder.start().await {
                     Ok(server) => {
                         let _ = tx.send(Ok(server.connect_string()));
                         std::future::pending::<()>().await;

@@ -1,0 +1,546 @@
+//! `zoo.cfg` support: a standard ZooKeeper configuration file (Java
+//! properties syntax) parsed into a [`Config`] and applied to a
+//! [`ServerBuilder`].
+//!
+//! Supported keys (anything else is logged at debug level and ignored, much
+//! as ZooKeeper turns unknown keys into `zookeeper.*` system properties):
+//!
+//! | key | meaning |
+//! |-----|---------|
+//! | `clientPort` | port to listen on (default 2181) |
+//! | `clientPortAddress` | address to listen on (default `0.0.0.0`: all interfaces, like ZooKeeper) |
+//! | `dataDir` | recorded only: the server is in-memory (the binary refuses to start with it) |
+//! | `tickTime` | milliseconds, > 0 |
+//! | `minSessionTimeout`, `maxSessionTimeout` | milliseconds; `-1` = default (2 / 20 ticks) |
+//! | `maxClientCnxns` | concurrent connections per client IP (0 = unlimited, default 60) |
+//! | `4lw.commands.whitelist` | comma list of four-letter words, `*` = all (default `srvr`) |
+//! | `extendedTypesEnabled` | `true`/`false`: TTL nodes |
+//! | `DigestAuthenticationProvider.superDigest` | `super:<base64 sha1>` |
+//! | `znode.container.checkIntervalMs` | milliseconds between container/TTL sweeps |
+//! | `jute.maxbuffer` | largest accepted request, bytes |
+//!
+//! The system-property spellings (`zookeeper.4lw.commands.whitelist`,
+//! `zookeeper.extendedTypesEnabled`,
+//! `zookeeper.DigestAuthenticationProvider.superDigest`,
+//! `zookeeper.znode.container.checkIntervalMs`, `zookeeper.jute.maxbuffer`)
+//! are accepted too.
+//!
+//! ```
+//! let cfg = zkit_server::config::Config::parse("tickTime=500\nclientPort=2181\n")?;
+//! let builder = cfg.apply(zkit_server::Server::builder());
+//! # let _ = builder;
+//! # Ok::<(), zkit_server::config::ConfigError>(())
+//! ```
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::server::ServerBuilder;
+
+/// ZooKeeper's default `clientPort`.
+pub const DEFAULT_CLIENT_PORT: u16 = 2181;
+
+/// ZooKeeper's default `maxClientCnxns` (per client IP).
+pub const DEFAULT_MAX_CLIENT_CNXNS: usize = 60;
+
+/// The four-letter words a server answers (`4lw.commands.whitelist`).
+///
+/// `srvr` is always allowed, as in ZooKeeper (its scripts depend on it).
+/// The default allows only `srvr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FourLetterWords {
+    all: bool,
+    words: BTreeSet<String>,
+}
+
+impl Default for FourLetterWords {
+    fn default() -> Self {
+        Self::only(std::iter::empty::<&str>())
+    }
+}
+
+impl FourLetterWords {
+    /// Every four-letter word (`*`).
+    pub fn all() -> Self {
+        Self {
+            all: true,
+            words: BTreeSet::new(),
+        }
+    }
+
+    /// These words (plus `srvr`).
+    pub fn only<I, S>(words: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut set: BTreeSet<String> = words
+            .into_iter()
+            .map(|w| w.as_ref().trim().to_string())
+            .filter(|w| !w.is_empty())
+            .collect();
+        if set.contains("*") {
+            return Self::all();
+        }
+        set.insert("srvr".to_string());
+        Self {
+            all: false,
+            words: set,
+        }
+    }
+
+    /// Parses ZooKeeper's comma-separated list (`"ruok, srvr"`, `"*"`).
+    /// Blank entries are ignored, as ZooKeeper does.
+    pub fn parse(list: &str) -> Self {
+        Self::only(list.split(','))
+    }
+
+    /// Whether `word` is answered.
+    pub fn allows(&self, word: &str) -> bool {
+        self.all || self.words.contains(word)
+    }
+}
+
+impl FromStr for FourLetterWords {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::parse(s))
+    }
+}
+
+/// A `zoo.cfg` that could not be read or has a bad value.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A key has a value this server cannot use.
+    Invalid {
+        /// 1-based line number where the entry starts.
+        line: usize,
+        /// The key.
+        key: String,
+        /// The raw value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io { path, source } => write!(f, "cannot read {}: {source}", path.display()),
+            Self::Invalid {
+                line,
+                key,
+                value,
+                reason,
+            } => write!(f, "line {line}: invalid {key}={value:?}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } => Some(source),
+            Self::Invalid { .. } => None,
+        }
+    }
+}
+
+/// The settings of a `zoo.cfg` this server understands; `None` = not set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    /// `clientPort`.
+    pub client_port: Option<u16>,
+    /// `clientPortAddress`.
+    pub client_port_address: Option<IpAddr>,
+    /// `dataDir`: recorded, not used (the server is in-memory).
+    pub data_dir: Option<PathBuf>,
+    /// `tickTime`.
+    pub tick_time: Option<Duration>,
+    /// `minSessionTimeout` (`-1` reads as `None`).
+    pub min_session_timeout: Option<Duration>,
+    /// `maxSessionTimeout` (`-1` reads as `None`).
+    pub max_session_timeout: Option<Duration>,
+    /// `maxClientCnxns`: per client IP, 0 = unlimited.
+    pub max_client_cnxns: Option<usize>,
+    /// `4lw.commands.whitelist`.
+    pub four_letter_words: Option<FourLetterWords>,
+    /// `extendedTypesEnabled` / `zookeeper.extendedTypesEnabled`.
+    pub extended_types: Option<bool>,
+    /// `DigestAuthenticationProvider.superDigest`.
+    pub super_digest: Option<String>,
+    /// `znode.container.checkIntervalMs`.
+    pub container_check_interval: Option<Duration>,
+    /// `jute.maxbuffer`.
+    pub jute_maxbuffer: Option<usize>,
+}
+
+impl Config {
+    /// Reads and parses a `zoo.cfg`.
+    ///
+    /// # Errors
+    /// The file cannot be read, or see [`parse`](Self::parse).
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Parses the text of a `zoo.cfg`; later entries override earlier ones.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the key and line of the first bad
+    /// value.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let mut cfg = Self::default();
+        for (line, key, value) in properties(text) {
+            let bad = |reason: &str| ConfigError::Invalid {
+                line,
+                key: key.clone(),
+                value: value.clone(),
+                reason: reason.to_string(),
+            };
+            let v = value.trim();
+            match key.as_str() {
+                "clientPort" => {
+                    cfg.client_port = Some(v.parse().map_err(|_| bad("not a port (0-65535)"))?);
+                }
+                "clientPortAddress" => {
+                    cfg.client_port_address =
+                        Some(v.parse().map_err(|_| bad("not an IP address"))?);
+                }
+                "dataDir" => {
+                    if v.is_empty() {
+                        return Err(bad("empty path"));
+                    }
+                    cfg.data_dir = Some(PathBuf::from(v));
+                }
+                "tickTime" => {
+                    let ms: u64 = v.parse().map_err(|_| bad("not a number of ms"))?;
+                    if ms == 0 || ms > i32::MAX as u64 {
+                        return Err(bad("must be between 1 and 2147483647 ms"));
+                    }
+                    cfg.tick_time = Some(Duration::from_millis(ms));
+                }
+                "minSessionTimeout" => {
+                    cfg.min_session_timeout = session_timeout(v)
+                        .ok_or_else(|| bad("not a number of ms (-1 = default)"))?
+                }
+                "maxSessionTimeout" => {
+                    cfg.max_session_timeout = session_timeout(v)
+                        .ok_or_else(|| bad("not a number of ms (-1 = default)"))?
+                }
+                "maxClientCnxns" => {
+                    cfg.max_client_cnxns =
+                        Some(v.parse().map_err(|_| bad("not a non-negative integer"))?);
+                }
+                "4lw.commands.whitelist" | "zookeeper.4lw.commands.whitelist" => {
+                    cfg.four_letter_words = Some(FourLetterWords::parse(v));
+                }
+                "extendedTypesEnabled" | "zookeeper.extendedTypesEnabled" => {
+                    cfg.extended_types = Some(match v.to_ascii_lowercase().as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(bad("expected true or false")),
+                    });
+                }
+                "DigestAuthenticationProvider.superDigest"
+                | "zookeeper.DigestAuthenticationProvider.superDigest" => {
+                    if !v.contains(':') {
+                        return Err(bad("expected super:<base64 sha1 digest>"));
+                    }
+                    cfg.super_digest = Some(v.to_string());
+                }
+                "znode.container.checkIntervalMs" | "zookeeper.znode.container.checkIntervalMs" => {
+                    let ms: u64 = v.parse().map_err(|_| bad("not a number of ms"))?;
+                    if ms == 0 {
+                        return Err(bad("must be at least 1 ms"));
+                    }
+                    cfg.container_check_interval = Some(Duration::from_millis(ms));
+                }
+                "jute.maxbuffer" | "zookeeper.jute.maxbuffer" => {
+                    let n: usize = v.parse().map_err(|_| bad("not a number of bytes"))?;
+                    if n == 0 || n > i32::MAX as usize {
+                        return Err(bad("must be between 1 and 2147483647 bytes"));
+                    }
+                    cfg.jute_maxbuffer = Some(n);
+                }
+                _ => tracing::debug!(line, key, value, "ignoring unsupported zoo.cfg key"),
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The address to listen on: `clientPortAddress` (default `0.0.0.0`,
+    /// all interfaces, as ZooKeeper) and `clientPort` (default 2181).
+    pub fn listen_addr(&self) -> SocketAddr {
+        SocketAddr::new(
+            self.client_port_address
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            self.client_port.unwrap_or(DEFAULT_CLIENT_PORT),
+        )
+    }
+
+    /// Applies every setting to `builder`, with ZooKeeper's defaults for
+    /// the listen address ([`listen_addr`](Self::listen_addr)) and
+    /// `maxClientCnxns` (60 per IP). `dataDir` is not applied: the server is
+    /// in-memory (check [`data_dir`](Self::data_dir) yourself).
+    pub fn apply(&self, builder: ServerBuilder) -> ServerBuilder {
+        let mut b = builder
+            .listen(self.listen_addr())
+            .max_connections_per_ip(self.max_client_cnxns.unwrap_or(DEFAULT_MAX_CLIENT_CNXNS));
+        if let Some(t) = self.tick_time {
+            b = b.tick_time(t);
+        }
+        if let Some(d) = self.min_session_timeout {
+            b = b.min_session_timeout(d);
+        }
+        if let Some(d) = self.max_session_timeout {
+            b = b.max_session_timeout(d);
+        }
+        if let Some(w) = &self.four_letter_words {
+            b = b.four_letter_words(w.clone());
+        }
+        if let Some(e) = self.extended_types {
+            b = b.extended_types(e);
+        }
+        if let Some(d) = &self.super_digest {
+            b = b.super_digest(d.clone());
+        }
+        if let Some(d) = self.container_check_interval {
+            b = b.container_check_interval(d);
+        }
+        if let Some(n) = self.jute_maxbuffer {
+            b = b.max_frame(n);
+        }
+        b
+    }
+}
+
+/// `-1` (or any negative) = default; else a number of ms. `None`: bad.
+fn session_timeout(v: &str) -> Option<Option<Duration>> {
+    let ms: i64 = v.parse().ok()?;
+    if ms < 0 {
+        return Some(None);
+    }
+    if ms > i32::MAX as i64 {
+        return None;
+    }
+    Some(Some(Duration::from_millis(ms as u64)))
+}
+
+/// Splits Java properties text into `(line, key, value)` entries:
+/// `#`/`!` comment lines, `=`, `:` or whitespace separators, `\` line
+/// continuations and the usual backslash escapes.
+fn properties(text: &str) -> Vec<(usize, String, String)> {
+    let mut out = Vec::new();
+    let mut lines = text.lines().enumerate();
+    while let Some((i, raw)) = lines.next() {
+        let first = raw.trim_start();
+        if first.is_empty() || first.starts_with('#') || first.starts_with('!') {
+            continue;
+        }
+        let mut logical = String::from(first);
+        while ends_with_continuation(&logical) {
+            logical.pop();
+            match lines.next() {
+                Some((_, next)) => logical.push_str(next.trim_start()),
+                None => break,
+            }
+        }
+        let (key, value) = split_entry(&logical);
+        out.push((i + 1, unescape(key), unescape(value).trim_end().to_string()));
+    }
+    out
+}
+
+/// An odd number of trailing backslashes continues the line.
+fn ends_with_continuation(s: &str) -> bool {
+    s.chars().rev().take_while(|&c| c == '\\').count() % 2 == 1
+}
+
+/// Key ends at the first unescaped `=`, `:` or whitespace; the separator
+/// and surrounding whitespace are skipped.
+fn split_entry(line: &str) -> (&str, &str) {
+    let mut escaped = false;
+    let mut key_end = line.len();
+    for (i, c) in line.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '=' || c == ':' || c.is_whitespace() {
+            key_end = i;
+            break;
+        }
+    }
+    let key = &line[..key_end];
+    let mut rest = line[key_end..].trim_start();
+    if let Some(r) = rest.strip_prefix(['=', ':']) {
+        rest = r.trim_start();
+    }
+    (key, rest)
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('f') => out.push('\u{c}'),
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid(text: &str) -> (usize, String) {
+        match Config::parse(text) {
+            Err(ConfigError::Invalid { line, key, .. }) => (line, key),
+            other => panic!("expected an invalid-value error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_a_typical_zoo_cfg() {
+        let cfg = Config::parse(
+            "# The number of milliseconds of each tick\n\
+             tickTime=2000\n\
+             ! another comment\n\
+             \n\
+             dataDir=/var/lib/zookeeper\n\
+             clientPort = 2182\n\
+             clientPortAddress: 127.0.0.1\n\
+             minSessionTimeout=-1\n\
+             maxSessionTimeout 60000\n\
+             maxClientCnxns=0\n\
+             4lw.commands.whitelist=ruok, mntr ,\n\
+             zookeeper.extendedTypesEnabled=true\n\
+             DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=\n\
+             znode.container.checkIntervalMs=500\n\
+             jute.maxbuffer=4194304\n\
+             autopurge.snapRetainCount=3\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.tick_time, Some(Duration::from_millis(2000)));
+        assert_eq!(cfg.data_dir, Some(PathBuf::from("/var/lib/zookeeper")));
+        assert_eq!(cfg.client_port, Some(2182));
+        assert_eq!(cfg.client_port_address, Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(cfg.listen_addr(), "127.0.0.1:2182".parse().unwrap());
+        assert_eq!(cfg.min_session_timeout, None);
+        assert_eq!(cfg.max_session_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(cfg.max_client_cnxns, Some(0));
+        let w = cfg.four_letter_words.clone().unwrap();
+        assert!(w.allows("ruok") && w.allows("mntr") && w.allows("srvr"));
+        assert!(!w.allows("stat"));
+        assert_eq!(cfg.extended_types, Some(true));
+        assert_eq!(
+            cfg.super_digest.as_deref(),
+            Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU=")
+        );
+        assert_eq!(
+            cfg.container_check_interval,
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(cfg.jute_maxbuffer, Some(4_194_304));
+        // Applies without panicking.
+        let _ = cfg.apply(crate::Server::builder());
+    }
+
+    #[test]
+    fn defaults_follow_zookeeper() {
+        let cfg = Config::parse("").unwrap();
+        assert_eq!(cfg, Config::default());
+        assert_eq!(cfg.listen_addr(), "0.0.0.0:2181".parse().unwrap());
+        let w = FourLetterWords::default();
+        assert!(w.allows("srvr"));
+        assert!(!w.allows("ruok") && !w.allows("isro"));
+        assert!(FourLetterWords::parse("*").allows("mntr"));
+        assert!(FourLetterWords::parse(" ruok , * ").allows("wchs"));
+        assert!(FourLetterWords::parse("").allows("srvr"));
+    }
+
+    #[test]
+    fn both_spellings_of_system_properties() {
+        for key in ["extendedTypesEnabled", "zookeeper.extendedTypesEnabled"] {
+            let cfg = Config::parse(&format!("{key}=FALSE")).unwrap();
+            assert_eq!(cfg.extended_types, Some(false));
+        }
+        let cfg = Config::parse("zookeeper.4lw.commands.whitelist=*").unwrap();
+        assert!(cfg.four_letter_words.unwrap().allows("cons"));
+        let cfg =
+            Config::parse("zookeeper.DigestAuthenticationProvider.superDigest=super:x").unwrap();
+        assert_eq!(cfg.super_digest.as_deref(), Some("super:x"));
+    }
+
+    #[test]
+    fn later_entries_win_and_continuations_join() {
+        let cfg =
+            Config::parse("tickTime=100\ntickTime=300\n4lw.commands.whitelist=ruok,\\\n    stat\n")
+                .unwrap();
+        assert_eq!(cfg.tick_time, Some(Duration::from_millis(300)));
+        let w = cfg.four_letter_words.unwrap();
+        assert!(w.allows("stat") && w.allows("ruok"));
+    }
+
+    #[test]
+    fn bad_values_name_key_and_line() {
+        assert_eq!(invalid("\n\ntickTime=abc\n"), (3, "tickTime".into()));
+        assert_eq!(invalid("tickTime=0"), (1, "tickTime".into()));
+        assert_eq!(invalid("# c\nclientPort=70000"), (2, "clientPort".into()));
+        assert_eq!(
+            invalid("clientPortAddress=localhost"),
+            (1, "clientPortAddress".into())
+        );
+        assert_eq!(invalid("maxClientCnxns=-1"), (1, "maxClientCnxns".into()));
+        assert_eq!(
+            invalid("extendedTypesEnabled=yes"),
+            (1, "extendedTypesEnabled".into())
+        );
+        assert_eq!(
+            invalid("DigestAuthenticationProvider.superDigest=nocolon"),
+            (1, "DigestAuthenticationProvider.superDigest".into())
+        );
+        assert_eq!(invalid("jute.maxbuffer=0"), (1, "jute.maxbuffer".into()));
+        assert_eq!(
+            invalid("maxSessionTimeout=ten"),
+            (1, "maxSessionTimeout".into())
+        );
+        let msg = Config::parse("x=1\ntickTime=abc").unwrap_err().to_string();
+        assert!(msg.contains("line 2") && msg.contains("tickTime"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored() {
+        let cfg = Config::parse("initLimit=5\nsyncLimit=2\nserver.1=a:2888:3888").unwrap();
+        assert_eq!(cfg, Config::default());
+    }
+}

@@ -1,0 +1,221 @@
+//! `zkit-server`: runs the bundled, in-memory ZooKeeper-compatible server.
+//!
+//! ```text
+//! zkit-server [--listen ADDR] [--tick-time MS] [--config zoo.cfg]
+//!             [--four-letter-words LIST] [--data-dir DIR]
+//! ```
+//!
+//! Flags override the config file. Prints `listening on ADDR` once bound,
+//! and shuts down gracefully on SIGINT/SIGTERM (exit status 0).
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use zkit_server::{Config, ConfigError, FourLetterWords, Server};
+
+const USAGE: &str = "\
+Usage: zkit-server [OPTIONS]
+
+Runs an in-memory, single-node ZooKeeper-compatible server.
+
+Options:
+  --listen ADDR               address to listen on, e.g. 127.0.0.1:2181
+                              (default: clientPortAddress:clientPort from the
+                              config, else 0.0.0.0:2181 like ZooKeeper)
+  --tick-time MS              tickTime in milliseconds (default 2000)
+  --config FILE               read settings from a ZooKeeper zoo.cfg
+  --four-letter-words LIST    comma-separated 4lw whitelist, `*` = all
+                              (default: srvr)
+  --data-dir DIR              refused for now: durable storage is not
+                              implemented yet
+  -h, --help                  print this help
+
+Flags override the config file. Log verbosity: RUST_LOG (default info).
+";
+
+/// Parsed command line.
+#[derive(Debug, Default)]
+struct Args {
+    listen: Option<SocketAddr>,
+    tick_time: Option<u64>,
+    config: Option<PathBuf>,
+    four_letter_words: Option<String>,
+    data_dir: Option<PathBuf>,
+    help: bool,
+}
+
+fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut args = Args::default();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        if flag == "-h" || flag == "--help" {
+            args.help = true;
+            continue;
+        }
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--listen" => {
+                let v = value()?;
+                args.listen = Some(
+                    v.parse()
+                        .map_err(|_| format!("--listen: not an IP:port address: {v:?}"))?,
+                );
+            }
+            "--tick-time" => {
+                let v = value()?;
+                let ms: u64 = v
+                    .parse()
+                    .ok()
+                    .filter(|&ms| ms > 0 && ms <= i32::MAX as u64)
+                    .ok_or_else(|| format!("--tick-time: not a positive number of ms: {v:?}"))?;
+                args.tick_time = Some(ms);
+            }
+            "--config" => args.config = Some(PathBuf::from(value()?)),
+            "--four-letter-words" => args.four_letter_words = Some(value()?),
+            "--data-dir" => args.data_dir = Some(PathBuf::from(value()?)),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(args)
+}
+
+/// The config file (if any) with the flags applied on top.
+fn effective_config(args: &Args) -> Result<Config, String> {
+    let mut cfg = match &args.config {
+        Some(path) => Config::from_file(path).map_err(|e| match e {
+            ConfigError::Io { .. } => e.to_string(),
+            ConfigError::Invalid { .. } => format!("{}: {e}", path.display()),
+        })?,
+        None => Config::default(),
+    };
+    if let Some(addr) = args.listen {
+        cfg.client_port_address = Some(addr.ip());
+        cfg.client_port = Some(addr.port());
+    }
+    if let Some(ms) = args.tick_time {
+        cfg.tick_time = Some(Duration::from_millis(ms));
+    }
+    if let Some(list) = &args.four_letter_words {
+        cfg.four_letter_words = Some(FourLetterWords::parse(list));
+    }
+    if let Some(dir) = &args.data_dir {
+        cfg.data_dir = Some(dir.clone());
+    }
+    if let Some(dir) = &cfg.data_dir {
+        return Err(format!(
+            "data directory {} given: durable storage is not implemented yet; \
+             run without --data-dir/dataDir for an in-memory server",
+            dir.display()
+        ));
+    }
+    Ok(cfg)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("zkit-server: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.help {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cfg = match effective_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("zkit-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match cfg.apply(Server::builder()).start().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("zkit-server: cannot listen on {}: {e}", cfg.listen_addr());
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("zkit-server listening on {}", server.local_addr());
+    let _ = std::io::stdout().flush();
+    tracing::info!(
+        addr = %server.local_addr(),
+        "in-memory server started (data is lost at exit)"
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Args, String> {
+        parse_args(list.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn flags_parse_and_override_defaults() {
+        let a = args(&["--listen", "127.0.0.1:2999", "--tick-time=50"]).unwrap();
+        let cfg = effective_config(&a).unwrap();
+        assert_eq!(cfg.listen_addr(), "127.0.0.1:2999".parse().unwrap());
+        assert_eq!(cfg.tick_time, Some(Duration::from_millis(50)));
+        assert!(args(&["--help"]).unwrap().help);
+        assert!(args(&["--bogus"]).is_err());
+        assert!(args(&["--listen"]).is_err());
+        assert!(args(&["--tick-time", "0"]).is_err());
+    }
+
+    #[test]
+    fn data_dir_is_refused() {
+        let a = args(&["--data-dir", "/tmp/zk"]).unwrap();
+        let e = effective_config(&a).unwrap_err();
+        assert!(e.contains("durable storage is not implemented yet"), "{e}");
+    }
+}
