@@ -1,18 +1,20 @@
 //! One client connection: framing, handshake (or a four-letter word), then
 //! requests until EOF, an error or a close order.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use zkit::proto::{decode_frame, encode_frame, ConnectRequest, ConnectResponse, Decode, Encode};
 
 use crate::acl::AuthInfo;
 use crate::dispatch::{self, Flow};
+use crate::persist::RecordKind;
 use crate::server::{now_ms, ConnHandle, Out, Shared};
 use crate::sessions::generate_password;
 use crate::watches::ConnId;
@@ -39,31 +41,51 @@ pub(crate) async fn serve<IO>(
     let mut buf = BytesMut::with_capacity(4096);
     let mut conn: Option<Conn> = None;
     let mut closing = false;
+    // Frames wait here until the zxid they depend on is durable (always at
+    // once for an in-memory server); they leave in order.
+    let mut queue: VecDeque<Out> = VecDeque::new();
+    let mut durable = shared.durable.clone();
     'outer: loop {
+        if !queue.is_empty() {
+            let released = durable
+                .as_mut()
+                .map_or(i64::MAX, |d| *d.borrow_and_update());
+            let mut wbuf = BytesMut::new();
+            let mut close = false;
+            while let Some(out) = queue.front() {
+                match out {
+                    Out::Frame(_, after) if *after > released => break,
+                    Out::Frame(f, _) => {
+                        shared.sent.fetch_add(1, Ordering::Relaxed);
+                        wbuf.extend_from_slice(f);
+                    }
+                    Out::Close => close = true,
+                }
+                queue.pop_front();
+                if close {
+                    break;
+                }
+            }
+            if !wbuf.is_empty() && (io.write_all(&wbuf).await.is_err() || io.flush().await.is_err()) {
+                break;
+            }
+            if close {
+                break;
+            }
+        }
+        let blocked = !queue.is_empty();
         tokio::select! {
             _ = cancel.cancelled() => break,
             out = rx.recv() => {
                 let Some(out) = out else { break };
-                let mut wbuf = BytesMut::new();
-                let mut close = false;
-                let mut next = Some(out);
-                while let Some(o) = next {
-                    match o {
-                        Out::Frame(f) => {
-                            shared.sent.fetch_add(1, Ordering::Relaxed);
-                            wbuf.extend_from_slice(&f);
-                        }
-                        Out::Close => {
-                            close = true;
-                            break;
-                        }
-                    }
-                    next = rx.try_recv().ok();
+                queue.push_back(out);
+                while let Ok(out) = rx.try_recv() {
+                    queue.push_back(out);
                 }
-                if io.write_all(&wbuf).await.is_err() || io.flush().await.is_err() {
-                    break;
-                }
-                if close {
+            }
+            changed = durable_changed(&mut durable), if blocked => {
+                if changed.is_err() {
+                    // The log writer is gone: nothing more becomes durable.
                     break;
                 }
             }
@@ -155,6 +177,7 @@ fn handshake(
     let session = if req.session_id == 0 {
         let id = st.sessions.create_session(timeout, now);
         st.next_zxid();
+        st.log(now as i64, id, RecordKind::CreateSession { timeout });
         shared.session_added.notify_one();
         id
     } else {
@@ -176,7 +199,7 @@ fn handshake(
                 passwd: Bytes::from_static(&[0u8; 16]),
                 read_only,
             };
-            let _ = tx.send(Out::Frame(frame_of(&resp)));
+            let _ = tx.send(Out::Frame(frame_of(&resp), st.gate()));
             let _ = tx.send(Out::Close);
             return None;
         }
@@ -194,6 +217,7 @@ fn handshake(
         },
     );
     st.session_conn.insert(session, id);
+    let gate = st.gate();
     drop(st);
     let resp = ConnectResponse {
         protocol_version: 0,
@@ -202,13 +226,23 @@ fn handshake(
         passwd: Bytes::copy_from_slice(&generate_password(session)),
         read_only,
     };
-    let _ = tx.send(Out::Frame(frame_of(&resp)));
+    let _ = tx.send(Out::Frame(frame_of(&resp), gate));
     Some(Conn {
         id,
         session,
         auth: AuthInfo::new(peer.ip()),
         tx: tx.clone(),
     })
+}
+
+/// Waits for the durable zxid to move (never, for an in-memory server).
+async fn durable_changed(
+    durable: &mut Option<watch::Receiver<i64>>,
+) -> Result<(), watch::error::RecvError> {
+    match durable {
+        Some(d) => d.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn frame_of(rec: &dyn Encode) -> Bytes {

@@ -7,7 +7,7 @@ use zkit::proto::{
     Acl, AddWatchRequest, AuthPacket, CheckVersionRequest, Create2Response, CreateRequest,
     CreateResponse, CreateTtlRequest, Decode, DeleteRequest, Encode, GetAclResponse,
     GetChildren2Response, GetChildrenResponse, GetDataResponse, Id, IntResponse, MultiRequest,
-    MultiResponse, PathRequest, PathResponse, PathWatchRequest, ReconfigRequest, ReplyHeader,
+    MultiResponse, MultiResult, PathRequest, PathResponse, PathWatchRequest, ReconfigRequest, ReplyHeader,
     RequestHeader, SetAclRequest, SetDataRequest, SetWatches, SetWatches2, StatResponse,
     WatchesRequest, WhoAmIResponse,
 };
@@ -15,7 +15,8 @@ use zkit::proto::{
 use crate::acl::AclPolicy;
 use crate::connection::Conn;
 use crate::server::{notification, now_ms, reply_frame, Out, Shared, State};
-use crate::tree::{AclHook, Txn};
+use crate::persist::{Record, RecordKind};
+use crate::tree::{AclHook, DataTree, Txn};
 use crate::{ErrorCode, OpResult};
 
 /// What the connection does after a request.
@@ -61,8 +62,12 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
         tracing::warn!("undecodable request header, closing connection");
         return Flow::Close;
     };
+    let raw = body.clone();
+    let now = now_ms() as i64;
     let mut st = shared.lock();
-    if !st.sessions.touch(conn.session, now_ms()) {
+    let zxid_before = st.zxid;
+    let mut multi_failed = false;
+    if !st.sessions.touch(conn.session, now as u64) {
         // Expired or closing: ZooKeeper drops the request; the expirer
         // closes the connection.
         return Flow::Continue;
@@ -83,7 +88,7 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
                 policy: &shared.policy,
                 ids: conn.auth.ids(),
             };
-            let txn = Txn::new(zxid, now_ms() as i64, conn.session).with_acl(&hook);
+            let txn = Txn::new(zxid, now, conn.session).with_acl(&hook);
             let r = st.tree.create(op, &req, &txn);
             Some(r.map(|a| {
                 st.fire(&a.triggers);
@@ -108,7 +113,7 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
                 policy: &shared.policy,
                 ids: conn.auth.ids(),
             };
-            let txn = Txn::new(zxid, now_ms() as i64, conn.session).with_acl(&hook);
+            let txn = Txn::new(zxid, now, conn.session).with_acl(&hook);
             let r = st.tree.create_ttl(&req, &txn);
             Some(r.map(|a| {
                 st.fire(&a.triggers);
@@ -127,7 +132,7 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
                 policy: &shared.policy,
                 ids: conn.auth.ids(),
             };
-            let txn = Txn::new(zxid, now_ms() as i64, conn.session).with_acl(&hook);
+            let txn = Txn::new(zxid, now, conn.session).with_acl(&hook);
             let r = st.tree.delete(&req.path, req.version, &txn);
             Some(r.map(|a| {
                 st.fire(&a.triggers);
@@ -143,7 +148,7 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
                 policy: &shared.policy,
                 ids: conn.auth.ids(),
             };
-            let txn = Txn::new(zxid, now_ms() as i64, conn.session).with_acl(&hook);
+            let txn = Txn::new(zxid, now, conn.session).with_acl(&hook);
             let r = st.tree.set_data(&req.path, req.data, req.version, &txn);
             Some(r.map(|a| {
                 st.fire(&a.triggers);
@@ -159,7 +164,7 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
                 policy: &shared.policy,
                 ids: conn.auth.ids(),
             };
-            let txn = Txn::new(zxid, now_ms() as i64, conn.session).with_acl(&hook);
+            let txn = Txn::new(zxid, now, conn.session).with_acl(&hook);
             let r = st.tree.set_acl(&req.path, &req.acl, req.version, &txn);
             Some(r.map(|stat| Some(Box::new(StatResponse { stat }) as Box<dyn Encode>)))
         }
@@ -172,7 +177,7 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
                 policy: &shared.policy,
                 ids: conn.auth.ids(),
             };
-            let txn = Txn::new(zxid, now_ms() as i64, conn.session).with_acl(&hook);
+            let txn = Txn::new(zxid, now, conn.session).with_acl(&hook);
             let r = st.tree.check(&req.path, req.version, &txn);
             Some(r.map(|stat| Some(Box::new(StatResponse { stat }) as Box<dyn Encode>)))
         }
@@ -185,8 +190,9 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
                 policy: &shared.policy,
                 ids: conn.auth.ids(),
             };
-            let txn = Txn::new(zxid, now_ms() as i64, conn.session).with_acl(&hook);
+            let txn = Txn::new(zxid, now, conn.session).with_acl(&hook);
             let a = st.tree.multi(&req.ops, &txn);
+            multi_failed = a.result.iter().any(|r| matches!(r, MultiResult::Error(_)));
             st.fire(&a.triggers);
             Some(ok(MultiResponse { results: a.result }))
         }
@@ -327,7 +333,7 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
             let State { watches, tree, .. } = &mut *st;
             let events = watches.set_watches(conn.id, &req, tree);
             for ev in events {
-                let _ = conn.tx.send(Out::Frame(notification(&ev, -1)));
+                let _ = conn.tx.send(Out::Frame(notification(&ev, -1), st.gate()));
             }
             Some(Ok(None))
         }
@@ -354,7 +360,7 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
                 zxid: 0,
                 err: code,
             };
-            let _ = conn.tx.send(Out::Frame(reply_frame(hdr, None)));
+            let _ = conn.tx.send(Out::Frame(reply_frame(hdr, None), st.gate()));
             None
         }
         OpCode::CloseSession => {
@@ -377,6 +383,21 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
         }
         _ => return unimplemented(conn, xid, hdr.op),
     };
+    if op != OpCode::CloseSession && st.zxid != zxid_before {
+        // The request took a zxid: log it before anything it caused can
+        // reach a client (replies and notifications wait for the log).
+        let ok = matches!(reply, Some(Ok(_))) && !multi_failed;
+        let kind = if ok {
+            RecordKind::Request {
+                op: hdr.op,
+                ids: conn.auth.ids().to_vec(),
+                body: raw,
+            }
+        } else {
+            RecordKind::Error
+        };
+        st.log(now, conn.session, kind);
+    }
     if let Some(reply) = reply {
         let zxid = st.zxid;
         let frame = match reply {
@@ -390,9 +411,128 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
                 None,
             ),
         };
-        let _ = conn.tx.send(Out::Frame(frame));
+        let _ = conn.tx.send(Out::Frame(frame, st.gate()));
     }
     flow
+}
+
+/// ACL hooks for replaying a logged request: the request passed its
+/// permission checks when it ran, and its `auth` ACL entries expand to the
+/// digest ids its connection had then (independent of today's settings).
+struct ReplayAcl<'a> {
+    ids: &'a [Id],
+}
+
+impl AclHook for ReplayAcl<'_> {
+    fn fixup(&self, _path: &str, acl: &[Acl]) -> OpResult<Vec<Acl>> {
+        let mut out: Vec<Acl> = Vec::with_capacity(acl.len());
+        let mut push = |a: Acl| {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        };
+        for a in acl {
+            if a.id.scheme == "auth" {
+                for id in self.ids.iter().filter(|id| id.scheme == "digest") {
+                    push(Acl {
+                        perms: a.perms,
+                        id: id.clone(),
+                    });
+                }
+            } else {
+                push(a.clone());
+            }
+        }
+        if out.is_empty() {
+            return Err(ErrorCode(err::INVALID_ACL));
+        }
+        Ok(out)
+    }
+}
+
+/// Re-applies one logged transaction at start-up (`ZKDatabase.processTxn`);
+/// `now_ms` starts the expiry clock of sessions it restores.
+pub(crate) fn replay(st: &mut State, rec: Record, now_ms: u64) {
+    let Record {
+        zxid,
+        time_ms,
+        session,
+        kind,
+    } = rec;
+    st.zxid = zxid;
+    match kind {
+        RecordKind::Request { op, ids, body } => {
+            let hook = ReplayAcl { ids: &ids };
+            let txn = Txn::new(zxid, time_ms, session).with_acl(&hook);
+            if let Err(e) = replay_request(&mut st.tree, op, body, &txn) {
+                tracing::warn!(
+                    zxid = format_args!("{zxid:#x}"),
+                    op,
+                    error = %e,
+                    "a logged write does not apply again"
+                );
+            }
+        }
+        RecordKind::Error => {}
+        RecordKind::CreateSession { timeout } => st.sessions.restore(session, timeout, now_ms),
+        RecordKind::CloseSession => {
+            st.tree.kill_session(session, zxid);
+            st.sessions.close(session);
+        }
+        RecordKind::DeleteContainer { path } => {
+            let _ = st.tree.delete_container(&path, zxid);
+        }
+    }
+}
+
+fn replay_request(tree: &mut DataTree, op: i32, mut body: Bytes, txn: &Txn<'_>) -> Result<(), String> {
+    fn dec<T: Decode>(body: &mut Bytes) -> Result<T, String> {
+        T::decode(body).map_err(|e| e.to_string())
+    }
+    let code = |e: ErrorCode| format!("error code {}", e.0);
+    let op = OpCode::from_code(op).ok_or_else(|| format!("unknown op {op}"))?;
+    match op {
+        OpCode::Create | OpCode::Create2 | OpCode::CreateContainer => {
+            let req: CreateRequest = dec(&mut body)?;
+            tree.create(op, &req, txn).map(drop).map_err(code)
+        }
+        OpCode::CreateTtl => {
+            let req: CreateTtlRequest = dec(&mut body)?;
+            tree.create_ttl(&req, txn).map(drop).map_err(code)
+        }
+        OpCode::Delete => {
+            let req: DeleteRequest = dec(&mut body)?;
+            tree.delete(&req.path, req.version, txn).map(drop).map_err(code)
+        }
+        OpCode::SetData => {
+            let req: SetDataRequest = dec(&mut body)?;
+            tree.set_data(&req.path, req.data, req.version, txn)
+                .map(drop)
+                .map_err(code)
+        }
+        OpCode::SetAcl => {
+            let req: SetAclRequest = dec(&mut body)?;
+            tree.set_acl(&req.path, &req.acl, req.version, txn)
+                .map(drop)
+                .map_err(code)
+        }
+        OpCode::Check => {
+            let req: CheckVersionRequest = dec(&mut body)?;
+            tree.check(&req.path, req.version, txn).map(drop).map_err(code)
+        }
+        OpCode::Multi => {
+            let req: MultiRequest = dec(&mut body)?;
+            let a = tree.multi(&req.ops, txn);
+            match a.result.iter().find_map(|r| match r {
+                MultiResult::Error(c) if *c != 0 && *c != err::RUNTIME_INCONSISTENCY => Some(*c),
+                _ => None,
+            }) {
+                Some(c) => Err(format!("multi failed with {c}")),
+                None => Ok(()),
+            }
+        }
+        other => Err(format!("{other:?} is not a logged write")),
+    }
 }
 
 /// The only path check of ZooKeeper's read ops: a NUL is BadArguments;
@@ -426,7 +566,9 @@ fn unimplemented(conn: &Conn, xid: i32, op: i32) -> Flow {
         zxid: -1,
         err: err::UNIMPLEMENTED,
     };
-    let _ = conn.tx.send(Out::Frame(reply_frame(hdr, None)));
+    // Gate 0: the reply reveals nothing, and the connection writes its
+    // frames in order anyway.
+    let _ = conn.tx.send(Out::Frame(reply_frame(hdr, None), 0));
     Flow::Close
 }
 

@@ -32,6 +32,7 @@ pub mod config;
 mod connection;
 mod dispatch;
 mod fourlw;
+mod persist;
 mod server;
 pub mod sessions;
 pub mod tree;

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use zkit::proto::codes::keeper_state;
@@ -26,6 +27,7 @@ use zkit::proto::{encode_frame, Encode, ReplyHeader, WatcherEvent, DEFAULT_JUTE_
 
 use crate::acl::AclPolicy;
 use crate::config::FourLetterWords;
+use crate::persist::{self, Record, RecordKind, Storage, TxnLog};
 use crate::sessions::{SessionConfig, SessionId, SessionTracker};
 use crate::tree::{Compat, DataTree, Trigger};
 use crate::watches::{ConnId, WatchManager};
@@ -68,6 +70,12 @@ pub struct ServerBuilder {
     container_check_interval: Duration,
     compat: Compat,
     four_letter_words: FourLetterWords,
+    data_dir: Option<PathBuf>,
+    data_log_dir: Option<PathBuf>,
+    snap_count: u64,
+    snap_retain_count: usize,
+    prealloc_size: u64,
+    force_sync: bool,
 }
 
 impl Default for ServerBuilder {
@@ -85,6 +93,12 @@ impl Default for ServerBuilder {
             container_check_interval: Duration::from_secs(60),
             compat: Compat::V3_8,
             four_letter_words: FourLetterWords::default(),
+            data_dir: None,
+            data_log_dir: None,
+            snap_count: 100_000,
+            snap_retain_count: 3,
+            prealloc_size: 16 << 20,
+            force_sync: true,
         }
     }
 }
@@ -175,11 +189,70 @@ impl ServerBuilder {
         self
     }
 
-    /// Binds the listener and starts the server's tasks.
+    /// `dataDir`: makes the server durable. Snapshots go here, and the
+    /// transaction log too unless [`data_log_dir`](Self::data_log_dir) is
+    /// set. The directory is created if missing; at start the server
+    /// recovers the tree, the sessions and their ephemerals from it. A write
+    /// is acknowledged only once its log record is synced (see
+    /// [`force_sync`](Self::force_sync)). Without a data directory the
+    /// server is in-memory and forgets everything when it stops.
+    ///
+    /// One server at a time may use a directory: a second one fails to
+    /// start.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// `dataLogDir`: where the transaction log goes (default: the data
+    /// directory). A separate device for the log makes syncs faster, as with
+    /// ZooKeeper. Ignored without [`data_dir`](Self::data_dir).
+    pub fn data_log_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_log_dir = Some(dir.into());
+        self
+    }
+
+    /// `snapCount`: logged transactions between two snapshots (default
+    /// 100,000). A snapshot bounds recovery time and lets old log segments
+    /// be deleted; taking one serialises the tree while requests wait.
+    pub fn snap_count(mut self, n: u64) -> Self {
+        self.snap_count = n.max(1);
+        self
+    }
+
+    /// `autopurge.snapRetainCount`: snapshots kept (default 3, at least
+    /// 1); older snapshots and the log segments only they need are deleted
+    /// after each new snapshot. (ZooKeeper keeps everything unless
+    /// autopurge is configured; zkit-server always purges.)
+    pub fn snap_retain_count(mut self, n: usize) -> Self {
+        self.snap_retain_count = n.max(1);
+        self
+    }
+
+    /// `preAllocSize` in bytes (default 16 MiB): the log file grows by
+    /// zero-filled steps of this size, so that syncing a batch does not
+    /// also have to update the file's size.
+    pub fn prealloc_size(mut self, bytes: u64) -> Self {
+        self.prealloc_size = bytes;
+        self
+    }
+
+    /// `forceSync` (default true): `fdatasync` the log before
+    /// acknowledging. With false a process crash still loses nothing (the
+    /// kernel has the data), but a power cut or an OS crash may lose
+    /// acknowledged writes.
+    pub fn force_sync(mut self, on: bool) -> Self {
+        self.force_sync = on;
+        self
+    }
+
+    /// Binds the listener and starts the server's tasks. With a
+    /// [`data_dir`](Self::data_dir), first recovers the state saved there.
     ///
     /// # Errors
     /// Binding the address fails, or the tick time is not a positive number
-    /// of milliseconds.
+    /// of milliseconds, or the data directory cannot be used (I/O error,
+    /// another server holds it, unreadable or inconsistent files).
     pub async fn start(self) -> io::Result<RunningServer> {
         let tick = i32::try_from(self.tick_time.as_millis()).unwrap_or(i32::MAX);
         if tick <= 0 {
@@ -195,24 +268,44 @@ impl ServerBuilder {
         if let Some(d) = self.max_session_timeout {
             config.max_session_timeout = i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
         }
-        let listener = TcpListener::bind(self.listen).await?;
-        let local_addr = listener.local_addr()?;
+        let cancel = CancellationToken::new();
         let mut tree = DataTree::with_compat(self.compat);
         tree.set_extended_types(self.extended_types);
+        let mut state = State {
+            tree,
+            watches: WatchManager::with_compat(self.compat),
+            sessions: SessionTracker::new(config, now_ms()),
+            zxid: 0,
+            conns: HashMap::new(),
+            session_conn: HashMap::new(),
+            next_conn: 1,
+            log: None,
+        };
+        let mut durable = None;
+        if let Some(dir) = &self.data_dir {
+            let storage = Storage {
+                data_dir: dir.clone(),
+                log_dir: self.data_log_dir.clone().unwrap_or_else(|| dir.clone()),
+                snap_count: self.snap_count,
+                snap_retain_count: self.snap_retain_count,
+                prealloc: self.prealloc_size,
+                force_sync: self.force_sync,
+            };
+            let cancel = cancel.clone();
+            state = tokio::task::spawn_blocking(move || recover_state(state, storage, cancel))
+                .await
+                .map_err(io::Error::other)??;
+            durable = state.log.as_ref().map(TxnLog::durable);
+        }
+        let listener = TcpListener::bind(self.listen).await?;
+        let local_addr = listener.local_addr()?;
         let policy = AclPolicy {
             super_digest: self.super_digest.clone(),
             ..AclPolicy::default()
         };
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                tree,
-                watches: WatchManager::with_compat(self.compat),
-                sessions: SessionTracker::new(config, now_ms()),
-                zxid: 0,
-                conns: HashMap::new(),
-                session_conn: HashMap::new(),
-                next_conn: 1,
-            }),
+            state: Mutex::new(state),
+            durable,
             policy,
             max_frame: self.max_frame,
             max_connections: self.max_connections,
@@ -227,7 +320,6 @@ impl ServerBuilder {
             sent: AtomicU64::new(0),
             started: std::time::Instant::now(),
         });
-        let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         tracker.spawn(accept_loop(
             listener,
@@ -306,6 +398,11 @@ impl RunningServer {
         self.cancel.cancel();
         self.tracker.close();
         self.tracker.wait().await;
+        // Write what is queued and wait for the log writer.
+        let log = self.shared.lock().log.take();
+        if let Some(mut log) = log {
+            let _ = tokio::task::spawn_blocking(move || log.stop()).await;
+        }
     }
 }
 
@@ -318,8 +415,8 @@ impl Drop for RunningServer {
 /// What a connection task is told to do.
 #[derive(Debug)]
 pub(crate) enum Out {
-    /// Write this frame (length prefix included).
-    Frame(Bytes),
+    /// Write this frame (length prefix included) once the zxid is durable.
+    Frame(Bytes, i64),
     /// Write everything queued before, then close.
     Close,
 }
@@ -343,9 +440,47 @@ pub(crate) struct State {
     pub(crate) conns: HashMap<ConnId, ConnHandle>,
     pub(crate) session_conn: HashMap<SessionId, ConnId>,
     pub(crate) next_conn: u64,
+    /// The transaction log (`None`: in-memory server).
+    pub(crate) log: Option<TxnLog>,
 }
 
 impl State {
+    /// The zxid that must be durable before a frame produced now may be
+    /// written: the last logged one (0 for an in-memory server).
+    pub(crate) fn gate(&self) -> i64 {
+        if self.log.is_some() {
+            self.zxid
+        } else {
+            0
+        }
+    }
+
+    /// Logs a transaction that took the current zxid (no-op in memory),
+    /// and queues a snapshot when one is due.
+    pub(crate) fn log(&mut self, time_ms: i64, session: i64, kind: RecordKind) {
+        let Some(log) = self.log.as_mut() else { return };
+        log.append(&Record {
+            zxid: self.zxid,
+            time_ms,
+            session,
+            kind,
+        });
+        if log.snapshot_due() {
+            self.snapshot();
+        }
+    }
+
+    /// Serialises the state after the current zxid and hands it to the log
+    /// writer (no-op in memory).
+    pub(crate) fn snapshot(&mut self) {
+        let Some(log) = self.log.as_mut() else { return };
+        let tree = &self.tree;
+        let image = persist::encode_snapshot(self.zxid, self.sessions.sessions(), |b| {
+            tree.encode_image(b);
+        });
+        log.snapshot(self.zxid, image);
+    }
+
     /// Allocates the next zxid.
     pub(crate) fn next_zxid(&mut self) -> i64 {
         self.zxid += 1;
@@ -355,7 +490,7 @@ impl State {
     /// Queues a frame for a connection (ignored if it is gone).
     pub(crate) fn send(&self, conn: ConnId, frame: Bytes) {
         if let Some(h) = self.conns.get(&conn) {
-            let _ = h.tx.send(Out::Frame(frame));
+            let _ = h.tx.send(Out::Frame(frame, self.gate()));
         }
     }
 
@@ -381,6 +516,7 @@ impl State {
     pub(crate) fn kill_session(&mut self, session: SessionId) {
         self.sessions.set_closing(session);
         let zxid = self.next_zxid();
+        self.log(now_ms() as i64, session, RecordKind::CloseSession);
         let triggers = self.tree.kill_session(session, zxid);
         self.fire(&triggers);
         self.sessions.close(session);
@@ -396,6 +532,8 @@ impl State {
 #[derive(Debug)]
 pub(crate) struct Shared {
     state: Mutex<State>,
+    /// The last durable zxid (`None`: in-memory server).
+    pub(crate) durable: Option<watch::Receiver<i64>>,
     pub(crate) policy: AclPolicy,
     pub(crate) max_frame: usize,
     pub(crate) max_connections: usize,
@@ -565,8 +703,58 @@ async fn reaper(shared: Arc<Shared>, cancel: CancellationToken, interval: Durati
             let zxid = st.zxid + 1;
             if let Ok(applied) = st.tree.delete_container(&path, zxid) {
                 st.zxid = zxid;
+                st.log(now, 0, RecordKind::DeleteContainer { path });
                 st.fire(&applied.triggers);
             }
         }
     }
+}
+
+/// Loads what `storage` holds into `state` (a fresh one) and starts the
+/// transaction log after it. Blocking.
+fn recover_state(
+    mut state: State,
+    storage: Storage,
+    cancel: CancellationToken,
+) -> io::Result<State> {
+    let lock = persist::lock_dir(&storage.data_dir)?;
+    let started = std::time::Instant::now();
+    let recovered = persist::recover(&storage)?;
+    let now = now_ms();
+    let mut snap_zxid = None;
+    if let Some(snap) = recovered.snapshot {
+        let mut image = snap.image;
+        state.tree.decode_image(&mut image).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("snapshot {:#x}: {e}", snap.zxid),
+            )
+        })?;
+        for (id, timeout) in snap.sessions {
+            state.sessions.restore(id, timeout, now);
+        }
+        state.zxid = snap.zxid;
+        snap_zxid = Some(snap.zxid);
+    }
+    let replayed = recovered.records.len();
+    for rec in recovered.records {
+        crate::dispatch::replay(&mut state, rec, now);
+    }
+    tracing::info!(
+        data_dir = %storage.data_dir.display(),
+        snapshot = ?snap_zxid.map(|z| format!("{z:#x}")),
+        replayed,
+        zxid = format_args!("{:#x}", state.zxid),
+        sessions = state.sessions.len(),
+        znodes = state.tree.node_count(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "recovered"
+    );
+    state.log = Some(TxnLog::start(storage, state.zxid, cancel, lock)?);
+    // A snapshot right away when the log had to be replayed, so that the
+    // next start has less to replay (ZooKeeper does the same).
+    if replayed > 0 {
+        state.snapshot();
+    }
+    Ok(state)
 }

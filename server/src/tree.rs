@@ -29,12 +29,13 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use zkit::proto::codes::{err, perms, EventType, OpCode};
 use zkit::proto::{
     Acl, Create2Response, CreateRequest, CreateResponse, CreateTtlRequest, GetChildrenResponse,
     GetDataResponse, Id, MultiOp, MultiResult, Stat, StatResponse,
 };
+use zkit::proto::DecodeError;
 
 use crate::{ErrorCode, OpResult};
 
@@ -1304,6 +1305,126 @@ fn check_version(current: i32, expected: i32) -> OpResult<i32> {
         return Err(code(err::BAD_VERSION));
     }
     Ok(current.wrapping_add(1))
+}
+
+/// Snapshot image format version written by [`DataTree::encode_image`].
+const IMAGE_VERSION: i32 = 1;
+
+impl DataTree {
+    // ---- snapshots --------------------------------------------------------
+
+    /// Appends an image of every znode (path, data, ACL and the stored
+    /// Stat) to `buf`, for a snapshot. Children sets and the ephemeral,
+    /// container and TTL indexes are derived data and are rebuilt by
+    /// [`decode_image`](Self::decode_image).
+    pub fn encode_image(&self, buf: &mut BytesMut) {
+        use zkit::proto::jute::{write_buffer, write_i32, write_i64, write_string};
+        use zkit::proto::Encode;
+        write_i32(buf, IMAGE_VERSION);
+        write_i64(buf, self.nodes.len() as i64);
+        for (path, n) in &self.nodes {
+            write_string(buf, path);
+            match &n.data {
+                Some(d) => write_buffer(buf, d),
+                None => write_i32(buf, -1),
+            }
+            write_i32(buf, n.acl.len() as i32);
+            for a in &n.acl {
+                a.encode(buf);
+            }
+            let s = &n.stat;
+            for v in [s.czxid, s.mzxid, s.ctime, s.mtime] {
+                write_i64(buf, v);
+            }
+            for v in [s.version, s.cversion, s.aversion] {
+                write_i32(buf, v);
+            }
+            write_i64(buf, s.ephemeral_owner);
+            write_i64(buf, s.pzxid);
+        }
+    }
+
+    /// Replaces every znode with the image read from the front of `buf`
+    /// (written by [`encode_image`](Self::encode_image)); the release
+    /// compatibility and extended-types settings are kept.
+    ///
+    /// # Errors
+    /// A truncated or inconsistent image (unknown version, a node without
+    /// its parent, a duplicate path); the tree is then left unchanged.
+    pub fn decode_image(&mut self, buf: &mut Bytes) -> Result<(), DecodeError> {
+        use zkit::proto::jute::{read_buffer, read_i32, read_i64, read_string};
+        use zkit::proto::Decode;
+        let version = read_i32(buf)?;
+        if version != IMAGE_VERSION {
+            return Err(DecodeError::Invalid(format!(
+                "unknown snapshot image version {version}"
+            )));
+        }
+        let count = read_i64(buf)?;
+        if count < 1 || count as u64 > buf.len() as u64 {
+            return Err(DecodeError::Invalid(format!("bad node count {count}")));
+        }
+        let mut nodes: HashMap<String, Node> = HashMap::with_capacity(count as usize);
+        for _ in 0..count {
+            let path = read_string(buf)?;
+            // Copied out, so that the snapshot buffer is freed after loading.
+            let data = read_buffer(buf)?.map(|d| Bytes::copy_from_slice(&d));
+            let n_acl = read_i32(buf)?;
+            if n_acl < 0 || n_acl as usize > buf.len() {
+                return Err(DecodeError::Invalid(format!("bad ACL count {n_acl}")));
+            }
+            let mut acl = Vec::with_capacity(n_acl as usize);
+            for _ in 0..n_acl {
+                acl.push(Acl::decode(buf)?);
+            }
+            let stat = Persisted {
+                czxid: read_i64(buf)?,
+                mzxid: read_i64(buf)?,
+                ctime: read_i64(buf)?,
+                mtime: read_i64(buf)?,
+                version: read_i32(buf)?,
+                cversion: read_i32(buf)?,
+                aversion: read_i32(buf)?,
+                ephemeral_owner: read_i64(buf)?,
+                pzxid: read_i64(buf)?,
+            };
+            let node = Node {
+                data,
+                acl,
+                stat,
+                children: HashSet::new(),
+            };
+            if nodes.insert(path.clone(), node).is_some() {
+                return Err(DecodeError::Invalid(format!("duplicate znode {path}")));
+            }
+        }
+        if !nodes.contains_key("/") {
+            return Err(DecodeError::Invalid("no root znode".into()));
+        }
+        let paths: Vec<String> = nodes.keys().filter(|p| *p != "/").cloned().collect();
+        for path in &paths {
+            let (Some(parent), Some(i)) = (parent_of(path), path.rfind('/')) else {
+                return Err(DecodeError::Invalid(format!("bad znode path {path:?}")));
+            };
+            let Some(p) = nodes.get_mut(parent) else {
+                return Err(DecodeError::Invalid(format!("{path} has no parent")));
+            };
+            p.children.insert(path[i + 1..].to_string());
+        }
+        self.nodes = nodes;
+        self.ephemerals.clear();
+        self.containers.clear();
+        self.ttls.clear();
+        let owners: Vec<(String, i64)> = self
+            .nodes
+            .iter()
+            .map(|(p, n)| (p.clone(), n.stat.ephemeral_owner))
+            .collect();
+        for (path, owner) in owners {
+            self.index_add(&path, owner);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
