@@ -9,7 +9,12 @@
 //! |-----|---------|
 //! | `clientPort` | port to listen on (default 2181) |
 //! | `clientPortAddress` | address to listen on (default `0.0.0.0`: all interfaces, like ZooKeeper) |
-//! | `dataDir` | recorded only: the server is in-memory (the binary refuses to start with it) |
+//! | `dataDir` | snapshots and (by default) the transaction log: the server is durable; without it, in-memory |
+//! | `dataLogDir` | the transaction log (default `dataDir`) |
+//! | `snapCount` | logged transactions between snapshots (default 100000) |
+//! | `autopurge.snapRetainCount` | snapshots kept (default 3; older files are always purged) |
+//! | `preAllocSize` | log preallocation step in KiB (default 16384) |
+//! | `forceSync` | `yes`/`no`: fdatasync the log before acknowledging (default yes) |
 //! | `tickTime` | milliseconds, > 0 |
 //! | `minSessionTimeout`, `maxSessionTimeout` | milliseconds; `-1` = default (2 / 20 ticks) |
 //! | `maxClientCnxns` | concurrent connections per client IP (0 = unlimited, default 60) |
@@ -22,7 +27,8 @@
 //! The system-property spellings (`zookeeper.4lw.commands.whitelist`,
 //! `zookeeper.extendedTypesEnabled`,
 //! `zookeeper.DigestAuthenticationProvider.superDigest`,
-//! `zookeeper.znode.container.checkIntervalMs`, `zookeeper.jute.maxbuffer`)
+//! `zookeeper.znode.container.checkIntervalMs`, `zookeeper.jute.maxbuffer`,
+//! `zookeeper.snapCount`, `zookeeper.preAllocSize`, `zookeeper.forceSync`)
 //! are accepted too.
 //!
 //! ```
@@ -166,8 +172,18 @@ pub struct Config {
     pub client_port: Option<u16>,
     /// `clientPortAddress`.
     pub client_port_address: Option<IpAddr>,
-    /// `dataDir`: recorded, not used (the server is in-memory).
+    /// `dataDir`: where the server persists its state.
     pub data_dir: Option<PathBuf>,
+    /// `dataLogDir`: where the transaction log goes.
+    pub data_log_dir: Option<PathBuf>,
+    /// `snapCount`.
+    pub snap_count: Option<u64>,
+    /// `autopurge.snapRetainCount`.
+    pub snap_retain_count: Option<usize>,
+    /// `preAllocSize`, converted to bytes.
+    pub prealloc_size: Option<u64>,
+    /// `forceSync`.
+    pub force_sync: Option<bool>,
     /// `tickTime`.
     pub tick_time: Option<Duration>,
     /// `minSessionTimeout` (`-1` reads as `None`).
@@ -230,6 +246,38 @@ impl Config {
                         return Err(bad("empty path"));
                     }
                     cfg.data_dir = Some(PathBuf::from(v));
+                }
+                "dataLogDir" => {
+                    if v.is_empty() {
+                        return Err(bad("empty path"));
+                    }
+                    cfg.data_log_dir = Some(PathBuf::from(v));
+                }
+                "snapCount" | "zookeeper.snapCount" => {
+                    let n: u64 = v.parse().map_err(|_| bad("not a number"))?;
+                    if n < 2 {
+                        return Err(bad("must be at least 2"));
+                    }
+                    cfg.snap_count = Some(n);
+                }
+                "autopurge.snapRetainCount" => {
+                    let n: usize = v.parse().map_err(|_| bad("not a number"))?;
+                    // ZooKeeper raises anything below 3 to 3.
+                    cfg.snap_retain_count = Some(n.max(3));
+                }
+                "preAllocSize" | "zookeeper.preAllocSize" => {
+                    let kib: u64 = v.parse().map_err(|_| bad("not a number of KiB"))?;
+                    if kib == 0 || kib > (1 << 30) {
+                        return Err(bad("must be between 1 and 1073741824 KiB"));
+                    }
+                    cfg.prealloc_size = Some(kib * 1024);
+                }
+                "forceSync" | "zookeeper.forceSync" => {
+                    cfg.force_sync = Some(match v.to_ascii_lowercase().as_str() {
+                        "yes" | "true" => true,
+                        "no" | "false" => false,
+                        _ => return Err(bad("expected yes or no")),
+                    });
                 }
                 "tickTime" => {
                     let ms: u64 = v.parse().map_err(|_| bad("not a number of ms"))?;
@@ -299,8 +347,7 @@ impl Config {
 
     /// Applies every setting to `builder`, with ZooKeeper's defaults for
     /// the listen address ([`listen_addr`](Self::listen_addr)) and
-    /// `maxClientCnxns` (60 per IP). `dataDir` is not applied: the server is
-    /// in-memory (check [`data_dir`](Self::data_dir) yourself).
+    /// `maxClientCnxns` (60 per IP). With `dataDir` the server is durable.
     pub fn apply(&self, builder: ServerBuilder) -> ServerBuilder {
         let mut b = builder
             .listen(self.listen_addr())
@@ -328,6 +375,24 @@ impl Config {
         }
         if let Some(n) = self.jute_maxbuffer {
             b = b.max_frame(n);
+        }
+        if let Some(d) = &self.data_dir {
+            b = b.data_dir(d.clone());
+        }
+        if let Some(d) = &self.data_log_dir {
+            b = b.data_log_dir(d.clone());
+        }
+        if let Some(n) = self.snap_count {
+            b = b.snap_count(n);
+        }
+        if let Some(n) = self.snap_retain_count {
+            b = b.snap_retain_count(n);
+        }
+        if let Some(n) = self.prealloc_size {
+            b = b.prealloc_size(n);
+        }
+        if let Some(f) = self.force_sync {
+            b = b.force_sync(f);
         }
         b
     }

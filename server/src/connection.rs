@@ -66,7 +66,8 @@ pub(crate) async fn serve<IO>(
                     break;
                 }
             }
-            if !wbuf.is_empty() && (io.write_all(&wbuf).await.is_err() || io.flush().await.is_err()) {
+            if !wbuf.is_empty() && (io.write_all(&wbuf).await.is_err() || io.flush().await.is_err())
+            {
                 break;
             }
             if close {

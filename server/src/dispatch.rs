@@ -7,15 +7,15 @@ use zkit::proto::{
     Acl, AddWatchRequest, AuthPacket, CheckVersionRequest, Create2Response, CreateRequest,
     CreateResponse, CreateTtlRequest, Decode, DeleteRequest, Encode, GetAclResponse,
     GetChildren2Response, GetChildrenResponse, GetDataResponse, Id, IntResponse, MultiRequest,
-    MultiResponse, MultiResult, PathRequest, PathResponse, PathWatchRequest, ReconfigRequest, ReplyHeader,
-    RequestHeader, SetAclRequest, SetDataRequest, SetWatches, SetWatches2, StatResponse,
-    WatchesRequest, WhoAmIResponse,
+    MultiResponse, MultiResult, PathRequest, PathResponse, PathWatchRequest, ReconfigRequest,
+    ReplyHeader, RequestHeader, SetAclRequest, SetDataRequest, SetWatches, SetWatches2,
+    StatResponse, WatchesRequest, WhoAmIResponse,
 };
 
 use crate::acl::AclPolicy;
 use crate::connection::Conn;
-use crate::server::{notification, now_ms, reply_frame, Out, Shared, State};
 use crate::persist::{Record, RecordKind};
+use crate::server::{notification, now_ms, reply_frame, Out, Shared, State};
 use crate::tree::{AclHook, DataTree, Txn};
 use crate::{ErrorCode, OpResult};
 
@@ -485,7 +485,12 @@ pub(crate) fn replay(st: &mut State, rec: Record, now_ms: u64) {
     }
 }
 
-fn replay_request(tree: &mut DataTree, op: i32, mut body: Bytes, txn: &Txn<'_>) -> Result<(), String> {
+fn replay_request(
+    tree: &mut DataTree,
+    op: i32,
+    mut body: Bytes,
+    txn: &Txn<'_>,
+) -> Result<(), String> {
     fn dec<T: Decode>(body: &mut Bytes) -> Result<T, String> {
         T::decode(body).map_err(|e| e.to_string())
     }
@@ -502,7 +507,9 @@ fn replay_request(tree: &mut DataTree, op: i32, mut body: Bytes, txn: &Txn<'_>) 
         }
         OpCode::Delete => {
             let req: DeleteRequest = dec(&mut body)?;
-            tree.delete(&req.path, req.version, txn).map(drop).map_err(code)
+            tree.delete(&req.path, req.version, txn)
+                .map(drop)
+                .map_err(code)
         }
         OpCode::SetData => {
             let req: SetDataRequest = dec(&mut body)?;
@@ -518,7 +525,9 @@ fn replay_request(tree: &mut DataTree, op: i32, mut body: Bytes, txn: &Txn<'_>) 
         }
         OpCode::Check => {
             let req: CheckVersionRequest = dec(&mut body)?;
-            tree.check(&req.path, req.version, txn).map(drop).map_err(code)
+            tree.check(&req.path, req.version, txn)
+                .map(drop)
+                .map_err(code)
         }
         OpCode::Multi => {
             let req: MultiRequest = dec(&mut body)?;

@@ -1,4 +1,5 @@
-//! `zkit-server`: runs the bundled, in-memory ZooKeeper-compatible server.
+//! `zkit-server`: runs the bundled ZooKeeper-compatible server, durable with
+//! a data directory, in-memory without.
 //!
 //! ```text
 //! zkit-server [--listen ADDR] [--tick-time MS] [--config zoo.cfg]
@@ -19,7 +20,8 @@ use zkit_server::{Config, ConfigError, FourLetterWords, Server};
 const USAGE: &str = "\
 Usage: zkit-server [OPTIONS]
 
-Runs an in-memory, single-node ZooKeeper-compatible server.
+Runs a single-node ZooKeeper-compatible server: durable with a data
+directory, in-memory without one.
 
 Options:
   --listen ADDR               address to listen on, e.g. 127.0.0.1:2181
@@ -29,8 +31,8 @@ Options:
   --config FILE               read settings from a ZooKeeper zoo.cfg
   --four-letter-words LIST    comma-separated 4lw whitelist, `*` = all
                               (default: srvr)
-  --data-dir DIR              refused for now: durable storage is not
-                              implemented yet
+  --data-dir DIR              persist here (snapshots and transaction log;
+                              recovered at start); default: in-memory
   -h, --help                  print this help
 
 Flags override the config file. Log verbosity: RUST_LOG (default info).
@@ -112,13 +114,6 @@ fn effective_config(args: &Args) -> Result<Config, String> {
     if let Some(dir) = &args.data_dir {
         cfg.data_dir = Some(dir.clone());
     }
-    if let Some(dir) = &cfg.data_dir {
-        return Err(format!(
-            "data directory {} given: durable storage is not implemented yet; \
-             run without --data-dir/dataDir for an in-memory server",
-            dir.display()
-        ));
-    }
     Ok(cfg)
 }
 
@@ -176,16 +171,30 @@ async fn main() -> ExitCode {
     let server = match cfg.apply(Server::builder()).start().await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("zkit-server: cannot listen on {}: {e}", cfg.listen_addr());
+            match &cfg.data_dir {
+                Some(dir) => eprintln!(
+                    "zkit-server: cannot start on {} with data directory {}: {e}",
+                    cfg.listen_addr(),
+                    dir.display()
+                ),
+                None => eprintln!("zkit-server: cannot listen on {}: {e}", cfg.listen_addr()),
+            }
             return ExitCode::FAILURE;
         }
     };
     println!("zkit-server listening on {}", server.local_addr());
     let _ = std::io::stdout().flush();
-    tracing::info!(
-        addr = %server.local_addr(),
-        "in-memory server started (data is lost at exit)"
-    );
+    match &cfg.data_dir {
+        Some(dir) => tracing::info!(
+            addr = %server.local_addr(),
+            data_dir = %dir.display(),
+            "durable server started"
+        ),
+        None => tracing::info!(
+            addr = %server.local_addr(),
+            "in-memory server started (data is lost at exit)"
+        ),
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await;
@@ -213,9 +222,9 @@ mod tests {
     }
 
     #[test]
-    fn data_dir_is_refused() {
+    fn data_dir_flag_overrides_the_config() {
         let a = args(&["--data-dir", "/tmp/zk"]).unwrap();
-        let e = effective_config(&a).unwrap_err();
-        assert!(e.contains("durable storage is not implemented yet"), "{e}");
+        let cfg = effective_config(&a).unwrap();
+        assert_eq!(cfg.data_dir, Some(PathBuf::from("/tmp/zk")));
     }
 }

@@ -288,7 +288,10 @@ pub(crate) fn lock_dir(dir: &Path) -> io::Result<File> {
         Ok(()) => Ok(file),
         Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
             io::ErrorKind::WouldBlock,
-            format!("data directory {} is in use by another server", dir.display()),
+            format!(
+                "data directory {} is in use by another server",
+                dir.display()
+            ),
         )),
         Err(fs::TryLockError::Error(e)) => Err(e),
     }
@@ -391,7 +394,10 @@ fn read_segment(path: &Path) -> io::Result<(Vec<Record>, u64)> {
         return Ok((Vec::new(), 0));
     }
     if &raw[..4] != LOG_MAGIC {
-        return Err(invalid(format!("{}: not a zkit log segment", path.display())));
+        return Err(invalid(format!(
+            "{}: not a zkit log segment",
+            path.display()
+        )));
     }
     let version = i32::from_be_bytes([raw[4], raw[5], raw[6], raw[7]]);
     if version != FORMAT_VERSION {
@@ -809,7 +815,10 @@ fn purge(storage: &Storage) -> io::Result<()> {
     for entry in fs::read_dir(&storage.data_dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        if name.to_str().is_some_and(|n| n.starts_with("snapshot.") && n.ends_with(".tmp")) {
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with("snapshot.") && n.ends_with(".tmp"))
+        {
             let _ = fs::remove_file(entry.path());
         }
     }
@@ -921,7 +930,13 @@ mod tests {
         let dir = tempdir("torn");
         let st = storage(&dir);
         let cancel = CancellationToken::new();
-        let mut log = TxnLog::start(st.clone(), 0, cancel.clone(), lock_dir(&st.data_dir).unwrap()).unwrap();
+        let mut log = TxnLog::start(
+            st.clone(),
+            0,
+            cancel.clone(),
+            lock_dir(&st.data_dir).unwrap(),
+        )
+        .unwrap();
         let mut durable = log.durable();
         for z in 1..=50 {
             log.append(&rec(z));
@@ -932,20 +947,25 @@ mod tests {
         let (_, seg) = list(&st.log_dir, "log").unwrap().pop().unwrap();
         let (_, end) = read_segment(&seg).unwrap();
         let f = OpenOptions::new().write(true).open(&seg).unwrap();
-        f.write_all_at(&[0, 0, 1, 0, 1, 2, 3, 4, 9, 9], end).unwrap();
+        f.write_all_at(&[0, 0, 1, 0, 1, 2, 3, 4, 9, 9], end)
+            .unwrap();
         let got = recover(&st).unwrap();
         assert!(got.snapshot.is_none());
         assert_eq!(got.records.len(), 50);
         assert_eq!(got.records[49], rec(50));
         // Start again after the recovered zxid; appends continue.
         drop(log);
-        let mut log = TxnLog::start(st.clone(), 50, cancel, lock_dir(&st.data_dir).unwrap()).unwrap();
+        let mut log =
+            TxnLog::start(st.clone(), 50, cancel, lock_dir(&st.data_dir).unwrap()).unwrap();
         for z in 51..=60 {
             log.append(&rec(z));
         }
         log.stop();
         let got = recover(&st).unwrap();
-        assert_eq!(got.records.iter().map(|r| r.zxid).collect::<Vec<_>>(), (1..=60).collect::<Vec<_>>());
+        assert_eq!(
+            got.records.iter().map(|r| r.zxid).collect::<Vec<_>>(),
+            (1..=60).collect::<Vec<_>>()
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -954,7 +974,13 @@ mod tests {
         let dir = tempdir("snap");
         let mut st = storage(&dir);
         st.snap_retain_count = 2;
-        let mut log = TxnLog::start(st.clone(), 0, CancellationToken::new(), lock_dir(&st.data_dir).unwrap()).unwrap();
+        let mut log = TxnLog::start(
+            st.clone(),
+            0,
+            CancellationToken::new(),
+            lock_dir(&st.data_dir).unwrap(),
+        )
+        .unwrap();
         for round in 0..4i64 {
             for z in round * 10 + 1..=round * 10 + 10 {
                 log.append(&rec(z));
@@ -981,7 +1007,10 @@ mod tests {
         assert_eq!(snap.zxid, 40);
         assert_eq!(snap.sessions, vec![(7, 4000)]);
         assert_eq!(&snap.image[..], b"image 40");
-        assert_eq!(got.records.iter().map(|r| r.zxid).collect::<Vec<_>>(), (41..=45).collect::<Vec<_>>());
+        assert_eq!(
+            got.records.iter().map(|r| r.zxid).collect::<Vec<_>>(),
+            (41..=45).collect::<Vec<_>>()
+        );
         // A damaged newest snapshot: the previous one and the log take over.
         let newest = &list(&st.data_dir, "snapshot").unwrap()[1].1;
         let mut raw = fs::read(newest).unwrap();
@@ -999,7 +1028,13 @@ mod tests {
     fn a_gap_in_the_log_refuses_recovery() {
         let dir = tempdir("gap");
         let st = storage(&dir);
-        let mut log = TxnLog::start(st.clone(), 0, CancellationToken::new(), lock_dir(&st.data_dir).unwrap()).unwrap();
+        let mut log = TxnLog::start(
+            st.clone(),
+            0,
+            CancellationToken::new(),
+            lock_dir(&st.data_dir).unwrap(),
+        )
+        .unwrap();
         for z in [1, 2, 3, 5] {
             log.append(&rec(z));
         }

@@ -31,11 +31,11 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use bytes::{Bytes, BytesMut};
 use zkit::proto::codes::{err, perms, EventType, OpCode};
+use zkit::proto::DecodeError;
 use zkit::proto::{
     Acl, Create2Response, CreateRequest, CreateResponse, CreateTtlRequest, GetChildrenResponse,
     GetDataResponse, Id, MultiOp, MultiResult, Stat, StatResponse,
 };
-use zkit::proto::DecodeError;
 
 use crate::{ErrorCode, OpResult};
 

@@ -146,33 +146,6 @@ async fn serves_a_zoo_cfg_and_exits_cleanly_on_sigterm() {
 }
 
 #[test]
-fn refuses_a_data_dir() {
-    let dir = TempDir::new("data");
-    let cfg = dir.0.join("zoo.cfg");
-    std::fs::write(
-        &cfg,
-        format!("clientPort=0\ndataDir={}\n", dir.0.join("data").display()),
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("durable storage is not implemented yet; run without --data-dir/dataDir"),
-        "{err}"
-    );
-    let out = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--data-dir", "/nonexistent"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-}
-
-#[test]
 fn reports_bad_config_values_and_prints_help() {
     let dir = TempDir::new("bad");
     let cfg = dir.0.join("zoo.cfg");
