@@ -1,7 +1,10 @@
 //! zkit-server: a ZooKeeper-compatible single-node server.
 //!
-//! In-memory today (durability comes next). It reads a standard `zoo.cfg`
-//! ([`config`]) and ships as the `zkit-server` binary. It is built in layers; the pure, synchronous
+//! Durable with a data directory ([`ServerBuilder::data_dir`]: a
+//! transaction log synced before each acknowledgement, snapshots, recovery
+//! of the tree, sessions and ephemerals at start), in-memory without. It
+//! reads a standard `zoo.cfg` ([`config`]) and ships as the `zkit-server`
+//! binary. It is built in layers; the pure, synchronous
 //! building blocks are each unit-tested against ZooKeeper 3.8's semantics:
 //!
 //! - [`tree::DataTree`]: znodes with full Stat bookkeeping, every create mode,
@@ -19,9 +22,15 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! let server = zkit_server::Server::builder().start().await?;
+//! let server = zkit_server::Server::builder().start().await?; // in-memory
 //! println!("connect to {}", server.connect_string());
 //! server.shutdown().await;
+//!
+//! let durable = zkit_server::Server::builder()
+//!     .data_dir("/var/lib/zkit")
+//!     .start()
+//!     .await?; // recovers what an earlier run left there
+//! durable.shutdown().await;
 //! # Ok(())
 //! # }
 //! ```

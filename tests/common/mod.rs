@@ -37,9 +37,24 @@ struct Shared {
 }
 
 /// Whether the tests run against the bundled `zkit_server`
-/// (`ZKIT_TEST_BACKEND=bundled`) instead of a real ZooKeeper.
+/// (`ZKIT_TEST_BACKEND=bundled`, or `bundled-durable` for one with a data
+/// directory, so that every reply waits for the transaction log) instead of
+/// a real ZooKeeper.
 pub fn bundled() -> bool {
-    std::env::var("ZKIT_TEST_BACKEND").is_ok_and(|v| v == "bundled")
+    std::env::var("ZKIT_TEST_BACKEND").is_ok_and(|v| v == "bundled" || v == "bundled-durable")
+}
+
+/// With `ZKIT_TEST_BACKEND=bundled-durable`: a fresh data directory for
+/// this test binary's bundled server (under cargo's target tmp dir).
+fn durable_dir() -> Option<std::path::PathBuf> {
+    if !std::env::var("ZKIT_TEST_BACKEND").is_ok_and(|v| v == "bundled-durable") {
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    let name = exe.file_name()?.to_string_lossy().into_owned();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("durable-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    Some(dir)
 }
 
 /// For tests that need a real server process (kill, pause, restart): with
@@ -75,9 +90,12 @@ fn start_bundled() -> Result<Shared, String> {
                 .expect("fixture runtime");
             rt.block_on(async move {
                 // Like the real fixture's zoo.cfg: `4lw.commands.whitelist=*`.
-                let builder = zkit_server::Server::builder()
+                let mut builder = zkit_server::Server::builder()
                     .tick_time(TICK)
                     .four_letter_words(zkit_server::FourLetterWords::all());
+                if let Some(dir) = durable_dir() {
+                    builder = builder.data_dir(dir).prealloc_size(1 << 20);
+                }
                 match builder.start().await {
                     Ok(server) => {
                         let _ = tx.send(Ok(server.connect_string()));
