@@ -19,6 +19,18 @@ use crate::server::{now_ms, ConnHandle, Out, Shared};
 use crate::sessions::generate_password;
 use crate::watches::ConnId;
 
+/// Frames waiting to be written beyond which a connection stops reading
+/// requests.
+const MAX_QUEUED_FRAMES: usize = 4096;
+
+/// Bytes waiting to be written beyond which a connection stops reading
+/// requests.
+const PAUSE_READING_BYTES: usize = 4 << 20;
+
+/// Bytes waiting to be written beyond which a connection is closed (a
+/// client that never reads while its watches keep firing).
+const MAX_QUEUED_BYTES: usize = 64 << 20;
+
 /// Per-connection state the dispatcher needs.
 #[derive(Debug)]
 pub(crate) struct Conn {
@@ -44,7 +56,11 @@ pub(crate) async fn serve<IO>(
     // Frames wait here until the zxid they depend on is durable (always at
     // once for an in-memory server); they leave in order.
     let mut queue: VecDeque<Out> = VecDeque::new();
+    let mut queued_bytes = 0usize;
     let mut durable = shared.durable.clone();
+    // ZooKeeper closes a connection that has not completed its handshake
+    // after `zookeeper.nio.sessionlessCnxnTimeout` (10 s by default).
+    let handshake_deadline = tokio::time::Instant::now() + shared.handshake_timeout;
     'outer: loop {
         if !queue.is_empty() {
             let released = durable
@@ -57,6 +73,7 @@ pub(crate) async fn serve<IO>(
                     Out::Frame(_, after) if *after > released => break,
                     Out::Frame(f, _) => {
                         shared.sent.fetch_add(1, Ordering::Relaxed);
+                        queued_bytes -= f.len();
                         wbuf.extend_from_slice(f);
                     }
                     Out::Close => close = true,
@@ -66,22 +83,52 @@ pub(crate) async fn serve<IO>(
                     break;
                 }
             }
-            if !wbuf.is_empty() && (io.write_all(&wbuf).await.is_err() || io.flush().await.is_err())
-            {
-                break;
+            if !wbuf.is_empty() {
+                // A client that stops reading blocks only its own task, and
+                // never a shutdown.
+                let written = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    r = async {
+                        io.write_all(&wbuf).await?;
+                        io.flush().await
+                    } => r,
+                };
+                if written.is_err() {
+                    break;
+                }
             }
             if close {
                 break;
             }
         }
+        if queued_bytes > MAX_QUEUED_BYTES {
+            // Only notifications can pile up like this (requests stop being
+            // read, below): a watcher that does not read its socket.
+            tracing::warn!(%peer, queued_bytes, "client does not read its replies and notifications, closing");
+            break;
+        }
         let blocked = !queue.is_empty();
+        // Back-pressure: no new requests while many replies wait (for the
+        // log, or for the client to read them).
+        let readable =
+            !closing && queue.len() < MAX_QUEUED_FRAMES && queued_bytes < PAUSE_READING_BYTES;
         tokio::select! {
             _ = cancel.cancelled() => break,
+            () = tokio::time::sleep_until(handshake_deadline), if conn.is_none() && !closing => {
+                tracing::warn!(%peer, "no complete handshake in {:?}, closing", shared.handshake_timeout);
+                break;
+            }
             out = rx.recv() => {
                 let Some(out) = out else { break };
-                queue.push_back(out);
-                while let Ok(out) = rx.try_recv() {
+                let mut push = |out: Out| {
+                    if let Out::Frame(f, _) = &out {
+                        queued_bytes += f.len();
+                    }
                     queue.push_back(out);
+                };
+                push(out);
+                while let Ok(out) = rx.try_recv() {
+                    push(out);
                 }
             }
             changed = durable_changed(&mut durable), if blocked => {
@@ -90,7 +137,7 @@ pub(crate) async fn serve<IO>(
                     break;
                 }
             }
-            n = io.read_buf(&mut buf), if !closing => {
+            n = io.read_buf(&mut buf), if readable => {
                 match n {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}

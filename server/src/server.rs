@@ -65,6 +65,7 @@ pub struct ServerBuilder {
     max_frame: usize,
     max_connections: usize,
     max_connections_per_ip: usize,
+    handshake_timeout: Duration,
     super_digest: Option<String>,
     extended_types: bool,
     container_check_interval: Duration,
@@ -87,6 +88,7 @@ impl Default for ServerBuilder {
             max_session_timeout: None,
             max_frame: DEFAULT_JUTE_MAXBUFFER,
             max_connections: 1024,
+            handshake_timeout: Duration::from_secs(10),
             max_connections_per_ip: 0,
             super_digest: None,
             extended_types: true,
@@ -139,6 +141,14 @@ impl ServerBuilder {
     /// no such setting): connections beyond it are closed at once.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
+        self
+    }
+
+    /// `zookeeper.nio.sessionlessCnxnTimeout` (default 10 s): a connection
+    /// that has not sent a complete ConnectRequest (or four-letter word) by
+    /// then is closed, so that idle or trickling sockets cannot pile up.
+    pub fn handshake_timeout(mut self, d: Duration) -> Self {
+        self.handshake_timeout = d;
         self
     }
 
@@ -309,6 +319,7 @@ impl ServerBuilder {
             policy,
             max_frame: self.max_frame,
             max_connections: self.max_connections,
+            handshake_timeout: self.handshake_timeout,
             max_connections_per_ip: self.max_connections_per_ip,
             per_ip: Mutex::new(HashMap::new()),
             four_letter_words: self.four_letter_words,
@@ -537,6 +548,7 @@ pub(crate) struct Shared {
     pub(crate) policy: AclPolicy,
     pub(crate) max_frame: usize,
     pub(crate) max_connections: usize,
+    pub(crate) handshake_timeout: Duration,
     /// `maxClientCnxns` (0 = unlimited).
     pub(crate) max_connections_per_ip: usize,
     /// Live connections per client IP (only tracked with a per-IP limit).

@@ -1,0 +1,237 @@
+//! Hostile and careless clients: sockets that never finish a handshake or a
+//! frame, thousands of connections, a client that never reads its replies.
+//! Each is contained to its own connection while a well-behaved client
+//! keeps being served.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use zkit::proto::codes::OpCode;
+use zkit::proto::{
+    encode_frame, ConnectRequest, ConnectResponse, Decode, Encode, PathWatchRequest, RequestHeader,
+};
+use zkit::{Client, CreateOptions};
+use zkit_server::{RunningServer, Server, ServerBuilder};
+
+const SOON: Duration = Duration::from_secs(5);
+
+fn builder() -> ServerBuilder {
+    Server::builder().tick_time(Duration::from_millis(100))
+}
+
+fn frame(body: impl FnOnce(&mut BytesMut)) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    encode_frame(&mut buf, body);
+    buf.to_vec()
+}
+
+/// Whether the server closes `s` within `within` (EOF or reset).
+async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let mut sink = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut sink)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+async fn handshake(srv: &RunningServer, timeout_ms: i32) -> (TcpStream, ConnectResponse) {
+    let mut s = TcpStream::connect(srv.local_addr()).await.unwrap();
+    let req = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        timeout: timeout_ms,
+        session_id: 0,
+        passwd: Bytes::from_static(&[0; 16]),
+        read_only: None,
+    };
+    s.write_all(&frame(|b| req.encode(b))).await.unwrap();
+    let mut len = [0u8; 4];
+    tokio::time::timeout(SOON, s.read_exact(&mut len))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).await.unwrap();
+    let resp = ConnectResponse::decode(&mut Bytes::from(body)).unwrap();
+    (s, resp)
+}
+
+/// A well-behaved client does a round of operations.
+async fn still_serves(c: &Client, tag: &str) {
+    let path = format!("/probe-{tag}");
+    c.create(&path, tag.as_bytes(), &CreateOptions::default())
+        .await
+        .unwrap();
+    let (data, _) = c.get_data(&path).await.unwrap();
+    assert_eq!(&data[..], tag.as_bytes());
+}
+
+#[tokio::test]
+async fn connections_that_never_finish_a_handshake_are_closed() {
+    let srv = builder()
+        .handshake_timeout(Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    let c = Client::connect(&srv.connect_string()).await.unwrap();
+    // Silent sockets, half a length prefix, and a trickle of a frame.
+    let mut idle = Vec::new();
+    for i in 0..50 {
+        let mut s = TcpStream::connect(srv.local_addr()).await.unwrap();
+        if i % 2 == 0 {
+            s.write_all(&[0, 0]).await.unwrap();
+        }
+        idle.push(s);
+    }
+    let mut trickle = TcpStream::connect(srv.local_addr()).await.unwrap();
+    let started = Instant::now();
+    let trickler = tokio::spawn(async move {
+        // 44 bytes would be a ConnectRequest; one byte every 50 ms.
+        for b in [0u8, 0, 0, 44, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] {
+            if trickle.write_all(&[b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        closed_within(&mut trickle, SOON).await
+    });
+    still_serves(&c, "during").await;
+    for s in &mut idle {
+        assert!(closed_within(s, SOON).await, "idle socket left open");
+    }
+    assert!(trickler.await.unwrap(), "trickling socket left open");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    still_serves(&c, "after").await;
+    c.close().await.unwrap();
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_that_sends_half_a_frame_expires_and_is_closed() {
+    let srv = builder().start().await.unwrap();
+    let (mut s, resp) = handshake(&srv, 400).await;
+    assert_eq!(resp.timeout, 400);
+    s.write_all(&[0, 0, 0, 40, 1, 2]).await.unwrap();
+    assert!(closed_within(&mut s, SOON).await, "stalled session kept");
+    assert_eq!(srv.session_count(), 0);
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_connections_and_a_client_still_served() {
+    let srv = builder()
+        .max_connections(2500)
+        .handshake_timeout(Duration::from_secs(60))
+        .start()
+        .await
+        .unwrap();
+    let c = Client::connect(&srv.connect_string()).await.unwrap();
+    let mut conns = Vec::new();
+    for i in 0..2000 {
+        if i % 2 == 0 {
+            conns.push(handshake(&srv, 30_000).await.0);
+        } else {
+            conns.push(TcpStream::connect(srv.local_addr()).await.unwrap());
+        }
+    }
+    assert!(srv.session_count() >= 1001, "{}", srv.session_count());
+    for i in 0..20 {
+        still_serves(&c, &format!("crowd-{i}")).await;
+    }
+    // Every handshaken connection is alive: a ping each gets its answer.
+    let ping = frame(|b| {
+        RequestHeader {
+            xid: -2,
+            op: OpCode::Ping.code(),
+        }
+        .encode(b)
+    });
+    for s in conns.iter_mut().step_by(2) {
+        s.write_all(&ping).await.unwrap();
+        let mut reply = [0u8; 20];
+        tokio::time::timeout(SOON, s.read_exact(&mut reply))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    drop(conns);
+    still_serves(&c, "dispersed").await;
+    c.close().await.unwrap();
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_closed_at_once() {
+    let srv = builder().max_connections(20).start().await.unwrap();
+    let mut kept = Vec::new();
+    for _ in 0..20 {
+        kept.push(handshake(&srv, 30_000).await.0);
+    }
+    let mut extra = TcpStream::connect(srv.local_addr()).await.unwrap();
+    assert!(closed_within(&mut extra, SOON).await);
+    // The first twenty are untouched.
+    for s in &mut kept {
+        assert!(!closed_within(s, Duration::from_millis(10)).await);
+    }
+    drop(kept);
+    // Room again once they are gone.
+    let deadline = Instant::now() + SOON;
+    loop {
+        let c = Client::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .connect(&srv.connect_string())
+            .await;
+        if let Ok(c) = c {
+            still_serves(&c, "room").await;
+            c.close().await.unwrap();
+            break;
+        }
+        assert!(Instant::now() < deadline, "no room after the crowd left");
+    }
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_held_back_not_buffered() {
+    let srv = builder().start().await.unwrap();
+    let c = Client::connect(&srv.connect_string()).await.unwrap();
+    c.create("/big", &vec![7u8; 512 * 1024], &CreateOptions::default())
+        .await
+        .unwrap();
+    let (mut s, _) = handshake(&srv, 30_000).await;
+    // 400,000 getData of a 512 KiB node (10 MB of requests, more than the
+    // socket buffers hold): 200 GiB of replies if served.
+    let mut reqs = Vec::new();
+    for xid in 1..=400_000 {
+        reqs.extend(frame(|b| {
+            RequestHeader {
+                xid,
+                op: OpCode::GetData.code(),
+            }
+            .encode(b);
+            PathWatchRequest {
+                path: "/big".into(),
+                watch: false,
+            }
+            .encode(b);
+        }));
+    }
+    // The server stops reading once replies pile up, so the sender blocks.
+    let sent = tokio::time::timeout(Duration::from_secs(3), s.write_all(&reqs)).await;
+    assert!(
+        sent.is_err(),
+        "the server read every request without back-pressure"
+    );
+    // Others are unaffected, and shutdown does not wait for the stuck client.
+    still_serves(&c, "beside").await;
+    c.close().await.unwrap();
+    tokio::time::timeout(SOON, srv.shutdown())
+        .await
+        .expect("shutdown despite a client that does not read");
+}
