@@ -440,9 +440,6 @@ async fn last_zxid_follows_replies() {
 /// paths add up to more than 128 KiB).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_after_server_restart_keeps_session_and_watches() {
-    if skip_if_bundled("reconnect_after_server_restart_keeps_session_and_watches") {
-        return;
-    }
     let zk = own_server().await;
     let c = Client::builder()
         .session_timeout(Duration::from_secs(4))
@@ -557,9 +554,6 @@ async fn reconnect_after_server_restart_keeps_session_and_watches() {
 /// 4/3 of the session timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_side_expiry_when_the_server_is_unreachable() {
-    if skip_if_bundled("client_side_expiry_when_the_server_is_unreachable") {
-        return;
-    }
     let zk = own_server().await;
     let c = Client::builder()
         .session_timeout(Duration::from_millis(400))
@@ -604,9 +598,6 @@ async fn client_side_expiry_when_the_server_is_unreachable() {
 /// once; a session left open lingers for the whole session timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_while_reconnecting_still_closes_the_session() {
-    if skip_if_bundled("close_while_reconnecting_still_closes_the_session") {
-        return;
-    }
     let zk = own_server().await;
     let c = Client::builder()
         .session_timeout(Duration::from_secs(4))

@@ -109,6 +109,10 @@ fn conf(shared: &Shared) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "clientPort={}", shared.local_addr.port());
     let _ = writeln!(s, "clientPortAddress={}", shared.local_addr.ip());
+    if let (Some(data), Some(log)) = (&shared.data_dir, &shared.data_log_dir) {
+        let _ = writeln!(s, "dataDir={}", data.display());
+        let _ = writeln!(s, "dataLogDir={}", log.display());
+    }
     let _ = writeln!(s, "tickTime={}", c.tick_time);
     let _ = writeln!(s, "maxClientCnxns={}", shared.max_connections);
     let _ = writeln!(s, "minSessionTimeout={}", c.min_session_timeout);

@@ -316,6 +316,8 @@ impl ServerBuilder {
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             durable,
+            data_dir: self.data_dir.clone(),
+            data_log_dir: self.data_log_dir.clone().or_else(|| self.data_dir.clone()),
             policy,
             max_frame: self.max_frame,
             max_connections: self.max_connections,
@@ -545,6 +547,9 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// The last durable zxid (`None`: in-memory server).
     pub(crate) durable: Option<watch::Receiver<i64>>,
+    /// Where snapshots and the log go (`conf` reports them).
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) data_log_dir: Option<PathBuf>,
     pub(crate) policy: AclPolicy,
     pub(crate) max_frame: usize,
     pub(crate) max_connections: usize,

@@ -46,6 +46,22 @@ const DROP_WAIT: Duration = Duration::from_secs(5);
 const MAX_START_ATTEMPTS: u32 = 3;
 const LOG_TAIL_LINES: usize = 25;
 
+/// Which server an [`Ensemble`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Backend {
+    /// Apache ZooKeeper (Java processes; standalone or an ensemble). The default.
+    #[default]
+    ZooKeeper,
+    /// The bundled `zkit-server` binary, standalone only (it is not a replicated engine),
+    /// as a process of its own, so that kill, pause, stop and restart mean what they mean
+    /// for ZooKeeper. Its data directory makes it durable: a killed and restarted server
+    /// keeps its tree and sessions. Found at `ZKIT_SERVER_BIN`, else built from this
+    /// workspace with `cargo build -p zkit-server` (once per test process), else
+    /// `zkit-server` on `PATH`.
+    Bundled,
+}
+
 /// Configures and starts an [`Ensemble`]; obtained from [`Ensemble::builder`].
 ///
 /// Defaults: one standalone server, `tickTime` 200 ms, 30 s start timeout, `-Xmx256m`,
@@ -62,6 +78,7 @@ pub struct EnsembleBuilder {
     start_timeout: Duration,
     java: Option<PathBuf>,
     classpath: Option<String>,
+    backend: Backend,
 }
 
 impl Default for EnsembleBuilder {
@@ -75,6 +92,7 @@ impl Default for EnsembleBuilder {
             start_timeout: DEFAULT_START_TIMEOUT,
             java: None,
             classpath: None,
+            backend: Backend::ZooKeeper,
         }
     }
 }
@@ -129,6 +147,14 @@ impl EnsembleBuilder {
         self
     }
 
+    /// Which server to run (default [`Backend::ZooKeeper`]). [`Backend::Bundled`] runs the
+    /// `zkit-server` binary instead, behind the same handle; it reads the same generated
+    /// `zoo.cfg` (JVM settings do not apply) and only supports size 1.
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
     /// Uses this `java` executable instead of `$JAVA_HOME/bin/java` or `java` on `PATH`.
     pub fn java(mut self, java: impl Into<PathBuf>) -> Self {
         self.java = Some(java.into());
@@ -163,7 +189,14 @@ impl EnsembleBuilder {
     /// Cancelling the future kills every process started so far and deletes the directory.
     pub async fn start(self) -> Result<Ensemble, FixtureError> {
         self.validate()?;
-        let install = Installation::resolve(self.java.as_deref(), self.classpath.as_deref())?;
+        let install = match self.backend {
+            Backend::ZooKeeper => {
+                Installation::resolve(self.java.as_deref(), self.classpath.as_deref())?
+            }
+            Backend::Bundled => tokio::task::spawn_blocking(Installation::bundled)
+                .await
+                .map_err(|e| FixtureError::io("find zkit-server", io::Error::other(e)))??,
+        };
         let began = Instant::now();
         let mut attempt = 1;
         loop {
@@ -209,6 +242,12 @@ impl EnsembleBuilder {
 
     fn validate(&self) -> Result<(), FixtureError> {
         let invalid = |msg: String| Err(FixtureError::InvalidConfig(msg));
+        if self.backend == Backend::Bundled && self.size != 1 {
+            return invalid(format!(
+                "the bundled zkit-server is standalone only: size must be 1, got {}",
+                self.size
+            ));
+        }
         if !(1..=254).contains(&self.size) {
             // myid must fit in the extended-types server-id byte (EphemeralType).
             return invalid(format!("size must be 1..=254, got {}", self.size));
@@ -309,6 +348,7 @@ impl EnsembleBuilder {
         Ok(Ensemble {
             members,
             launch: Launch {
+                bundled: install.bundled,
                 java: install.java.clone(),
                 classpath: install.classpath.clone(),
                 main_class: if standalone {
@@ -363,6 +403,8 @@ impl LaunchFailure {
 /// How every member's JVM is launched.
 #[derive(Debug)]
 struct Launch {
+    /// `java` is the zkit-server binary, which takes `--config zoo.cfg`.
+    bundled: bool,
     java: PathBuf,
     classpath: OsString,
     main_class: &'static str,
@@ -372,6 +414,19 @@ struct Launch {
 
 impl Launch {
     fn command(&self, dir: &Path) -> Command {
+        if self.bundled {
+            let mut cmd = Command::new(&self.java);
+            cmd.arg("--config")
+                .arg(dir.join(CONFIG_FILE))
+                .env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                )
+                .current_dir(dir)
+                .stdin(Stdio::null())
+                .kill_on_drop(true);
+            return cmd;
+        }
         let mut cmd = Command::new(&self.java);
         cmd.args([
             "-Xmx256m",
@@ -890,6 +945,7 @@ impl Ensemble {
             .stderr(err)
             .spawn()
             .map_err(|e| FixtureError::io(format!("spawn {}", self.launch.java.display()), e))?;
+        // (For the bundled backend `java` is the zkit-server binary.)
         debug!(member = member.index, pid = child.id(), addr = %member.client_addr, "spawned");
         if let (Some(watchdog), Some(pid)) = (&self.watchdog, child.id()) {
             watchdog.watch(pid);

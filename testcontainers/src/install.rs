@@ -27,11 +27,52 @@ const DEBIAN_LOGGING: &[&str] = &["slf4j-log4j12.jar", "log4j-1.2.jar"];
 /// Resolved `java` executable plus classpath.
 #[derive(Debug, Clone)]
 pub(crate) struct Installation {
+    /// `java`, or the zkit-server binary when `bundled`.
     pub(crate) java: PathBuf,
     pub(crate) classpath: OsString,
+    pub(crate) bundled: bool,
 }
 
+/// Environment variable naming the `zkit-server` binary for [`crate::Backend::Bundled`].
+pub const SERVER_BIN_ENV: &str = "ZKIT_SERVER_BIN";
+
 impl Installation {
+    /// The zkit-server binary: `ZKIT_SERVER_BIN`, else built from this workspace (once per
+    /// process, so it is never stale), else `zkit-server` on `PATH`. Blocking.
+    pub(crate) fn bundled() -> Result<Installation, FixtureError> {
+        static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+        let bin = if let Some(bin) = env::var_os(SERVER_BIN_ENV).filter(|b| !b.is_empty()) {
+            let bin = PathBuf::from(bin);
+            if !bin.is_file() {
+                return Err(FixtureError::NotInstalled(format!(
+                    "{SERVER_BIN_ENV}={} does not exist",
+                    bin.display()
+                )));
+            }
+            bin
+        } else {
+            BUILT
+                .get_or_init(build_workspace_server)
+                .clone()
+                .or_else(|build_error| {
+                    env::var_os("PATH")
+                        .iter()
+                        .flat_map(env::split_paths)
+                        .map(|dir| dir.join("zkit-server"))
+                        .find(|bin| bin.is_file())
+                        .ok_or_else(|| {
+                            format!("zkit-server not found: {build_error}; set {SERVER_BIN_ENV}")
+                        })
+                })
+                .map_err(FixtureError::NotInstalled)?
+        };
+        Ok(Installation {
+            java: bin,
+            classpath: OsString::new(),
+            bundled: true,
+        })
+    }
+
     /// Resolves Java and the jars, reporting everything that is missing in one error.
     pub(crate) fn resolve(
         java: Option<&Path>,
@@ -40,7 +81,11 @@ impl Installation {
         let java = resolve_java(java);
         let classpath = resolve_classpath(classpath);
         match (java, classpath) {
-            (Ok(java), Ok(classpath)) => Ok(Installation { java, classpath }),
+            (Ok(java), Ok(classpath)) => Ok(Installation {
+                java,
+                classpath,
+                bundled: false,
+            }),
             (Err(a), Err(b)) => Err(FixtureError::NotInstalled(format!("{a}; {b}"))),
             (Err(e), _) | (_, Err(e)) => Err(FixtureError::NotInstalled(e)),
         }
@@ -163,6 +208,56 @@ pub(crate) fn debian_classpath(dir: &Path) -> Result<OsString, String> {
         .map(|jar| dir.join(jar))
         .filter(|p| p.is_file());
     env::join_paths(jars).map_err(|e| format!("Debian classpath: {e}"))
+}
+
+/// Builds `zkit-server` from the workspace this crate sits in (debug profile) and returns
+/// the binary's path.
+fn build_workspace_server() -> Result<PathBuf, String> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = workspace.join("Cargo.toml");
+    if !workspace.join("server").join("Cargo.toml").is_file() {
+        return Err("not inside the zkit workspace".into());
+    }
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = std::process::Command::new(&cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "zkit-server",
+            "--bin",
+            "zkit-server",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo build -p zkit-server failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|t| {
+            if t.is_absolute() {
+                t
+            } else {
+                workspace.join(t)
+            }
+        })
+        .unwrap_or_else(|| workspace.join("target"));
+    let bin = target.join("debug").join("zkit-server");
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "built zkit-server, but {} is missing",
+            bin.display()
+        ))
+    }
 }
 
 #[cfg(test)]

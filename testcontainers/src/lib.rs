@@ -69,12 +69,12 @@ mod tempdir;
 mod watchdog;
 
 pub use ensemble::{
-    Ensemble, EnsembleBuilder, ALLOW_MISSING_ENV, DEFAULT_START_TIMEOUT, DEFAULT_TICK_TIME,
+    Backend, Ensemble, EnsembleBuilder, ALLOW_MISSING_ENV, DEFAULT_START_TIMEOUT, DEFAULT_TICK_TIME,
 };
 pub use error::FixtureError;
 pub use expire::expire_session;
 pub use four_letter::{Mode, ServerVersion};
-pub use install::CLASSPATH_ENV;
+pub use install::{CLASSPATH_ENV, SERVER_BIN_ENV};
 pub use proxy::{proxy_connect_string, FaultMode, FaultProxy};
 
 /// Starts one standalone ZooKeeper server with the default settings:

@@ -142,7 +142,7 @@ async fn paused_member_is_silent_until_resumed() {
 
     zk.resume(0).unwrap();
     assert!(!zk.is_paused(0));
-    let reply = tokio::time::timeout(Duration::from_secs(5), zk.four_letter(0, "ruok")).await;
+    let reply = tokio::time::timeout(Duration::from_secs(20), zk.four_letter(0, "ruok")).await;
     assert_eq!(reply.expect("answer after resume").unwrap(), "imok");
 
     // A graceful stop of a paused member, then a restart on the same port and data.

@@ -3,7 +3,7 @@
 //!
 //! With `ZKIT_TEST_BACKEND=bundled` the shared server is the in-process
 //! `zkit_server` instead (same tickTime); tests that need process control
-//! ([`own_server`]) skip themselves via [`skip_if_bundled`].
+//! ([`own_server`]) get the `zkit-server` binary as a process instead.
 //!
 //! The server is owned by a dedicated thread (with its own tokio runtime), so
 //! it outlives every `#[tokio::test]` runtime. Statics are never dropped, so a
@@ -55,16 +55,6 @@ fn durable_dir() -> Option<std::path::PathBuf> {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("durable-{name}"));
     let _ = std::fs::remove_dir_all(&dir);
     Some(dir)
-}
-
-/// For tests that need a real server process (kill, pause, restart): with
-/// the bundled backend, prints why the test is skipped and returns true.
-pub fn skip_if_bundled(test: &str) -> bool {
-    if bundled() {
-        eprintln!("SKIPPED {test}: needs a real ZooKeeper process (ZKIT_TEST_BACKEND=bundled)");
-        return true;
-    }
-    false
 }
 
 static SHARED: OnceLock<Result<Shared, String>> = OnceLock::new();
@@ -263,10 +253,22 @@ pub fn assert_invalid_path<T: std::fmt::Debug>(r: Result<T, Error>, path: &str) 
 }
 
 /// A dedicated standalone server for a test that injects faults (kill,
-/// pause, restart). Dropping it kills the server. Always a real ZooKeeper:
-/// callers check [`skip_if_bundled`] first.
+/// pause, restart). Dropping it kills the server. A real ZooKeeper, or with
+/// the bundled backends the `zkit-server` binary as a process of its own
+/// (durable, like ZooKeeper, so a restart keeps the sessions).
 pub async fn own_server() -> Ensemble {
-    match Ensemble::builder().size(1).tick_time(TICK).start().await {
+    let backend = if bundled() {
+        zkit_testcontainers::Backend::Bundled
+    } else {
+        zkit_testcontainers::Backend::ZooKeeper
+    };
+    match Ensemble::builder()
+        .size(1)
+        .tick_time(TICK)
+        .backend(backend)
+        .start()
+        .await
+    {
         Ok(zk) => zk,
         Err(e) => panic!("cannot start a ZooKeeper server: {e}"),
     }
