@@ -124,6 +124,8 @@ def main():
     args = ap.parse_args()
 
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "zkit-server",
+                    "--bin", "zkit-server"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "zkit",
                     "--example", "bench"], cwd=ROOT, check=True)
     clients = [("zkit-async", [os.path.join(ROOT, "target/release/examples/bench")])]
     java = os.path.join(args.peers, "bin", "java-async")
