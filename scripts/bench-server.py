@@ -56,7 +56,7 @@ def classpath():
 
 
 class Server:
-    def __init__(self, kind, workdir):
+    def __init__(self, kind, workdir, tick=500, heap="512m"):
         self.kind = kind
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix=f"zkit-bench-{kind}-", dir=workdir)
@@ -66,18 +66,21 @@ class Server:
             os.makedirs(data)
             cfg = os.path.join(self.dir, "zoo.cfg")
             with open(cfg, "w") as f:
-                f.write(f"tickTime=500\ndataDir={data}\nclientPort={self.port}\n"
+                f.write(f"tickTime={tick}\ndataDir={data}\nclientPort={self.port}\n"
                         "clientPortAddress=127.0.0.1\nmaxClientCnxns=0\n"
                         "4lw.commands.whitelist=*\nadmin.enableServer=false\n")
-            cmd = ["java", "-Xms512m", "-Xmx512m", "-Djava.awt.headless=true", "-Dzookeeper.forceSync=yes",
+            cmd = ["java", f"-Xms{heap}", f"-Xmx{heap}", "-Djava.awt.headless=true", "-Dzookeeper.forceSync=yes",
                    "-Dzookeeper.log.dir=" + self.dir,
                    "-cp", classpath(), "org.apache.zookeeper.server.ZooKeeperServerMain", cfg]
         else:
-            cmd = [os.path.join(ROOT, "target/release/zkit-server"),
-                   "--listen", f"127.0.0.1:{self.port}", "--tick-time", "500",
-                   "--four-letter-words", "*"]
-            if kind == "zkit-server-fsync":
-                cmd += ["--data-dir", os.path.join(self.dir, "data")]
+            cfg = os.path.join(self.dir, "zoo.cfg")
+            with open(cfg, "w") as f:
+                f.write(f"tickTime={tick}\nclientPort={self.port}\n"
+                        "clientPortAddress=127.0.0.1\nmaxClientCnxns=0\n"
+                        "4lw.commands.whitelist=*\n")
+                if kind == "zkit-server-fsync":
+                    f.write(f"dataDir={os.path.join(self.dir, 'data')}\n")
+            cmd = [os.path.join(ROOT, "target/release/zkit-server"), "--config", cfg]
         t0 = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
         while "Mode: standalone" not in srvr(self.port):
@@ -89,10 +92,10 @@ class Server:
         self.start_ms = (time.monotonic() - t0) * 1000
         self.connect = f"127.0.0.1:{self.port}"
 
-    def rss_kib(self):
+    def rss_kib(self, key="VmRSS:"):
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key):
                     return int(line.split()[1])
         return 0
 
@@ -107,7 +110,7 @@ class Server:
 
 
 def run_client(cmd):
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     for line in reversed(out.stdout.splitlines()):
         line = line.strip()
         if line.startswith("{"):
@@ -121,6 +124,9 @@ def main():
     ap.add_argument("--peers", default=os.path.join(ROOT, "..", "shared", "bench-peers"))
     ap.add_argument("--kinds", default="zookeeper,zkit-server-memory,zkit-server-fsync")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--scale", action="store_true",
+                    help="run examples/scale (1M znodes, 10k sessions) instead of the ops benchmarks")
+    ap.add_argument("--scale-args", default="")
     args = ap.parse_args()
 
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "zkit-server",
@@ -131,19 +137,27 @@ def main():
     java = os.path.join(args.peers, "bin", "java-async")
     if os.path.exists(java):
         clients.append(("java-async", [java]))
+    tick, heap = 500, "512m"
+    if args.scale:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "zkit",
+                        "--example", "scale"], cwd=ROOT, check=True)
+        clients = [("zkit-scale", [os.path.join(ROOT, "target/release/examples/scale")]
+                    + args.scale_args.split())]
+        tick, heap = 2000, "3g"
     workdir = tempfile.mkdtemp(prefix="zkit-bench-server-")
     rows = []
     out = open(args.out, "a") if args.out else None
     try:
         for r in range(args.repeat):
             for kind in args.kinds.split(","):
-                srv = Server(kind, workdir)
+                srv = Server(kind, workdir, tick, heap)
                 try:
                     for name, cmd in clients:
                         res = run_client(cmd + [srv.connect])
                         res.update({"server": kind, "repeat": r, "client_peer": name,
                                     "server_start_ms": round(srv.start_ms, 1),
-                                    "server_rss_kib": srv.rss_kib()})
+                                    "server_rss_kib": srv.rss_kib(),
+                                    "server_peak_rss_kib": srv.rss_kib("VmHWM:")})
                         line = json.dumps(res)
                         print(line, flush=True)
                         if out:
@@ -156,6 +170,9 @@ def main():
 
     keys = ["get_ops_s", "set_ops_s", "create_ops_s", "delete_ops_s",
             "sync_get_p50_us", "sync_get_p99_us", "server_rss_kib", "server_start_ms"]
+    if args.scale:
+        keys = ["base_p50_us", "base_p99_us", "loaded_p50_us", "loaded_p99_us", "p99_ratio",
+                "create_ops_s", "server_peak_rss_kib", "server_start_ms"]
     print()
     print("| server | client | " + " | ".join(keys) + " | ok/verified |")
     print("|---|---|" + "---|" * len(keys) + "---|")

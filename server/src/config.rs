@@ -18,6 +18,7 @@
 //! | `tickTime` | milliseconds, > 0 |
 //! | `minSessionTimeout`, `maxSessionTimeout` | milliseconds; `-1` = default (2 / 20 ticks) |
 //! | `maxClientCnxns` | concurrent connections per client IP (0 = unlimited, default 60) |
+//! | `maxCnxns` | concurrent connections in all (0 = unlimited, the default) |
 //! | `4lw.commands.whitelist` | comma list of four-letter words, `*` = all (default `srvr`) |
 //! | `extendedTypesEnabled` | `true`/`false`: TTL nodes |
 //! | `DigestAuthenticationProvider.superDigest` | `super:<base64 sha1>` |
@@ -192,6 +193,8 @@ pub struct Config {
     pub max_session_timeout: Option<Duration>,
     /// `maxClientCnxns`: per client IP, 0 = unlimited.
     pub max_client_cnxns: Option<usize>,
+    /// `maxCnxns`: all connections, 0 = unlimited (the default).
+    pub max_cnxns: Option<usize>,
     /// `4lw.commands.whitelist`.
     pub four_letter_words: Option<FourLetterWords>,
     /// `extendedTypesEnabled` / `zookeeper.extendedTypesEnabled`.
@@ -294,6 +297,9 @@ impl Config {
                     cfg.max_session_timeout = session_timeout(v)
                         .ok_or_else(|| bad("not a number of ms (-1 = default)"))?
                 }
+                "maxCnxns" => {
+                    cfg.max_cnxns = Some(v.parse().map_err(|_| bad("not a non-negative integer"))?);
+                }
                 "maxClientCnxns" => {
                     cfg.max_client_cnxns =
                         Some(v.parse().map_err(|_| bad("not a non-negative integer"))?);
@@ -346,12 +352,13 @@ impl Config {
     }
 
     /// Applies every setting to `builder`, with ZooKeeper's defaults for
-    /// the listen address ([`listen_addr`](Self::listen_addr)) and
-    /// `maxClientCnxns` (60 per IP). With `dataDir` the server is durable.
+    /// the listen address ([`listen_addr`](Self::listen_addr)),
+    /// `maxClientCnxns` (60 per IP) and `maxCnxns` (unlimited). With `dataDir` the server is durable.
     pub fn apply(&self, builder: ServerBuilder) -> ServerBuilder {
         let mut b = builder
             .listen(self.listen_addr())
-            .max_connections_per_ip(self.max_client_cnxns.unwrap_or(DEFAULT_MAX_CLIENT_CNXNS));
+            .max_connections_per_ip(self.max_client_cnxns.unwrap_or(DEFAULT_MAX_CLIENT_CNXNS))
+            .max_connections(self.max_cnxns.unwrap_or(0));
         if let Some(t) = self.tick_time {
             b = b.tick_time(t);
         }

@@ -137,8 +137,9 @@ impl ServerBuilder {
         self
     }
 
-    /// A global cap on concurrent connections (default 1024; ZooKeeper has
-    /// no such setting): connections beyond it are closed at once.
+    /// `maxCnxns`: a global cap on concurrent connections (default 1024
+    /// here; 0 = unlimited, ZooKeeper's default, which a `zoo.cfg` without
+    /// `maxCnxns` gets): connections beyond it are closed at once.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
         self
@@ -578,7 +579,9 @@ impl Shared {
     /// Counts a new connection from `peer`, or refuses it (`false`) when the
     /// global or the per-IP (`maxClientCnxns`) limit is reached.
     fn admit(&self, peer: SocketAddr) -> bool {
-        if self.connections.load(Ordering::SeqCst) >= self.max_connections {
+        if self.max_connections > 0
+            && self.connections.load(Ordering::SeqCst) >= self.max_connections
+        {
             tracing::warn!(%peer, "too many connections, closing");
             return false;
         }

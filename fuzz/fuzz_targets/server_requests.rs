@@ -1,0 +1,95 @@
+//! Feeds the input to the bundled server as the byte stream of one client
+//! connection, after a valid handshake when the first byte is even (so the
+//! request decoder and every op's handler are reached), raw otherwise
+//! (handshake and four-letter-word parsing).
+//!
+//! Invariants: no panic anywhere in the server (the fuzzer's panic hook
+//! aborts, also inside server tasks); the connection ends once the input
+//! does; the server still serves a new session afterwards.
+//!
+//! `cargo +nightly fuzz run server_requests`
+
+#![no_main]
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use libfuzzer_sys::fuzz_target;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::runtime::Runtime;
+use zkit::proto::{encode_frame, ConnectRequest, Encode};
+use zkit_server::{FourLetterWords, RunningServer, Server};
+
+struct Fixture {
+    rt: Runtime,
+    server: RunningServer,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let server = rt.block_on(async {
+            Server::builder()
+                .tick_time(Duration::from_millis(100))
+                .four_letter_words(FourLetterWords::all())
+                .start()
+                .await
+                .expect("server")
+        });
+        Fixture { rt, server }
+    })
+}
+
+fn handshake() -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    encode_frame(&mut buf, |b| {
+        ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout: 4000,
+            session_id: 0,
+            passwd: Bytes::from_static(&[0; 16]),
+            read_only: Some(false),
+        }
+        .encode(b)
+    });
+    buf.to_vec()
+}
+
+/// Runs one connection with `input` as everything the client sends; returns
+/// what the server answered.
+async fn session(server: &RunningServer, input: &[u8]) -> Vec<u8> {
+    let (client, server_side) = tokio::io::duplex(1 << 16);
+    let peer: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+    server.serve_connection(server_side, peer);
+    let (mut read, mut write) = tokio::io::split(client);
+    let writer = async {
+        let _ = write.write_all(input).await;
+        let _ = write.shutdown().await;
+    };
+    let mut out = Vec::new();
+    let reader = read.read_to_end(&mut out);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async { tokio::join!(writer, reader) }).await;
+    out
+}
+
+fuzz_target!(|data: &[u8]| {
+    let f = fixture();
+    f.rt.block_on(async {
+        let mut input = Vec::new();
+        if data.first().is_some_and(|b| b % 2 == 0) {
+            input.extend(handshake());
+        }
+        input.extend_from_slice(data.get(1..).unwrap_or_default());
+        session(&f.server, &input).await;
+        // Still serving: a fresh session gets its ConnectResponse.
+        let out = session(&f.server, &handshake()).await;
+        assert!(out.len() >= 4 + 36, "no ConnectResponse after the input");
+    });
+});
