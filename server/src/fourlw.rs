@@ -38,6 +38,15 @@ pub(crate) fn answer(word: &[u8], shared: &Shared) -> Option<String> {
         b"envi" => envi(),
         b"cons" => cons(shared),
         b"wchs" => wchs(shared),
+        b"wchc" => wchc(shared, false),
+        b"wchp" => wchc(shared, true),
+        b"dump" => dump(shared),
+        b"crst" => "Connection stats reset.\n".to_string(),
+        b"srst" => "Server stats reset.\n".to_string(),
+        b"dirs" => dirs(shared),
+        // ZooTrace's default mask; `stmk` sets it and answers nothing.
+        b"gtmk" => "306".to_string(),
+        b"stmk" | b"hash" => String::new(),
         _ => return None,
     };
     Some(text)
@@ -145,9 +154,148 @@ fn cons(shared: &Shared) -> String {
 
 fn wchs(shared: &Shared) -> String {
     let st = shared.lock();
+    let by_conn = st.watches.data_watches_by_conn();
+    let paths: std::collections::BTreeSet<&String> =
+        by_conn.iter().flat_map(|(_, p)| p.iter()).collect();
+    let total: usize = by_conn.iter().map(|(_, p)| p.len()).sum();
     format!(
-        "{} connections watching paths\nTotal watches:{}\n",
-        st.conns.len(),
-        st.watches.watch_count()
+        "{} connections watching {} paths\nTotal watches:{total}\n",
+        by_conn.len(),
+        paths.len()
     )
+}
+
+/// `wchc` (by session) and `wchp` (by path) over the data watches.
+fn wchc(shared: &Shared, by_path: bool) -> String {
+    let st = shared.lock();
+    let session_of = |c| st.conns.get(&c).map_or(0, |h| h.session);
+    let mut s = String::new();
+    let by_conn = st.watches.data_watches_by_conn();
+    if by_path {
+        let mut paths: std::collections::BTreeMap<&String, Vec<i64>> = Default::default();
+        for (c, ps) in &by_conn {
+            for p in ps {
+                paths.entry(p).or_default().push(session_of(*c));
+            }
+        }
+        for (p, sessions) in paths {
+            let _ = writeln!(s, "{p}");
+            for id in sessions {
+                let _ = writeln!(s, "\t0x{id:x}");
+            }
+        }
+    } else {
+        for (c, ps) in &by_conn {
+            let _ = writeln!(s, "0x{:x}", session_of(*c));
+            for p in ps {
+                let _ = writeln!(s, "\t{p}");
+            }
+        }
+    }
+    s.push('\n');
+    s
+}
+
+/// `dump`: sessions by expiry bucket and ephemerals by session.
+fn dump(shared: &Shared) -> String {
+    let st = shared.lock();
+    let mut s = String::from("SessionTracker dump:\n");
+    let buckets = st.sessions.expiry_buckets();
+    let _ = writeln!(
+        s,
+        "Session Sets ({})/({}):",
+        buckets.len(),
+        st.sessions.len()
+    );
+    for (at, ids) in &buckets {
+        let _ = writeln!(s, "{} expire at {}:", ids.len(), java_date(*at));
+        for id in ids {
+            let _ = writeln!(s, "\t0x{id:x}");
+        }
+    }
+    s.push_str("ephemeral nodes dump:\n");
+    let mut owners = st.tree.sessions_with_ephemerals();
+    // ZooKeeper iterates a ConcurrentHashMap<Long, ..>: bucket order.
+    let mut table = 16usize;
+    while owners.len() > table * 3 / 4 {
+        table *= 2;
+    }
+    owners.sort_by_key(|&id| {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let h = (id ^ ((id as u64) >> 32) as i64) as i32;
+        #[allow(clippy::cast_sign_loss)]
+        let spread = ((h ^ ((h as u32) >> 16) as i32) & 0x7fff_ffff) as usize;
+        spread & (table - 1)
+    });
+    let _ = writeln!(s, "Sessions with Ephemerals ({}):", owners.len());
+    for owner in owners {
+        let _ = writeln!(s, "0x{owner:x}:");
+        for p in st.tree.get_ephemerals(owner, "/") {
+            let _ = writeln!(s, "\t{p}");
+        }
+    }
+    let _ = writeln!(s, "Connections dump:");
+    let _ = writeln!(s, "Connections Sets (0)/({}):", st.conns.len());
+    s
+}
+
+/// `dirs`: bytes in the data and log directories (0 in memory).
+fn dirs(shared: &Shared) -> String {
+    fn size(dir: Option<&std::path::PathBuf>) -> u64 {
+        let Some(dir) = dir else { return 0 };
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|e| e.metadata().ok())
+                    .filter(std::fs::Metadata::is_file)
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    format!(
+        "datadir_size: {}\nlogdir_size: {}\n",
+        size(shared.data_dir.as_ref()),
+        size(shared.data_log_dir.as_ref())
+    )
+}
+
+/// `java.util.Date.toString()` in UTC: `Wed Dec 02 04:06:54 UTC 2026`.
+fn java_date(epoch_ms: u64) -> String {
+    let secs = epoch_ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let (h, m, sec) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{} {} {day:02} {h:02}:{m:02}:{sec:02} UTC {year}",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month - 1) as usize]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::java_date;
+
+    #[test]
+    fn dates_print_like_java() {
+        assert_eq!(java_date(0), "Thu Jan 01 00:00:00 UTC 1970");
+        // 2026-12-02T04:06:54Z, as ZooKeeper's dump printed it.
+        assert_eq!(java_date(1_796_184_414_000), "Wed Dec 02 04:06:54 UTC 2026");
+        assert_eq!(java_date(951_782_400_000), "Tue Feb 29 00:00:00 UTC 2000");
+    }
 }

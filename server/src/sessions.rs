@@ -418,6 +418,15 @@ impl SessionTracker {
         self.sessions.iter().map(|(&id, s)| (id, s.timeout))
     }
 
+    /// The expiry buckets, soonest first: (expiry time in ms, sessions), as
+    /// ZooKeeper's `dump` lists them.
+    pub fn expiry_buckets(&self) -> Vec<(u64, Vec<SessionId>)> {
+        self.buckets
+            .iter()
+            .map(|(t, ids)| (*t, ids.iter().copied().collect()))
+            .collect()
+    }
+
     /// Number of tracked sessions.
     pub fn len(&self) -> usize {
         self.sessions.len()

@@ -373,6 +373,24 @@ impl WatchManager {
         self.child.drop_conn(conn);
     }
 
+    /// The data-watch table as ZooKeeper's `wchs`/`wchc`/`wchp` report it
+    /// (`DataTree.dataWatches`: data, exist and persistent watches; child
+    /// watches are not listed): per connection, its watched paths, sorted.
+    pub fn data_watches_by_conn(&self) -> Vec<(ConnId, Vec<String>)> {
+        let mut out: Vec<(ConnId, Vec<String>)> = self
+            .data
+            .by_conn
+            .iter()
+            .map(|(c, paths)| {
+                let mut p: Vec<String> = paths.keys().cloned().collect();
+                p.sort();
+                (*c, p)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Total watches (per connection and path and table), for tests and
     /// stats.
     pub fn watch_count(&self) -> usize {

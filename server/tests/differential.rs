@@ -474,3 +474,94 @@ async fn delete_tree(c: &Client, path: &str) {
         let _ = c.delete(p, Version::Any).await;
     }
 }
+
+/// Sends a four-letter word and returns the whole answer.
+async fn four_letter(addr: &str, word: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(word.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
+}
+
+/// Session ids replaced by their order of appearance in `sessions`.
+fn name_sessions(text: &str, sessions: &[i64]) -> String {
+    let mut out = text.to_string();
+    for (i, id) in sessions.iter().enumerate() {
+        out = out.replace(&format!("0x{id:x}"), &format!("<session {i}>"));
+    }
+    out
+}
+
+async fn watch_report(connect: &str) -> Vec<String> {
+    let a = Client::connect(connect).await.unwrap();
+    let b = Client::connect(connect).await.unwrap();
+    a.create("/w", b"", &CreateOptions::default())
+        .await
+        .unwrap();
+    a.create("/w/e", b"", &CreateOptions::new(CreateMode::Ephemeral))
+        .await
+        .unwrap();
+    b.create("/w/f", b"", &CreateOptions::new(CreateMode::Ephemeral))
+        .await
+        .unwrap();
+    let _w1 = a.get_data_and_watch("/w/e").await.unwrap();
+    let _w2 = a.exists_and_watch("/w/none").await.unwrap();
+    let _w3 = b.get_data_and_watch("/w/e").await.unwrap();
+    let _w4 = b.get_children_and_watch("/w").await.unwrap();
+    let sessions = [a.session_id().0, b.session_id().0];
+    let addr = connect.split(',').next().unwrap();
+    let mut out = Vec::new();
+    for word in [
+        "wchs", "wchc", "wchp", "crst", "srst", "gtmk", "stmk", "hash", "ruok",
+    ] {
+        let text = four_letter(addr, word).await;
+        // wchc/wchp list sessions and paths in hash order: compare sorted lines.
+        let mut lines: Vec<String> = name_sessions(&text, &sessions)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if word == "wchc" || word == "wchp" {
+            lines.sort();
+        }
+        out.push(format!("{word}: {lines:?}"));
+    }
+    let dump = four_letter(addr, "dump").await;
+    let ephemerals = dump
+        .split("ephemeral nodes dump:")
+        .nth(1)
+        .and_then(|s| s.split("Connections dump:").next())
+        .unwrap_or_default();
+    // Sessions come in hash order of their ids, which differ between the
+    // servers: compare the per-session blocks sorted.
+    let named = name_sessions(ephemerals, &sessions);
+    let mut blocks: Vec<&str> = named.split("<session").collect();
+    blocks.sort_unstable();
+    out.push(format!("dump: {blocks:?}"));
+    b.close().await.unwrap();
+    a.delete("/w/e", Version::Any).await.unwrap();
+    a.delete("/w", Version::Any).await.unwrap();
+    a.close().await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_letter_word_reports_match_real_zookeeper() {
+    let Some(real) = Ensemble::builder().size(1).start_or_skip().await else {
+        return;
+    };
+    let bundled = Server::builder()
+        .tick_time(DEFAULT_TICK_TIME)
+        .four_letter_words(FourLetterWords::all())
+        .start()
+        .await
+        .unwrap();
+    let want = watch_report(&real.connect_string()).await;
+    let got = watch_report(&bundled.connect_string()).await;
+    assert_eq!(got, want);
+    bundled.shutdown().await;
+}
