@@ -7,7 +7,9 @@
 //! aborts, also inside server tasks); the connection ends once the input
 //! does; the server still serves a new session afterwards.
 //!
-//! `cargo +nightly fuzz run server_requests`
+//! `cargo +nightly fuzz run server_requests -- -detect_leaks=0` (the server and
+//! its runtime live in a static for the whole run, which LeakSanitizer reports
+//! at exit).
 
 #![no_main]
 
