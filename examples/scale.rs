@@ -86,11 +86,25 @@ async fn latency(zk: &Client, node: &str, n: usize) -> (f64, f64) {
     (rank(0.50), rank(0.99))
 }
 
-/// One idle session: handshake, then a ping every 10 s until `stop`.
-async fn idle_session(addr: String, stop: tokio::sync::watch::Receiver<bool>) -> bool {
-    let Ok(mut s) = TcpStream::connect(&addr).await else {
-        return false;
-    };
+/// One idle session: handshake (at most `gate` at a time, as sessions
+/// arrive over time in real life, not in one SYN flood), then a ping every
+/// 10 s until `stop`. `Err` says what failed.
+async fn idle_session(
+    addr: String,
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+    done: tokio::sync::mpsc::UnboundedSender<()>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), &'static str> {
+    /// Reports the end of the handshake phase, however it ends.
+    struct Done(tokio::sync::mpsc::UnboundedSender<()>);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+    let done = Done(done);
+    let permit = gate.acquire_owned().await.map_err(|_| "gate closed")?;
+    let mut s = TcpStream::connect(&addr).await.map_err(|_| "connect")?;
     let _ = s.set_nodelay(true);
     let mut buf = BytesMut::new();
     encode_frame(&mut buf, |b| {
@@ -104,17 +118,18 @@ async fn idle_session(addr: String, stop: tokio::sync::watch::Receiver<bool>) ->
         }
         .encode(b)
     });
-    if s.write_all(&buf).await.is_err() {
-        return false;
-    }
+    s.write_all(&buf).await.map_err(|_| "send handshake")?;
     let mut len = [0u8; 4];
-    if s.read_exact(&mut len).await.is_err() {
-        return false;
-    }
+    s.read_exact(&mut len).await.map_err(|_| "read handshake")?;
     let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-    if s.read_exact(&mut body).await.is_err() || body.len() < 20 {
-        return false;
+    s.read_exact(&mut body)
+        .await
+        .map_err(|_| "read handshake")?;
+    if body.len() < 20 {
+        return Err("short handshake");
     }
+    drop(permit);
+    drop(done);
     let mut ping = BytesMut::new();
     encode_frame(&mut ping, |b| {
         RequestHeader {
@@ -130,15 +145,11 @@ async fn idle_session(addr: String, stop: tokio::sync::watch::Receiver<bool>) ->
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
-            _ = stop.changed() => return true,
+            _ = stop.changed() => return Ok(()),
         }
-        if s.write_all(&ping).await.is_err() {
-            return false;
-        }
+        s.write_all(&ping).await.map_err(|_| "send ping")?;
         let mut reply = [0u8; 20];
-        if s.read_exact(&mut reply).await.is_err() {
-            return false;
-        }
+        s.read_exact(&mut reply).await.map_err(|_| "read ping reply")?;
         next += Duration::from_secs(10);
     }
 }
@@ -184,19 +195,32 @@ async fn main() -> zkit::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let first = connect.split(',').next().unwrap_or_default().to_string();
     let mut holders = Vec::with_capacity(sessions);
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(256));
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let t1 = Instant::now();
     for _ in 0..sessions {
-        holders.push(tokio::spawn(idle_session(first.clone(), stop_rx.clone())));
-        tokio::task::yield_now().await;
+        holders.push(tokio::spawn(idle_session(
+            first.clone(),
+            gate.clone(),
+            done_tx.clone(),
+            stop_rx.clone(),
+        )));
     }
     // Every session established (or failed) before measuring.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..sessions {
+        let _ = done_rx.recv().await;
+    }
     let sessions_s = t1.elapsed().as_secs_f64();
     let (loaded_p50, loaded_p99) = latency(&zk, &node, sync_n).await;
     let _ = stop_tx.send(true);
     let mut sessions_ok = 0;
+    let mut session_errors = std::collections::BTreeMap::<&str, usize>::new();
     for h in holders {
-        sessions_ok += usize::from(h.await.unwrap_or(false));
+        match h.await {
+            Ok(Ok(())) => sessions_ok += 1,
+            Ok(Err(why)) => *session_errors.entry(why).or_default() += 1,
+            Err(_) => *session_errors.entry("panicked").or_default() += 1,
+        }
     }
 
     let counted = zk.get_all_children_number(&base).await?;
@@ -222,6 +246,7 @@ async fn main() -> zkit::Result<()> {
             "znodes": znodes,
             "sessions": sessions,
             "sessions_ok": sessions_ok,
+            "session_errors": session_errors,
             "sync_n": sync_n,
             "base_p50_us": (base_p50 * 10.0).round() / 10.0,
             "base_p99_us": (base_p99 * 10.0).round() / 10.0,

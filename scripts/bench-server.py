@@ -187,7 +187,8 @@ def main():
                 cells.append("-")
                 continue
             med = statistics.median(vals)
-            cells.append(f"{med:.0f} ({min(vals):.0f}-{max(vals):.0f})" if len(vals) > 1 else f"{med:.0f}")
+            fmt = (lambda v: f"{v:.2f}") if med < 10 else (lambda v: f"{v:.0f}")
+            cells.append(f"{fmt(med)} ({fmt(min(vals))}-{fmt(max(vals))})" if len(vals) > 1 else fmt(med))
         ok = sum(1 for x in rs if x.get("ok"))
         ver = sum(1 for x in rs if x.get("verified"))
         print(f"| {server} | {client} | " + " | ".join(cells) + f" | {ok}/{ver} of {len(rs)} |")
