@@ -149,7 +149,9 @@ async fn idle_session(
         }
         s.write_all(&ping).await.map_err(|_| "send ping")?;
         let mut reply = [0u8; 20];
-        s.read_exact(&mut reply).await.map_err(|_| "read ping reply")?;
+        s.read_exact(&mut reply)
+            .await
+            .map_err(|_| "read ping reply")?;
         next += Duration::from_secs(10);
     }
 }
