@@ -11,8 +11,10 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use zkit::{Acl, Client, CreateMode, CreateOptions, Error, Stat, Version, WatchedEvent};
-use zkit_server::{FourLetterWords, Server};
-use zkit_testcontainers::{Ensemble, DEFAULT_TICK_TIME};
+
+mod common;
+
+use common::real_and_bundled;
 
 type Watch = Pin<Box<dyn Future<Output = Result<WatchedEvent, Error>> + Send>>;
 
@@ -418,15 +420,9 @@ async fn transcript(connect: String, seed: u64, steps: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_operations_match_real_zookeeper() {
-    let Some(real) = Ensemble::builder().size(1).start_or_skip().await else {
+    let Some((real, bundled)) = real_and_bundled().await else {
         return;
     };
-    let bundled = Server::builder()
-        .tick_time(DEFAULT_TICK_TIME)
-        .four_letter_words(FourLetterWords::all())
-        .start()
-        .await
-        .unwrap();
     for seed in [0x5EED_0001_u64, 0xC0FF_EE00_1234, 0xDEAD_BEEF_0042] {
         let want = transcript(real.connect_string(), seed, 250).await;
         let got = transcript(bundled.connect_string(), seed, 250).await;
@@ -551,15 +547,9 @@ async fn watch_report(connect: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_letter_word_reports_match_real_zookeeper() {
-    let Some(real) = Ensemble::builder().size(1).start_or_skip().await else {
+    let Some((real, bundled)) = real_and_bundled().await else {
         return;
     };
-    let bundled = Server::builder()
-        .tick_time(DEFAULT_TICK_TIME)
-        .four_letter_words(FourLetterWords::all())
-        .start()
-        .await
-        .unwrap();
     let want = watch_report(&real.connect_string()).await;
     let got = watch_report(&bundled.connect_string()).await;
     assert_eq!(got, want);

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,32 +15,12 @@ use zkit::{Acl, Client, CreateMode, CreateOptions, Error, SessionState, Stat, Ve
 use zkit_server::Server;
 use zkit_testcontainers::{FaultMode, FaultProxy};
 
+mod common;
+
+use common::{free_port, Guard, TempDir};
+
 const BIN: &str = env!("CARGO_BIN_EXE_zkit-server");
 const SOON: Duration = Duration::from_secs(15);
-
-/// A scratch directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "zkit-durability-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn builder(dir: &Path) -> zkit_server::ServerBuilder {
     Server::builder()
@@ -273,25 +253,7 @@ async fn sessions_and_ephemerals_survive_a_restart() {
 
 // ---- kill -9 of the server process ----------------------------------------------
 
-/// The server binary, killed with SIGKILL on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn(cfg: &Path) -> Proc {
+fn spawn(cfg: &Path) -> Guard {
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(cfg)
@@ -303,7 +265,7 @@ fn spawn(cfg: &Path) -> Proc {
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
     assert!(line.starts_with("zkit-server listening on"), "{line:?}");
-    Proc(child)
+    Guard(child)
 }
 
 #[derive(Debug, Default, Clone)]

@@ -5,26 +5,21 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use zkit::proto::codes::OpCode;
-use zkit::proto::{
-    encode_frame, ConnectRequest, ConnectResponse, Decode, Encode, PathWatchRequest, RequestHeader,
-};
+use zkit::proto::{ConnectResponse, Encode, PathWatchRequest, RequestHeader};
 use zkit::{Client, CreateOptions};
 use zkit_server::{RunningServer, Server, ServerBuilder};
+
+mod common;
+
+use common::{frame, raw_session};
 
 const SOON: Duration = Duration::from_secs(5);
 
 fn builder() -> ServerBuilder {
     Server::builder().tick_time(Duration::from_millis(100))
-}
-
-fn frame(body: impl FnOnce(&mut BytesMut)) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    encode_frame(&mut buf, body);
-    buf.to_vec()
 }
 
 /// Whether the server closes `s` within `within` (EOF or reset).
@@ -41,25 +36,7 @@ async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
 }
 
 async fn handshake(srv: &RunningServer, timeout_ms: i32) -> (TcpStream, ConnectResponse) {
-    let mut s = TcpStream::connect(srv.local_addr()).await.unwrap();
-    let req = ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen: 0,
-        timeout: timeout_ms,
-        session_id: 0,
-        passwd: Bytes::from_static(&[0; 16]),
-        read_only: None,
-    };
-    s.write_all(&frame(|b| req.encode(b))).await.unwrap();
-    let mut len = [0u8; 4];
-    tokio::time::timeout(SOON, s.read_exact(&mut len))
-        .await
-        .unwrap()
-        .unwrap();
-    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).await.unwrap();
-    let resp = ConnectResponse::decode(&mut Bytes::from(body)).unwrap();
-    (s, resp)
+    raw_session(srv, timeout_ms, None).await
 }
 
 /// A well-behaved client does a round of operations.

@@ -3,16 +3,20 @@
 
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use zkit::proto::codes::{create_flags, err, perms, EventType, OpCode};
 use zkit::proto::{
-    encode_frame, Acl, ConnectRequest, ConnectResponse, CreateRequest, Decode, Encode, Id,
-    PathWatchRequest, ReplyHeader, RequestHeader, WatcherEvent,
+    Acl, ConnectRequest, ConnectResponse, CreateRequest, Decode, Encode, Id, PathWatchRequest,
+    ReplyHeader, RequestHeader, WatcherEvent,
 };
 use zkit::{Client, CreateOptions};
 use zkit_server::{FourLetterWords, RunningServer, Server};
+
+mod common;
+
+use common::{frame, raw_session, read_frame};
 
 const SOON: Duration = Duration::from_secs(5);
 
@@ -25,50 +29,11 @@ async fn server() -> RunningServer {
         .expect("server starts")
 }
 
-fn frame(body: impl FnOnce(&mut BytesMut)) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    encode_frame(&mut buf, body);
-    buf.to_vec()
-}
-
-/// Reads one frame payload, or `None` at EOF.
-async fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
-    let mut len = [0u8; 4];
-    tokio::time::timeout(SOON, s.read_exact(&mut len))
-        .await
-        .expect("frame within SOON")
-        .ok()?;
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).await.ok()?;
-    Some(Bytes::from(body))
-}
-
 /// Waits for the server to close the connection.
 async fn assert_closed(s: &mut TcpStream) {
     let mut rest = Vec::new();
     let r = tokio::time::timeout(SOON, s.read_to_end(&mut rest)).await;
     assert!(r.is_ok(), "connection not closed within {SOON:?}");
-}
-
-/// A raw session: sends a ConnectRequest and returns the stream and response.
-async fn raw_session(
-    srv: &RunningServer,
-    timeout_ms: i32,
-    read_only: Option<bool>,
-) -> (TcpStream, ConnectResponse) {
-    let mut s = TcpStream::connect(srv.local_addr()).await.unwrap();
-    let req = ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen: 0,
-        timeout: timeout_ms,
-        session_id: 0,
-        passwd: Bytes::from_static(&[0; 16]),
-        read_only,
-    };
-    s.write_all(&frame(|b| req.encode(b))).await.unwrap();
-    let mut body = read_frame(&mut s).await.expect("ConnectResponse");
-    let resp = ConnectResponse::decode(&mut body).unwrap();
-    (s, resp)
 }
 
 async fn request(s: &mut TcpStream, xid: i32, op: OpCode, rec: Option<&dyn Encode>) {
