@@ -2,13 +2,15 @@
 //! ephemeral nodes and the state stream.
 //!
 //! ```text
-//! cargo run --example quickstart                          # starts a local ZooKeeper 3.8
+//! cargo run --example quickstart                          # on the bundled server, in-process
 //! cargo run --example quickstart -- --connect HOST:PORT   # against your ensemble
+//! cargo run --example quickstart -- --zookeeper           # starts a local ZooKeeper 3.8
 //! ```
 //!
-//! Without `--connect` it launches Apache ZooKeeper from the Debian
-//! `zookeeper` package on a free loopback port (run
-//! `scripts/install-zookeeper.sh` once) and stops it at the end.
+//! Without `--connect` it starts the bundled `zkit-server` inside the
+//! process (nothing to install); `--zookeeper` launches Apache ZooKeeper
+//! from the Debian `zookeeper` package on a free loopback port instead (run
+//! `scripts/install-zookeeper.sh` once). Either stops at the end.
 
 use std::time::Duration;
 
@@ -22,13 +24,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .position(|a| a == "--connect")
         .and_then(|i| args.get(i + 1).cloned());
-    let (_server, connect) = match connect {
-        Some(c) => (None, c),
-        None => {
+    // Whichever server we start lives until the end of `main`.
+    let mut _zookeeper = None;
+    let mut _bundled = None;
+    let connect = match connect {
+        Some(c) => c,
+        None if args.iter().any(|a| a == "--zookeeper") => {
             println!("starting a local Apache ZooKeeper (Debian package) ...");
             let zk = zkit_testcontainers::standalone().await?;
             let cs = zk.connect_string();
-            (Some(zk), cs)
+            _zookeeper = Some(zk);
+            cs
+        }
+        None => {
+            let server = zkit_server::Server::builder().start().await?;
+            println!("started the bundled zkit-server at {}", server.local_addr());
+            let cs = server.connect_string();
+            _bundled = Some(server);
+            cs
         }
     };
 
