@@ -24,6 +24,7 @@ run cargo test --workspace
 # ensemble fault tests need real ZooKeeper processes and run above only).
 ZKIT_TEST_BACKEND=bundled run cargo test -p zkit --test ops --test watches --test multi --test acl \
   --test chroot --test pipeline --test session
+ZKIT_TEST_BACKEND=bundled run cargo test -p zkit-recipes --tests
 # Once more with a data directory: every reply waits for the transaction log.
 ZKIT_TEST_BACKEND=bundled-durable run cargo test -p zkit --test ops --test watches --test multi --test acl \
   --test chroot --test pipeline --test session

@@ -1,2 +1,27 @@
-//! zkit recipes (see issue 5/6).
-#![deny(missing_docs)]
+//! Coordination recipes on the [`zkit`] ZooKeeper client, with the znode
+//! layouts of Apache Curator (and kazoo's names understood), so Rust, Java and
+//! Python processes can share them.
+//!
+//! | recipe | type | layout |
+//! |---|---|---|
+//! | exclusive lock | [`Lock`] | Curator `InterProcessMutex`: `<path>/_c_<uuid>-lock-<seq>` |
+//!
+//! # Faults
+//!
+//! Every recipe handles what ZooKeeper can do to it: lost replies to
+//! sequential creates (protected names: a GUID in the name and an owner check,
+//! orphans deleted in the background), parents reaped as containers
+//! (re-created), sequence wrap-around (wrap-safe ordering), spurious and
+//! connection-only wake-ups (re-check), and losing a held lock (the guard's
+//! [`LockState`] and fenced writes with [`LockGuard::guarded`]).
+//!
+//! # Cancellation
+//!
+//! Dropping an acquire future leaves no znode behind; dropping a guard
+//! releases in the background. Both need a tokio runtime.
+#![deny(missing_docs, missing_debug_implementations)]
+
+mod internal;
+pub mod lock;
+
+pub use lock::{Lock, LockGuard, LockOptions, LockState};

@@ -1,0 +1,288 @@
+//! Protected creation of sequential ephemerals (Curator's protected mode,
+//! RECIPES.md §4.1), container parents (§4.2) and background deletes (§4.3).
+//!
+//! A protected node is named `_c_<uuid>-<prefix><seq>`. When a create's
+//! reply is lost (ConnectionLoss), the node may or may not exist; the next
+//! attempt first lists the parent for our GUID and adopts a node found
+//! there only if its `ephemeralOwner` is our session. A node left behind —
+//! found under another session, or created by an attempt that was given up
+//! or cancelled — is deleted in the background. A GUID is used for one
+//! creation only.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use zkit::{Client, CreateMode, CreateOptions, Error, Stat, Version};
+
+/// Back-off between retries of an operation that failed with
+/// ConnectionLoss: 10 ms doubling to 1 s, forever (the session's end stops
+/// it with SessionExpired or Closed).
+pub(crate) fn backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(10))
+        .with_max_delay(Duration::from_secs(1))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Whether an error means "try again" (the outcome of a write is unknown).
+pub(crate) fn retryable(e: &Error) -> bool {
+    matches!(e, Error::ConnectionLoss)
+}
+
+/// A fresh random GUID prefix, `_c_<uuid v4 canonical>-`.
+pub(crate) fn new_guid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "_c_{}-{}-{}-{}-{}-",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// `parent/child`.
+pub(crate) fn join(parent: &str, child: &str) -> String {
+    if parent == "/" {
+        format!("/{child}")
+    } else {
+        format!("{parent}/{child}")
+    }
+}
+
+/// The last segment of a path.
+pub(crate) fn name_of(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Creates `path` and its missing ancestors as containers (empty data),
+/// tolerating concurrent creators (`ZKPaths.mkdirs` with containers).
+pub(crate) async fn ensure_containers(client: &Client, path: &str) -> Result<(), Error> {
+    let mut at = String::new();
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        at.push('/');
+        at.push_str(seg);
+        let mut delays = backoff();
+        loop {
+            match client
+                .create(&at, b"", &CreateOptions::new(CreateMode::Container))
+                .await
+            {
+                Ok(_) | Err(Error::NodeExists) => break,
+                Err(e) if retryable(&e) => {
+                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A node created by [`create_protected`].
+#[derive(Debug, Clone)]
+pub(crate) struct Created {
+    /// Full path.
+    pub(crate) path: String,
+    /// Its Stat at creation (czxid = fencing token).
+    pub(crate) stat: Stat,
+}
+
+/// Finds the child of `parent` carrying `guid`, with its Stat.
+async fn find(client: &Client, parent: &str, guid: &str) -> Result<Option<(String, Stat)>, Error> {
+    let children = match client.get_children(parent).await {
+        Ok((c, _)) => c,
+        Err(Error::NoNode) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    for c in children.into_iter().filter(|c| c.starts_with(guid)) {
+        let path = join(parent, &c);
+        if let Some(stat) = client.exists(&path).await? {
+            return Ok(Some((path, stat)));
+        }
+    }
+    Ok(None)
+}
+
+/// Deletes whatever node carries `guid` under `parent`, retrying through
+/// connection losses until it is gone or the session ended.
+async fn find_and_delete(client: Client, parent: String, guid: String) {
+    let mut delays = backoff();
+    loop {
+        let r = match find(&client, &parent, &guid).await {
+            Ok(Some((path, _))) => client.delete(&path, Version::Any).await,
+            Ok(None) => return,
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) | Err(Error::NoNode) => return,
+            Err(e) if retryable(&e) => {
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+            }
+            Err(e) => {
+                tracing::debug!(%parent, %guid, error = %e, "orphan cleanup ends");
+                return;
+            }
+        }
+    }
+}
+
+/// Deletes `path` in the background (guaranteed delete): retries through
+/// connection losses; stops when the node or the session is gone.
+pub(crate) fn delete_in_background(client: Client, path: String) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!(%path, "no tokio runtime: the node stays until its session ends");
+        return;
+    };
+    rt.spawn(async move {
+        let _ = delete_retrying(&client, &path).await;
+    });
+}
+
+/// Deletes `path`, retrying through connection losses. `Ok` also when it
+/// was already gone; `Err` when the session ended first.
+pub(crate) async fn delete_retrying(client: &Client, path: &str) -> Result<(), Error> {
+    let mut delays = backoff();
+    loop {
+        match client.delete(path, Version::Any).await {
+            Ok(()) | Err(Error::NoNode) => return Ok(()),
+            Err(e) if retryable(&e) => {
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Deletes the node of a GUID whose creation did not complete (error,
+/// cancellation), unless disarmed.
+struct OrphanGuard {
+    client: Client,
+    parent: String,
+    guid: String,
+    armed: bool,
+}
+
+impl Drop for OrphanGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(find_and_delete(
+            self.client.clone(),
+            std::mem::take(&mut self.parent),
+            std::mem::take(&mut self.guid),
+        ));
+    }
+}
+
+/// Creates `parent/_c_<guid>-<prefix><seq>` (EPHEMERAL_SEQUENTIAL, `data`),
+/// creating `parent` and its ancestors as containers when missing (also when
+/// they are reaped between attempts), and resolving lost replies as
+/// described in the module docs.
+///
+/// # Cancel safety
+/// Dropping the future leaves no node behind: whatever our GUID created is
+/// found and deleted in the background.
+pub(crate) async fn create_protected(
+    client: &Client,
+    parent: &str,
+    prefix: &str,
+    data: &[u8],
+) -> Result<Created, Error> {
+    let session = client.session_id().0;
+    let mut guard = OrphanGuard {
+        client: client.clone(),
+        parent: parent.to_string(),
+        guid: new_guid(),
+        armed: false,
+    };
+    let mut delays = backoff();
+    let mut uncertain = false;
+    loop {
+        if uncertain {
+            match find(client, parent, &guard.guid).await {
+                Ok(Some((path, stat))) if stat.ephemeral_owner == session => {
+                    guard.armed = false;
+                    return Ok(Created { path, stat });
+                }
+                Ok(Some((path, _))) => {
+                    // Another session's node with our GUID (CURATOR-498):
+                    // remove it and start over under a new GUID.
+                    delete_in_background(client.clone(), path);
+                    guard.armed = false;
+                    guard.guid = new_guid();
+                }
+                Ok(None) => {}
+                Err(e) if retryable(&e) => {
+                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            uncertain = false;
+        }
+        let path = join(parent, &format!("{}{prefix}", guard.guid));
+        guard.armed = true;
+        match client
+            .create(
+                &path,
+                data,
+                &CreateOptions::new(CreateMode::EphemeralSequential),
+            )
+            .await
+        {
+            Ok((path, stat)) => {
+                guard.armed = false;
+                return Ok(Created { path, stat });
+            }
+            Err(Error::NoNode) => {
+                guard.armed = false;
+                ensure_containers(client, parent).await?;
+            }
+            Err(e) if retryable(&e) => {
+                uncertain = true;
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+            }
+            Err(e) => {
+                guard.armed = false;
+                return Err(e);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guids_are_canonical_v4_and_distinct() {
+        let a = new_guid();
+        let b = new_guid();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 3 + 36 + 1);
+        assert!(a.starts_with("_c_") && a.ends_with('-'));
+        let uuid = &a[3..39];
+        assert_eq!(uuid.as_bytes()[14], b'4');
+        assert!(matches!(uuid.as_bytes()[19], b'8' | b'9' | b'a' | b'b'));
+        assert_eq!(uuid.matches('-').count(), 4);
+        assert!(uuid.bytes().all(|c| c == b'-' || c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn paths_join_and_split() {
+        assert_eq!(join("/", "a"), "/a");
+        assert_eq!(join("/locks/x", "a"), "/locks/x/a");
+        assert_eq!(name_of("/locks/x/a"), "a");
+    }
+}
