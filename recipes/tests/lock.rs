@@ -407,3 +407,54 @@ async fn the_lock_survives_its_parent_being_removed() {
     g.release().await.unwrap();
     c.close().await.unwrap();
 }
+
+/// The reply to our create is lost with the connection: after the session
+/// resumes, the protected name finds the node the server did create, so
+/// the lock directory never holds two nodes of ours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_create_reply_leaves_no_duplicate() {
+    use zkit_testcontainers::{FaultMode, FaultProxy};
+    let setup = client().await;
+    let dir = base(&setup, "lostreply").await;
+    let server: std::net::SocketAddr = connect_string().split(',').next().unwrap().parse().unwrap();
+    let proxy = FaultProxy::start(server).await.unwrap();
+    let c = Client::builder()
+        .session_timeout(Duration::from_secs(10))
+        .connect(&proxy.addr().to_string())
+        .await
+        .unwrap();
+    for round in 0..5 {
+        let lock_path = format!("{dir}/lock{round}");
+        setup
+            .create(&lock_path, b"", &CreateOptions::new(CreateMode::Container))
+            .await
+            .unwrap();
+        let lock = Lock::new(&c, lock_path.clone());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Every byte takes 200 ms through the proxy: cut the connection
+        // when the create has reached the server but its reply has not
+        // come back yet.
+        proxy.set_mode(FaultMode::Delay(Duration::from_millis(200)));
+        let acquiring = tokio::spawn(async move { lock.acquire().await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.cut();
+        proxy.set_mode(FaultMode::Pass);
+        let guard = tokio::time::timeout(SOON, acquiring)
+            .await
+            .expect("acquired after the resume")
+            .unwrap()
+            .unwrap();
+        let kids = children(&setup, &lock_path).await;
+        assert_eq!(kids.len(), 1, "round {round}: {kids:?}");
+        assert_eq!(format!("{lock_path}/{}", kids[0]), guard.node());
+        // The node the server created for the lost request, adopted: the
+        // directory's first child.
+        assert!(
+            guard.node().ends_with("-lock-0000000000"),
+            "{}",
+            guard.node()
+        );
+        guard.release().await.unwrap();
+    }
+    c.close().await.unwrap();
+}

@@ -212,6 +212,7 @@ pub(crate) async fn create_protected(
         if uncertain {
             match find(client, parent, &guard.guid).await {
                 Ok(Some((path, stat))) if stat.ephemeral_owner == session => {
+                    tracing::debug!(%path, "adopted our node after a lost create reply");
                     guard.armed = false;
                     return Ok(Created { path, stat });
                 }
