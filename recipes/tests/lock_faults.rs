@@ -1,0 +1,94 @@
+//! The lock across server faults: on a real 3-node ensemble (the holder's
+//! member killed), or with `ZKIT_TEST_BACKEND=bundled` on one durable
+//! bundled server killed and restarted. The session survives, so the lock
+//! does: the guard goes Suspended, then Reconfirmed, and fenced writes work
+//! again; no other contender gets in meanwhile.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::bundled;
+use zkit::{Client, CreateOptions, Version};
+use zkit_recipes::{Lock, LockState};
+use zkit_testcontainers::{Backend, Ensemble};
+
+const SOON: Duration = Duration::from_secs(20);
+
+async fn fixture() -> Ensemble {
+    let b = if bundled() {
+        Ensemble::builder().backend(Backend::Bundled)
+    } else {
+        Ensemble::builder().size(3)
+    };
+    b.tick_time(Duration::from_millis(200))
+        .start()
+        .await
+        .expect("fixture starts")
+}
+
+async fn wait_state(guard: &zkit_recipes::LockGuard, want: LockState) {
+    let mut rx = guard.state_watch();
+    tokio::time::timeout(SOON, rx.wait_for(|s| *s == want))
+        .await
+        .unwrap_or_else(|_| panic!("state {:?}, want {want:?}", guard.state()))
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lock_outlives_its_server_and_is_reconfirmed() {
+    let zk = fixture().await;
+    let connect = zk.connect_string();
+    let holder = Client::builder()
+        .session_timeout(Duration::from_secs(4))
+        .connect(&connect)
+        .await
+        .unwrap();
+    let other = Client::builder()
+        .session_timeout(Duration::from_secs(4))
+        .connect(&connect)
+        .await
+        .unwrap();
+    holder
+        .create("/fenced", b"0", &CreateOptions::default())
+        .await
+        .unwrap();
+    let guard = Lock::new(&holder, "/locks/faults").acquire().await.unwrap();
+    assert_eq!(guard.state(), LockState::Held);
+    let rival = tokio::spawn({
+        let other = other.clone();
+        async move { Lock::new(&other, "/locks/faults").acquire().await }
+    });
+
+    // Crash the server the holder talks to.
+    let member = holder
+        .connected_server()
+        .and_then(|h| zk.member_of_port(h.port))
+        .expect("connected");
+    let t0 = Instant::now();
+    zk.kill(member).await.unwrap();
+    wait_state(&guard, LockState::Suspended).await;
+    if zk.is_standalone() {
+        zk.restart(member).await.unwrap();
+    }
+    wait_state(&guard, LockState::Reconfirmed).await;
+    eprintln!("reconfirmed {:?} after the kill", t0.elapsed());
+    assert!(guard.is_held());
+    guard
+        .guarded()
+        .set_data("/fenced", b"1", Version::Any)
+        .commit()
+        .await
+        .unwrap();
+    assert!(!rival.is_finished(), "the rival got in while we held the lock");
+    guard.release().await.unwrap();
+    let g = tokio::time::timeout(SOON, rival)
+        .await
+        .expect("rival acquires after the release")
+        .unwrap()
+        .unwrap();
+    g.release().await.unwrap();
+    holder.close().await.unwrap();
+    other.close().await.unwrap();
+}
