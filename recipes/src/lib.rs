@@ -5,6 +5,7 @@
 //! | recipe | type | layout |
 //! |---|---|---|
 //! | exclusive lock | [`Lock`] | Curator `InterProcessMutex`: `<path>/_c_<uuid>-lock-<seq>` |
+//! | read/write lock | [`ReadWriteLock`] | Curator: `<path>/_c_<uuid>-__READ__<seq>`, `…-__WRIT__<seq>` |
 //!
 //! # Faults
 //!
@@ -23,5 +24,7 @@
 
 mod internal;
 pub mod lock;
+pub mod rwlock;
 
 pub use lock::{Lock, LockGuard, LockOptions, LockState};
+pub use rwlock::ReadWriteLock;

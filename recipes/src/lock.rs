@@ -98,6 +98,23 @@ impl LockState {
     }
 }
 
+/// What a contender waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Exclusive lock or write lock: the immediate predecessor, whatever it is.
+    Exclusive,
+    /// Read lock: only the nearest earlier writer.
+    Read,
+}
+
+/// Name fragments of nodes that exclude readers: Curator's write lock and
+/// mutex, kazoo's lock and write lock.
+const WRITER_MARKERS: &[&str] = &["__WRIT__", "__lock__", "-lock-"];
+
+fn is_writer(name: &str) -> bool {
+    WRITER_MARKERS.iter().any(|m| name.contains(m))
+}
+
 /// A distributed exclusive lock at a path. Cheap to clone; any number of
 /// acquisitions may run at once (each is a separate contender).
 #[derive(Debug, Clone)]
@@ -105,6 +122,7 @@ pub struct Lock {
     client: Client,
     path: String,
     options: LockOptions,
+    kind: Kind,
 }
 
 impl Lock {
@@ -119,7 +137,13 @@ impl Lock {
             client: client.clone(),
             path: path.into(),
             options,
+            kind: Kind::Exclusive,
         }
+    }
+
+    pub(crate) fn with_kind(mut self, kind: Kind) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// The lock's directory.
@@ -208,7 +232,12 @@ impl Lock {
             let predecessor = match step {
                 Ok(Step::Holder) => {
                     let path = node.disarm();
-                    return Ok(Some(LockGuard::new(&self.client, path, created.stat.czxid)));
+                    return Ok(Some(LockGuard::new(
+                        &self.client,
+                        path,
+                        created.stat.czxid,
+                        self.kind,
+                    )));
                 }
                 Ok(Step::Wait(p)) => p,
                 Ok(Step::Gone) => {
@@ -262,15 +291,23 @@ impl Lock {
         let Some(i) = order.iter().position(|c| c.name == our_name) else {
             return Ok(Step::Gone);
         };
-        if i == 0 {
-            // First: make sure the node is ours (CURATOR-696) before claiming.
-            let ours = join(&self.path, our_name);
-            return match self.client.exists(&ours).await? {
-                Some(stat) if stat.ephemeral_owner == session => Ok(Step::Holder),
-                _ => Ok(Step::Gone),
-            };
+        let blocker = match self.kind {
+            Kind::Exclusive => i.checked_sub(1),
+            // A reader waits for the nearest earlier writer only.
+            Kind::Read => order[..i].iter().rposition(|c| is_writer(&c.name)),
+        };
+        match blocker {
+            Some(b) => Ok(Step::Wait(join(&self.path, &order[b].name))),
+            None => {
+                // Our turn: make sure the node is ours (CURATOR-696) before
+                // claiming.
+                let ours = join(&self.path, our_name);
+                match self.client.exists(&ours).await? {
+                    Some(stat) if stat.ephemeral_owner == session => Ok(Step::Holder),
+                    _ => Ok(Step::Gone),
+                }
+            }
         }
-        Ok(Step::Wait(join(&self.path, &order[i - 1].name)))
     }
 }
 
@@ -318,23 +355,33 @@ pub struct LockGuard {
     client: Client,
     node: String,
     token: i64,
+    kind: Kind,
     state: watch::Receiver<LockState>,
     monitor: tokio::task::JoinHandle<()>,
     released: bool,
 }
 
 impl LockGuard {
-    fn new(client: &Client, node: String, token: i64) -> Self {
+    pub(crate) fn new(client: &Client, node: String, token: i64, kind: Kind) -> Self {
         let (tx, rx) = watch::channel(LockState::Held);
         let monitor = tokio::spawn(monitor(client.clone(), node.clone(), tx));
         Self {
             client: client.clone(),
             node,
             token,
+            kind,
             state: rx,
             monitor,
             released: false,
         }
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
     }
 
     /// Our lock node's path.

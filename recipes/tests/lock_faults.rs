@@ -81,7 +81,10 @@ async fn the_lock_outlives_its_server_and_is_reconfirmed() {
         .commit()
         .await
         .unwrap();
-    assert!(!rival.is_finished(), "the rival got in while we held the lock");
+    assert!(
+        !rival.is_finished(),
+        "the rival got in while we held the lock"
+    );
     guard.release().await.unwrap();
     let g = tokio::time::timeout(SOON, rival)
         .await
