@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | exclusive lock | [`Lock`] | Curator `InterProcessMutex`: `<path>/_c_<uuid>-lock-<seq>` |
 //! | read/write lock | [`ReadWriteLock`] | Curator: `<path>/_c_<uuid>-__READ__<seq>`, `…-__WRIT__<seq>` |
+//! | counting semaphore | [`Semaphore`] | Curator `InterProcessSemaphoreV2`: `<path>/locks/…`, `<path>/leases/_c_<uuid>-lease-<seq>` |
 //!
 //! # Faults
 //!
@@ -25,6 +26,8 @@
 mod internal;
 pub mod lock;
 pub mod rwlock;
+pub mod semaphore;
 
 pub use lock::{Lock, LockGuard, LockOptions, LockState};
 pub use rwlock::ReadWriteLock;
+pub use semaphore::{Lease, Semaphore};

@@ -318,17 +318,17 @@ enum Step {
 }
 
 /// Deletes our contender node when an acquisition does not complete.
-struct NodeGuard {
-    client: Client,
-    path: Option<String>,
+pub(crate) struct NodeGuard {
+    pub(crate) client: Client,
+    pub(crate) path: Option<String>,
 }
 
 impl NodeGuard {
-    fn disarm(&mut self) -> String {
+    pub(crate) fn disarm(&mut self) -> String {
         self.path.take().unwrap_or_default()
     }
 
-    async fn release(&mut self) -> Result<(), Error> {
+    pub(crate) async fn release(&mut self) -> Result<(), Error> {
         match self.path.take() {
             Some(p) => delete_retrying(&self.client, &p).await,
             None => Ok(()),

@@ -1,0 +1,196 @@
+//! Counting semaphore in Curator's `InterProcessSemaphoreV2` layout:
+//! `<path>/locks/` (an internal [`Lock`]) and `<path>/leases/`
+//! (`_c_<uuid>-lease-<seq>` nodes, one per lease held or being taken).
+//!
+//! To take a lease: take the internal lock, create a lease node, then wait
+//! until the lease count is at most `max_leases`, then release the internal
+//! lock. Only the internal lock's holder watches the lease list, so a
+//! released lease wakes one client, not every waiter. Every exit path
+//! (error, timeout, cancellation) deletes the lease node it created and
+//! releases the internal lock.
+//!
+//! ```no_run
+//! # async fn demo(zk: zkit::Client) -> zkit::Result<()> {
+//! use zkit_recipes::Semaphore;
+//!
+//! let pool = Semaphore::new(&zk, "/semaphores/db", 4);
+//! let lease = pool.acquire().await?;   // one of 4
+//! // ... use the resource; lease.guarded() fences writes ...
+//! lease.release().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use zkit::{Client, Error};
+
+use crate::internal::protected::{backoff, create_protected, join, retryable};
+use crate::lock::{Kind, Lock, LockGuard, NodeGuard};
+
+/// A lease of a [`Semaphore`]: the same guard as a lock's (state, loss
+/// signal, fencing token, fenced writes; release or drop to give it back).
+pub type Lease = LockGuard;
+
+/// A distributed counting semaphore with `max_leases` leases.
+#[derive(Debug, Clone)]
+pub struct Semaphore {
+    client: Client,
+    leases: String,
+    lock: Lock,
+    max_leases: usize,
+    data: Vec<u8>,
+}
+
+impl Semaphore {
+    /// A semaphore at `path` allowing `max_leases` holders at once. Every
+    /// participant must use the same `max_leases`.
+    pub fn new(client: &Client, path: impl Into<String>, max_leases: usize) -> Self {
+        let path = path.into();
+        Self {
+            client: client.clone(),
+            leases: join(&path, "leases"),
+            lock: Lock::new(client, join(&path, "locks")),
+            max_leases: max_leases.max(1),
+            data: Vec::new(),
+        }
+    }
+
+    /// Data stored in our lease nodes (default empty).
+    pub fn with_data(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.data = data.into();
+        self
+    }
+
+    /// The number of leases.
+    pub fn max_leases(&self) -> usize {
+        self.max_leases
+    }
+
+    /// Waits for a lease.
+    ///
+    /// # Errors
+    /// Session errors ([`Error::SessionExpired`], [`Error::Closed`]), ACL
+    /// errors; connection losses are retried while the session lives.
+    ///
+    /// # Cancel safety
+    /// Dropping the future leaves no lease node and releases the internal
+    /// lock (in the background).
+    pub async fn acquire(&self) -> Result<Lease, Error> {
+        match self.acquire_until(None, true).await? {
+            Some(l) => Ok(l),
+            None => unreachable!("a waiting acquire returns a lease or an error"),
+        }
+    }
+
+    /// Takes a lease if one is free now.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](Self::acquire).
+    pub async fn try_acquire(&self) -> Result<Option<Lease>, Error> {
+        self.acquire_until(None, false).await
+    }
+
+    /// Waits at most `timeout` for a lease.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](Self::acquire).
+    pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Option<Lease>, Error> {
+        self.acquire_until(Some(Instant::now() + timeout), true)
+            .await
+    }
+
+    /// The lease nodes present (held, or being taken by the internal lock's
+    /// holder).
+    ///
+    /// # Errors
+    /// Connection and session errors.
+    pub async fn leases(&self) -> Result<Vec<String>, Error> {
+        match self.client.get_children(&self.leases).await {
+            Ok((mut c, _)) => {
+                c.sort();
+                Ok(c)
+            }
+            Err(Error::NoNode) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn acquire_until(
+        &self,
+        deadline: Option<Instant>,
+        wait: bool,
+    ) -> Result<Option<Lease>, Error> {
+        let lock = match (wait, deadline) {
+            (false, _) => self.lock.try_acquire().await?,
+            (true, None) => Some(self.lock.acquire().await?),
+            (true, Some(d)) => {
+                self.lock
+                    .acquire_timeout(d.saturating_duration_since(Instant::now()))
+                    .await?
+            }
+        };
+        let Some(lock) = lock else { return Ok(None) };
+        // Holding the internal lock (released on every path below, by
+        // `release` or by the guard's drop).
+        let created = create_protected(&self.client, &self.leases, "lease-", &self.data).await?;
+        let mut node = NodeGuard {
+            client: self.client.clone(),
+            path: Some(created.path.clone()),
+        };
+        let mut delays = backoff();
+        loop {
+            let (children, watcher) = match self.client.get_children_and_watch(&self.leases).await {
+                Ok((c, _, w)) => (c, w),
+                Err(e) if retryable(&e) => {
+                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if !children
+                .iter()
+                .any(|c| created.path.ends_with(&format!("/{c}")))
+            {
+                // Our lease node is gone (deleted by someone): start over.
+                node.disarm();
+                lock.release().await?;
+                return Box::pin(self.acquire_until(deadline, wait)).await;
+            }
+            if children.len() <= self.max_leases {
+                let path = node.disarm();
+                let lease = LockGuard::new(&self.client, path, created.stat.czxid, Kind::Exclusive);
+                lock.release().await?;
+                return Ok(Some(lease));
+            }
+            if !wait {
+                node.release().await?;
+                lock.release().await?;
+                return Ok(None);
+            }
+            let fired = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, watcher.changed()).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        node.release().await?;
+                        lock.release().await?;
+                        return Ok(None);
+                    }
+                },
+                None => watcher.changed().await,
+            };
+            if let Err(e) = fired {
+                if !retryable(&e) {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
