@@ -6,6 +6,8 @@
 //! |---|---|---|
 //! | exclusive lock | [`Lock`] | Curator `InterProcessMutex`: `<path>/_c_<uuid>-lock-<seq>` |
 //! | read/write lock | [`ReadWriteLock`] | Curator: `<path>/_c_<uuid>-__READ__<seq>`, `…-__WRIT__<seq>` |
+//! | leader latch | [`LeaderLatch`] | Curator `LeaderLatch`: `<path>/_c_<uuid>-latch-<seq>` (data: id) |
+//! | run while leader | [`LeaderSelector`] | Curator `LeaderSelector`: `<path>/_c_<uuid>-lock-<seq>` |
 //! | counting semaphore | [`Semaphore`] | Curator `InterProcessSemaphoreV2`: `<path>/locks/…`, `<path>/leases/_c_<uuid>-lease-<seq>` |
 //!
 //! # Faults
@@ -24,10 +26,12 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 mod internal;
+pub mod leader;
 pub mod lock;
 pub mod rwlock;
 pub mod semaphore;
 
+pub use leader::{Leader, LeaderLatch, LeaderSelector, Leadership};
 pub use lock::{Lock, LockGuard, LockOptions, LockState};
 pub use rwlock::ReadWriteLock;
 pub use semaphore::{Lease, Semaphore};

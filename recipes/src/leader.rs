@@ -1,0 +1,428 @@
+//! Leader election: [`LeaderLatch`] (Curator's `LeaderLatch` layout,
+//! `<path>/_c_<uuid>-latch-<seq>` holding the participant's id) and
+//! [`LeaderSelector`] (run a future while leader, cancel it when leadership
+//! is lost; Curator's `LeaderSelector` layout, `<path>/_c_<uuid>-lock-<seq>`).
+//!
+//! # Suspended connections
+//!
+//! When the connection drops, a leader cannot know whether its session (and
+//! so its leadership) will survive. The default policy is the safe one, as
+//! Curator's: leadership is **suspended** at once ([`Leadership::Suspended`];
+//! a selector's task is cancelled) and is only held again once the session
+//! is back and our node is still first. Fenced writes
+//! ([`LeaderLatch::guarded`], [`Leader::guarded`]) stay correct in any case.
+//!
+//! ```no_run
+//! # async fn demo(zk: zkit::Client) -> zkit::Result<()> {
+//! use zkit_recipes::LeaderLatch;
+//!
+//! let latch = LeaderLatch::start(&zk, "/election/scheduler", "node-a").await?;
+//! latch.await_leadership().await?;
+//! println!("leading with token {:?}", latch.fencing_token());
+//! latch.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use zkit::{Client, Error, MultiWrite, SessionState, Version};
+
+use crate::internal::protected::{
+    backoff, create_protected, delete_in_background, delete_retrying, join, name_of, retryable,
+};
+use crate::internal::sequence::contenders;
+use crate::lock::{Lock, LockOptions, LockState};
+
+/// A participant's view of the election.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Leadership {
+    /// Another participant leads (or the latch is still joining).
+    NotLeader,
+    /// We lead; the fencing token is our node's creation zxid.
+    Leader {
+        /// Our node's czxid: larger for every later leader.
+        token: i64,
+    },
+    /// We led when the connection dropped: not leading until confirmed.
+    Suspended,
+    /// The latch is closed, or its session ended. Final.
+    Closed,
+}
+
+#[derive(Debug)]
+struct LatchInner {
+    client: Client,
+    path: String,
+    state: watch::Sender<Leadership>,
+    node: Mutex<Option<String>>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// A leader latch: joins the election when started and stays in it until
+/// closed; [`is_leader`](Self::is_leader) says whether we lead now.
+#[derive(Debug)]
+pub struct LeaderLatch {
+    inner: Arc<LatchInner>,
+}
+
+impl LeaderLatch {
+    /// Joins the election at `path` with `id` (stored in our node, as
+    /// Curator does; readable by the other participants).
+    ///
+    /// # Errors
+    /// Session and ACL errors while creating our node.
+    ///
+    /// # Cancel safety
+    /// Dropping the future leaves no node behind.
+    pub async fn start(client: &Client, path: impl Into<String>, id: &str) -> Result<Self, Error> {
+        let path = path.into();
+        let created = create_protected(client, &path, "latch-", id.as_bytes()).await?;
+        let (state, _) = watch::channel(Leadership::NotLeader);
+        let inner = Arc::new(LatchInner {
+            client: client.clone(),
+            path,
+            state,
+            node: Mutex::new(Some(created.path)),
+            task: Mutex::new(None),
+        });
+        let task = tokio::spawn(run_latch(inner.clone(), id.as_bytes().to_vec()));
+        *lock(&inner.task) = Some(task);
+        Ok(Self { inner })
+    }
+
+    /// Whether we lead right now.
+    pub fn is_leader(&self) -> bool {
+        matches!(*self.inner.state.borrow(), Leadership::Leader { .. })
+    }
+
+    /// The current [`Leadership`].
+    pub fn leadership(&self) -> Leadership {
+        *self.inner.state.borrow()
+    }
+
+    /// A receiver of every [`Leadership`] change.
+    pub fn leadership_watch(&self) -> watch::Receiver<Leadership> {
+        self.inner.state.subscribe()
+    }
+
+    /// The fencing token while we lead.
+    pub fn fencing_token(&self) -> Option<i64> {
+        match *self.inner.state.borrow() {
+            Leadership::Leader { token } => Some(token),
+            _ => None,
+        }
+    }
+
+    /// Waits until we lead.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the latch closes (or its session ends) first.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn await_leadership(&self) -> Result<(), Error> {
+        let mut rx = self.inner.state.subscribe();
+        let s = rx
+            .wait_for(|s| matches!(s, Leadership::Leader { .. } | Leadership::Closed))
+            .await
+            .map_err(|_| Error::Closed)?;
+        match *s {
+            Leadership::Closed => Err(Error::Closed),
+            _ => Ok(()),
+        }
+    }
+
+    /// A transaction that first checks our latch node exists: a write that
+    /// commits only while our node is in the election (pair it with
+    /// [`is_leader`](Self::is_leader), or use the node order). `None` when
+    /// we have no node.
+    pub fn guarded(&self) -> Option<MultiWrite> {
+        let node = lock(&self.inner.node).clone()?;
+        Some(self.inner.client.multi().check(&node, Version::Any))
+    }
+
+    /// The participants' ids in election order (the leader first).
+    ///
+    /// # Errors
+    /// Connection and session errors.
+    pub async fn participants(&self) -> Result<Vec<String>, Error> {
+        let (children, _) = self.inner.client.get_children(&self.inner.path).await?;
+        let mut out = Vec::new();
+        for c in contenders(&children, &["-latch-".to_string()]) {
+            if let Ok((data, _)) = self
+                .inner
+                .client
+                .get_data(&join(&self.inner.path, &c.name))
+                .await
+            {
+                out.push(String::from_utf8_lossy(&data).into_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Leaves the election: deletes our node (the next participant takes
+    /// over at once) and ends in [`Leadership::Closed`].
+    ///
+    /// # Errors
+    /// Session errors (the node is then gone with the session anyway).
+    pub async fn close(self) -> Result<(), Error> {
+        if let Some(t) = lock(&self.inner.task).take() {
+            t.abort();
+        }
+        let node = lock(&self.inner.node).take();
+        self.inner.state.send_replace(Leadership::Closed);
+        match node {
+            Some(n) => delete_retrying(&self.inner.client, &n).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for LeaderLatch {
+    fn drop(&mut self) {
+        if let Some(t) = lock(&self.inner.task).take() {
+            t.abort();
+        }
+        if let Some(n) = lock(&self.inner.node).take() {
+            self.inner.state.send_replace(Leadership::Closed);
+            delete_in_background(self.inner.client.clone(), n);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The latch's life: find our place, lead or watch the predecessor, follow
+/// the connection; re-create our node if it disappears while the session
+/// lives.
+async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
+    let client = inner.client.clone();
+    let session = client.session_id().0;
+    let mut states = client.state_stream();
+    let markers = vec!["-latch-".to_string()];
+    let mut delays = backoff();
+    let set = |s: Leadership| {
+        inner.state.send_if_modified(|cur| {
+            if *cur == s {
+                false
+            } else {
+                *cur = s;
+                true
+            }
+        });
+    };
+    loop {
+        let current = lock(&inner.node).clone();
+        let node = match current {
+            Some(n) => n,
+            None => match create_protected(&client, &inner.path, "latch-", &id).await {
+                Ok(c) => {
+                    *lock(&inner.node) = Some(c.path.clone());
+                    c.path
+                }
+                Err(e) if retryable(&e) => continue,
+                Err(_) => break,
+            },
+        };
+        // Where are we?
+        let looked = async {
+            let (children, _) = client.get_children(&inner.path).await?;
+            let order = contenders(&children, &markers);
+            let me = order.iter().position(|c| c.name == name_of(&node));
+            Ok::<_, Error>((order, me))
+        }
+        .await;
+        let (order, me) = match looked {
+            Ok(x) => x,
+            Err(e) if retryable(&e) => {
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                continue;
+            }
+            Err(Error::NoNode) => (Vec::new(), None),
+            Err(_) => break,
+        };
+        // What to watch: our own node when leading (its loss ends the
+        // term), else the predecessor.
+        let (watch_path, lead) = match me {
+            None => {
+                *lock(&inner.node) = None; // gone: re-create
+                set(Leadership::NotLeader);
+                continue;
+            }
+            Some(0) => (node.clone(), true),
+            Some(i) => (join(&inner.path, &order[i - 1].name), false),
+        };
+        let watched = if lead {
+            client
+                .exists_and_watch(&watch_path)
+                .await
+                .map(|(s, w)| (s.map(|s| s.ephemeral_owner), w))
+        } else {
+            match client.get_data_and_watch(&watch_path).await {
+                Ok((_, s, w)) => Ok((Some(s.ephemeral_owner), w)),
+                Err(Error::NoNode) => continue,
+                Err(e) => Err(e),
+            }
+        };
+        let watcher = match watched {
+            Ok((owner, w)) => {
+                if lead {
+                    if owner != Some(session) {
+                        // Not our session's node (CURATOR-696): never claim.
+                        *lock(&inner.node) = None;
+                        continue;
+                    }
+                    let token = client
+                        .exists(&node)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map_or(0, |s| s.czxid);
+                    set(Leadership::Leader { token });
+                } else {
+                    set(Leadership::NotLeader);
+                }
+                w
+            }
+            Err(e) if retryable(&e) => {
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                continue;
+            }
+            Err(_) => break,
+        };
+        // Wait for a change of the watched node or of the connection.
+        let changed = watcher.changed();
+        tokio::pin!(changed);
+        loop {
+            tokio::select! {
+                _ = &mut changed => break,
+                s = states.next_state() => match s {
+                    Some(SessionState::Disconnected | SessionState::Connecting) => {
+                        if matches!(*inner.state.borrow(), Leadership::Leader { .. }) {
+                            set(Leadership::Suspended);
+                        }
+                    }
+                    Some(SessionState::Connected | SessionState::ConnectedReadOnly) => {
+                        if *inner.state.borrow() == Leadership::Suspended {
+                            break; // re-check from scratch
+                        }
+                    }
+                    Some(_) | None => {
+                        set(Leadership::Closed);
+                        return;
+                    }
+                },
+            }
+        }
+    }
+    set(Leadership::Closed);
+}
+
+/// What a [`LeaderSelector`] task gets while it leads.
+#[derive(Debug, Clone)]
+pub struct Leader {
+    client: Client,
+    node: String,
+    token: i64,
+}
+
+impl Leader {
+    /// The fencing token of this term (larger for every later term).
+    pub fn fencing_token(&self) -> i64 {
+        self.token
+    }
+
+    /// A transaction that commits only while this term lasts (it checks our
+    /// election node first).
+    pub fn guarded(&self) -> MultiWrite {
+        self.client.multi().check(&self.node, Version::Any)
+    }
+}
+
+/// Runs a task while leader ([`run`](Self::run)); the task is cancelled
+/// (dropped) as soon as leadership is lost — or suspended, unless
+/// [`cancel_on_suspend(false)`](Self::cancel_on_suspend).
+#[derive(Debug, Clone)]
+pub struct LeaderSelector {
+    lock: Lock,
+    auto_requeue: bool,
+    cancel_on_suspend: bool,
+}
+
+impl LeaderSelector {
+    /// A selector at `path`; `id` is stored in our node.
+    pub fn new(client: &Client, path: impl Into<String>, id: &str) -> Self {
+        Self {
+            lock: Lock::with_options(client, path, LockOptions::default().data(id.as_bytes())),
+            auto_requeue: false,
+            cancel_on_suspend: true,
+        }
+    }
+
+    /// After a term ends (the task returned or was cancelled), queue again
+    /// for the next one (Curator's `autoRequeue`); default off: `run`
+    /// returns after one term.
+    pub fn auto_requeue(mut self, on: bool) -> Self {
+        self.auto_requeue = on;
+        self
+    }
+
+    /// Cancel the task when the connection is lost (default true, the safe
+    /// policy), or only when leadership is lost for sure (false).
+    pub fn cancel_on_suspend(mut self, on: bool) -> Self {
+        self.cancel_on_suspend = on;
+        self
+    }
+
+    /// Waits for leadership, runs `task` while leading, gives up
+    /// leadership when the task returns (or when leadership is lost, which
+    /// drops the task); with auto-requeue, repeats.
+    ///
+    /// # Errors
+    /// Session errors (the session ended: no more terms).
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops the running task and releases leadership
+    /// in the background.
+    pub async fn run<F, Fut>(&self, mut task: F) -> Result<(), Error>
+    where
+        F: FnMut(Leader) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        loop {
+            let guard = self.lock.acquire().await?;
+            let leader = Leader {
+                client: guard.client().clone(),
+                node: guard.node().to_string(),
+                token: guard.fencing_token(),
+            };
+            let mut states = guard.state_watch();
+            let cancel_on_suspend = self.cancel_on_suspend;
+            let ended = async move {
+                let _ = states
+                    .wait_for(|s| {
+                        *s == LockState::Lost || (cancel_on_suspend && *s == LockState::Suspended)
+                    })
+                    .await;
+            };
+            tokio::select! {
+                () = task(leader) => {}
+                () = ended => tracing::info!(node = %guard.node(), "leadership lost: task cancelled"),
+            }
+            // Gives the node back (a lost node is gone already); with the
+            // session over, the next acquire reports it.
+            let _ = guard.release().await;
+            if !self.auto_requeue {
+                return Ok(());
+            }
+        }
+    }
+}

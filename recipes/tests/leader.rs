@@ -1,0 +1,221 @@
+//! Leader election: exactly one leader at a time, failover when the
+//! leader's session closes or expires, a selector's task cancelled when its
+//! leadership is lost.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{base, client, connect_string, eventually, SOON};
+use zkit_recipes::{LeaderLatch, LeaderSelector, Leadership};
+
+async fn leaders(latches: &[Option<LeaderLatch>]) -> Vec<usize> {
+    latches
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.as_ref().is_some_and(LeaderLatch::is_leader))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+async fn expire(c: &zkit::Client) {
+    zkit_testcontainers::expire_session(
+        connect_string().split(',').next().unwrap().parse().unwrap(),
+        c.session_id().0,
+        &c.session_password(),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_latch_leader_at_a_time_and_failover() {
+    let setup = client().await;
+    let dir = base(&setup, "latch").await;
+    let path = format!("{dir}/election");
+    let mut clients = Vec::new();
+    let mut latches = Vec::new();
+    for i in 0..3 {
+        let c = client().await;
+        latches.push(Some(
+            LeaderLatch::start(&c, path.clone(), &format!("p{i}"))
+                .await
+                .unwrap(),
+        ));
+        clients.push(c);
+    }
+    latches[0]
+        .as_ref()
+        .unwrap()
+        .await_leadership()
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        assert_eq!(leaders(&latches).await, vec![0]);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ids = latches[1].as_ref().unwrap().participants().await.unwrap();
+    assert_eq!(ids, vec!["p0", "p1", "p2"]);
+    let first_token = latches[0].as_ref().unwrap().fencing_token().unwrap();
+
+    // The leader's session closes: the next participant takes over.
+    let mut watch0 = latches[0].as_ref().unwrap().leadership_watch();
+    clients[0].clone().close().await.unwrap();
+    tokio::time::timeout(SOON, watch0.wait_for(|s| *s == Leadership::Closed))
+        .await
+        .unwrap()
+        .unwrap();
+    latches[1]
+        .as_ref()
+        .unwrap()
+        .await_leadership()
+        .await
+        .unwrap();
+    assert_eq!(leaders(&latches).await, vec![1]);
+    assert!(latches[1].as_ref().unwrap().fencing_token().unwrap() > first_token);
+
+    // The new leader's session expires: the last one leads.
+    expire(&clients[1]).await;
+    tokio::time::timeout(SOON, latches[2].as_ref().unwrap().await_leadership())
+        .await
+        .unwrap()
+        .unwrap();
+    eventually("expired latch closed", SOON, || async {
+        latches[1].as_ref().unwrap().leadership() == Leadership::Closed
+    })
+    .await;
+    assert_eq!(leaders(&latches).await, vec![2]);
+    // Fenced writes: only a live participant's pass.
+    let target = format!("{dir}/target");
+    setup
+        .create(&target, b"", &zkit::CreateOptions::default())
+        .await
+        .unwrap();
+    latches[2]
+        .as_ref()
+        .unwrap()
+        .guarded()
+        .unwrap()
+        .set_data(&target, b"2", zkit::Version::Any)
+        .commit()
+        .await
+        .unwrap();
+    let closing = latches[2].take().unwrap();
+    closing.close().await.unwrap();
+    let (kids, _) = setup.get_children(&path).await.unwrap();
+    assert!(kids.is_empty(), "{kids:?}");
+    for c in clients.into_iter().skip(2) {
+        c.close().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selector_terms_never_overlap_and_a_lost_term_is_cancelled() {
+    let setup = client().await;
+    let dir = base(&setup, "selector").await;
+    let path = format!("{dir}/election");
+    let inside = Arc::new(AtomicUsize::new(0));
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let terms = Arc::new(AtomicUsize::new(0));
+    let mut runs = Vec::new();
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let c = client().await;
+        let sel = LeaderSelector::new(&c, path.clone(), &format!("s{i}")).auto_requeue(true);
+        let (inside, overlaps, terms) = (inside.clone(), overlaps.clone(), terms.clone());
+        runs.push(tokio::spawn(async move {
+            sel.run(|leader| {
+                let (inside, overlaps, terms) = (inside.clone(), overlaps.clone(), terms.clone());
+                async move {
+                    assert!(leader.fencing_token() > 0);
+                    if inside.fetch_add(1, Ordering::SeqCst) != 0 {
+                        overlaps.fetch_add(1, Ordering::SeqCst);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    terms.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+            .await
+        }));
+        clients.push(c);
+    }
+    eventually("15 terms", Duration::from_secs(20), || async {
+        terms.load(Ordering::SeqCst) >= 15
+    })
+    .await;
+    assert_eq!(overlaps.load(Ordering::SeqCst), 0);
+    for r in &runs {
+        r.abort();
+    }
+
+    // A leader whose task never ends loses its session: the task is
+    // dropped and another selector leads.
+    let stuck = client().await;
+    let cancelled = Arc::new(AtomicBool::new(false));
+    struct OnDrop(Arc<AtomicBool>);
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let path2 = format!("{dir}/election2");
+    let leading = Arc::new(AtomicBool::new(false));
+    let stuck_run = tokio::spawn({
+        let sel = LeaderSelector::new(&stuck, path2.clone(), "stuck");
+        let (cancelled, leading) = (cancelled.clone(), leading.clone());
+        async move {
+            sel.run(|_| {
+                let guard = OnDrop(cancelled.clone());
+                let leading = leading.clone();
+                async move {
+                    leading.store(true, Ordering::SeqCst);
+                    let _guard = guard;
+                    std::future::pending::<()>().await;
+                }
+            })
+            .await
+        }
+    });
+    eventually("stuck leads", SOON, || async {
+        leading.load(Ordering::SeqCst)
+    })
+    .await;
+    let other = client().await;
+    let took_over = Arc::new(AtomicBool::new(false));
+    let other_run = tokio::spawn({
+        let sel = LeaderSelector::new(&other, path2.clone(), "other");
+        let took_over = took_over.clone();
+        async move {
+            sel.run(|_| {
+                let took_over = took_over.clone();
+                async move { took_over.store(true, Ordering::SeqCst) }
+            })
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!took_over.load(Ordering::SeqCst));
+    expire(&stuck).await;
+    eventually("stuck task cancelled", SOON, || async {
+        cancelled.load(Ordering::SeqCst)
+    })
+    .await;
+    eventually("other leads", SOON, || async {
+        took_over.load(Ordering::SeqCst)
+    })
+    .await;
+    let _ = tokio::time::timeout(SOON, stuck_run).await.unwrap();
+    tokio::time::timeout(SOON, other_run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    other.close().await.unwrap();
+    for c in clients {
+        c.close().await.unwrap();
+    }
+}
