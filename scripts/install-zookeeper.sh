@@ -3,8 +3,9 @@
 #   required: Java and Apache ZooKeeper 3.8 (Debian package `zookeeper` -> libzookeeper-java:
 #             /usr/share/java/zookeeper.jar, plus the slf4j-log4j12 and log4j 1.2 jars the
 #             zkit-testcontainers fixture puts on the classpath for logging)
-#   optional: python3-kazoo (reference client) and libzookeeper-mt-dev (C client); failures
-#             to install these are only warnings. ZKIT_INSTALL_OPTIONAL=0 skips them.
+#   optional: python3-kazoo (reference client), libzookeeper-mt-dev (C client), Apache
+#             Curator 5.4 (libcurator-*-java) and a JDK's javac for the recipes' interop tests;
+#             failures to install these are only warnings. ZKIT_INSTALL_OPTIONAL=0 skips them.
 #
 # Idempotent: when everything is present it does nothing. Runs apt-get as root, or through
 # sudo when not root. Installs with --no-install-recommends so no ZooKeeper service
@@ -15,7 +16,8 @@ set -euo pipefail
 log() { echo "install-zookeeper: $*" >&2; }
 
 DEBIAN_JARS=(/usr/share/java/zookeeper.jar /usr/share/java/slf4j-log4j12.jar /usr/share/java/log4j-1.2.jar)
-OPTIONAL_PKGS=(python3-kazoo libzookeeper-mt-dev)
+OPTIONAL_PKGS=(python3-kazoo libzookeeper-mt-dev libcurator-recipes-java libcurator-framework-java
+  libcurator-client-java libcurator-discovery-java libslf4j-java)
 
 have_java() {
   if [[ -n ${JAVA_HOME:-} ]]; then
@@ -50,6 +52,7 @@ missing_optional() {
   for pkg in "${OPTIONAL_PKGS[@]}"; do
     pkg_installed "$pkg" || echo "$pkg"
   done
+  command -v javac >/dev/null 2>&1 || echo default-jdk-headless
 }
 
 # Prefix for privileged commands; fails when neither root nor sudo is available.

@@ -1,0 +1,324 @@
+//! Interop: zkit's lock and leader latch in the same directory as Apache
+//! Curator 5.4 (Debian `libcurator-*-java`) and kazoo (Debian
+//! `python3-kazoo`) processes. Every holder does a compare-and-set step on a
+//! shared counter (read, pause, write with the version read): two holders at
+//! once make one of them fail with BadVersion, which every side counts.
+//!
+//! Needs Java with `javac`, the Curator jars and kazoo; a missing piece fails
+//! the test with what to install (`ZKIT_ALLOW_MISSING_ZOOKEEPER=1` skips).
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{base, client, connect_string};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use zkit::{Client, CreateOptions, Error, Version};
+use zkit_recipes::{LeaderLatch, Lock};
+
+const JARS: &str = "/usr/share/java";
+const PYTHON: &str = "/usr/bin/python3";
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+/// Fails, or skips with `ZKIT_ALLOW_MISSING_ZOOKEEPER=1`, when `ok` is false.
+fn require(ok: bool, what: &str) -> bool {
+    if ok {
+        return true;
+    }
+    let msg = format!("{what} is missing: run scripts/install-zookeeper.sh");
+    if std::env::var("ZKIT_ALLOW_MISSING_ZOOKEEPER").is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED: {msg}");
+        false
+    } else {
+        panic!("{msg}");
+    }
+}
+
+fn classpath() -> String {
+    [
+        "zookeeper.jar",
+        "zookeeper-jute.jar",
+        "curator-recipes.jar",
+        "curator-framework.jar",
+        "curator-client.jar",
+        "slf4j-nop.jar",
+    ]
+    .iter()
+    .map(|j| format!("{JARS}/{j}"))
+    .collect::<Vec<_>>()
+    .join(":")
+}
+
+/// Compiles the Curator worker once per test binary; `None` when Curator or
+/// javac is missing.
+fn curator_worker() -> Option<PathBuf> {
+    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap();
+    if let Some(p) = built.as_ref() {
+        return Some(p.clone());
+    }
+    if !Path::new(JARS).join("curator-recipes.jar").exists() {
+        return None;
+    }
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop-java");
+    std::fs::create_dir_all(&out).unwrap();
+    let status = std::process::Command::new("javac")
+        .args(["-nowarn", "-d"])
+        .arg(&out)
+        .arg("-cp")
+        .arg(classpath())
+        .arg(interop_dir().join("CuratorWorker.java"))
+        .status()
+        .ok()?;
+    assert!(status.success(), "javac CuratorWorker.java failed");
+    *built = Some(out.clone());
+    Some(out)
+}
+
+/// Runs a worker process; returns its stdout lines as they come.
+fn spawn(
+    mut cmd: Command,
+) -> (
+    tokio::process::Child,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("spawn worker");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            let _ = tx.send(l);
+        }
+    });
+    (child, rx)
+}
+
+async fn worker_result(
+    mut child: tokio::process::Child,
+    mut lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> usize {
+    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
+        .await
+        .expect("worker finished")
+        .unwrap();
+    let mut violations = None;
+    let mut done = false;
+    while let Ok(l) = lines.try_recv() {
+        if let Some(n) = l.strip_prefix("violations ") {
+            violations = n.trim().parse().ok();
+        }
+        done |= l == "done";
+    }
+    assert!(status.success() && done, "worker failed: {status}");
+    violations.expect("worker reported its violations")
+}
+
+/// One compare-and-set step; `true` on BadVersion (someone else was in).
+async fn cas_step(c: &Client, counter: &str) -> bool {
+    let (data, stat) = c.get_data(counter).await.unwrap();
+    let v: u64 = std::str::from_utf8(&data).unwrap().parse().unwrap();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    match c
+        .set_data(
+            counter,
+            (v + 1).to_string().as_bytes(),
+            Version::Exact(stat.version),
+        )
+        .await
+    {
+        Ok(_) => false,
+        Err(Error::BadVersion) => true,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+async fn zkit_lockers(
+    lock_path: &str,
+    counter: &str,
+    n: usize,
+    rounds: usize,
+) -> Vec<tokio::task::JoinHandle<usize>> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let c = client().await;
+        let lock = Lock::new(&c, lock_path.to_string());
+        let counter = counter.to_string();
+        out.push(tokio::spawn(async move {
+            let mut violations = 0;
+            for _ in 0..rounds {
+                let g = lock.acquire().await.unwrap();
+                violations += usize::from(cas_step(&c, &counter).await);
+                g.release().await.unwrap();
+            }
+            c.close().await.unwrap();
+            violations
+        }));
+    }
+    out
+}
+
+async fn setup_counter(name: &str) -> (Client, String, String) {
+    let setup = client().await;
+    let dir = base(&setup, name).await;
+    let counter = format!("{dir}/counter");
+    setup
+        .create(&counter, b"0", &CreateOptions::default())
+        .await
+        .unwrap();
+    (setup, format!("{dir}/lock"), counter)
+}
+
+async fn counter_value(c: &Client, counter: &str) -> usize {
+    let (d, _) = c.get_data(counter).await.unwrap();
+    std::str::from_utf8(&d).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zkit_and_curator_share_a_mutex() {
+    let Some(classes) = curator_worker() else {
+        require(false, "Curator (libcurator-recipes-java) or javac");
+        return;
+    };
+    let (setup, lock_path, counter) = setup_counter("curatormutex").await;
+    const ROUNDS: usize = 100;
+    let mut cmd = Command::new("java");
+    cmd.arg("-cp")
+        .arg(format!("{}:{}", classes.display(), classpath()))
+        .args([
+            "CuratorWorker",
+            "lock",
+            &connect_string(),
+            &lock_path,
+            &counter,
+        ])
+        .arg(ROUNDS.to_string());
+    let (child, lines) = spawn(cmd);
+    let ours = zkit_lockers(&lock_path, &counter, 2, ROUNDS).await;
+    let java_violations = worker_result(child, lines).await;
+    let mut zkit_violations = 0;
+    for t in ours {
+        zkit_violations += t.await.unwrap();
+    }
+    assert_eq!(
+        (java_violations, zkit_violations),
+        (0, 0),
+        "two holders at once"
+    );
+    assert_eq!(counter_value(&setup, &counter).await, 3 * ROUNDS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zkit_and_kazoo_share_a_lock() {
+    let kazoo_ok = std::process::Command::new(PYTHON)
+        .args(["-c", "import kazoo"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !require(kazoo_ok, "kazoo (python3-kazoo)") {
+        return;
+    }
+    let (setup, lock_path, counter) = setup_counter("kazoolock").await;
+    const ROUNDS: usize = 100;
+    let mut cmd = Command::new(PYTHON);
+    cmd.arg(interop_dir().join("kazoo_worker.py"))
+        .args([&connect_string(), &lock_path, &counter])
+        .arg(ROUNDS.to_string());
+    let (child, lines) = spawn(cmd);
+    let ours = zkit_lockers(&lock_path, &counter, 2, ROUNDS).await;
+    let kazoo_violations = worker_result(child, lines).await;
+    let mut zkit_violations = 0;
+    for t in ours {
+        zkit_violations += t.await.unwrap();
+    }
+    assert_eq!(
+        (kazoo_violations, zkit_violations),
+        (0, 0),
+        "two holders at once"
+    );
+    assert_eq!(counter_value(&setup, &counter).await, 3 * ROUNDS);
+}
+
+/// A Curator LeaderLatch leads first; a zkit LeaderLatch in the same
+/// election waits, never leads at the same time, and takes over when the
+/// Curator latch closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zkit_and_curator_share_a_leader_latch() {
+    let Some(classes) = curator_worker() else {
+        require(false, "Curator (libcurator-recipes-java) or javac");
+        return;
+    };
+    let (setup, _, counter) = setup_counter("curatorlatch").await;
+    let path = format!("{}/election", counter.rsplit_once('/').unwrap().0);
+    let mut cmd = Command::new("java");
+    cmd.arg("-cp")
+        .arg(format!("{}:{}", classes.display(), classpath()))
+        .args(["CuratorWorker", "latch", &connect_string(), &path, &counter])
+        .args(["1500", "curator-1"]);
+    let (child, mut lines) = spawn(cmd);
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.recv())
+        .await
+        .expect("Curator leads")
+        .unwrap();
+    assert_eq!(first, "leader");
+    let c = client().await;
+    let latch = LeaderLatch::start(&c, path.clone(), "zkit-1")
+        .await
+        .unwrap();
+    let ids = latch.participants().await.unwrap();
+    assert_eq!(
+        ids,
+        vec!["curator-1", "zkit-1"],
+        "one election, Curator first"
+    );
+    let violations = Arc::new(AtomicUsize::new(0));
+    let steps = Arc::new(AtomicUsize::new(0));
+    // While Curator leads, we must not; once it closes, we lead.
+    let ours = {
+        let (c, counter, violations, steps) = (
+            c.clone(),
+            counter.clone(),
+            violations.clone(),
+            steps.clone(),
+        );
+        let rx = latch.leadership_watch();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while tokio::time::Instant::now() < deadline && steps.load(Ordering::SeqCst) < 50 {
+                if matches!(*rx.borrow(), zkit_recipes::Leadership::Leader { .. }) {
+                    violations
+                        .fetch_add(usize::from(cas_step(&c, &counter).await), Ordering::SeqCst);
+                    steps.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        })
+    };
+    let curator_violations = worker_result(child, lines).await;
+    tokio::time::timeout(Duration::from_secs(30), latch.await_leadership())
+        .await
+        .unwrap()
+        .unwrap();
+    ours.await.unwrap();
+    assert_eq!(
+        (curator_violations, violations.load(Ordering::SeqCst)),
+        (0, 0),
+        "two leaders at once"
+    );
+    assert!(steps.load(Ordering::SeqCst) >= 50, "zkit never led");
+    latch.close().await.unwrap();
+    c.close().await.unwrap();
+    let _ = setup;
+}
