@@ -59,7 +59,9 @@ struct LatchInner {
     client: Client,
     path: String,
     state: watch::Sender<Leadership>,
+    /// Our node and its creation zxid (the fencing token).
     node: Mutex<Option<String>>,
+    token: Mutex<i64>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -88,6 +90,7 @@ impl LeaderLatch {
             path,
             state,
             node: Mutex::new(Some(created.path)),
+            token: Mutex::new(created.stat.czxid),
             task: Mutex::new(None),
         });
         let task = tokio::spawn(run_latch(inner.clone(), id.as_bytes().to_vec()));
@@ -205,7 +208,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// lives.
 async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
     let client = inner.client.clone();
-    let session = client.session_id().0;
     let mut states = client.state_stream();
     let markers = vec!["-latch-".to_string()];
     let mut delays = backoff();
@@ -226,6 +228,7 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
             None => match create_protected(&client, &inner.path, "latch-", &id).await {
                 Ok(c) => {
                     *lock(&inner.node) = Some(c.path.clone());
+                    *lock(&inner.token) = c.stat.czxid;
                     c.path
                 }
                 Err(e) if retryable(&e) => continue,
@@ -260,38 +263,36 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
             Some(0) => (node.clone(), true),
             Some(i) => (join(&inner.path, &order[i - 1].name), false),
         };
+        if lead {
+            // Our node is first and ours (its owner was checked when it was
+            // created or adopted): lead now, then watch it for deletion.
+            set(Leadership::Leader {
+                token: *lock(&inner.token),
+            });
+        }
         let watched = if lead {
-            client
-                .exists_and_watch(&watch_path)
-                .await
-                .map(|(s, w)| (s.map(|s| s.ephemeral_owner), w))
+            match client.exists_and_watch(&watch_path).await {
+                Ok((Some(_), w)) => Ok(w),
+                Ok((None, _)) => {
+                    // Deleted under us: leadership over; re-join.
+                    set(Leadership::NotLeader);
+                    *lock(&inner.node) = None;
+                    continue;
+                }
+                Err(e) => Err(e),
+            }
         } else {
             match client.get_data_and_watch(&watch_path).await {
-                Ok((_, s, w)) => Ok((Some(s.ephemeral_owner), w)),
+                Ok((_, _, w)) => {
+                    set(Leadership::NotLeader);
+                    Ok(w)
+                }
                 Err(Error::NoNode) => continue,
                 Err(e) => Err(e),
             }
         };
         let watcher = match watched {
-            Ok((owner, w)) => {
-                if lead {
-                    if owner != Some(session) {
-                        // Not our session's node (CURATOR-696): never claim.
-                        *lock(&inner.node) = None;
-                        continue;
-                    }
-                    let token = client
-                        .exists(&node)
-                        .await
-                        .ok()
-                        .flatten()
-                        .map_or(0, |s| s.czxid);
-                    set(Leadership::Leader { token });
-                } else {
-                    set(Leadership::NotLeader);
-                }
-                w
-            }
+            Ok(w) => w,
             Err(e) if retryable(&e) => {
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                 continue;

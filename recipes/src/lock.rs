@@ -228,7 +228,9 @@ impl Lock {
         let session = self.client.session_id().0;
         let mut delays = backoff();
         loop {
-            let step = self.step(&our_name, session).await;
+            let step = self
+                .step(&our_name, created.stat.ephemeral_owner, session)
+                .await;
             let predecessor = match step {
                 Ok(Step::Holder) => {
                     let path = node.disarm();
@@ -285,7 +287,7 @@ impl Lock {
     }
 
     /// One look at the contenders.
-    async fn step(&self, our_name: &str, session: i64) -> Result<Step, Error> {
+    async fn step(&self, our_name: &str, owner: i64, session: i64) -> Result<Step, Error> {
         let (children, _) = self.client.get_children(&self.path).await?;
         let order = contenders(&children, &self.options.contender_markers);
         let Some(i) = order.iter().position(|c| c.name == our_name) else {
@@ -298,15 +300,12 @@ impl Lock {
         };
         match blocker {
             Some(b) => Ok(Step::Wait(join(&self.path, &order[b].name))),
-            None => {
-                // Our turn: make sure the node is ours (CURATOR-696) before
-                // claiming.
-                let ours = join(&self.path, our_name);
-                match self.client.exists(&ours).await? {
-                    Some(stat) if stat.ephemeral_owner == session => Ok(Step::Holder),
-                    _ => Ok(Step::Gone),
-                }
-            }
+            // Our turn. The node is ours (CURATOR-696): its owner was
+            // checked when it was created or adopted (`owner`), and a
+            // client's session never changes. Its deletion from now on is
+            // seen by the guard's monitor.
+            None if owner == session => Ok(Step::Holder),
+            None => Ok(Step::Gone),
         }
     }
 }
