@@ -227,11 +227,18 @@ impl Lock {
         let our_name = name_of(&created.path).to_string();
         let session = self.client.session_id().0;
         let mut delays = backoff();
+        // Set when the node we waited for was the first contender and is
+        // now deleted: we are first (see `Step::Wait`).
+        let mut next_in_line = false;
         loop {
-            let step = self
-                .step(&our_name, created.stat.ephemeral_owner, session)
-                .await;
-            let predecessor = match step {
+            let step = if next_in_line && created.stat.ephemeral_owner == session {
+                Ok(Step::Holder)
+            } else {
+                self.step(&our_name, created.stat.ephemeral_owner, session)
+                    .await
+            };
+            next_in_line = false;
+            let (predecessor, first) = match step {
                 Ok(Step::Holder) => {
                     let path = node.disarm();
                     return Ok(Some(LockGuard::new(
@@ -241,7 +248,7 @@ impl Lock {
                         self.kind,
                     )));
                 }
-                Ok(Step::Wait(p)) => p,
+                Ok(Step::Wait(p, first)) => (p, first),
                 Ok(Step::Gone) => {
                     // Our node vanished (deleted by someone): the acquisition
                     // failed as a whole; start over with a new node.
@@ -277,11 +284,17 @@ impl Lock {
                 },
                 None => watcher.changed().await,
             };
-            // Any event (or a connection-only wake-up) only means: look again.
-            if let Err(e) = fired {
-                if !retryable(&e) {
-                    return Err(e);
+            match fired {
+                // The first contender is gone and nothing can sort before
+                // us now: sequence numbers only grow. One round trip saved
+                // on every handoff.
+                Ok(ev) if first && ev.event_type == zkit::EventType::NodeDeleted => {
+                    next_in_line = true;
                 }
+                // Any other event (or a connection-only wake-up): look again.
+                Ok(_) => {}
+                Err(e) if retryable(&e) => {}
+                Err(e) => return Err(e),
             }
         }
     }
@@ -299,7 +312,13 @@ impl Lock {
             Kind::Read => order[..i].iter().rposition(|c| is_writer(&c.name)),
         };
         match blocker {
-            Some(b) => Ok(Step::Wait(join(&self.path, &order[b].name))),
+            // Waiting for the first contender: when it is deleted we are
+            // first, unless it is a write lock that may leave a downgraded
+            // reader at its own sequence number (readers ignore those).
+            Some(b) => Ok(Step::Wait(
+                join(&self.path, &order[b].name),
+                b == 0 && (self.kind == Kind::Read || !order[0].name.contains("__WRIT__")),
+            )),
             // Our turn. The node is ours (CURATOR-696): its owner was
             // checked when it was created or adopted (`owner`), and a
             // client's session never changes. Its deletion from now on is
@@ -312,7 +331,9 @@ impl Lock {
 
 enum Step {
     Holder,
-    Wait(String),
+    /// Watch this node; `true` when it is the first contender and its
+    /// deletion makes us first.
+    Wait(String, bool),
     Gone,
 }
 
