@@ -24,11 +24,12 @@ async fn never_more_than_n_holders() {
         let sem = Semaphore::new(&c, path.clone(), 3);
         let (inside, peak) = (inside.clone(), peak.clone());
         tasks.push(tokio::spawn(async move {
-            for _ in 0..25 {
+            for _ in 0..12 {
                 let lease = sem.acquire().await.unwrap();
                 let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(3)).await;
+                // Long enough for the others to fill the remaining slots.
+                tokio::time::sleep(Duration::from_millis(25)).await;
                 inside.fetch_sub(1, Ordering::SeqCst);
                 lease.release().await.unwrap();
             }
