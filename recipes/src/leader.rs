@@ -221,6 +221,13 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
             }
         });
     };
+    // A connection loss seen outside the wait below (the state event is
+    // handled later): a leader stops leading at once.
+    let suspend = || {
+        if matches!(*inner.state.borrow(), Leadership::Leader { .. }) {
+            set(Leadership::Suspended);
+        }
+    };
     loop {
         let current = lock(&inner.node).clone();
         let node = match current {
@@ -231,7 +238,10 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
                     *lock(&inner.token) = c.stat.czxid;
                     c.path
                 }
-                Err(e) if retryable(&e) => continue,
+                Err(e) if retryable(&e) => {
+                    suspend();
+                    continue;
+                }
                 Err(_) => break,
             },
         };
@@ -246,6 +256,7 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
         let (order, me) = match looked {
             Ok(x) => x,
             Err(e) if retryable(&e) => {
+                suspend();
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                 continue;
             }
@@ -263,7 +274,7 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
             Some(0) => (node.clone(), true),
             Some(i) => (join(&inner.path, &order[i - 1].name), false),
         };
-        if lead {
+        if lead && client.state().is_connected() {
             // Our node is first and ours (its owner was checked when it was
             // created or adopted): lead now, then watch it for deletion.
             set(Leadership::Leader {
@@ -294,6 +305,7 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
         let watcher = match watched {
             Ok(w) => w,
             Err(e) if retryable(&e) => {
+                suspend();
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                 continue;
             }

@@ -95,3 +95,56 @@ async fn the_lock_outlives_its_server_and_is_reconfirmed() {
     holder.close().await.unwrap();
     other.close().await.unwrap();
 }
+
+/// A leader whose server dies is suspended (not leading) until the session
+/// is back, then leads again with the same token; the other participant
+/// never leads meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latch_leadership_is_suspended_then_restored() {
+    use zkit_recipes::{LeaderLatch, Leadership};
+    let zk = fixture().await;
+    let connect = zk.connect_string();
+    let builder = || {
+        Client::builder()
+            .session_timeout(Duration::from_secs(4))
+            .connect(&connect)
+    };
+    let a = builder().await.unwrap();
+    let b = builder().await.unwrap();
+    let la = LeaderLatch::start(&a, "/election/faults", "a")
+        .await
+        .unwrap();
+    la.await_leadership().await.unwrap();
+    let lb = LeaderLatch::start(&b, "/election/faults", "b")
+        .await
+        .unwrap();
+    let token = la.fencing_token().unwrap();
+    let mut wa = la.leadership_watch();
+    let member = a
+        .connected_server()
+        .and_then(|h| zk.member_of_port(h.port))
+        .expect("connected");
+    zk.kill(member).await.unwrap();
+    tokio::time::timeout(SOON, wa.wait_for(|s| *s == Leadership::Suspended))
+        .await
+        .expect("suspended")
+        .unwrap();
+    assert!(!la.is_leader());
+    if zk.is_standalone() {
+        zk.restart(member).await.unwrap();
+    }
+    tokio::time::timeout(SOON, la.await_leadership())
+        .await
+        .expect("leading again")
+        .unwrap();
+    assert_eq!(la.fencing_token(), Some(token), "same term, same node");
+    assert!(!lb.is_leader());
+    la.close().await.unwrap();
+    tokio::time::timeout(SOON, lb.await_leadership())
+        .await
+        .unwrap()
+        .unwrap();
+    lb.close().await.unwrap();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
