@@ -8,6 +8,9 @@
 //! | read/write lock | [`ReadWriteLock`] | Curator: `<path>/_c_<uuid>-__READ__<seq>`, `…-__WRIT__<seq>` |
 //! | leader latch | [`LeaderLatch`] | Curator `LeaderLatch`: `<path>/_c_<uuid>-latch-<seq>` (data: id) |
 //! | run while leader | [`LeaderSelector`] | Curator `LeaderSelector`: `<path>/_c_<uuid>-lock-<seq>` |
+//! | barrier / double barrier | [`Barrier`], [`DoubleBarrier`] | Curator: `<path>`; `<path>/<uuid>` + `<path>/ready` |
+//! | shared counter | [`SharedCount`] | Curator `SharedCount`: 4-byte big-endian `i32` |
+//! | ID generator | [`IdGenerator`] | `<path>/block-<seq>` (ephemeral, deleted at once) |
 //! | counting semaphore | [`Semaphore`] | Curator `InterProcessSemaphoreV2`: `<path>/locks/…`, `<path>/leases/_c_<uuid>-lease-<seq>` |
 //!
 //! # Faults
@@ -25,12 +28,16 @@
 //! releases in the background. Both need a tokio runtime.
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod barrier;
+pub mod counter;
 mod internal;
 pub mod leader;
 pub mod lock;
 pub mod rwlock;
 pub mod semaphore;
 
+pub use barrier::{Barrier, DoubleBarrier};
+pub use counter::{IdGenerator, SharedCount, VersionedCount};
 pub use leader::{Leader, LeaderLatch, LeaderSelector, Leadership};
 pub use lock::{Lock, LockGuard, LockOptions, LockState};
 pub use rwlock::ReadWriteLock;

@@ -1,0 +1,274 @@
+//! Barriers, in Curator's layouts.
+//!
+//! [`Barrier`] (Curator `DistributedBarrier`): the barrier is up while the
+//! node `<path>` exists; waiters block until it is removed.
+//!
+//! [`DoubleBarrier`] (Curator `DistributedDoubleBarrier`, ZooKeeper's
+//! recipe): members enter by creating an ephemeral `<path>/<uuid>`; when
+//! `count` members are in, the last one creates `<path>/ready` and everyone
+//! proceeds; to leave, members delete their nodes and wait until all have
+//! left. Waiters watch a single node (`ready` to enter, one member to
+//! leave), and every wake-up — a spurious one, a connection-only event — is
+//! re-checked against the server (the bug Curator fixed only in 2026,
+//! GH-1290).
+//!
+//! ```no_run
+//! # async fn demo(zk: zkit::Client) -> zkit::Result<()> {
+//! use zkit_recipes::DoubleBarrier;
+//!
+//! let barrier = DoubleBarrier::new(&zk, "/barriers/batch-7", 5);
+//! barrier.enter().await?;   // all 5 workers start together
+//! // ... work ...
+//! barrier.leave().await?;   // and finish together
+//! # Ok(())
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use zkit::{Client, CreateMode, CreateOptions, Error, Version};
+
+use crate::internal::protected::{
+    backoff, delete_retrying, ensure_containers, join, new_guid, retryable,
+};
+
+/// A barrier that is up while its node exists.
+#[derive(Debug, Clone)]
+pub struct Barrier {
+    client: Client,
+    path: String,
+}
+
+impl Barrier {
+    /// The barrier at `path`.
+    pub fn new(client: &Client, path: impl Into<String>) -> Self {
+        Self {
+            client: client.clone(),
+            path: path.into(),
+        }
+    }
+
+    /// Raises the barrier (creates the node; already up is fine).
+    ///
+    /// # Errors
+    /// Session and ACL errors.
+    pub async fn set(&self) -> Result<(), Error> {
+        if let Some((parent, _)) = self.path.rsplit_once('/') {
+            if !parent.is_empty() {
+                ensure_containers(&self.client, parent).await?;
+            }
+        }
+        match self
+            .client
+            .create(&self.path, b"", &CreateOptions::default())
+            .await
+        {
+            Ok(_) | Err(Error::NodeExists) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the barrier, releasing every waiter.
+    ///
+    /// # Errors
+    /// Session and ACL errors.
+    pub async fn remove(&self) -> Result<(), Error> {
+        delete_retrying(&self.client, &self.path).await
+    }
+
+    /// Waits until the barrier is down (returns at once if it is).
+    ///
+    /// # Errors
+    /// Session errors.
+    ///
+    /// # Cancel safety
+    /// Cancel safe (the watch is removed when dropped).
+    pub async fn wait(&self) -> Result<(), Error> {
+        let mut delays = backoff();
+        loop {
+            match self.client.exists_and_watch(&self.path).await {
+                Ok((None, _)) => return Ok(()),
+                Ok((Some(_), w)) => match w.changed().await {
+                    Ok(_) => {} // re-check
+                    Err(e) if retryable(&e) => {}
+                    Err(e) => return Err(e),
+                },
+                Err(e) if retryable(&e) => {
+                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A double barrier for `count` members (see the module docs).
+#[derive(Debug)]
+pub struct DoubleBarrier {
+    client: Client,
+    path: String,
+    count: usize,
+    /// Our member node, `<path>/<uuid>`.
+    me: String,
+}
+
+const READY: &str = "ready";
+
+impl DoubleBarrier {
+    /// A member of the double barrier at `path` for `count` members.
+    pub fn new(client: &Client, path: impl Into<String>, count: usize) -> Self {
+        let path = path.into();
+        // A plain UUID, as Curator names members.
+        let guid = new_guid();
+        let uuid = &guid[3..guid.len() - 1];
+        Self {
+            client: client.clone(),
+            me: join(&path, uuid),
+            path,
+            count: count.max(1),
+        }
+    }
+
+    /// Enters, then waits until `count` members have entered.
+    ///
+    /// # Errors
+    /// Session and ACL errors; connection losses are retried.
+    ///
+    /// # Cancel safety
+    /// If dropped, our member node stays until [`leave`](Self::leave) or
+    /// the session ends.
+    pub async fn enter(&self) -> Result<(), Error> {
+        let ready = join(&self.path, READY);
+        let mut delays = backoff();
+        // Join (idempotent: an existing node of our session is us).
+        loop {
+            match self
+                .client
+                .create(&self.me, b"", &CreateOptions::new(CreateMode::Ephemeral))
+                .await
+            {
+                Ok(_) | Err(Error::NodeExists) => break,
+                Err(Error::NoNode) => ensure_containers(&self.client, &self.path).await?,
+                Err(e) if retryable(&e) => {
+                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        loop {
+            let step = async {
+                let (exists, watcher) = self.client.exists_and_watch(&ready).await?;
+                if exists.is_some() {
+                    return Ok::<_, Error>(None);
+                }
+                let (children, _) = self.client.get_children(&self.path).await?;
+                let members = children.iter().filter(|c| *c != READY).count();
+                if members >= self.count {
+                    match self
+                        .client
+                        .create(&ready, b"", &CreateOptions::default())
+                        .await
+                    {
+                        Ok(_) | Err(Error::NodeExists) => return Ok(None),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(Some(watcher))
+            }
+            .await;
+            match step {
+                Ok(None) => return Ok(()),
+                // Any wake-up: look again (spurious and connection events too).
+                Ok(Some(w)) => {
+                    let _ = w.changed().await;
+                }
+                Err(e) if retryable(&e) => {
+                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Leaves, then waits until every member has left (ZooKeeper's recipe:
+    /// the lowest member waits for the highest, the others delete
+    /// themselves and wait for the lowest).
+    ///
+    /// # Errors
+    /// Session and ACL errors; connection losses are retried.
+    pub async fn leave(&self) -> Result<(), Error> {
+        let me = self.me.rsplit('/').next().unwrap_or_default().to_string();
+        let mut delays = backoff();
+        loop {
+            let step = async {
+                let (mut children, _) = match self.client.get_children(&self.path).await {
+                    Ok(c) => c,
+                    Err(Error::NoNode) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                children.retain(|c| c != READY);
+                children.sort();
+                if children.is_empty() {
+                    return Ok(None);
+                }
+                let mine = children.iter().any(|c| *c == me);
+                if children.len() == 1 && mine {
+                    match self.client.delete(&self.me, Version::Any).await {
+                        Ok(()) | Err(Error::NoNode) => return Ok(None),
+                        Err(e) => return Err(e),
+                    }
+                }
+                let lowest = &children[0];
+                let target = if mine && *lowest == me {
+                    // Wait for the highest to go.
+                    children.last().cloned().unwrap_or_default()
+                } else {
+                    if mine {
+                        match self.client.delete(&self.me, Version::Any).await {
+                            Ok(()) | Err(Error::NoNode) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    lowest.clone()
+                };
+                match self
+                    .client
+                    .exists_and_watch(&join(&self.path, &target))
+                    .await?
+                {
+                    (Some(_), w) => Ok(Some(w)),
+                    // Gone already: look again at once.
+                    (None, _) => Ok(None),
+                }
+            }
+            .await;
+            match step {
+                Ok(None) => {
+                    // Everyone left (or we re-check): done when empty.
+                    if self.all_left().await? {
+                        let _ = self
+                            .client
+                            .delete(&join(&self.path, READY), Version::Any)
+                            .await;
+                        return Ok(());
+                    }
+                }
+                Ok(Some(w)) => {
+                    let _ = w.changed().await;
+                }
+                Err(e) if retryable(&e) => {
+                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn all_left(&self) -> Result<bool, Error> {
+        match self.client.get_children(&self.path).await {
+            Ok((children, _)) => Ok(children.iter().all(|c| c == READY)),
+            Err(Error::NoNode) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+}

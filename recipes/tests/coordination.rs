@@ -1,0 +1,154 @@
+//! Counters, IDs and barriers.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{base, client, SOON};
+use zkit_recipes::{Barrier, DoubleBarrier, IdGenerator, SharedCount};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_count_takes_every_increment_once() {
+    let setup = client().await;
+    let dir = base(&setup, "count").await;
+    let path = format!("{dir}/hits");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let c = client().await;
+        let count = SharedCount::new(&c, path.clone(), 0);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..500 {
+                count.add(1).await.unwrap();
+            }
+            c.close().await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let count = SharedCount::new(&setup, path.clone(), 0);
+    assert_eq!(count.get().await.unwrap().value, 4000);
+    // Curator's format: 4-byte big-endian.
+    count.set(258).await.unwrap();
+    let (raw, _) = setup.get_data(&path).await.unwrap();
+    assert_eq!(&raw[..], &[0, 0, 1, 2]);
+    let v = count.get().await.unwrap();
+    assert!(count.try_set(v, 7).await.unwrap());
+    assert!(
+        !count.try_set(v, 8).await.unwrap(),
+        "stale version must fail"
+    );
+    assert_eq!(count.get().await.unwrap().value, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_are_unique_and_increasing() {
+    let setup = client().await;
+    let dir = base(&setup, "ids").await;
+    let path = format!("{dir}/gen");
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let c = client().await;
+        let mut ids = IdGenerator::new(&c, path.clone(), 100);
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::with_capacity(2500);
+            for _ in 0..2500 {
+                out.push(ids.next_id().await.unwrap());
+            }
+            c.close().await.unwrap();
+            out
+        }));
+    }
+    let mut all = HashSet::new();
+    for t in tasks {
+        let ids = t.await.unwrap();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "not increasing");
+        for id in ids {
+            assert!(all.insert(id), "duplicate id {id}");
+        }
+    }
+    assert_eq!(all.len(), 10_000);
+    let (left, _) = setup.get_children(&path).await.unwrap();
+    assert!(left.len() <= 4, "block nodes are deleted: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_barrier_holds_waiters_until_removed() {
+    let setup = client().await;
+    let dir = base(&setup, "barrier").await;
+    let barrier = Barrier::new(&setup, format!("{dir}/gate"));
+    barrier.set().await.unwrap();
+    let released = Arc::new(AtomicUsize::new(0));
+    let mut waiters = Vec::new();
+    for _ in 0..3 {
+        let c = client().await;
+        let b = Barrier::new(&c, format!("{dir}/gate"));
+        let released = released.clone();
+        waiters.push(tokio::spawn(async move {
+            b.wait().await.unwrap();
+            released.fetch_add(1, Ordering::SeqCst);
+            c.close().await.unwrap();
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(released.load(Ordering::SeqCst), 0);
+    barrier.remove().await.unwrap();
+    for w in waiters {
+        tokio::time::timeout(SOON, w).await.unwrap().unwrap();
+    }
+    assert_eq!(released.load(Ordering::SeqCst), 3);
+}
+
+/// Ten members: nobody passes `enter` before all ten are in; one member's
+/// session dies inside; the other nine still leave together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_barrier_with_a_killed_member() {
+    let setup = client().await;
+    let dir = base(&setup, "double").await;
+    let path = format!("{dir}/batch");
+    let entered = Arc::new(AtomicUsize::new(0));
+    let passed_early = Arc::new(AtomicUsize::new(0));
+    let left = Arc::new(AtomicUsize::new(0));
+    let (gone_tx, gone_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let c = client().await;
+        let b = DoubleBarrier::new(&c, path.clone(), 10);
+        let (entered, passed_early, left) = (entered.clone(), passed_early.clone(), left.clone());
+        let mut gone = gone_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20 * i as u64)).await;
+            entered.fetch_add(1, Ordering::SeqCst);
+            b.enter().await.unwrap();
+            if entered.load(Ordering::SeqCst) < 10 {
+                passed_early.fetch_add(1, Ordering::SeqCst);
+            }
+            if i == 9 {
+                // This member dies inside the barrier.
+                c.close().await.unwrap();
+                return;
+            }
+            let _ = gone.wait_for(|g| *g).await;
+            b.leave().await.unwrap();
+            left.fetch_add(1, Ordering::SeqCst);
+            c.close().await.unwrap();
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gone_tx.send(true).unwrap();
+    for t in tasks {
+        tokio::time::timeout(SOON, t).await.unwrap().unwrap();
+    }
+    assert_eq!(
+        passed_early.load(Ordering::SeqCst),
+        0,
+        "entered before all arrived"
+    );
+    assert_eq!(left.load(Ordering::SeqCst), 9);
+    let (kids, _) = setup.get_children(&path).await.unwrap();
+    assert!(kids.is_empty(), "{kids:?}");
+}
