@@ -211,7 +211,7 @@ impl DoubleBarrier {
                 if children.is_empty() {
                     return Ok(None);
                 }
-                let mine = children.iter().any(|c| *c == me);
+                let mine = children.contains(&me);
                 if children.len() == 1 && mine {
                     match self.client.delete(&self.me, Version::Any).await {
                         Ok(()) | Err(Error::NoNode) => return Ok(None),
