@@ -9,6 +9,7 @@
 //! | leader latch | [`LeaderLatch`] | Curator `LeaderLatch`: `<path>/_c_<uuid>-latch-<seq>` (data: id) |
 //! | run while leader | [`LeaderSelector`] | Curator `LeaderSelector`: `<path>/_c_<uuid>-lock-<seq>` |
 //! | barrier / double barrier | [`Barrier`], [`DoubleBarrier`] | Curator: `<path>`; `<path>/<uuid>` + `<path>/ready` |
+//! | FIFO queue | [`Queue`] | Curator `SimpleDistributedQueue`: `<path>/qn-<seq>` (+ `_claims/`, `_waiters/`) |
 //! | shared counter | [`SharedCount`] | Curator `SharedCount`: 4-byte big-endian `i32` |
 //! | ID generator | [`IdGenerator`] | `<path>/block-<seq>` (ephemeral, deleted at once) |
 //! | counting semaphore | [`Semaphore`] | Curator `InterProcessSemaphoreV2`: `<path>/locks/…`, `<path>/leases/_c_<uuid>-lease-<seq>` |
@@ -33,6 +34,7 @@ pub mod counter;
 mod internal;
 pub mod leader;
 pub mod lock;
+pub mod queue;
 pub mod rwlock;
 pub mod semaphore;
 
@@ -40,5 +42,6 @@ pub use barrier::{Barrier, DoubleBarrier};
 pub use counter::{IdGenerator, SharedCount, VersionedCount};
 pub use leader::{Leader, LeaderLatch, LeaderSelector, Leadership};
 pub use lock::{Lock, LockGuard, LockOptions, LockState};
+pub use queue::{Claim, Queue};
 pub use rwlock::ReadWriteLock;
 pub use semaphore::{Lease, Semaphore};

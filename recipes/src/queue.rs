@@ -1,0 +1,473 @@
+//! FIFO queue in the layout of Curator's `SimpleDistributedQueue` (and
+//! ZooKeeper's queue recipe): items are PERSISTENT_SEQUENTIAL nodes
+//! `<path>/qn-<seq>`, taken in sequence order. Java and Python processes
+//! using those recipes can share the queue.
+//!
+//! **Herd.** Curator's consumers all watch the queue's children, so every
+//! put wakes every idle consumer. Here a consumer that finds the queue empty
+//! waits its turn in a [`Lock`] at `<path>/_waiters`; only the turn holder
+//! watches the queue, so a put wakes one consumer (the others watch only
+//! their predecessor in the line).
+//!
+//! **Delivery.** [`take`](Queue::take) is at-most-once (read, then delete:
+//! a consumer that crashes after the delete loses the item).
+//! [`take_claimed`](Queue::take_claimed) is at-least-once: the item is
+//! claimed with an ephemeral `<path>/_claims/<item>`, processed, then
+//! [`Claim::complete`] deletes item and claim in one transaction that
+//! re-checks the claim; a consumer that dies (or drops the claim) releases
+//! it, so the item is delivered again, and a completed item is never
+//! delivered again.
+//!
+//! ```no_run
+//! # async fn demo(zk: zkit::Client) -> zkit::Result<()> {
+//! use zkit_recipes::Queue;
+//!
+//! let q = Queue::new(&zk, "/queues/jobs");
+//! q.put(b"job-1").await?;
+//! let claim = q.take_claimed().await?;
+//! println!("working on {:?}", claim.data());
+//! claim.complete().await?;     // gone for good only now
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use zkit::{Bytes, Client, CreateMode, CreateOptions, Error, Version};
+
+use crate::internal::protected::{
+    backoff, delete_in_background, ensure_containers, join, retryable,
+};
+use crate::internal::sequence::{compare, parse_sequence};
+use crate::lock::Lock;
+
+const PREFIX: &str = "qn-";
+const CLAIMS: &str = "_claims";
+const WAITERS: &str = "_waiters";
+
+/// A distributed FIFO queue (see the module docs).
+///
+/// A `Queue` value caches the item names it listed last and works through
+/// them before listing again (a listing costs as much as the queue is
+/// long); clones share the cache.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    client: Client,
+    path: String,
+    claims: String,
+    turn: Lock,
+    cache: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+}
+
+/// An item taken with [`Queue::take_claimed`]: complete it when processed.
+/// Dropping it (or the session ending) gives the item back to the queue.
+#[derive(Debug)]
+pub struct Claim {
+    client: Client,
+    item: String,
+    claim: String,
+    data: Bytes,
+    done: bool,
+}
+
+impl Claim {
+    /// The item's data.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The item's node path.
+    pub fn item(&self) -> &str {
+        &self.item
+    }
+
+    /// Removes the item for good, in one transaction with our claim (which
+    /// must still exist): a claim lost in the meantime (session expired)
+    /// fails with [`Error::MultiFailed`] and the item stays for another
+    /// consumer.
+    ///
+    /// # Errors
+    /// As above; session errors. A ConnectionLoss leaves the outcome
+    /// unknown (the item is either completed or still claimed by us).
+    pub async fn complete(mut self) -> Result<(), Error> {
+        self.done = true;
+        self.client
+            .multi()
+            .check(&self.claim, Version::Exact(0))
+            .delete(&self.item, Version::Any)
+            .delete(&self.claim, Version::Exact(0))
+            .commit()
+            .await
+            .map(drop)
+    }
+
+    /// Gives the item back to the queue now.
+    ///
+    /// # Errors
+    /// Session errors.
+    pub async fn abandon(mut self) -> Result<(), Error> {
+        self.done = true;
+        crate::internal::protected::delete_retrying(&self.client, &self.claim).await
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.done {
+            delete_in_background(self.client.clone(), self.claim.clone());
+        }
+    }
+}
+
+impl Queue {
+    /// The queue at `path`.
+    pub fn new(client: &Client, path: impl Into<String>) -> Self {
+        let path = path.into();
+        Self {
+            client: client.clone(),
+            claims: join(&path, CLAIMS),
+            turn: Lock::new(client, join(&path, WAITERS)),
+            cache: std::sync::Arc::default(),
+            path,
+        }
+    }
+
+    /// Appends an item; returns its node path.
+    ///
+    /// # Errors
+    /// Session and ACL errors. [`Error::ConnectionLoss`] leaves the outcome
+    /// unknown (the item may or may not be in the queue): retrying may
+    /// duplicate it, as with Curator's queues.
+    pub async fn put(&self, data: &[u8]) -> Result<String, Error> {
+        let item = join(&self.path, PREFIX);
+        loop {
+            match self
+                .client
+                .create(
+                    &item,
+                    data,
+                    &CreateOptions::new(CreateMode::PersistentSequential),
+                )
+                .await
+            {
+                Ok((path, _)) => return Ok(path),
+                Err(Error::NoNode) => ensure_containers(&self.client, &self.path).await?,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The number of items (claimed ones included).
+    ///
+    /// # Errors
+    /// Connection and session errors.
+    pub async fn len(&self) -> Result<usize, Error> {
+        Ok(self.items().await?.0.len())
+    }
+
+    /// Whether the queue has no item.
+    ///
+    /// # Errors
+    /// Connection and session errors.
+    pub async fn is_empty(&self) -> Result<bool, Error> {
+        Ok(self.len().await? == 0)
+    }
+
+    /// Takes the head item, waiting for one (at-most-once).
+    ///
+    /// # Errors
+    /// Session errors; connection losses are retried.
+    ///
+    /// # Cancel safety
+    /// Dropping the future takes nothing (an item is taken by its delete,
+    /// the last step).
+    pub async fn take(&self) -> Result<Vec<u8>, Error> {
+        match self.take_until(None, true, false).await? {
+            Some(Taken::Data(d)) => Ok(d),
+            _ => unreachable!("a waiting take returns an item or an error"),
+        }
+    }
+
+    /// Takes the head item if there is one.
+    ///
+    /// # Errors
+    /// As [`take`](Self::take).
+    pub async fn try_take(&self) -> Result<Option<Vec<u8>>, Error> {
+        Ok(match self.take_until(None, false, false).await? {
+            Some(Taken::Data(d)) => Some(d),
+            _ => None,
+        })
+    }
+
+    /// Takes the head item, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`take`](Self::take).
+    ///
+    /// # Cancel safety
+    /// As [`take`](Self::take).
+    pub async fn poll(&self, timeout: Duration) -> Result<Option<Vec<u8>>, Error> {
+        Ok(
+            match self
+                .take_until(Some(Instant::now() + timeout), true, false)
+                .await?
+            {
+                Some(Taken::Data(d)) => Some(d),
+                _ => None,
+            },
+        )
+    }
+
+    /// Claims the head unclaimed item, waiting for one (at-least-once).
+    ///
+    /// # Errors
+    /// Session errors; connection losses are retried.
+    ///
+    /// # Cancel safety
+    /// A claim made by a dropped future is released in the background.
+    pub async fn take_claimed(&self) -> Result<Claim, Error> {
+        match self.take_until(None, true, true).await? {
+            Some(Taken::Claimed(c)) => Ok(c),
+            _ => unreachable!("a waiting take returns an item or an error"),
+        }
+    }
+
+    /// Claims the head unclaimed item, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`take_claimed`](Self::take_claimed).
+    pub async fn poll_claimed(&self, timeout: Duration) -> Result<Option<Claim>, Error> {
+        Ok(
+            match self
+                .take_until(Some(Instant::now() + timeout), true, true)
+                .await?
+            {
+                Some(Taken::Claimed(c)) => Some(c),
+                _ => None,
+            },
+        )
+    }
+
+    /// The items in queue order, and the claimed ones.
+    async fn items(&self) -> Result<(Vec<String>, HashSet<String>), Error> {
+        let children = match self.client.get_children(&self.path).await {
+            Ok((c, _)) => c,
+            Err(Error::NoNode) => return Ok((Vec::new(), HashSet::new())),
+            Err(e) => return Err(e),
+        };
+        let mut items: Vec<(i32, String)> = children
+            .into_iter()
+            .filter(|c| c.starts_with(PREFIX))
+            .filter_map(|c| parse_sequence(&c).map(|s| (s, c)))
+            .collect();
+        items.sort_by(|a, b| compare(a.0, b.0).then_with(|| a.1.cmp(&b.1)));
+        let claimed = match self.client.get_children(&self.claims).await {
+            Ok((c, _)) => c.into_iter().collect(),
+            Err(Error::NoNode) => HashSet::new(),
+            Err(e) => return Err(e),
+        };
+        Ok((items.into_iter().map(|(_, c)| c).collect(), claimed))
+    }
+
+    /// Takes (or claims) the first item we can: from the cached listing,
+    /// listing again when it runs out; `None` when the queue has nothing
+    /// for us.
+    async fn take_once(&self, claimed_mode: bool) -> Result<Option<Taken>, Error> {
+        let mut refreshed = false;
+        loop {
+            let next = self
+                .cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop_front();
+            let name = match next {
+                Some(n) => n,
+                None if refreshed => return Ok(None),
+                None => {
+                    let (items, claimed) = self.items().await?;
+                    // A claimed item belongs to its claimant (in either mode).
+                    let fresh: std::collections::VecDeque<String> =
+                        items.into_iter().filter(|i| !claimed.contains(i)).collect();
+                    if fresh.is_empty() {
+                        return Ok(None);
+                    }
+                    *self
+                        .cache
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+                    refreshed = true;
+                    continue;
+                }
+            };
+            let item = join(&self.path, &name);
+            if claimed_mode {
+                if let Some(c) = self.claim(&item, &name).await? {
+                    return Ok(Some(Taken::Claimed(c)));
+                }
+                continue;
+            }
+            let data = match self.client.get_data(&item).await {
+                Ok((d, _)) => d,
+                Err(Error::NoNode) => continue,
+                Err(e) => return Err(e),
+            };
+            match self.client.delete(&item, Version::Any).await {
+                Ok(()) => return Ok(Some(Taken::Data(data.to_vec()))),
+                Err(Error::NoNode) => continue, // another consumer won
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Claims `item`; `None` when someone else has it or it is gone.
+    async fn claim(&self, item: &str, name: &str) -> Result<Option<Claim>, Error> {
+        let claim = join(&self.claims, name);
+        let session = self.client.session_id().0;
+        let mut delays = backoff();
+        loop {
+            match self
+                .client
+                .create(&claim, b"", &CreateOptions::new(CreateMode::Ephemeral))
+                .await
+            {
+                Ok(_) => break,
+                Err(Error::NodeExists) => return Ok(None),
+                Err(Error::NoNode) => ensure_containers(&self.client, &self.claims).await?,
+                Err(e) if retryable(&e) => {
+                    // Lost reply: the claim may be ours.
+                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                    match self.client.exists(&claim).await {
+                        Ok(Some(s)) if s.ephemeral_owner == session => break,
+                        Ok(Some(_)) => return Ok(None),
+                        Ok(None) => {}
+                        Err(e) if retryable(&e) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut claim_guard = Claim {
+            client: self.client.clone(),
+            item: item.to_string(),
+            claim,
+            data: Bytes::new(),
+            done: false,
+        };
+        match self.client.get_data(item).await {
+            Ok((data, _)) => {
+                claim_guard.data = data;
+                Ok(Some(claim_guard))
+            }
+            // Completed by someone between our listing and our claim.
+            Err(Error::NoNode) => {
+                claim_guard.abandon().await?;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn take_until(
+        &self,
+        deadline: Option<Instant>,
+        wait: bool,
+        claimed_mode: bool,
+    ) -> Result<Option<Taken>, Error> {
+        let mut delays = backoff();
+        loop {
+            // Fast path: items are there, no waiting, no watch.
+            match self.take_once(claimed_mode).await {
+                Ok(Some(t)) => return Ok(Some(t)),
+                Ok(None) if !wait => return Ok(None),
+                Ok(None) => {}
+                Err(e) if retryable(&e) => {
+                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            // Empty: wait in line; only the first in line watches the queue.
+            let turn = match deadline {
+                None => self.turn.acquire().await?,
+                Some(d) => match self
+                    .turn
+                    .acquire_timeout(d.saturating_duration_since(Instant::now()))
+                    .await?
+                {
+                    Some(g) => g,
+                    None => return Ok(None),
+                },
+            };
+            let got = self.wait_for_item(deadline, claimed_mode).await;
+            turn.release().await?;
+            match got {
+                Ok(Some(t)) => return Ok(Some(t)),
+                Ok(None) => return Ok(None), // deadline passed
+                Err(e) if retryable(&e) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// As the first in line: watch the queue (and the claims) until an item
+    /// can be taken.
+    async fn wait_for_item(
+        &self,
+        deadline: Option<Instant>,
+        claimed_mode: bool,
+    ) -> Result<Option<Taken>, Error> {
+        loop {
+            let items_changed = match self.client.get_children_and_watch(&self.path).await {
+                Ok((_, _, w)) => Some(w),
+                Err(Error::NoNode) => {
+                    ensure_containers(&self.client, &self.path).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let claims_changed = if claimed_mode {
+                match self.client.get_children_and_watch(&self.claims).await {
+                    Ok((_, _, w)) => Some(w),
+                    Err(Error::NoNode) => None,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                None
+            };
+            if let Some(t) = self.take_once(claimed_mode).await? {
+                return Ok(Some(t));
+            }
+            let any = async {
+                match (items_changed, claims_changed) {
+                    (Some(a), Some(b)) => {
+                        tokio::select! {
+                            _ = a.changed() => {}
+                            _ = b.changed() => {}
+                        }
+                    }
+                    (Some(a), None) | (None, Some(a)) => {
+                        let _ = a.changed().await;
+                    }
+                    (None, None) => {}
+                }
+            };
+            match deadline {
+                Some(d) => {
+                    if tokio::time::timeout_at(d, any).await.is_err() {
+                        return Ok(None);
+                    }
+                }
+                None => any.await,
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Taken {
+    Data(Vec<u8>),
+    Claimed(Claim),
+}

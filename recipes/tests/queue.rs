@@ -1,0 +1,191 @@
+//! The FIFO queue: order, no loss and no duplicates under 4 producers and
+//! 4 consumers, at-least-once delivery with consumers dying mid-stream,
+//! one waiter watching the queue.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{base, client, SOON};
+use zkit_recipes::Queue;
+
+/// Items per producer (4 producers, 4 consumers).
+fn per_producer() -> usize {
+    5000
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_producer_is_served_in_order() {
+    let setup = client().await;
+    let dir = base(&setup, "fifo").await;
+    let q = Queue::new(&setup, format!("{dir}/q"));
+    for i in 0..100u32 {
+        q.put(&i.to_be_bytes()).await.unwrap();
+    }
+    assert_eq!(q.len().await.unwrap(), 100);
+    for i in 0..100u32 {
+        assert_eq!(q.take().await.unwrap(), i.to_be_bytes());
+    }
+    assert!(q.try_take().await.unwrap().is_none());
+    assert!(q.poll(Duration::from_millis(200)).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_producers_four_consumers_nothing_lost_or_doubled() {
+    let setup = client().await;
+    let dir = base(&setup, "mpmc").await;
+    let path = format!("{dir}/q");
+    let n = per_producer();
+    let got: Arc<Mutex<Vec<(usize, String)>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut producers = Vec::new();
+    for p in 0..4 {
+        let c = client().await;
+        let q = Queue::new(&c, path.clone());
+        producers.push(tokio::spawn(async move {
+            for i in 0..n {
+                q.put(format!("{p}:{i}").as_bytes()).await.unwrap();
+            }
+            c.close().await.unwrap();
+        }));
+    }
+    let mut consumers = Vec::new();
+    for k in 0..4 {
+        let c = client().await;
+        let q = Queue::new(&c, path.clone());
+        let got = got.clone();
+        consumers.push(tokio::spawn(async move {
+            while let Some(item) = q.poll(Duration::from_secs(3)).await.unwrap() {
+                got.lock()
+                    .unwrap()
+                    .push((k, String::from_utf8(item).unwrap()));
+            }
+            c.close().await.unwrap();
+        }));
+    }
+    for p in producers {
+        p.await.unwrap();
+    }
+    for c in consumers {
+        c.await.unwrap();
+    }
+    let got = got.lock().unwrap().clone();
+    let unique: HashSet<&String> = got.iter().map(|(_, s)| s).collect();
+    assert_eq!(unique.len(), got.len(), "an item was delivered twice");
+    assert_eq!(got.len(), 4 * n, "items lost");
+    // Per producer, each consumer sees items in the order they were put.
+    let mut last: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    for (k, s) in &got {
+        let (p, i) = s.split_once(':').unwrap();
+        let (p, i): (usize, usize) = (p.parse().unwrap(), i.parse().unwrap());
+        if let Some(prev) = last.insert((*k, p), i) {
+            assert!(prev < i, "consumer {k} got {p}:{i} after {p}:{prev}");
+        }
+    }
+    let per_consumer: Vec<usize> = (0..4)
+        .map(|k| got.iter().filter(|(c, _)| *c == k).count())
+        .collect();
+    assert!(
+        per_consumer.iter().filter(|&&c| c > 0).count() >= 2,
+        "{per_consumer:?}"
+    );
+}
+
+/// At-least-once: consumers die holding a claim (their session closes
+/// before `complete`); the items come back and are completed by others.
+/// Every item is completed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claimed_items_survive_dying_consumers() {
+    let setup = client().await;
+    let dir = base(&setup, "claims").await;
+    let path = format!("{dir}/q");
+    let q = Queue::new(&setup, path.clone());
+    let n = per_producer() / 5;
+    for i in 0..n {
+        q.put(format!("item-{i}").as_bytes()).await.unwrap();
+    }
+    let completed: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut consumers = Vec::new();
+    for _ in 0..4 {
+        let (path, completed) = (path.clone(), completed.clone());
+        consumers.push(tokio::spawn(async move {
+            let mut deaths = 0;
+            loop {
+                let c = client().await;
+                let q = Queue::new(&c, path.clone());
+                let mut handled = 0;
+                loop {
+                    let Some(claim) = q.poll_claimed(Duration::from_secs(2)).await.unwrap() else {
+                        c.close().await.unwrap();
+                        return deaths;
+                    };
+                    handled += 1;
+                    if handled == 7 && deaths < 3 {
+                        // Crash while processing: no complete, no abandon;
+                        // the session's end drops the claim.
+                        std::mem::forget(claim);
+                        c.close().await.unwrap();
+                        deaths += 1;
+                        break;
+                    }
+                    let item = String::from_utf8(claim.data().to_vec()).unwrap();
+                    claim.complete().await.unwrap();
+                    completed.lock().unwrap().push(item);
+                }
+            }
+        }));
+    }
+    let mut deaths = 0;
+    for c in consumers {
+        deaths += c.await.unwrap();
+    }
+    assert!(deaths >= 4, "only {deaths} crashes");
+    let completed = completed.lock().unwrap().clone();
+    let unique: HashSet<&String> = completed.iter().collect();
+    assert_eq!(unique.len(), completed.len(), "an item was completed twice");
+    assert_eq!(completed.len(), n, "items lost");
+    assert_eq!(q.len().await.unwrap(), 0);
+}
+
+/// Idle consumers line up: a put wakes one of them, not all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_wakes_one_waiting_consumer() {
+    let setup = client().await;
+    let dir = base(&setup, "herd").await;
+    let path = format!("{dir}/q");
+    let mut waiting = Vec::new();
+    for _ in 0..5 {
+        let c = client().await;
+        let q = Queue::new(&c, path.clone());
+        waiting.push(tokio::spawn(async move {
+            let item = q.take().await.unwrap();
+            (c, item)
+        }));
+    }
+    common::eventually("5 consumers in line", SOON, || async {
+        setup
+            .get_children(&format!("{path}/_waiters"))
+            .await
+            .map(|(k, _)| k.len() == 5)
+            .unwrap_or(false)
+    })
+    .await;
+    let q = Queue::new(&setup, path.clone());
+    q.put(b"one").await.unwrap();
+    let mut woke = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    while tokio::time::Instant::now() < deadline {
+        woke = waiting.iter().filter(|t| t.is_finished()).count();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(woke, 1, "one put, one consumer");
+    for i in 0..4u8 {
+        q.put(&[i]).await.unwrap();
+    }
+    for t in waiting {
+        let (c, _) = tokio::time::timeout(SOON, t).await.unwrap().unwrap();
+        c.close().await.unwrap();
+    }
+}
