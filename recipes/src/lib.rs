@@ -10,6 +10,7 @@
 //! | run while leader | [`LeaderSelector`] | Curator `LeaderSelector`: `<path>/_c_<uuid>-lock-<seq>` |
 //! | barrier / double barrier | [`Barrier`], [`DoubleBarrier`] | Curator: `<path>`; `<path>/<uuid>` + `<path>/ready` |
 //! | FIFO queue | [`Queue`] | Curator `SimpleDistributedQueue`: `<path>/qn-<seq>` (+ `_claims/`, `_waiters/`) |
+//! | group membership | [`GroupMember`], [`MemberSet`] | Curator `GroupMember`: `<path>/<id>` (ephemeral, payload) |
 //! | shared counter | [`SharedCount`] | Curator `SharedCount`: 4-byte big-endian `i32` |
 //! | ID generator | [`IdGenerator`] | `<path>/block-<seq>` (ephemeral, deleted at once) |
 //! | counting semaphore | [`Semaphore`] | Curator `InterProcessSemaphoreV2`: `<path>/locks/…`, `<path>/leases/_c_<uuid>-lease-<seq>` |
@@ -34,6 +35,7 @@ pub mod counter;
 mod internal;
 pub mod leader;
 pub mod lock;
+pub mod membership;
 pub mod queue;
 pub mod rwlock;
 pub mod semaphore;
@@ -42,6 +44,7 @@ pub use barrier::{Barrier, DoubleBarrier};
 pub use counter::{IdGenerator, SharedCount, VersionedCount};
 pub use leader::{Leader, LeaderLatch, LeaderSelector, Leadership};
 pub use lock::{Lock, LockGuard, LockOptions, LockState};
+pub use membership::{GroupMember, MemberSet};
 pub use queue::{Claim, Queue};
 pub use rwlock::ReadWriteLock;
 pub use semaphore::{Lease, Semaphore};

@@ -152,3 +152,61 @@ async fn double_barrier_with_a_killed_member() {
     let (kids, _) = setup.get_children(&path).await.unwrap();
     assert!(kids.is_empty(), "{kids:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_membership_follows_joins_and_leaves() {
+    use zkit_recipes::{GroupMember, MemberSet};
+    let setup = client().await;
+    let dir = base(&setup, "group").await;
+    let path = format!("{dir}/workers");
+    let mut set = MemberSet::watch(&setup, &path);
+    let a = client().await;
+    let b = client().await;
+    let c = client().await;
+    let ma = GroupMember::join(&a, &path, "a", b"10.0.0.1")
+        .await
+        .unwrap();
+    let mb = GroupMember::join(&b, &path, "b", b"10.0.0.2")
+        .await
+        .unwrap();
+    let _mc = GroupMember::join(&c, &path, "c", b"10.0.0.3")
+        .await
+        .unwrap();
+    // Another session cannot take over a live member's id.
+    assert_eq!(
+        GroupMember::join(&a, &path, "b", b"x").await.unwrap_err(),
+        zkit::Error::NodeExists
+    );
+    // Joining again from the same session adopts (and updates) the node.
+    let ma2 = GroupMember::join(&a, &path, "a", b"10.0.0.9")
+        .await
+        .unwrap();
+    std::mem::forget(ma2);
+    let members = |set: &MemberSet| set.borrow().keys().cloned().collect::<Vec<_>>();
+    let deadline = tokio::time::Instant::now() + SOON;
+    while members(&set) != ["a", "b", "c"] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            members(&set)
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(200), set.changed()).await;
+    }
+    mb.leave().await.unwrap();
+    c.close().await.unwrap(); // c's membership ends with its session
+    let deadline = tokio::time::Instant::now() + SOON;
+    while members(&set) != ["a"] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            members(&set)
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(200), set.changed()).await;
+    }
+    ma.update(b"10.0.0.7").await.unwrap();
+    let (d, _) = setup.get_data(&format!("{path}/a")).await.unwrap();
+    assert_eq!(&d[..], b"10.0.0.7");
+    ma.leave().await.unwrap();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
