@@ -11,6 +11,7 @@
 //! | barrier / double barrier | [`Barrier`], [`DoubleBarrier`] | Curator: `<path>`; `<path>/<uuid>` + `<path>/ready` |
 //! | FIFO queue | [`Queue`] | Curator `SimpleDistributedQueue`: `<path>/qn-<seq>` (+ `_claims/`, `_waiters/`) |
 //! | group membership | [`GroupMember`], [`MemberSet`] | Curator `GroupMember`: `<path>/<id>` (ephemeral, payload) |
+//! | config subscription | [`ConfigSubscription`], [`config::publish`] | `<path>` holding JSON (serde) |
 //! | shared counter | [`SharedCount`] | Curator `SharedCount`: 4-byte big-endian `i32` |
 //! | ID generator | [`IdGenerator`] | `<path>/block-<seq>` (ephemeral, deleted at once) |
 //! | counting semaphore | [`Semaphore`] | Curator `InterProcessSemaphoreV2`: `<path>/locks/…`, `<path>/leases/_c_<uuid>-lease-<seq>` |
@@ -31,6 +32,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod barrier;
+pub mod config;
 pub mod counter;
 mod internal;
 pub mod leader;
@@ -39,8 +41,10 @@ pub mod membership;
 pub mod queue;
 pub mod rwlock;
 pub mod semaphore;
+pub mod sessions;
 
 pub use barrier::{Barrier, DoubleBarrier};
+pub use config::{ConfigSubscription, Versioned};
 pub use counter::{IdGenerator, SharedCount, VersionedCount};
 pub use leader::{Leader, LeaderLatch, LeaderSelector, Leadership};
 pub use lock::{Lock, LockGuard, LockOptions, LockState};
@@ -48,3 +52,4 @@ pub use membership::{GroupMember, MemberSet};
 pub use queue::{Claim, Queue};
 pub use rwlock::ReadWriteLock;
 pub use semaphore::{Lease, Semaphore};
+pub use sessions::Sessions;
