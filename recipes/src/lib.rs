@@ -12,6 +12,7 @@
 //! | FIFO queue | [`Queue`] | Curator `SimpleDistributedQueue`: `<path>/qn-<seq>` (+ `_claims/`, `_waiters/`) |
 //! | group membership | [`GroupMember`], [`MemberSet`] | Curator `GroupMember`: `<path>/<id>` (ephemeral, payload) |
 //! | config subscription | [`ConfigSubscription`], [`config::publish`] | `<path>` holding JSON (serde) |
+//! | service registry / discovery | [`discovery::ServiceDiscovery`] | Curator x-discovery: `<base>/<service>/<id>`, `ServiceInstance` JSON |
 //! | shared counter | [`SharedCount`] | Curator `SharedCount`: 4-byte big-endian `i32` |
 //! | ID generator | [`IdGenerator`] | `<path>/block-<seq>` (ephemeral, deleted at once) |
 //! | counting semaphore | [`Semaphore`] | Curator `InterProcessSemaphoreV2`: `<path>/locks/…`, `<path>/leases/_c_<uuid>-lease-<seq>` |
@@ -34,6 +35,7 @@
 pub mod barrier;
 pub mod config;
 pub mod counter;
+pub mod discovery;
 mod internal;
 pub mod leader;
 pub mod lock;

@@ -24,6 +24,8 @@ struct Inner {
     builder: ClientBuilder,
     connect: String,
     current: tokio::sync::Mutex<Option<Client>>,
+    /// Every session id handed out so far.
+    past: std::sync::Mutex<Vec<i64>>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -43,6 +45,7 @@ impl Sessions {
                 builder,
                 connect: connect.into(),
                 current: tokio::sync::Mutex::new(None),
+                past: std::sync::Mutex::new(Vec::new()),
             }),
         }
     }
@@ -51,6 +54,7 @@ impl Sessions {
     /// and `connect`.
     pub fn with_client(client: Client, builder: ClientBuilder, connect: impl Into<String>) -> Self {
         let s = Self::new(builder, connect);
+        s.remember(client.session_id().0);
         if let Ok(mut cur) = s.inner.current.try_lock() {
             *cur = Some(client);
         }
@@ -75,8 +79,27 @@ impl Sessions {
             .connect(&self.inner.connect)
             .await?;
         tracing::info!(session = %c.session_id(), "new session for a long-lived recipe");
+        self.remember(c.session_id().0);
         *cur = Some(c.clone());
         Ok(c)
+    }
+
+    fn remember(&self, id: i64) {
+        self.inner
+            .past
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(id);
+    }
+
+    /// Whether `session` is one this source handed out (e.g. the owner of
+    /// an ephemeral node left by our expired session).
+    pub fn was_ours(&self, session: i64) -> bool {
+        self.inner
+            .past
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&session)
     }
 
     /// Like [`client`](Self::client), retrying a failed connect with

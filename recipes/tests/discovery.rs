@@ -1,0 +1,160 @@
+//! Service registry and discovery: Curator's JSON, registration kept
+//! across session expiry, malformed nodes skipped, cache and strategies.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{base, client, connect_string, eventually, SOON};
+use serde::{Deserialize, Serialize};
+use zkit::{Client, CreateOptions};
+use zkit_recipes::discovery::{ServiceDiscovery, ServiceInstance, ServiceProvider, Strategy};
+use zkit_recipes::Sessions;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Zone {
+    zone: String,
+}
+
+fn sessions() -> Sessions {
+    Sessions::new(
+        Client::builder().session_timeout(Duration::from_secs(4)),
+        connect_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_register_query_and_balance() {
+    let setup = client().await;
+    let dir = base(&setup, "disc").await;
+    let services = format!("{dir}/services");
+    let a = ServiceDiscovery::<Zone>::new(sessions(), services.clone());
+    let b = ServiceDiscovery::<Zone>::new(sessions(), services.clone());
+    let ra = a
+        .register(
+            ServiceInstance::new("echo", "10.0.0.1", 8080)
+                .with_id("a")
+                .with_payload(Zone {
+                    zone: "eu-1".into(),
+                }),
+        )
+        .await
+        .unwrap();
+    let rb = b
+        .register(ServiceInstance::new("echo", "10.0.0.2", 8080).with_id("b"))
+        .await
+        .unwrap();
+    let _other = a
+        .register(ServiceInstance::new("db", "10.0.0.3", 5432).with_id("d"))
+        .await
+        .unwrap();
+    assert_eq!(a.query_names().await.unwrap(), vec!["db", "echo"]);
+    let echo = b.query_instances("echo").await.unwrap();
+    assert_eq!(echo.len(), 2);
+    assert_eq!(
+        echo[0].payload,
+        Some(Zone {
+            zone: "eu-1".into()
+        })
+    );
+    // Curator's field order and compat mode (no "enabled").
+    let (raw, _) = setup.get_data(&format!("{services}/echo/a")).await.unwrap();
+    let text = String::from_utf8(raw.to_vec()).unwrap();
+    assert!(text.starts_with(r#"{"name":"echo","id":"a","address":"10.0.0.1","port":8080,"sslPort":null,"payload":{"zone":"eu-1"},"registrationTimeUTC":"#), "{text}");
+    assert!(
+        text.ends_with(r#","serviceType":"DYNAMIC","uriSpec":null}"#),
+        "{text}"
+    );
+    // A malformed node is skipped, not fatal.
+    setup
+        .create(
+            &format!("{services}/echo/broken"),
+            b"{not json",
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(b.query_instances("echo").await.unwrap().len(), 2);
+
+    let provider = ServiceProvider::new(a.cache("echo"), Strategy::RoundRobin);
+    eventually("cache filled", SOON, || async {
+        provider.instance().is_some()
+    })
+    .await;
+    let picks: Vec<String> = (0..4).map(|_| provider.instance().unwrap().id).collect();
+    assert_eq!(picks.iter().collect::<HashSet<_>>().len(), 2, "{picks:?}");
+    assert_ne!(picks[0], picks[1], "round robin alternates");
+    let sticky = ServiceProvider::new(a.cache("echo"), Strategy::Sticky);
+    eventually("sticky cache filled", SOON, || async {
+        sticky.instance().is_some()
+    })
+    .await;
+    let first = sticky.instance().unwrap().id;
+    assert!((0..5).all(|_| sticky.instance().unwrap().id == first));
+
+    // Disabled instances are skipped by providers.
+    let mut disabled = ServiceInstance::new("echo", "10.0.0.2", 8080).with_id("b");
+    disabled.enabled = Some(false);
+    rb.update(disabled).await.unwrap();
+    eventually("b disabled", SOON, || async {
+        (0..4).all(|_| provider.instance().unwrap().id == "a")
+    })
+    .await;
+    // Unregistering removes the node at once.
+    ra.unregister().await.unwrap();
+    eventually("a gone", SOON, || async {
+        b.query_instances("echo")
+            .await
+            .unwrap()
+            .iter()
+            .all(|i| i.id != "a")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_survives_session_expiry() {
+    let setup = client().await;
+    let dir = base(&setup, "discexp").await;
+    let services = format!("{dir}/services");
+    let first = Client::builder()
+        .session_timeout(Duration::from_secs(4))
+        .connect(&connect_string())
+        .await
+        .unwrap();
+    let s = Sessions::with_client(first.clone(), Client::builder(), connect_string());
+    let d = ServiceDiscovery::<Zone>::new(s.clone(), services.clone());
+    let _r = d
+        .register(ServiceInstance::new("echo", "10.0.0.1", 80).with_id("x"))
+        .await
+        .unwrap();
+    let node = format!("{services}/echo/x");
+    let owner = setup.exists(&node).await.unwrap().unwrap().ephemeral_owner;
+    assert_eq!(owner, first.session_id().0);
+    zkit_testcontainers::expire_session(
+        connect_string().split(',').next().unwrap().parse().unwrap(),
+        first.session_id().0,
+        &first.session_password(),
+    )
+    .await
+    .unwrap();
+    eventually("re-registered on a new session", SOON, || async {
+        setup
+            .exists(&node)
+            .await
+            .unwrap()
+            .is_some_and(|st| st.ephemeral_owner != owner && st.ephemeral_owner != 0)
+    })
+    .await;
+    // Another live session cannot take the id over.
+    let other = ServiceDiscovery::<Zone>::new(sessions(), services.clone());
+    let taken = tokio::time::timeout(
+        Duration::from_secs(90),
+        other.register(ServiceInstance::new("echo", "10.0.0.9", 80).with_id("x")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(taken.unwrap_err(), zkit::Error::NodeExists);
+}
