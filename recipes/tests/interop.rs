@@ -50,6 +50,10 @@ fn classpath() -> String {
         "curator-recipes.jar",
         "curator-framework.jar",
         "curator-client.jar",
+        "curator-x-discovery.jar",
+        "jackson-databind.jar",
+        "jackson-core.jar",
+        "jackson-annotations.jar",
         "slf4j-nop.jar",
     ]
     .iter()
@@ -321,4 +325,60 @@ async fn zkit_and_curator_share_a_leader_latch() {
     latch.close().await.unwrap();
     c.close().await.unwrap();
     let _ = setup;
+}
+
+/// A Curator ServiceDiscovery finds a zkit-registered instance (with its
+/// payload) and zkit finds the Curator one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zkit_and_curator_discover_each_other() {
+    use zkit_recipes::discovery::{ServiceDiscovery, ServiceInstance};
+    let Some(classes) = curator_worker() else {
+        require(false, "Curator (libcurator-discovery-java) or javac");
+        return;
+    };
+    let setup = client().await;
+    let dir = base(&setup, "discovery").await;
+    let services = format!("{dir}/services");
+    let sessions = zkit_recipes::Sessions::new(Client::builder(), connect_string());
+    let d = ServiceDiscovery::<serde_json::Value>::new(sessions, services.clone());
+    let _reg = d
+        .register(
+            ServiceInstance::new("rust-svc", "10.2.2.2", 7070)
+                .with_id("r1")
+                .with_payload(serde_json::json!({"zone": "us-2"})),
+        )
+        .await
+        .unwrap();
+    let mut cmd = Command::new("java");
+    cmd.arg("-cp")
+        .arg(format!("{}:{}", classes.display(), classpath()))
+        .args(["CuratorWorker", "discovery", &connect_string(), &services])
+        .stdin(Stdio::piped());
+    let (mut child, mut lines) = spawn(cmd);
+    assert_eq!(next_line(&mut lines).await, "registered");
+    assert_eq!(
+        next_line(&mut lines).await,
+        "found r1 10.2.2.2:7070 zone=us-2"
+    );
+    let java = d.query_instances("java-svc").await.unwrap();
+    assert_eq!(java.len(), 1, "{java:?}");
+    let j = &java[0];
+    assert_eq!(
+        (j.id.as_str(), j.address.as_deref(), j.port),
+        ("j1", Some("10.1.1.1"), Some(9090))
+    );
+    assert_eq!(j.payload.as_ref().unwrap()["zone"], "eu-1");
+    drop(child.stdin.take()); // tell the worker to finish
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn next_line(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(60), lines.recv())
+        .await
+        .expect("worker output")
+        .expect("worker alive")
 }

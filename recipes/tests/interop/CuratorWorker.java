@@ -4,6 +4,11 @@
 //     InterProcessMutex: ROUNDS times acquire, read the counter, sleep 2 ms,
 //     write counter+1 with the version read (BadVersion = two holders at
 //     once), release. Prints "violations N" and "done".
+//   CuratorWorker discovery CONNECT BASE_PATH
+//     curator-x-discovery: registers service "java-svc" id "j1" (10.1.1.1:9090,
+//     Map payload zone=eu-1), prints "registered", then waits for an instance of
+//     "rust-svc" and prints "found <id> <address>:<port> zone=<payload zone>";
+//     stays registered until stdin closes, then prints "done".
 //   CuratorWorker latch CONNECT LATCH_PATH COUNTER_PATH LEAD_MS ID
 //     LeaderLatch: join, wait for leadership, then for LEAD_MS do CAS steps
 //     on the counter as above, then close. Prints "leader", "violations N",
@@ -13,6 +18,12 @@ import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.framework.recipes.leader.LeaderLatch;
 import org.apache.curator.framework.recipes.locks.InterProcessMutex;
+import org.apache.curator.x.discovery.ServiceDiscovery;
+import org.apache.curator.x.discovery.ServiceDiscoveryBuilder;
+import org.apache.curator.x.discovery.ServiceInstance;
+import java.util.Collection;
+import java.util.HashMap;
+import java.util.Map;
 import org.apache.curator.retry.ExponentialBackoffRetry;
 import org.apache.zookeeper.KeeperException;
 import org.apache.zookeeper.data.Stat;
@@ -39,6 +50,35 @@ public class CuratorWorker {
             args[1], 10000, 5000, new ExponentialBackoffRetry(50, 10));
         c.start();
         c.blockUntilConnected();
+        if (mode.equals("discovery")) {
+            ServiceDiscovery<Map> sd = ServiceDiscoveryBuilder.builder(Map.class)
+                .client(c).basePath(args[2]).build();
+            sd.start();
+            Map<String, String> payload = new HashMap<>();
+            payload.put("zone", "eu-1");
+            ServiceInstance<Map> me = ServiceInstance.<Map>builder()
+                .name("java-svc").id("j1").address("10.1.1.1").port(9090).payload(payload).build();
+            sd.registerService(me);
+            System.out.println("registered");
+            System.out.flush();
+            long until = System.currentTimeMillis() + 30000;
+            while (System.currentTimeMillis() < until) {
+                Collection<ServiceInstance<Map>> xs = sd.queryForInstances("rust-svc");
+                if (!xs.isEmpty()) {
+                    ServiceInstance<Map> x = xs.iterator().next();
+                    System.out.println("found " + x.getId() + " " + x.getAddress() + ":" + x.getPort()
+                        + " zone=" + x.getPayload().get("zone"));
+                    System.out.flush();
+                    break;
+                }
+                Thread.sleep(50);
+            }
+            while (System.in.read() >= 0) { }
+            sd.close();
+            System.out.println("done");
+            c.close();
+            return;
+        }
         if (mode.equals("lock")) {
             InterProcessMutex m = new InterProcessMutex(c, args[2]);
             int rounds = Integer.parseInt(args[4]);
