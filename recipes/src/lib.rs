@@ -13,6 +13,7 @@
 //! | group membership | [`GroupMember`], [`MemberSet`] | Curator `GroupMember`: `<path>/<id>` (ephemeral, payload) |
 //! | config subscription | [`ConfigSubscription`], [`config::publish`] | `<path>` holding JSON (serde) |
 //! | service registry / discovery | [`discovery::ServiceDiscovery`] | Curator x-discovery: `<base>/<service>/<id>`, `ServiceInstance` JSON |
+//! | node / tree cache | [`cache::NodeCache`], [`cache::TreeCache`] | any subtree, on a persistent recursive watch |
 //! | shared counter | [`SharedCount`] | Curator `SharedCount`: 4-byte big-endian `i32` |
 //! | ID generator | [`IdGenerator`] | `<path>/block-<seq>` (ephemeral, deleted at once) |
 //! | counting semaphore | [`Semaphore`] | Curator `InterProcessSemaphoreV2`: `<path>/locks/…`, `<path>/leases/_c_<uuid>-lease-<seq>` |
@@ -33,6 +34,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod barrier;
+pub mod cache;
 pub mod config;
 pub mod counter;
 pub mod discovery;
