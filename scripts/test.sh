@@ -29,5 +29,6 @@ ZKIT_TEST_BACKEND=bundled run cargo test -p zkit-recipes --tests
 ZKIT_TEST_BACKEND=bundled-durable run cargo test -p zkit --test ops --test watches --test multi --test acl \
   --test chroot --test pipeline --test session
 # The README's demo command works (on the in-process bundled server).
+run cargo run --quiet --example tour > /dev/null
 run cargo run --quiet --example quickstart > /dev/null
 RUSTDOCFLAGS="-D warnings" run cargo doc --workspace --no-deps
