@@ -44,6 +44,10 @@ use crate::internal::sequence::{compare, parse_sequence};
 use crate::lock::Lock;
 
 const PREFIX: &str = "qn-";
+/// kazoo's `Queue` items: `entry-<priority %03d>-<seq>`.
+const PRIORITY_PREFIX: &str = "entry-";
+/// kazoo's default priority.
+pub const DEFAULT_PRIORITY: u16 = 100;
 const CLAIMS: &str = "_claims";
 const WAITERS: &str = "_waiters";
 
@@ -59,6 +63,7 @@ pub struct Queue {
     claims: String,
     turn: Lock,
     cache: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+    priority: bool,
 }
 
 /// An item taken with [`Queue::take_claimed`]: complete it when processed.
@@ -131,7 +136,29 @@ impl Queue {
             turn: Lock::new(client, join(&path, WAITERS)),
             cache: std::sync::Arc::default(),
             path,
+            priority: false,
         }
+    }
+
+    /// A priority queue at `path` in kazoo's `Queue` layout
+    /// (`entry-<priority %03d>-<seq>`: lower priority values first, FIFO
+    /// within a priority), so kazoo processes can share it. Claims and
+    /// waiting work as for the FIFO queue.
+    pub fn priority(client: &Client, path: impl Into<String>) -> Self {
+        Self {
+            priority: true,
+            ..Self::new(client, path)
+        }
+    }
+
+    /// Appends an item with `priority` (0 = first; at most 999) to a
+    /// [`priority`](Self::priority) queue; on a FIFO queue the priority is
+    /// ignored.
+    ///
+    /// # Errors
+    /// As [`put`](Self::put).
+    pub async fn put_with_priority(&self, data: &[u8], priority: u16) -> Result<String, Error> {
+        self.put_named(data, priority.min(999)).await
     }
 
     /// Appends an item; returns its node path.
@@ -141,7 +168,15 @@ impl Queue {
     /// unknown (the item may or may not be in the queue): retrying may
     /// duplicate it, as with Curator's queues.
     pub async fn put(&self, data: &[u8]) -> Result<String, Error> {
-        let item = join(&self.path, PREFIX);
+        self.put_named(data, DEFAULT_PRIORITY).await
+    }
+
+    async fn put_named(&self, data: &[u8], priority: u16) -> Result<String, Error> {
+        let item = if self.priority {
+            join(&self.path, &format!("{PRIORITY_PREFIX}{priority:03}-"))
+        } else {
+            join(&self.path, PREFIX)
+        };
         loop {
             match self
                 .client
@@ -257,12 +292,30 @@ impl Queue {
             Err(Error::NoNode) => return Ok((Vec::new(), HashSet::new())),
             Err(e) => return Err(e),
         };
-        let mut items: Vec<(i32, String)> = children
+        let prefix = if self.priority {
+            PRIORITY_PREFIX
+        } else {
+            PREFIX
+        };
+        // (priority, sequence, name); FIFO items all have priority 0.
+        let mut items: Vec<(u16, i32, String)> = children
             .into_iter()
-            .filter(|c| c.starts_with(PREFIX))
-            .filter_map(|c| parse_sequence(&c).map(|s| (s, c)))
+            .filter(|c| c.starts_with(prefix))
+            .filter_map(|c| {
+                let prio = if self.priority {
+                    c.get(6..9)?.parse().ok()?
+                } else {
+                    0
+                };
+                parse_sequence(&c).map(|s| (prio, s, c))
+            })
             .collect();
-        items.sort_by(|a, b| compare(a.0, b.0).then_with(|| a.1.cmp(&b.1)));
+        items.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| compare(a.1, b.1))
+                .then_with(|| a.2.cmp(&b.2))
+        });
+        let items: Vec<(i32, String)> = items.into_iter().map(|(_, s, c)| (s, c)).collect();
         let claimed = match self.client.get_children(&self.claims).await {
             Ok((c, _)) => c.into_iter().collect(),
             Err(Error::NoNode) => HashSet::new(),

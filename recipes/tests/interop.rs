@@ -382,3 +382,59 @@ async fn next_line(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> 
         .expect("worker output")
         .expect("worker alive")
 }
+
+/// kazoo's `Queue` and zkit's priority queue share one queue: kazoo puts,
+/// zkit takes in kazoo's order; zkit puts, kazoo gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zkit_and_kazoo_share_a_priority_queue() {
+    let kazoo_ok = std::process::Command::new(PYTHON)
+        .args(["-c", "import kazoo"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !require(kazoo_ok, "kazoo (python3-kazoo)") {
+        return;
+    }
+    let setup = client().await;
+    let dir = base(&setup, "kazooqueue").await;
+    let path = format!("{dir}/q");
+    let script = format!(
+        "from kazoo.client import KazooClient\n\
+         zk = KazooClient(hosts='{cs}'); zk.start()\n\
+         q = zk.Queue('{path}')\n\
+         q.put(b'k-low', priority=200); q.put(b'k-high', priority=3)\n",
+        cs = connect_string()
+    );
+    let out = Command::new(PYTHON)
+        .args(["-c", &script])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let q = zkit_recipes::Queue::priority(&setup, path.clone());
+    assert_eq!(q.take().await.unwrap(), b"k-high");
+    assert_eq!(q.take().await.unwrap(), b"k-low");
+    q.put_with_priority(b"z-mid", 50).await.unwrap();
+    q.put_with_priority(b"z-top", 1).await.unwrap();
+    let script = format!(
+        "from kazoo.client import KazooClient\n\
+         zk = KazooClient(hosts='{cs}'); zk.start()\n\
+         q = zk.Queue('{path}')\n\
+         print(q.get().decode()); print(q.get().decode())\n",
+        cs = connect_string()
+    );
+    let out = Command::new(PYTHON)
+        .args(["-c", &script])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "z-top\nz-mid\n");
+}

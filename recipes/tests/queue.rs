@@ -189,3 +189,28 @@ async fn a_put_wakes_one_waiting_consumer() {
         c.close().await.unwrap();
     }
 }
+
+/// The priority layout (kazoo's `Queue`): lower priority values first, FIFO
+/// within a priority.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priority_queue_orders_by_priority_then_arrival() {
+    let setup = client().await;
+    let dir = base(&setup, "prio").await;
+    let q = Queue::priority(&setup, format!("{dir}/q"));
+    for (data, prio) in [
+        ("p5", 5),
+        ("p1-first", 1),
+        ("p9", 9),
+        ("p1-second", 1),
+        ("default", 100),
+    ] {
+        q.put_with_priority(data.as_bytes(), prio).await.unwrap();
+    }
+    let (kids, _) = setup.get_children(&format!("{dir}/q")).await.unwrap();
+    assert!(kids.iter().any(|k| k.starts_with("entry-005-")), "{kids:?}");
+    let mut got = Vec::new();
+    while let Some(d) = q.try_take().await.unwrap() {
+        got.push(String::from_utf8(d).unwrap());
+    }
+    assert_eq!(got, ["p1-first", "p1-second", "p5", "p9", "default"]);
+}
