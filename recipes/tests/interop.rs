@@ -120,7 +120,8 @@ async fn worker_result(
         .unwrap();
     let mut violations = None;
     let mut done = false;
-    while let Ok(l) = lines.try_recv() {
+    // The output reader ends at EOF: read to the end.
+    while let Ok(Some(l)) = tokio::time::timeout(Duration::from_secs(10), lines.recv()).await {
         if let Some(n) = l.strip_prefix("violations ") {
             violations = n.trim().parse().ok();
         }
@@ -437,4 +438,48 @@ async fn zkit_and_kazoo_share_a_priority_queue() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "z-top\nz-mid\n");
+}
+
+/// Curator's SimpleDistributedQueue and zkit's Queue share one queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zkit_and_curator_share_a_fifo_queue() {
+    let Some(classes) = curator_worker() else {
+        require(false, "Curator (libcurator-recipes-java) or javac");
+        return;
+    };
+    let setup = client().await;
+    let dir = base(&setup, "curatorqueue").await;
+    let path = format!("{dir}/q");
+    let q = zkit_recipes::Queue::new(&setup, path.clone());
+    let mut cmd = Command::new("java");
+    cmd.arg("-cp")
+        .arg(format!("{}:{}", classes.display(), classpath()))
+        .args(["CuratorWorker", "queue", &connect_string(), &path]);
+    let (child, mut lines) = spawn(cmd);
+    assert_eq!(next_line(&mut lines).await, "offered");
+    // zkit takes Curator's items in order, then gives it one.
+    assert_eq!(q.take().await.unwrap(), b"j1");
+    q.put(b"z1").await.unwrap();
+    let next = next_line(&mut lines).await;
+    // Curator takes the head: j2 (still queued) — then z1 stays for us.
+    assert_eq!(next, "took j2");
+    worker_done(child, lines).await;
+    assert_eq!(q.take().await.unwrap(), b"z1");
+}
+
+async fn worker_done(
+    mut child: tokio::process::Child,
+    mut lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    let mut done = false;
+    // The output reader ends at EOF: read to the end.
+    while let Ok(Some(l)) = tokio::time::timeout(Duration::from_secs(10), lines.recv()).await {
+        done |= l == "done";
+    }
+    assert!(done);
 }

@@ -9,6 +9,9 @@
 //     Map payload zone=eu-1), prints "registered", then waits for an instance of
 //     "rust-svc" and prints "found <id> <address>:<port> zone=<payload zone>";
 //     stays registered until stdin closes, then prints "done".
+//   CuratorWorker queue CONNECT QUEUE_PATH
+//     SimpleDistributedQueue: offers "j1" and "j2", prints "offered", then
+//     takes one item and prints "took <item>".
 //   CuratorWorker latch CONNECT LATCH_PATH COUNTER_PATH LEAD_MS ID
 //     LeaderLatch: join, wait for leadership, then for LEAD_MS do CAS steps
 //     on the counter as above, then close. Prints "leader", "violations N",
@@ -18,6 +21,7 @@ import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.framework.recipes.leader.LeaderLatch;
 import org.apache.curator.framework.recipes.locks.InterProcessMutex;
+import org.apache.curator.framework.recipes.queue.SimpleDistributedQueue;
 import org.apache.curator.x.discovery.ServiceDiscovery;
 import org.apache.curator.x.discovery.ServiceDiscoveryBuilder;
 import org.apache.curator.x.discovery.ServiceInstance;
@@ -50,6 +54,18 @@ public class CuratorWorker {
             args[1], 10000, 5000, new ExponentialBackoffRetry(50, 10));
         c.start();
         c.blockUntilConnected();
+        if (mode.equals("queue")) {
+            SimpleDistributedQueue q = new SimpleDistributedQueue(c, args[2]);
+            q.offer("j1".getBytes(StandardCharsets.UTF_8));
+            q.offer("j2".getBytes(StandardCharsets.UTF_8));
+            System.out.println("offered");
+            System.out.flush();
+            byte[] item = q.take();
+            System.out.println("took " + new String(item, StandardCharsets.UTF_8));
+            System.out.println("done");
+            c.close();
+            return;
+        }
         if (mode.equals("discovery")) {
             ServiceDiscovery<Map> sd = ServiceDiscoveryBuilder.builder(Map.class)
                 .client(c).basePath(args[2]).build();
