@@ -158,3 +158,40 @@ async fn a_registration_survives_session_expiry() {
     .unwrap();
     assert_eq!(taken.unwrap_err(), zkit::Error::NodeExists);
 }
+
+/// A registrant that dies without unregistering (its connection is gone
+/// and stays gone) disappears once the server expires its session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_registrant_disappears_within_its_session_timeout() {
+    use zkit_testcontainers::{FaultMode, FaultProxy};
+    let setup = client().await;
+    let dir = base(&setup, "discdead").await;
+    let services = format!("{dir}/services");
+    let server = connect_string().split(',').next().unwrap().parse().unwrap();
+    let proxy = FaultProxy::start(server).await.unwrap();
+    let timeout = Duration::from_secs(2);
+    let d = ServiceDiscovery::<Zone>::new(
+        Sessions::new(
+            Client::builder().session_timeout(timeout),
+            proxy.addr().to_string(),
+        ),
+        services.clone(),
+    );
+    let _r = d
+        .register(ServiceInstance::new("echo", "10.0.0.1", 80).with_id("dead"))
+        .await
+        .unwrap();
+    let node = format!("{services}/echo/dead");
+    assert!(setup.exists(&node).await.unwrap().is_some());
+    // The process is cut off for good.
+    proxy.set_mode(FaultMode::Refuse);
+    proxy.cut();
+    let t = std::time::Instant::now();
+    eventually("instance gone", Duration::from_secs(10), || async {
+        setup.exists(&node).await.unwrap().is_none()
+    })
+    .await;
+    let took = t.elapsed();
+    // The negotiated timeout can be raised to the server's minimum (2 ticks).
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
