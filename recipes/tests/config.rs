@@ -120,13 +120,7 @@ async fn a_subscriber_whose_session_expired_continues_on_a_new_one() {
     let sessions = Sessions::with_client(first.clone(), Client::builder(), connect_string());
     let mut sub = ConfigSubscription::<Limits>::start(sessions.clone(), path.clone());
     wait_rate(&mut sub, 1).await;
-    zkit_testcontainers::expire_session(
-        connect_string().split(',').next().unwrap().parse().unwrap(),
-        first.session_id().0,
-        &first.session_password(),
-    )
-    .await
-    .unwrap();
+    common::expire(&first).await;
     config::publish(&setup, &path, &limits(2), Version::Any)
         .await
         .unwrap();

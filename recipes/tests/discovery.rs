@@ -133,13 +133,7 @@ async fn a_registration_survives_session_expiry() {
     let node = format!("{services}/echo/x");
     let owner = setup.exists(&node).await.unwrap().unwrap().ephemeral_owner;
     assert_eq!(owner, first.session_id().0);
-    zkit_testcontainers::expire_session(
-        connect_string().split(',').next().unwrap().parse().unwrap(),
-        first.session_id().0,
-        &first.session_password(),
-    )
-    .await
-    .unwrap();
+    common::expire(&first).await;
     eventually("re-registered on a new session", SOON, || async {
         setup
             .exists(&node)

@@ -88,6 +88,16 @@ fn curator_worker() -> Option<PathBuf> {
     Some(out)
 }
 
+/// `java -cp <worker and jars> CuratorWorker <args>`.
+fn curator(classes: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("java");
+    cmd.arg("-cp")
+        .arg(format!("{}:{}", classes.display(), classpath()))
+        .arg("CuratorWorker")
+        .args(args);
+    cmd
+}
+
 /// Runs a worker process; returns its stdout lines as they come.
 fn spawn(
     mut cmd: Command,
@@ -199,17 +209,11 @@ async fn zkit_and_curator_share_a_mutex() {
     };
     let (setup, lock_path, counter) = setup_counter("curatormutex").await;
     const ROUNDS: usize = 100;
-    let mut cmd = Command::new("java");
-    cmd.arg("-cp")
-        .arg(format!("{}:{}", classes.display(), classpath()))
-        .args([
-            "CuratorWorker",
-            "lock",
-            &connect_string(),
-            &lock_path,
-            &counter,
-        ])
-        .arg(ROUNDS.to_string());
+    let rounds = ROUNDS.to_string();
+    let cmd = curator(
+        &classes,
+        &["lock", &connect_string(), &lock_path, &counter, &rounds],
+    );
     let (child, lines) = spawn(cmd);
     let ours = zkit_lockers(&lock_path, &counter, 2, ROUNDS).await;
     let java_violations = worker_result(child, lines).await;
@@ -266,11 +270,17 @@ async fn zkit_and_curator_share_a_leader_latch() {
     };
     let (setup, _, counter) = setup_counter("curatorlatch").await;
     let path = format!("{}/election", counter.rsplit_once('/').unwrap().0);
-    let mut cmd = Command::new("java");
-    cmd.arg("-cp")
-        .arg(format!("{}:{}", classes.display(), classpath()))
-        .args(["CuratorWorker", "latch", &connect_string(), &path, &counter])
-        .args(["1500", "curator-1"]);
+    let cmd = curator(
+        &classes,
+        &[
+            "latch",
+            &connect_string(),
+            &path,
+            &counter,
+            "1500",
+            "curator-1",
+        ],
+    );
     let (child, mut lines) = spawn(cmd);
     let first = tokio::time::timeout(Duration::from_secs(60), lines.recv())
         .await
@@ -350,11 +360,8 @@ async fn zkit_and_curator_discover_each_other() {
         )
         .await
         .unwrap();
-    let mut cmd = Command::new("java");
-    cmd.arg("-cp")
-        .arg(format!("{}:{}", classes.display(), classpath()))
-        .args(["CuratorWorker", "discovery", &connect_string(), &services])
-        .stdin(Stdio::piped());
+    let mut cmd = curator(&classes, &["discovery", &connect_string(), &services]);
+    cmd.stdin(Stdio::piped());
     let (mut child, mut lines) = spawn(cmd);
     assert_eq!(next_line(&mut lines).await, "registered");
     assert_eq!(
@@ -451,10 +458,7 @@ async fn zkit_and_curator_share_a_fifo_queue() {
     let dir = base(&setup, "curatorqueue").await;
     let path = format!("{dir}/q");
     let q = zkit_recipes::Queue::new(&setup, path.clone());
-    let mut cmd = Command::new("java");
-    cmd.arg("-cp")
-        .arg(format!("{}:{}", classes.display(), classpath()))
-        .args(["CuratorWorker", "queue", &connect_string(), &path]);
+    let cmd = curator(&classes, &["queue", &connect_string(), &path]);
     let (child, mut lines) = spawn(cmd);
     assert_eq!(next_line(&mut lines).await, "offered");
     // zkit takes Curator's items in order, then gives it one.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{base, client, connect_string, eventually, SOON};
+use common::{base, client, eventually, expire, SOON};
 use zkit_recipes::{LeaderLatch, LeaderSelector, Leadership};
 
 async fn leaders(latches: &[Option<LeaderLatch>]) -> Vec<usize> {
@@ -19,16 +19,6 @@ async fn leaders(latches: &[Option<LeaderLatch>]) -> Vec<usize> {
         .filter(|(_, l)| l.as_ref().is_some_and(LeaderLatch::is_leader))
         .map(|(i, _)| i)
         .collect()
-}
-
-async fn expire(c: &zkit::Client) {
-    zkit_testcontainers::expire_session(
-        connect_string().split(',').next().unwrap().parse().unwrap(),
-        c.session_id().0,
-        &c.session_password(),
-    )
-    .await
-    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -296,13 +296,7 @@ async fn expiry_loses_the_lock_and_fences_the_old_holder() {
         .commit()
         .await
         .unwrap();
-    zkit_testcontainers::expire_session(
-        connect_string().split(',').next().unwrap().parse().unwrap(),
-        a.session_id().0,
-        &a.session_password(),
-    )
-    .await
-    .unwrap();
+    common::expire(&a).await;
     tokio::time::timeout(SOON, guard.lost())
         .await
         .expect("loss reported");

@@ -273,3 +273,17 @@ pub async fn own_server() -> Ensemble {
         Err(e) => panic!("cannot start a ZooKeeper server: {e}"),
     }
 }
+
+/// Expires `c`'s session on the server now (as a crash beyond its timeout
+/// would), through the shared server.
+pub async fn expire(c: &Client) {
+    let addr = connect_string()
+        .split(',')
+        .next()
+        .expect("a host")
+        .parse()
+        .expect("host:port");
+    zkit_testcontainers::expire_session(addr, c.session_id().0, &c.session_password())
+        .await
+        .expect("expire the session");
+}
