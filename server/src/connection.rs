@@ -189,6 +189,23 @@ pub(crate) async fn serve<IO>(
         }
     }
     let _ = io.shutdown().await;
+    // Lingering close: a socket closed with unread input is reset, and the
+    // reset can destroy our last frames (an AuthFailed reply, say) before
+    // the client reads them. Read and drop what the client still sends until
+    // it closes too, for a moment.
+    if !cancel.is_cancelled() {
+        let mut sink = [0u8; 4096];
+        let linger = async {
+            let mut total = 0usize;
+            while let Ok(n) = io.read(&mut sink).await {
+                if n == 0 || total > (1 << 20) {
+                    break;
+                }
+                total += n;
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), linger).await;
+    }
 }
 
 /// Handles the ConnectRequest. `None`: a reply (if any) and a close are

@@ -124,7 +124,7 @@ impl Run {
         let mut fired = BTreeSet::new();
         let mut open = Vec::new();
         for (label, mut w) in std::mem::take(&mut self.watches) {
-            match tokio::time::timeout(Duration::ZERO, &mut w).await {
+            match tokio::time::timeout(Duration::ZERO, tokio::task::unconstrained(&mut w)).await {
                 Ok(Ok(ev)) => {
                     fired.insert(format!("  {label} fired {:?} {}", ev.event_type, ev.path));
                 }

@@ -57,11 +57,17 @@ pub fn free_port() -> u16 {
 
 /// A real standalone ZooKeeper and a bundled server with the same tick time
 /// and every four-letter word allowed; `None` when ZooKeeper is missing and
-/// `ZKIT_ALLOW_MISSING_ZOOKEEPER=1`.
+/// `ZKIT_ALLOW_MISSING_ZOOKEEPER=1`. Neither reaps containers during a test
+/// (the reapers' timers would not be in step).
 pub async fn real_and_bundled() -> Option<(Ensemble, RunningServer)> {
-    let real = Ensemble::builder().size(1).start_or_skip().await?;
+    let real = Ensemble::builder()
+        .size(1)
+        .jvm_prop("znode.container.checkIntervalMs", "3600000")
+        .start_or_skip()
+        .await?;
     let bundled = Server::builder()
         .tick_time(DEFAULT_TICK_TIME)
+        .container_check_interval(std::time::Duration::from_secs(3600))
         .four_letter_words(FourLetterWords::all())
         .start()
         .await
