@@ -148,3 +148,71 @@ async fn latch_leadership_is_suspended_then_restored() {
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
+
+/// A semaphore lease and a read lock held across the crash of their
+/// server: both are suspended, then reconfirmed; the semaphore never
+/// hands out more leases than it has meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_and_read_locks_are_reconfirmed_after_a_crash() {
+    use zkit_recipes::{ReadWriteLock, Semaphore};
+    let zk = fixture().await;
+    let connect = zk.connect_string();
+    let holder = Client::builder()
+        .session_timeout(Duration::from_secs(4))
+        .connect(&connect)
+        .await
+        .unwrap();
+    let other = Client::builder()
+        .session_timeout(Duration::from_secs(4))
+        .connect(&connect)
+        .await
+        .unwrap();
+    let lease = Semaphore::new(&holder, "/sem/faults", 1)
+        .acquire()
+        .await
+        .unwrap();
+    let read = ReadWriteLock::new(&holder, "/rw/faults")
+        .read()
+        .acquire()
+        .await
+        .unwrap();
+    let member = holder
+        .connected_server()
+        .and_then(|h| zk.member_of_port(h.port))
+        .expect("connected");
+    zk.kill(member).await.unwrap();
+    wait_state(&lease, LockState::Suspended).await;
+    wait_state(&read, LockState::Suspended).await;
+    if zk.is_standalone() {
+        zk.restart(member).await.unwrap();
+    }
+    wait_state(&lease, LockState::Reconfirmed).await;
+    wait_state(&read, LockState::Reconfirmed).await;
+    // The only lease is still ours: nobody else gets one.
+    let rival = Semaphore::new(&other, "/sem/faults", 1);
+    assert!(rival
+        .acquire_timeout(Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_none());
+    // Readers still share; a writer waits.
+    let rw = ReadWriteLock::new(&other, "/rw/faults");
+    let r2 = rw
+        .read()
+        .try_acquire()
+        .await
+        .unwrap()
+        .expect("readers share");
+    assert!(rw.write().try_acquire().await.unwrap().is_none());
+    r2.release().await.unwrap();
+    read.release().await.unwrap();
+    lease.release().await.unwrap();
+    let l2 = rival
+        .acquire_timeout(SOON)
+        .await
+        .unwrap()
+        .expect("free now");
+    l2.release().await.unwrap();
+    holder.close().await.unwrap();
+    other.close().await.unwrap();
+}
