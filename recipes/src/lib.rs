@@ -10,6 +10,7 @@
 //! | run while leader | [`LeaderSelector`] | Curator `LeaderSelector`: `<path>/_c_<uuid>-lock-<seq>` |
 //! | barrier / double barrier | [`Barrier`], [`DoubleBarrier`] | Curator: `<path>`; `<path>/<uuid>` + `<path>/ready` |
 //! | FIFO queue | [`Queue`] | Curator `SimpleDistributedQueue`: `<path>/qn-<seq>` (+ `_claims/`, `_waiters/`) |
+//! | priority queue | [`Queue::priority`] | kazoo `Queue`: `<path>/entry-<prio %03d>-<seq>` |
 //! | group membership | [`GroupMember`], [`MemberSet`] | Curator `GroupMember`: `<path>/<id>` (ephemeral, payload) |
 //! | config subscription | [`ConfigSubscription`], [`config::publish`] | `<path>` holding JSON (serde) |
 //! | service registry / discovery | [`discovery::ServiceDiscovery`] | Curator x-discovery: `<base>/<service>/<id>`, `ServiceInstance` JSON |
@@ -26,6 +27,13 @@
 //! (re-created), sequence wrap-around (wrap-safe ordering), spurious and
 //! connection-only wake-ups (re-check), and losing a held lock (the guard's
 //! [`LockState`] and fenced writes with [`LockGuard::guarded`]).
+//!
+//! # Sessions
+//!
+//! A zkit session's expiry is final. Recipes that hold ownership (locks,
+//! leases, leadership) report the loss and stop; recipes that must outlive a
+//! session (registrations, subscriptions, caches) take a [`Sessions`], which
+//! builds a new session when the old one expired.
 //!
 //! # Cancellation
 //!
