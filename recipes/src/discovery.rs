@@ -202,7 +202,7 @@ where
             first_tx,
         ));
         match first_rx.await {
-            Ok(Ok(())) => Ok(Registration { tx, task }),
+            Ok(Ok(())) => Ok(Registration { tx }),
             Ok(Err(e)) => {
                 task.abort();
                 Err(e)
@@ -294,10 +294,8 @@ enum Command<P> {
 /// unregisters in the background).
 #[derive(Debug)]
 pub struct Registration<P> {
-    // Dropping the sender makes the task unregister.
+    // The task runs on its own; dropping this sender makes it unregister.
     tx: mpsc::UnboundedSender<Command<P>>,
-    #[allow(dead_code)]
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl<P> std::fmt::Debug for Command<P> {

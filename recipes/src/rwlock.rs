@@ -104,8 +104,10 @@ impl LockGuard {
             ));
         };
         let client = self.client().clone();
-        let dir = self.node()[..self.node().len() - name_of(self.node()).len() - 1].to_string();
-        let dir = if dir.is_empty() { "/".to_string() } else { dir };
+        let dir = match self.node().rsplit_once('/') {
+            Some(("", _)) | None => "/".to_string(),
+            Some((dir, _)) => dir.to_string(),
+        };
         let path = join(&dir, &format!("{}__READ__{seq:010}", new_guid()));
         let session = client.session_id().0;
         let mut delays = backoff();

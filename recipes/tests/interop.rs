@@ -43,6 +43,13 @@ fn require(ok: bool, what: &str) -> bool {
     }
 }
 
+fn kazoo_installed() -> bool {
+    std::process::Command::new(PYTHON)
+        .args(["-c", "import kazoo"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 fn classpath() -> String {
     [
         "zookeeper.jar",
@@ -231,11 +238,7 @@ async fn zkit_and_curator_share_a_mutex() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zkit_and_kazoo_share_a_lock() {
-    let kazoo_ok = std::process::Command::new(PYTHON)
-        .args(["-c", "import kazoo"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !require(kazoo_ok, "kazoo (python3-kazoo)") {
+    if !require(kazoo_installed(), "kazoo (python3-kazoo)") {
         return;
     }
     let (setup, lock_path, counter) = setup_counter("kazoolock").await;
@@ -395,11 +398,7 @@ async fn next_line(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> 
 /// zkit takes in kazoo's order; zkit puts, kazoo gets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zkit_and_kazoo_share_a_priority_queue() {
-    let kazoo_ok = std::process::Command::new(PYTHON)
-        .args(["-c", "import kazoo"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !require(kazoo_ok, "kazoo (python3-kazoo)") {
+    if !require(kazoo_installed(), "kazoo (python3-kazoo)") {
         return;
     }
     let setup = client().await;

@@ -179,9 +179,8 @@ async fn a_release_wakes_only_the_next_waiter() {
     let mut done = 1;
     let mut pending: Vec<_> = waiters;
     while !pending.is_empty() {
-        let (finished, idx, rest) = futures::future::select_all(pending).await;
+        let (finished, _, rest) = futures::future::select_all(pending).await;
         let (c, g) = finished.unwrap();
-        let _ = idx;
         g.release().await.unwrap();
         c.close().await.unwrap();
         pending = rest;

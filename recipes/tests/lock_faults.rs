@@ -28,6 +28,15 @@ async fn fixture() -> Ensemble {
         .expect("fixture starts")
 }
 
+/// A session with a 4 s timeout: long enough to outlive a server restart.
+async fn session(connect: &str) -> Client {
+    Client::builder()
+        .session_timeout(Duration::from_secs(4))
+        .connect(connect)
+        .await
+        .expect("connect")
+}
+
 async fn wait_state(guard: &zkit_recipes::LockGuard, want: LockState) {
     let mut rx = guard.state_watch();
     tokio::time::timeout(SOON, rx.wait_for(|s| *s == want))
@@ -40,16 +49,8 @@ async fn wait_state(guard: &zkit_recipes::LockGuard, want: LockState) {
 async fn the_lock_outlives_its_server_and_is_reconfirmed() {
     let zk = fixture().await;
     let connect = zk.connect_string();
-    let holder = Client::builder()
-        .session_timeout(Duration::from_secs(4))
-        .connect(&connect)
-        .await
-        .unwrap();
-    let other = Client::builder()
-        .session_timeout(Duration::from_secs(4))
-        .connect(&connect)
-        .await
-        .unwrap();
+    let holder = session(&connect).await;
+    let other = session(&connect).await;
     holder
         .create("/fenced", b"0", &CreateOptions::default())
         .await
@@ -104,13 +105,8 @@ async fn latch_leadership_is_suspended_then_restored() {
     use zkit_recipes::{LeaderLatch, Leadership};
     let zk = fixture().await;
     let connect = zk.connect_string();
-    let builder = || {
-        Client::builder()
-            .session_timeout(Duration::from_secs(4))
-            .connect(&connect)
-    };
-    let a = builder().await.unwrap();
-    let b = builder().await.unwrap();
+    let a = session(&connect).await;
+    let b = session(&connect).await;
     let la = LeaderLatch::start(&a, "/election/faults", "a")
         .await
         .unwrap();
@@ -157,16 +153,8 @@ async fn leases_and_read_locks_are_reconfirmed_after_a_crash() {
     use zkit_recipes::{ReadWriteLock, Semaphore};
     let zk = fixture().await;
     let connect = zk.connect_string();
-    let holder = Client::builder()
-        .session_timeout(Duration::from_secs(4))
-        .connect(&connect)
-        .await
-        .unwrap();
-    let other = Client::builder()
-        .session_timeout(Duration::from_secs(4))
-        .connect(&connect)
-        .await
-        .unwrap();
+    let holder = session(&connect).await;
+    let other = session(&connect).await;
     let lease = Semaphore::new(&holder, "/sem/faults", 1)
         .acquire()
         .await

@@ -646,13 +646,14 @@ impl Segment {
         header.extend_from_slice(LOG_MAGIC);
         header.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
         file.write_all(&header)?;
-        let mut seg = Self {
+        let seg = Self {
             file,
             pos: LOG_HEADER_LEN,
             allocated: LOG_HEADER_LEN,
             prealloc: prealloc.max(4096),
         };
-        seg.ensure(0)?;
+        // Zero-filled space is added by the first write (see `ensure`), not
+        // here: a start-up or a log roll writes only the header.
         seg.file.sync_all()?;
         sync_dir(dir)?;
         Ok(seg)
