@@ -1097,10 +1097,22 @@ mod tests {
             }
             Err(e) => panic!("{e}"),
         };
-        let ensemble = builder.prepare(&install).unwrap();
+        // Someone else grabs the port between our pick and the JVM's bind. Tests
+        // run in parallel, so the picked port can already be gone again by the
+        // time the "thief" binds it: pick again until the thief holds it.
+        let mut attempt = 0;
+        let (ensemble, _thief) = loop {
+            let ensemble = builder.prepare(&install).unwrap();
+            match TcpListener::bind(ensemble.members[0].client_addr) {
+                Ok(thief) => break (ensemble, thief),
+                Err(e) if attempt < 20 => {
+                    attempt += 1;
+                    eprintln!("picked port taken before the test could take it ({e}); retrying");
+                }
+                Err(e) => panic!("no free port to steal after {attempt} tries: {e}"),
+            }
+        };
         let member = &ensemble.members[0];
-        // Someone else grabs the port between our pick and the JVM's bind.
-        let _thief = TcpListener::bind(member.client_addr).unwrap();
         ensemble.spawn(member).unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         let failure = ensemble.wait_ready(member, deadline).await.unwrap_err();
