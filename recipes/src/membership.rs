@@ -14,7 +14,8 @@
 //! # }
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -24,21 +25,64 @@ use crate::internal::protected::{
     backoff, delete_in_background, delete_retrying, ensure_containers, join, retryable,
 };
 
+/// Member nodes held by live [`GroupMember`]s of this process, by session
+/// id: a second join under the same id from the same session is refused
+/// instead of sharing a node that either handle's leave would remove.
+static HELD: Mutex<BTreeSet<(i64, String)>> = Mutex::new(BTreeSet::new());
+
+/// One entry of [`HELD`], removed again on drop.
+#[derive(Debug)]
+struct Held((i64, String));
+
+impl Held {
+    fn take(session: i64, node: &str) -> Option<Self> {
+        let key = (session, node.to_string());
+        let fresh = HELD
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone());
+        // Built only when fresh: a `Held` removes its entry when dropped.
+        if fresh {
+            Some(Self(key))
+        } else {
+            None
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
+    }
+}
+
 /// Our membership in a group: leave with [`leave`](Self::leave), or drop
 /// it to leave in the background; it also ends with the session.
+///
+/// Dropping it sends the delete at once, so joining again under the same
+/// id right after a drop keeps the new membership.
 #[derive(Debug)]
 pub struct GroupMember {
     client: Client,
     node: String,
     left: bool,
+    _held: Held,
 }
 
 impl GroupMember {
     /// Joins the group at `path` as `id` with `payload`.
     ///
+    /// Dropping the future before it resolves (or a join that fails after
+    /// its create may have been applied) removes our node in the
+    /// background: a read sent at once, behind the create, finds it, and it
+    /// is deleted only if this session owns it and nobody adopted it since.
+    ///
     /// # Errors
     /// [`Error::NodeExists`] when another live session is a member under
-    /// this id (never taken over); session and ACL errors.
+    /// this id (never taken over), or another `GroupMember` of this session
+    /// still holds it; session and ACL errors.
     pub async fn join(
         client: &Client,
         path: &str,
@@ -47,6 +91,13 @@ impl GroupMember {
     ) -> Result<Self, Error> {
         let node = join(path, id);
         let session = client.session_id().0;
+        let held = Held::take(session, &node).ok_or(Error::NodeExists)?;
+        let mut undo = UndoJoin {
+            client: client.clone(),
+            node: node.clone(),
+            session,
+            armed: true,
+        };
         let mut delays = backoff();
         loop {
             match client
@@ -62,8 +113,12 @@ impl GroupMember {
                     // Ours (a lost reply, or joined before)? Adopt it.
                     match client.exists(&node).await {
                         Ok(Some(s)) if s.ephemeral_owner == session => {
-                            client.set_data(&node, payload, Version::Any).await?;
-                            break;
+                            match client.set_data(&node, payload, Version::Any).await {
+                                Ok(_) => break,
+                                // Gone or unknown meanwhile: create again.
+                                Err(e) if e == Error::NoNode || retryable(&e) => {}
+                                Err(e) => return Err(e),
+                            }
                         }
                         Ok(Some(_)) => return Err(Error::NodeExists),
                         Ok(None) => {}
@@ -74,10 +129,12 @@ impl GroupMember {
                 Err(e) => return Err(e),
             }
         }
+        undo.armed = false;
         Ok(Self {
             client: client.clone(),
             node,
             left: false,
+            _held: held,
         })
     }
 
@@ -104,6 +161,39 @@ impl GroupMember {
     pub async fn leave(mut self) -> Result<(), Error> {
         self.left = true;
         delete_retrying(&self.client, &self.node).await
+    }
+}
+
+/// Removes the node of a join that did not complete (dropped or failed).
+struct UndoJoin {
+    client: Client,
+    node: String,
+    session: i64,
+    armed: bool,
+}
+
+impl Drop for UndoJoin {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        // Sent now: it is answered after any create of ours in flight and
+        // before a join that starts after this one ended.
+        let probe = self.client.exists(&self.node);
+        let (client, node, session) = (self.client.clone(), self.node.clone(), self.session);
+        rt.spawn(async move {
+            if let Ok(Some(s)) = probe.await {
+                if s.ephemeral_owner == session {
+                    // At the version read: a join that adopted the node
+                    // since (its payload write bumps the version) keeps it.
+                    let r = client.delete(&node, Version::Exact(s.version)).await;
+                    tracing::debug!(%node, ?r, "removed the node of an unfinished join");
+                }
+            }
+        });
     }
 }
 

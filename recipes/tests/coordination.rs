@@ -177,11 +177,21 @@ async fn group_membership_follows_joins_and_leaves() {
         GroupMember::join(&a, &path, "b", b"x").await.unwrap_err(),
         zkit::Error::NodeExists
     );
-    // Joining again from the same session adopts (and updates) the node.
-    let ma2 = GroupMember::join(&a, &path, "a", b"10.0.0.9")
+    // Nor can a second handle of the same session share one: either
+    // handle's leave would end the other's membership.
+    assert_eq!(
+        GroupMember::join(&a, &path, "a", b"10.0.0.9")
+            .await
+            .unwrap_err(),
+        zkit::Error::NodeExists
+    );
+    let (d, _) = setup.get_data(&format!("{path}/a")).await.unwrap();
+    assert_eq!(&d[..], b"10.0.0.1", "the refused join wrote nothing");
+    // Leaving by drop and joining again at once keeps the new membership.
+    drop(ma);
+    let ma = GroupMember::join(&a, &path, "a", b"10.0.0.1")
         .await
         .unwrap();
-    std::mem::forget(ma2);
     let members = |set: &MemberSet| set.borrow().keys().cloned().collect::<Vec<_>>();
     let deadline = tokio::time::Instant::now() + SOON;
     while members(&set) != ["a", "b", "c"] {
@@ -209,4 +219,68 @@ async fn group_membership_follows_joins_and_leaves() {
     ma.leave().await.unwrap();
     a.close().await.unwrap();
     b.close().await.unwrap();
+}
+
+// One thread: a join polled once has sent its create but cannot have seen
+// the reply, so round 0 is always cut short; later rounds poll it more
+// often before dropping it (somewhere in the create, or done).
+#[tokio::test(flavor = "current_thread")]
+async fn a_cancelled_join_leaves_no_member_behind() {
+    use zkit_recipes::GroupMember;
+    let setup = client().await;
+    let dir = base(&setup, "group-cancel").await;
+    let path = format!("{dir}/workers");
+    setup
+        .create(&path, b"", &zkit::CreateOptions::default())
+        .await
+        .unwrap();
+    let a = client().await;
+    let node = format!("{path}/a");
+    let mut cancelled = 0;
+    for round in 0..40u64 {
+        let done = {
+            let mut join = std::pin::pin!(GroupMember::join(&a, &path, "a", b"x"));
+            let mut done = None;
+            for _ in 0..=round {
+                if let std::task::Poll::Ready(r) = futures::poll!(join.as_mut()) {
+                    done = Some(r);
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            done
+            // An unfinished join is dropped here.
+        };
+        match done {
+            Some(member) => {
+                member.unwrap().leave().await.unwrap();
+                continue;
+            }
+            None => cancelled += 1,
+        }
+        if round % 2 == 0 {
+            // Nobody joins again: the node must go.
+            let deadline = tokio::time::Instant::now() + SOON;
+            while setup.exists(&node).await.unwrap().is_some() {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "round {round}: orphan member node"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        } else {
+            // Joining again at once: the new membership is kept.
+            let m = GroupMember::join(&a, &path, "a", b"y").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let (d, s) = setup.get_data(&node).await.unwrap();
+            assert_eq!(
+                (&d[..], s.ephemeral_owner),
+                (&b"y"[..], a.session_id().0),
+                "round {round}"
+            );
+            m.leave().await.unwrap();
+        }
+    }
+    assert!(cancelled >= 1);
+    a.close().await.unwrap();
 }

@@ -135,23 +135,66 @@ async fn find_and_delete(client: Client, parent: String, guid: String) {
 
 /// Deletes `path` in the background (guaranteed delete): retries through
 /// connection losses; stops when the node or the session is gone.
+///
+/// The first delete is sent before this returns, so it reaches the server
+/// ahead of anything this client sends later (a re-join or re-registration
+/// under the same name right after a drop is not undone by it). Retries
+/// are fenced like [`delete_retrying`]'s. Without a tokio runtime the
+/// first delete is still sent, but nothing retries it.
 pub(crate) fn delete_in_background(client: Client, path: String) {
+    let fence = client.last_zxid();
+    let first = client.delete(&path, Version::Any);
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        tracing::warn!(%path, "no tokio runtime: the node stays until its session ends");
+        tracing::debug!(%path, "no tokio runtime: the delete is sent but not retried");
         return;
     };
     rt.spawn(async move {
-        let _ = delete_retrying(&client, &path).await;
+        match first.await {
+            Ok(()) | Err(Error::NoNode) => {}
+            Err(e) if retryable(&e) => {
+                let _ = delete_fenced(&client, &path, fence).await;
+            }
+            Err(e) => tracing::debug!(%path, error = %e, "background delete ends"),
+        }
     });
 }
 
 /// Deletes `path`, retrying through connection losses. `Ok` also when it
 /// was already gone; `Err` when the session ended first.
+///
+/// The first attempt is sent at once (call order on the wire). After a
+/// ConnectionLoss the outcome is unknown and the name may meanwhile belong
+/// to a newer node (a re-join by this client, another session's claim), so
+/// a retry deletes only a node that existed when the delete was decided:
+/// its czxid must not exceed the last zxid this client had seen then, and
+/// it is deleted at the version just read.
 pub(crate) async fn delete_retrying(client: &Client, path: &str) -> Result<(), Error> {
+    let fence = client.last_zxid();
+    match client.delete(path, Version::Any).await {
+        Ok(()) | Err(Error::NoNode) => Ok(()),
+        Err(e) if retryable(&e) => delete_fenced(client, path, fence).await,
+        Err(e) => Err(e),
+    }
+}
+
+/// The retry half of [`delete_retrying`]: deletes `path` only while it is
+/// an incarnation created at or before zxid `fence`.
+pub(crate) async fn delete_fenced(client: &Client, path: &str, fence: i64) -> Result<(), Error> {
     let mut delays = backoff();
     loop {
-        match client.delete(path, Version::Any).await {
+        let r = match client.exists(path).await {
+            Ok(None) => return Ok(()),
+            Ok(Some(stat)) if stat.czxid > fence => {
+                tracing::debug!(%path, czxid = stat.czxid, fence, "a newer node has the name: kept");
+                return Ok(());
+            }
+            Ok(Some(stat)) => client.delete(path, Version::Exact(stat.version)).await,
+            Err(e) => Err(e),
+        };
+        match r {
             Ok(()) | Err(Error::NoNode) => return Ok(()),
+            // Changed between our read and our delete: look again.
+            Err(Error::BadVersion) => {}
             Err(e) if retryable(&e) => {
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
             }
@@ -278,6 +321,53 @@ mod tests {
         assert!(matches!(uuid.as_bytes()[19], b'8' | b'9' | b'a' | b'b'));
         assert_eq!(uuid.matches('-').count(), 4);
         assert!(uuid.bytes().all(|c| c == b'-' || c.is_ascii_hexdigit()));
+    }
+
+    async fn bundled() -> (zkit_server::RunningServer, Client) {
+        let server = zkit_server::Server::builder()
+            .listen("127.0.0.1:0".parse().expect("address"))
+            .start()
+            .await
+            .expect("bundled server");
+        let client = Client::connect(&server.connect_string())
+            .await
+            .expect("connect");
+        (server, client)
+    }
+
+    #[tokio::test]
+    async fn a_fenced_retry_keeps_a_newer_node_under_the_same_name() {
+        let (_server, zk) = bundled().await;
+        let opts = CreateOptions::new(CreateMode::Persistent);
+        let before = zk.last_zxid();
+        zk.create("/n", b"", &opts).await.unwrap();
+        // Decided before /n existed: /n is a newer incarnation, kept.
+        delete_fenced(&zk, "/n", before).await.unwrap();
+        assert!(zk.exists("/n").await.unwrap().is_some());
+        // Decided after: deleted, even when modified since.
+        let after = zk.last_zxid();
+        zk.set_data("/n", b"x", Version::Any).await.unwrap();
+        delete_fenced(&zk, "/n", after).await.unwrap();
+        assert!(zk.exists("/n").await.unwrap().is_none());
+        // Already gone is fine.
+        delete_fenced(&zk, "/n", after).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_background_delete_goes_out_before_a_later_create() {
+        let (_server, zk) = bundled().await;
+        let opts = CreateOptions::new(CreateMode::Ephemeral);
+        for _ in 0..50 {
+            zk.create("/member", b"", &opts).await.unwrap();
+            delete_in_background(zk.clone(), "/member".into());
+            // Leave and re-join at once: the delete is already on the wire.
+            zk.create("/member", b"again", &opts).await.unwrap();
+            zk.sync("/").await.unwrap();
+            tokio::task::yield_now().await;
+            let (data, _) = zk.get_data("/member").await.unwrap();
+            assert_eq!(&data[..], b"again");
+            zk.delete("/member", Version::Any).await.unwrap();
+        }
     }
 
     #[test]
