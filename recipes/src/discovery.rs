@@ -32,7 +32,7 @@
 //! ```
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use zkit::{Client, CreateMode, CreateOptions, Error, Version};
 
+use crate::internal::held::Held;
 use crate::internal::protected::{backoff, ensure_containers, join, new_guid, retryable};
 use crate::sessions::Sessions;
 
@@ -188,21 +189,34 @@ where
     /// Registers `instance` and keeps it registered until the returned
     /// [`Registration`] is unregistered or dropped.
     ///
+    /// Dropping the future before it resolves unregisters in the
+    /// background (the registration may already have been made).
+    ///
     /// # Errors
     /// The first registration's error (session, ACL, or
-    /// [`Error::NodeExists`] when another live session owns the id).
+    /// [`Error::NodeExists`] when another live session owns the id, or a
+    /// live [`Registration`] from this `ServiceDiscovery`'s sessions has it).
     pub async fn register(&self, instance: ServiceInstance<P>) -> Result<Registration<P>, Error> {
+        let node = join(&join(&self.base, &instance.name), &instance.id);
+        let held = Held::take(self.sessions.scope(), &node).ok_or(Error::NodeExists)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (first_tx, first_rx) = oneshot::channel();
+        let current = Arc::new(Mutex::new(None));
         let task = tokio::spawn(keep_registered(
             self.sessions.clone(),
-            join(&join(&self.base, &instance.name), &instance.id),
+            node,
             instance,
             rx,
             first_tx,
+            current.clone(),
         ));
         match first_rx.await {
-            Ok(Ok(())) => Ok(Registration { tx }),
+            Ok(Ok(())) => Ok(Registration {
+                tx,
+                current,
+                unregistered: false,
+                held: Some(held),
+            }),
             Ok(Err(e)) => {
                 task.abort();
                 Err(e)
@@ -287,15 +301,48 @@ async fn read_instances<P: DeserializeOwned>(
 enum Command<P> {
     Update(ServiceInstance<P>, oneshot::Sender<Result<(), Error>>),
     Unregister(oneshot::Sender<Result<(), Error>>),
+    /// The handle was dropped after sending a delete itself: finish the
+    /// job.
+    Dropped,
 }
 
+/// The session and node a registration's task registered last.
+type Current = Arc<Mutex<Option<(Client, String)>>>;
+
 /// A live registration: keeps the instance registered (across session
-/// expiry) until [`unregister`](Self::unregister) or drop (which
-/// unregisters in the background).
+/// expiry) until [`unregister`](Self::unregister) or drop.
+///
+/// Dropping it unregisters: the delete is sent at once (so registering the
+/// same id again right away keeps the new registration) and finished in
+/// the background.
 #[derive(Debug)]
 pub struct Registration<P> {
     // The task runs on its own; dropping this sender makes it unregister.
     tx: mpsc::UnboundedSender<Command<P>>,
+    current: Current,
+    /// Set by `unregister`, whose task does the delete.
+    unregistered: bool,
+    /// The name, held until the delete has been sent.
+    held: Option<Held>,
+}
+
+impl<P> Drop for Registration<P> {
+    fn drop(&mut self) {
+        if self.unregistered {
+            return;
+        }
+        let now = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some((client, node)) = now {
+            // Sent now, in call order, while this handle still holds the
+            // name; the task makes sure of it (fenced by our czxid).
+            drop(client.delete(&node, Version::Any));
+        }
+        let _ = self.tx.send(Command::Dropped);
+    }
 }
 
 impl<P> std::fmt::Debug for Command<P> {
@@ -303,6 +350,7 @@ impl<P> std::fmt::Debug for Command<P> {
         f.write_str(match self {
             Command::Update(..) => "Update",
             Command::Unregister(_) => "Unregister",
+            Command::Dropped => "Dropped",
         })
     }
 }
@@ -324,11 +372,15 @@ impl<P: Send + 'static> Registration<P> {
     ///
     /// # Errors
     /// Session errors (an ephemeral node is gone with its session anyway).
-    pub async fn unregister(self) -> Result<(), Error> {
+    pub async fn unregister(mut self) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Unregister(tx))
-            .map_err(|_| Error::Closed)?;
+        let sent = self.tx.send(Command::Unregister(tx));
+        self.unregistered = true;
+        // Held until the delete is done, so that registering the same id
+        // meanwhile is refused rather than undone by it.
+        let _held = self.held.take();
+        drop(self);
+        sent.map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
     }
 }
@@ -341,25 +393,37 @@ async fn keep_registered<P: Serialize>(
     mut instance: ServiceInstance<P>,
     mut commands: mpsc::UnboundedReceiver<Command<P>>,
     first: oneshot::Sender<Result<(), Error>>,
+    current: Current,
 ) {
+    use crate::internal::protected::delete_fenced;
     let mut first = Some(first);
     let parent = node.rsplit_once('/').map_or("/", |(p, _)| p).to_string();
     loop {
         let client = sessions.client_retrying().await;
         let mut states = client.state_stream();
         let registered = register_once(&sessions, &client, &parent, &node, &instance).await;
+        if let Ok((path, _)) = &registered {
+            // Before the first reply: a handle dropped at once finds it.
+            *current.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((client.clone(), path.clone()));
+        }
         if let Some(f) = first.take() {
             let failed = registered.as_ref().err().cloned();
-            let _ = f.send(registered.clone());
+            let _ = f.send(registered.as_ref().map(drop).map_err(Clone::clone));
             if failed.is_some() {
                 return;
             }
         }
-        if let Err(e) = &registered {
-            tracing::warn!(%node, error = %e, "re-registration failed; retrying");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        }
+        // Our node's czxid fences every delete of ours: a newer node under
+        // the name (registered again after this one was dropped) is kept.
+        let (path, czxid) = match registered {
+            Ok(registered) => registered,
+            Err(e) => {
+                tracing::warn!(%node, error = %e, "re-registration failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
         // Serve commands until this session ends.
         loop {
             tokio::select! {
@@ -367,19 +431,20 @@ async fn keep_registered<P: Serialize>(
                     Some(Command::Update(i, reply)) => {
                         instance = i;
                         let r = match serde_json::to_vec(&instance) {
-                            Ok(data) => client.set_data(&node, &data, Version::Any).await.map(drop),
+                            Ok(data) => client.set_data(&path, &data, Version::Any).await.map(drop),
                             Err(e) => Err(Error::InvalidArgument(e.to_string())),
                         };
                         let _ = reply.send(r);
                     }
                     Some(Command::Unregister(reply)) => {
-                        let r = crate::internal::protected::delete_retrying(&client, &node).await;
+                        let r = delete_fenced(&client, &path, czxid).await;
                         let _ = reply.send(r);
                         return;
                     }
-                    None => {
-                        // Dropped: unregister.
-                        let _ = crate::internal::protected::delete_retrying(&client, &node).await;
+                    // Dropped (the handle sent a delete already; make
+                    // sure), or the register call itself was cancelled.
+                    Some(Command::Dropped) | None => {
+                        let _ = delete_fenced(&client, &path, czxid).await;
                         return;
                     }
                 },
@@ -394,25 +459,29 @@ async fn keep_registered<P: Serialize>(
 }
 
 /// Creates the instance node; adopts our own session's node; waits for a
-/// dead session's node to go; refuses a live other session's.
+/// dead session's node to go; refuses a live other session's. Returns the
+/// node's path (with its sequence suffix for `DynamicSequential`) and
+/// czxid.
 async fn register_once<P: Serialize>(
     sessions: &Sessions,
     client: &Client,
     parent: &str,
     node: &str,
     instance: &ServiceInstance<P>,
-) -> Result<(), Error> {
+) -> Result<(String, i64), Error> {
     let data = serde_json::to_vec(instance).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    if instance.service_type == ServiceType::DynamicSequential {
+        return register_sequential(client, parent, node, &data).await;
+    }
     let mode = match instance.service_type {
         ServiceType::Dynamic => CreateMode::Ephemeral,
-        ServiceType::DynamicSequential => CreateMode::EphemeralSequential,
         _ => CreateMode::Persistent,
     };
     let session = client.session_id().0;
     let mut delays = backoff();
     loop {
         match client.create(node, &data, &CreateOptions::new(mode)).await {
-            Ok(_) => return Ok(()),
+            Ok((_, stat)) => return Ok((node.to_string(), stat.czxid)),
             Err(Error::NoNode) => ensure_containers(client, parent).await?,
             Err(e) if e == Error::NodeExists || retryable(&e) => {
                 if retryable(&e) {
@@ -422,8 +491,12 @@ async fn register_once<P: Serialize>(
                     Ok(Some(s))
                         if s.ephemeral_owner == session || mode == CreateMode::Persistent =>
                     {
-                        client.set_data(node, &data, Version::Any).await?;
-                        return Ok(());
+                        match client.set_data(node, &data, Version::Any).await {
+                            Ok(stat) => return Ok((node.to_string(), stat.czxid)),
+                            // Gone or unknown meanwhile: create again.
+                            Err(e) if e == Error::NoNode || retryable(&e) => {}
+                            Err(e) => return Err(e),
+                        }
                     }
                     Ok(Some(s)) if sessions.was_ours(s.ephemeral_owner) => {
                         // Left by our own expired session, which the server
@@ -445,6 +518,90 @@ async fn register_once<P: Serialize>(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// `DynamicSequential`: an ephemeral sequential `<id><seq>`. After a lost
+/// reply, a node of ours carrying the id is adopted (the id is unique
+/// per instance, so it plays the part of a protected-mode GUID); extra
+/// ones from earlier attempts are deleted.
+async fn register_sequential(
+    client: &Client,
+    parent: &str,
+    prefix: &str,
+    data: &[u8],
+) -> Result<(String, i64), Error> {
+    let session = client.session_id().0;
+    let id = prefix.rsplit('/').next().unwrap_or_default();
+    let mut delays = backoff();
+    let mut unsure = false;
+    loop {
+        if unsure {
+            // Did an earlier attempt create it?
+            let mine = match ours_by_prefix(client, parent, id, session).await {
+                Ok(mine) => mine,
+                Err(e) if retryable(&e) => {
+                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some((keep, extra)) = mine.split_first() {
+                for path in extra {
+                    crate::internal::protected::delete_in_background(client.clone(), path.clone());
+                }
+                match client.set_data(keep, data, Version::Any).await {
+                    Ok(stat) => return Ok((keep.clone(), stat.czxid)),
+                    Err(e) if retryable(&e) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        match client
+            .create(
+                prefix,
+                data,
+                &CreateOptions::new(CreateMode::EphemeralSequential),
+            )
+            .await
+        {
+            Ok((path, stat)) => return Ok((path, stat.czxid)),
+            Err(Error::NoNode) => ensure_containers(client, parent).await?,
+            Err(e) if retryable(&e) => {
+                unsure = true;
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Our session's `<id><10 digits>` children of `parent`, oldest first.
+async fn ours_by_prefix(
+    client: &Client,
+    parent: &str,
+    id: &str,
+    session: i64,
+) -> Result<Vec<String>, Error> {
+    let (mut children, _) = match client.get_children(parent).await {
+        Ok(c) => c,
+        Err(Error::NoNode) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    children.retain(|c| {
+        c.strip_prefix(id)
+            .is_some_and(|seq| seq.len() == 10 && seq.bytes().all(|b| b.is_ascii_digit()))
+    });
+    children.sort();
+    let mut mine = Vec::new();
+    for c in children {
+        let path = join(parent, &c);
+        if let Some(s) = client.exists(&path).await? {
+            if s.ephemeral_owner == session {
+                mine.push(path);
+            }
+        }
+    }
+    Ok(mine)
 }
 
 /// A service's instances, kept current by watches (across reconnects and

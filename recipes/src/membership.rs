@@ -14,49 +14,16 @@
 //! # }
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use zkit::{Bytes, Client, CreateMode, CreateOptions, Error, Version};
 
+use crate::internal::held::Held;
 use crate::internal::protected::{
     backoff, delete_in_background, delete_retrying, ensure_containers, join, retryable,
 };
-
-/// Member nodes held by live [`GroupMember`]s of this process, by session
-/// id: a second join under the same id from the same session is refused
-/// instead of sharing a node that either handle's leave would remove.
-static HELD: Mutex<BTreeSet<(i64, String)>> = Mutex::new(BTreeSet::new());
-
-/// One entry of [`HELD`], removed again on drop.
-#[derive(Debug)]
-struct Held((i64, String));
-
-impl Held {
-    fn take(session: i64, node: &str) -> Option<Self> {
-        let key = (session, node.to_string());
-        let fresh = HELD
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone());
-        // Built only when fresh: a `Held` removes its entry when dropped.
-        if fresh {
-            Some(Self(key))
-        } else {
-            None
-        }
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        HELD.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.0);
-    }
-}
 
 /// Our membership in a group: leave with [`leave`](Self::leave), or drop
 /// it to leave in the background; it also ends with the session.
@@ -91,7 +58,8 @@ impl GroupMember {
     ) -> Result<Self, Error> {
         let node = join(path, id);
         let session = client.session_id().0;
-        let held = Held::take(session, &node).ok_or(Error::NodeExists)?;
+        // Session ids are 64-bit; on 32-bit targets a collision only refuses.
+        let held = Held::take(session as usize, &node).ok_or(Error::NodeExists)?;
         let mut undo = UndoJoin {
             client: client.clone(),
             node: node.clone(),

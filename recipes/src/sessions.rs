@@ -61,6 +61,12 @@ impl Sessions {
         s
     }
 
+    /// Identifies this source of sessions (shared by its clones) while it
+    /// lives.
+    pub(crate) fn scope(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
     /// The live client: the current one, or a new session when it ended.
     ///
     /// # Errors

@@ -189,3 +189,90 @@ async fn a_dead_registrant_disappears_within_its_session_timeout() {
     // The negotiated timeout can be raised to the server's minimum (2 ticks).
     assert!(took < Duration::from_secs(5), "took {took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_and_registering_again_keeps_the_new_registration() {
+    let setup = client().await;
+    let dir = base(&setup, "disc-redo").await;
+    let services = format!("{dir}/services");
+    let disco = ServiceDiscovery::<Zone>::new(sessions(), services.clone());
+    let node = format!("{services}/echo/x");
+    for round in 0..20 {
+        let old = disco
+            .register(ServiceInstance::new("echo", "10.0.0.1", 1).with_id("x"))
+            .await
+            .unwrap();
+        if round == 0 {
+            // A second live registration of the id from the same sessions
+            // would share the node: refused.
+            let twice = disco
+                .register(ServiceInstance::new("echo", "10.0.0.9", 9).with_id("x"))
+                .await;
+            assert_eq!(twice.unwrap_err(), zkit::Error::NodeExists);
+        }
+        drop(old);
+        let port = 1000 + round;
+        let new = disco
+            .register(ServiceInstance::new("echo", "10.0.0.1", port).with_id("x"))
+            .await
+            .unwrap();
+        // Give the dropped registration's background work time to finish.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let (raw, _) = setup
+            .get_data(&node)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: the new registration is gone: {e}"));
+        let text = String::from_utf8(raw.to_vec()).unwrap();
+        assert!(text.contains(&format!(r#""port":{port}"#)), "{text}");
+        new.unregister().await.unwrap();
+        assert!(setup.exists(&node).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequential_registration_is_updated_and_removed_by_its_real_name() {
+    use zkit_recipes::discovery::ServiceType;
+    let setup = client().await;
+    let dir = base(&setup, "disc-seq").await;
+    let services = format!("{dir}/services");
+    let disco = ServiceDiscovery::<Zone>::new(sessions(), services.clone());
+    let mut instance = ServiceInstance::new("echo", "10.0.0.1", 80).with_id("seq-");
+    instance.service_type = ServiceType::DynamicSequential;
+    let reg = disco.register(instance.clone()).await.unwrap();
+    let (kids, _) = setup
+        .get_children(&format!("{services}/echo"))
+        .await
+        .unwrap();
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    let seq = kids[0].strip_prefix("seq-").expect("id prefix");
+    assert!(
+        seq.len() == 10 && seq.bytes().all(|b| b.is_ascii_digit()),
+        "{kids:?}"
+    );
+    instance.port = Some(81);
+    reg.update(instance.clone()).await.unwrap();
+    let found = disco.query_instances("echo").await.unwrap();
+    assert_eq!(
+        (found.len(), found[0].port),
+        (1, Some(81)),
+        "updated in place"
+    );
+    reg.unregister().await.unwrap();
+    let (kids, _) = setup
+        .get_children(&format!("{services}/echo"))
+        .await
+        .unwrap();
+    assert!(kids.is_empty(), "{kids:?}");
+    // Dropping removes it too.
+    let reg = disco.register(instance).await.unwrap();
+    drop(reg);
+    eventually("dropped registration gone", SOON, || async {
+        setup
+            .get_children(&format!("{services}/echo"))
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    })
+    .await;
+}
