@@ -26,7 +26,9 @@ use std::time::Duration;
 
 use zkit::{Client, CreateMode, CreateOptions, Error, Version};
 
-use crate::internal::protected::{backoff, delete_in_background, retryable};
+use crate::internal::protected::{
+    backoff, create_protected_under, delete_in_background, retryable,
+};
 use crate::internal::sequence::parse_sequence;
 
 /// A value read from a [`SharedCount`] with the version it had.
@@ -210,54 +212,25 @@ impl IdGenerator {
     }
 
     async fn next_block(&self) -> Result<i64, Error> {
-        let mut delays = backoff();
-        loop {
-            let r = self
-                .client
-                .create(
-                    &format!("{}/block-", self.path),
-                    b"",
-                    &CreateOptions::new(CreateMode::EphemeralSequential),
-                )
-                .await;
-            match r {
-                Ok((path, _)) => {
-                    delete_in_background(self.client.clone(), path.clone());
-                    let seq = parse_sequence(&path).ok_or_else(|| {
-                        Error::InvalidArgument(format!("unexpected block node {path}"))
-                    })?;
-                    if seq < 0 {
-                        return Err(Error::InvalidArgument(format!(
-                            "the ID sequence under {} has wrapped",
-                            self.path
-                        )));
-                    }
-                    return Ok(i64::from(seq));
-                }
-                Err(Error::NoNode) => self.ensure_persistent_parents().await?,
-                // A lost reply only wastes a block number: retry.
-                Err(e) if retryable(&e) => {
-                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
-                }
-                Err(e) => return Err(e),
-            }
+        // Protected: a lost reply or a cancelled call leaves no block node.
+        let created = create_protected_under(
+            &self.client,
+            &self.path,
+            CreateMode::Persistent,
+            "block-",
+            b"",
+        )
+        .await?;
+        delete_in_background(self.client.clone(), created.path.clone());
+        let seq = parse_sequence(&created.path).ok_or_else(|| {
+            Error::InvalidArgument(format!("unexpected block node {}", created.path))
+        })?;
+        if seq < 0 {
+            return Err(Error::InvalidArgument(format!(
+                "the ID sequence under {} has wrapped",
+                self.path
+            )));
         }
-    }
-
-    async fn ensure_persistent_parents(&self) -> Result<(), Error> {
-        let mut at = String::new();
-        for seg in self.path.split('/').filter(|s| !s.is_empty()) {
-            at.push('/');
-            at.push_str(seg);
-            match self
-                .client
-                .create(&at, b"", &CreateOptions::default())
-                .await
-            {
-                Ok(_) | Err(Error::NodeExists) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        Ok(i64::from(seq))
     }
 }

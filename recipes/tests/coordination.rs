@@ -284,3 +284,48 @@ async fn a_cancelled_join_leaves_no_member_behind() {
     assert!(cancelled >= 1);
     a.close().await.unwrap();
 }
+
+// One thread: a call polled once has sent its create and is dropped before
+// the reply; later rounds let it run further before dropping it.
+#[tokio::test(flavor = "current_thread")]
+async fn cancelled_id_calls_leave_no_block_node_and_never_repeat_an_id() {
+    let setup = client().await;
+    let dir = base(&setup, "ids-cancel").await;
+    let path = format!("{dir}/gen");
+    let mut ids = IdGenerator::new(&setup, &path, 1);
+    let mut seen = HashSet::new();
+    let mut cancelled = 0;
+    for round in 0..30 {
+        let done = {
+            let mut call = std::pin::pin!(ids.next_id());
+            let mut done = None;
+            for _ in 0..=round {
+                if let std::task::Poll::Ready(r) = futures::poll!(call.as_mut()) {
+                    done = Some(r);
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            done
+        };
+        match done {
+            Some(id) => assert!(seen.insert(id.unwrap()), "repeated id"),
+            None => cancelled += 1,
+        }
+        let id = ids.next_id().await.unwrap();
+        assert!(seen.insert(id), "repeated id");
+    }
+    assert!(cancelled >= 1);
+    let deadline = tokio::time::Instant::now() + SOON;
+    loop {
+        let (kids, _) = setup.get_children(&path).await.unwrap();
+        if kids.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "block nodes left behind: {kids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -64,16 +64,23 @@ pub(crate) fn name_of(path: &str) -> &str {
 /// Creates `path` and its missing ancestors as containers (empty data),
 /// tolerating concurrent creators (`ZKPaths.mkdirs` with containers).
 pub(crate) async fn ensure_containers(client: &Client, path: &str) -> Result<(), Error> {
+    ensure_parents(client, path, CreateMode::Container).await
+}
+
+/// Creates `path` and its missing ancestors with `mode` (empty data),
+/// tolerating concurrent creators and retrying through connection losses.
+pub(crate) async fn ensure_parents(
+    client: &Client,
+    path: &str,
+    mode: CreateMode,
+) -> Result<(), Error> {
     let mut at = String::new();
     for seg in path.split('/').filter(|s| !s.is_empty()) {
         at.push('/');
         at.push_str(seg);
         let mut delays = backoff();
         loop {
-            match client
-                .create(&at, b"", &CreateOptions::new(CreateMode::Container))
-                .await
-            {
+            match client.create(&at, b"", &CreateOptions::new(mode)).await {
                 Ok(_) | Err(Error::NodeExists) => break,
                 Err(e) if retryable(&e) => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
@@ -242,6 +249,18 @@ pub(crate) async fn create_protected(
     prefix: &str,
     data: &[u8],
 ) -> Result<Created, Error> {
+    create_protected_under(client, parent, CreateMode::Container, prefix, data).await
+}
+
+/// [`create_protected`] with missing parents created in `parent_mode`
+/// (persistent where a reaped parent would restart the sequence).
+pub(crate) async fn create_protected_under(
+    client: &Client,
+    parent: &str,
+    parent_mode: CreateMode,
+    prefix: &str,
+    data: &[u8],
+) -> Result<Created, Error> {
     let session = client.session_id().0;
     let mut guard = OrphanGuard {
         client: client.clone(),
@@ -291,7 +310,7 @@ pub(crate) async fn create_protected(
             }
             Err(Error::NoNode) => {
                 guard.armed = false;
-                ensure_containers(client, parent).await?;
+                ensure_parents(client, parent, parent_mode).await?;
             }
             Err(e) if retryable(&e) => {
                 uncertain = true;
