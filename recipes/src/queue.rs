@@ -167,6 +167,10 @@ impl Queue {
     /// Session and ACL errors. [`Error::ConnectionLoss`] leaves the outcome
     /// unknown (the item may or may not be in the queue): retrying may
     /// duplicate it, as with Curator's queues.
+    ///
+    /// # Cancel safety
+    /// Dropped after its create went out, the item may still be enqueued
+    /// (a whole item; consumers see it like any other).
     pub async fn put(&self, data: &[u8]) -> Result<String, Error> {
         self.put_named(data, DEFAULT_PRIORITY).await
     }
@@ -216,8 +220,9 @@ impl Queue {
     /// Session errors; connection losses are retried.
     ///
     /// # Cancel safety
-    /// Dropping the future takes nothing (an item is taken by its delete,
-    /// the last step).
+    /// Dropping the future loses no item: before the final delete nothing
+    /// is taken, and an item whose delete had gone out is put back at the
+    /// tail of the queue.
     pub async fn take(&self) -> Result<Vec<u8>, Error> {
         match self.take_until(None, true, false).await? {
             Some(Taken::Data(d)) => Ok(d),
@@ -366,12 +371,41 @@ impl Queue {
                 Err(Error::NoNode) => continue,
                 Err(e) => return Err(e),
             };
-            match self.client.delete(&item, Version::Any).await {
-                Ok(()) => return Ok(Some(Taken::Data(data.to_vec()))),
+            match self.delete_taken(&item, &name, data).await {
+                Ok(data) => return Ok(Some(Taken::Data(data.to_vec()))),
                 Err(Error::NoNode) => continue, // another consumer won
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Takes `item` (holding `data`) by deleting it. The delete's outcome
+    /// is awaited by a task of its own: if the caller is dropped once the
+    /// delete went out and it succeeded, the item is put back at the tail,
+    /// so a dropped take never loses an item.
+    async fn delete_taken(&self, item: &str, name: &str, data: Bytes) -> Result<Bytes, Error> {
+        let delete = self.client.delete(item, Version::Any);
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return delete.await.map(|()| data);
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // Same priority (the name without its sequence number).
+        let again = join(&self.path, &name[..name.len().saturating_sub(10)]);
+        let mut handoff = Handoff {
+            rx,
+            client: self.client.clone(),
+            path: self.path.clone(),
+            again: again.clone(),
+        };
+        let (client, path) = (self.client.clone(), self.path.clone());
+        rt.spawn(async move {
+            let taken = delete.await.map(|()| data);
+            // Refused once the taker is gone: ours to put back.
+            if let Err(Ok(data)) = tx.send(taken) {
+                put_back(&client, &path, &again, &data).await;
+            }
+        });
+        (&mut handoff.rx).await.unwrap_or(Err(Error::Closed))
     }
 
     /// Claims `item`; `None` when someone else has it or it is gone.
@@ -455,6 +489,12 @@ impl Queue {
                 },
             };
             let got = self.wait_for_item(deadline, claimed_mode).await;
+            if let Ok(Some(t)) = got {
+                // Nothing may come between us and the caller holding the
+                // item: the turn goes in the background.
+                drop(turn);
+                return Ok(Some(t));
+            }
             turn.release().await?;
             match got {
                 Ok(Some(t)) => return Ok(Some(t)),
@@ -523,4 +563,55 @@ impl Queue {
 enum Taken {
     Data(Vec<u8>),
     Claimed(Claim),
+}
+
+/// The receiving end of a take's delete. Dropped unread (the take was
+/// dropped), it closes the channel so that a later outcome goes back to the
+/// sending task, and puts back an item that had already arrived.
+struct Handoff {
+    rx: tokio::sync::oneshot::Receiver<Result<Bytes, Error>>,
+    client: Client,
+    path: String,
+    again: String,
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        self.rx.close();
+        if let Ok(Ok(data)) = self.rx.try_recv() {
+            let (client, path, again) =
+                (self.client.clone(), self.path.clone(), self.again.clone());
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { put_back(&client, &path, &again, &data).await });
+            }
+        }
+    }
+}
+
+/// Puts the data of an item taken for a caller that stopped waiting back
+/// into the queue (as `again<seq>`, at the tail), retrying through
+/// connection losses (a lost reply may then put it twice).
+async fn put_back(client: &Client, path: &str, again: &str, data: &[u8]) {
+    let mut delays = backoff();
+    loop {
+        let opts = CreateOptions::new(CreateMode::PersistentSequential);
+        match client.create(again, data, &opts).await {
+            Ok((item, _)) => {
+                tracing::debug!(%item, "put back an item whose take was dropped");
+                return;
+            }
+            Err(Error::NoNode) => {
+                if ensure_containers(client, path).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) if retryable(&e) => {
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+            }
+            Err(e) => {
+                tracing::warn!(%path, error = %e, "a dropped take's item could not be put back");
+                return;
+            }
+        }
+    }
 }

@@ -214,3 +214,53 @@ async fn priority_queue_orders_by_priority_then_arrival() {
     }
     assert_eq!(got, ["p1-first", "p1-second", "p5", "p9", "default"]);
 }
+
+// One thread, so a take can be dropped at any of its steps: after k polls
+// with replies arriving and the driver running in between. Every item must end up either taken
+// by a finished take or still in the queue, exactly once.
+#[tokio::test(flavor = "current_thread")]
+async fn dropped_takes_lose_no_item() {
+    let zk = client().await;
+    let dir = base(&zk, "queue-drop").await;
+    let q = Queue::new(&zk, format!("{dir}/q"));
+    const N: usize = 60;
+    for i in 0..N {
+        q.put(format!("item-{i}").as_bytes()).await.unwrap();
+    }
+    let mut got = Vec::new();
+    let mut dropped = 0;
+    for round in 0..N {
+        let done = {
+            let mut take = std::pin::pin!(q.take());
+            let mut done = None;
+            for _ in 0..=(round % 12) {
+                if let std::task::Poll::Ready(r) = futures::poll!(take.as_mut()) {
+                    done = Some(r);
+                    break;
+                }
+                // Let a reply arrive, and the driver read it.
+                std::thread::sleep(Duration::from_micros(30));
+                tokio::task::yield_now().await;
+            }
+            done
+        };
+        match done {
+            Some(item) => got.push(item.unwrap()),
+            None => dropped += 1,
+        }
+    }
+    assert!(dropped > 0);
+    // Let put-backs land, then drain.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while let Some(item) = q.try_take().await.unwrap() {
+        got.push(item);
+    }
+    let mut names: Vec<String> = got
+        .into_iter()
+        .map(|b| String::from_utf8(b).unwrap())
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = (0..N).map(|i| format!("item-{i}")).collect();
+    want.sort();
+    assert_eq!(names, want, "{dropped} takes dropped");
+}
