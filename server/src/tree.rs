@@ -28,6 +28,7 @@
 //! ZooKeeper's.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use zkit::proto::codes::{err, perms, EventType, OpCode};
@@ -224,7 +225,8 @@ impl Persisted {
 #[derive(Debug, Clone)]
 struct Node {
     data: Option<Bytes>,
-    acl: Vec<Acl>,
+    /// Shared with every znode that has an equal ACL ([`AclTable`]).
+    acl: Arc<[Acl]>,
     stat: Persisted,
     children: HashSet<String>,
 }
@@ -310,10 +312,36 @@ fn code(c: i32) -> ErrorCode {
     ErrorCode(c)
 }
 
+/// Interned ACL lists: znodes with equal ACLs share one allocation, as
+/// ZooKeeper's `ReferenceCountedACLCache` does (most trees use a handful
+/// of distinct ACLs). Lists no znode uses any more are dropped when the
+/// table has doubled since the last sweep.
+#[derive(Debug, Clone, Default)]
+struct AclTable {
+    lists: HashSet<Arc<[Acl]>>,
+    sweep_at: usize,
+}
+
+impl AclTable {
+    fn intern(&mut self, acl: &[Acl]) -> Arc<[Acl]> {
+        if let Some(shared) = self.lists.get(acl) {
+            return shared.clone();
+        }
+        if self.lists.len() >= self.sweep_at {
+            self.lists.retain(|a| Arc::strong_count(a) > 1);
+            self.sweep_at = (self.lists.len() * 2).max(64);
+        }
+        let shared: Arc<[Acl]> = acl.into();
+        self.lists.insert(shared.clone());
+        shared
+    }
+}
+
 /// The znode tree of a ZooKeeper server.
 #[derive(Debug, Clone)]
 pub struct DataTree {
     nodes: HashMap<String, Node>,
+    acls: AclTable,
     ephemerals: HashMap<i64, BTreeSet<String>>,
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
@@ -359,6 +387,7 @@ impl DataTree {
     pub fn with_compat(compat: Compat) -> Self {
         let mut t = Self {
             nodes: HashMap::new(),
+            acls: AclTable::default(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
@@ -366,9 +395,9 @@ impl DataTree {
             extended_types: true,
             max_never_used_ms: 0,
         };
-        let empty = |acl, aversion, kids: &[&str]| Node {
+        let empty = |acl: Vec<Acl>, aversion, kids: &[&str]| Node {
             data: Some(Bytes::new()),
-            acl,
+            acl: acl.into(),
             stat: Persisted {
                 aversion,
                 ..Persisted::default()
@@ -526,7 +555,7 @@ impl DataTree {
     /// NoNode.
     pub fn get_acl(&self, path: &str) -> OpResult<(Vec<Acl>, Stat)> {
         let n = self.node(path)?;
-        Ok((n.acl.clone(), self.client_stat(n)))
+        Ok((n.acl.to_vec(), self.client_stat(n)))
     }
 
     /// getEphemerals: the session's ephemeral paths starting with `prefix`
@@ -721,7 +750,7 @@ impl DataTree {
         parent.children.insert(name);
         let node = Node {
             data: data.clone(),
-            acl,
+            acl: self.acls.intern(&acl),
             stat: Persisted::create(txn.zxid, txn.time_ms, owner),
             children: HashSet::new(),
         };
@@ -1013,6 +1042,7 @@ impl DataTree {
         let n = self.node(path)?;
         txn.acl.check(path, &n.acl, perms::ADMIN)?;
         let new_version = check_version(n.stat.aversion, version)?;
+        let acl = self.acls.intern(&acl);
         let n = self.nodes.get_mut(path).expect("checked");
         n.acl = acl;
         n.stat.aversion = new_version;
@@ -1329,7 +1359,7 @@ impl DataTree {
                 None => write_i32(buf, -1),
             }
             write_i32(buf, n.acl.len() as i32);
-            for a in &n.acl {
+            for a in n.acl.iter() {
                 a.encode(buf);
             }
             let s = &n.stat;
@@ -1365,6 +1395,7 @@ impl DataTree {
             return Err(DecodeError::Invalid(format!("bad node count {count}")));
         }
         let mut nodes: HashMap<String, Node> = HashMap::with_capacity(count as usize);
+        let mut acls = AclTable::default();
         for _ in 0..count {
             let path = read_string(buf)?;
             // Copied out, so that the snapshot buffer is freed after loading.
@@ -1390,7 +1421,7 @@ impl DataTree {
             };
             let node = Node {
                 data,
-                acl,
+                acl: acls.intern(&acl),
                 stat,
                 children: HashSet::new(),
             };
@@ -1412,6 +1443,7 @@ impl DataTree {
             p.children.insert(path[i + 1..].to_string());
         }
         self.nodes = nodes;
+        self.acls = acls;
         self.ephemerals.clear();
         self.containers.clear();
         self.ttls.clear();
@@ -1950,6 +1982,35 @@ mod tests {
         tree.set_acl("/a", &dup, -1, &t(4)).unwrap();
         assert_eq!(tree.get_acl("/a").unwrap().0, read);
         assert_eq!(tree.get_acl("/b"), Err(e(err::NO_NODE)));
+    }
+
+    #[test]
+    fn equal_acls_share_one_list_and_unused_lists_are_swept() {
+        let mut tree = DataTree::new();
+        mk(&mut tree, "/a", 0, 1);
+        mk(&mut tree, "/b", 0, 2);
+        assert!(Arc::ptr_eq(&tree.nodes["/a"].acl, &tree.nodes["/b"].acl));
+        // Many distinct lists, each used by one znode that then goes.
+        for i in 0..1000i64 {
+            let acl = vec![Acl {
+                perms: perms::ALL,
+                id: Id {
+                    scheme: "digest".into(),
+                    id: format!("user{i}:hash"),
+                },
+            }];
+            tree.set_acl("/a", &acl, -1, &t(3 + i)).unwrap();
+            assert_eq!(tree.get_acl("/a").unwrap().0, acl);
+        }
+        // Only lists still in use survive a sweep: the table stays small.
+        assert!(tree.acls.lists.len() <= 130, "{}", tree.acls.lists.len());
+        // A snapshot round trip shares lists again.
+        let mut image = BytesMut::new();
+        tree.encode_image(&mut image);
+        let mut back = DataTree::new();
+        back.decode_image(&mut image.freeze()).unwrap();
+        assert!(Arc::ptr_eq(&back.nodes["/b"].acl, &back.nodes["/"].acl));
+        assert_eq!(back.get_acl("/a"), tree.get_acl("/a"));
     }
 
     struct Deny(i32);
