@@ -29,7 +29,7 @@ use std::time::Duration;
 use zkit::{Client, CreateMode, CreateOptions, Error, Version};
 
 use crate::internal::protected::{
-    backoff, delete_retrying, ensure_containers, join, new_guid, retryable,
+    backoff, delete_in_background, delete_retrying, ensure_containers, join, new_guid, retryable,
 };
 
 /// A barrier that is up while its node exists.
@@ -135,11 +135,18 @@ impl DoubleBarrier {
     /// Session and ACL errors; connection losses are retried.
     ///
     /// # Cancel safety
-    /// If dropped, our member node stays until [`leave`](Self::leave) or
-    /// the session ends.
+    /// If dropped (or failing) before the barrier opens, our member node
+    /// is deleted in the background: we withdraw and are not counted.
+    /// Once `enter` returned, the node stays until [`leave`](Self::leave)
+    /// or the session ends.
     pub async fn enter(&self) -> Result<(), Error> {
         let ready = join(&self.path, READY);
         let mut delays = backoff();
+        let mut withdraw = Withdraw {
+            client: &self.client,
+            node: &self.me,
+            armed: true,
+        };
         // Join (idempotent: an existing node of our session is us).
         loop {
             match self
@@ -177,7 +184,10 @@ impl DoubleBarrier {
             }
             .await;
             match step {
-                Ok(None) => return Ok(()),
+                Ok(None) => {
+                    withdraw.armed = false;
+                    return Ok(());
+                }
                 // Any wake-up: look again (spurious and connection events too).
                 Ok(Some(w)) => {
                     let _ = w.changed().await;
@@ -269,6 +279,22 @@ impl DoubleBarrier {
             Ok((children, _)) => Ok(children.iter().all(|c| c == READY)),
             Err(Error::NoNode) => Ok(true),
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// Deletes a double-barrier member node whose `enter` did not complete.
+struct Withdraw<'a> {
+    client: &'a Client,
+    node: &'a str,
+    armed: bool,
+}
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // Our node's name is a fresh UUID: nobody else's node can have it.
+            delete_in_background(self.client.clone(), self.node.to_string());
         }
     }
 }

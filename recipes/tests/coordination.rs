@@ -329,3 +329,41 @@ async fn cancelled_id_calls_leave_no_block_node_and_never_repeat_an_id() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_double_barrier_entry_is_not_counted() {
+    let setup = client().await;
+    let dir = base(&setup, "double-cancel").await;
+    let path = format!("{dir}/batch");
+    let a = DoubleBarrier::new(&setup, path.clone(), 3);
+    // A gives up waiting: it withdraws.
+    let r = tokio::time::timeout(Duration::from_millis(200), a.enter()).await;
+    assert!(r.is_err(), "entered alone");
+    let mut members = Vec::new();
+    for _ in 0..3 {
+        let c = client().await;
+        members.push((DoubleBarrier::new(&c, path.clone(), 3), c));
+    }
+    let entered = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for (b, c) in members.drain(..2) {
+        let entered = entered.clone();
+        tasks.push(tokio::spawn(async move {
+            b.enter().await.unwrap();
+            entered.fetch_add(1, Ordering::SeqCst);
+            (b, c)
+        }));
+    }
+    // Two live members and A's withdrawn entry: nobody may pass.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(entered.load(Ordering::SeqCst), 0, "A's entry was counted");
+    let (third, c3) = members.pop().unwrap();
+    third.enter().await.unwrap();
+    for t in tasks {
+        let (b, c) = tokio::time::timeout(SOON, t).await.unwrap().unwrap();
+        drop(b);
+        c.close().await.unwrap();
+    }
+    drop(third);
+    c3.close().await.unwrap();
+}
