@@ -3,7 +3,12 @@
 //! ```text
 //! cargo run --release -p zkit-recipes --example lock_bench -- CONNECT \
 //!     [--contenders K] [--per-contender M] [--failover-rounds R]
+//!     [--runtime multi|current] [--peer NAME]
 //! ```
+//!
+//! `--runtime current` runs everything on tokio's one-thread runtime
+//! (default: the multi-thread one); `--peer` names the JSON line (default
+//! `zkit-lock`).
 //!
 //! Handoff: K sessions each acquire and release one [`Lock`] M times
 //! (nothing done while holding it but bookkeeping); `lock_acq_s` = K·M / wall
@@ -38,6 +43,20 @@ fn flag(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+fn text_flag(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    let env = format!("BENCH_{}", name.to_uppercase().replace('-', "_"));
+    args.iter()
+        .position(|a| a == &format!("--{name}"))
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(str::to_string))
+        })
+        .or_else(|| std::env::var(env).ok())
+        .unwrap_or_else(|| default.to_string())
+}
+
 fn connect_arg() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -66,8 +85,21 @@ async fn connect(cs: &str) -> zkit::Result<Client> {
         .await
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let current = text_flag("runtime", "multi") == "current";
+    let runtime = if current {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(bench(current))
+}
+
+async fn bench(current: bool) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let cs = connect_arg();
     let k = flag("contenders", 4);
@@ -209,7 +241,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "{}",
         json!({
-            "peer": "zkit-lock",
+            "peer": text_flag("peer", "zkit-lock"),
             "client": format!("zkit {}", env!("CARGO_PKG_VERSION")),
             "connect": cs,
             "ok": ok,
@@ -232,7 +264,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "failover_p50_ms": r2(percentile(&failovers, 0.5)),
             "failover_max_ms": r2(failovers.last().copied().unwrap_or(0.0)),
             "leader_close_mean_ms": r2(mean(&close_ms)),
-            "runtime": "tokio multi-thread",
+            "runtime": if current { "tokio current-thread" } else { "tokio multi-thread" },
         })
     );
     Ok(())

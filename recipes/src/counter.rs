@@ -166,11 +166,12 @@ impl SharedCount {
 /// Unique, increasing 64-bit IDs, `block_size` per round trip.
 ///
 /// An ID is `block << 32 | index`: `block` is the sequence number of an
-/// ephemeral sequential node created under `path` (then deleted), `index`
-/// counts within the block. IDs from one generator increase; IDs from
+/// ephemeral sequential node `_c_<uuid>-block-<seq>` created under `path`
+/// (protected, then deleted), `index` counts within the block. IDs from one generator increase; IDs from
 /// different generators never collide, and a block taken later is larger.
 /// The parent is created persistent (a container could be reaped and
-/// restart the sequence).
+/// restart the sequence); deleting it restarts the sequence, and IDs
+/// handed out before may then come again.
 #[derive(Debug)]
 pub struct IdGenerator {
     client: Client,

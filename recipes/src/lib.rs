@@ -16,7 +16,7 @@
 //! | service registry / discovery | [`discovery::ServiceDiscovery`] | Curator x-discovery: `<base>/<service>/<id>`, `ServiceInstance` JSON |
 //! | node / tree cache | [`cache::NodeCache`], [`cache::TreeCache`] | any subtree, on a persistent recursive watch |
 //! | shared counter | [`SharedCount`] | Curator `SharedCount`: 4-byte big-endian `i32` |
-//! | ID generator | [`IdGenerator`] | `<path>/block-<seq>` (ephemeral, deleted at once) |
+//! | ID generator | [`IdGenerator`] | `<path>/_c_<uuid>-block-<seq>` (protected ephemeral, deleted at once) |
 //! | counting semaphore | [`Semaphore`] | Curator `InterProcessSemaphoreV2`: `<path>/locks/…`, `<path>/leases/_c_<uuid>-lease-<seq>` |
 //!
 //! # Faults
