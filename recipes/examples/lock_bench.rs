@@ -264,7 +264,7 @@ async fn bench(current: bool) -> Result<(), Box<dyn std::error::Error>> {
             "failover_p50_ms": r2(percentile(&failovers, 0.5)),
             "failover_max_ms": r2(failovers.last().copied().unwrap_or(0.0)),
             "leader_close_mean_ms": r2(mean(&close_ms)),
-            "runtime": if current { "tokio current-thread" } else { "tokio multi-thread" },
+            "runtime": if current { "tokio-current-thread" } else { "tokio-multi-thread" },
         })
     );
     Ok(())
