@@ -211,6 +211,7 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
     let mut states = client.state_stream();
     let markers = vec!["-latch-".to_string()];
     let mut delays = backoff();
+    let mut next_in_line = false;
     let set = |s: Leadership| {
         inner.state.send_if_modified(|cur| {
             if *cur == s {
@@ -245,34 +246,43 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
                 Err(_) => break,
             },
         };
-        // Where are we?
-        let looked = async {
-            let (children, _) = client.get_children(&inner.path).await?;
-            let order = contenders(&children, &markers);
-            let me = order.iter().position(|c| c.name == name_of(&node));
-            Ok::<_, Error>((order, me))
-        }
-        .await;
-        let (order, me) = match looked {
-            Ok(x) => x,
-            Err(e) if retryable(&e) => {
-                suspend();
-                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
-                continue;
+        // Where are we? Right after the first contender's deletion, when we
+        // were second, we know without looking: nothing can sort before us
+        // now (sequence numbers only grow), and our node's owner was
+        // checked when it was created or adopted (the lock does the same).
+        // Our own node is read back and watched right after, as on every
+        // path to leadership.
+        let (watch_path, lead, first_waiting) = if std::mem::take(&mut next_in_line) {
+            (node.clone(), true, false)
+        } else {
+            let looked = async {
+                let (children, _) = client.get_children(&inner.path).await?;
+                let order = contenders(&children, &markers);
+                let me = order.iter().position(|c| c.name == name_of(&node));
+                Ok::<_, Error>((order, me))
             }
-            Err(Error::NoNode) => (Vec::new(), None),
-            Err(_) => break,
-        };
-        // What to watch: our own node when leading (its loss ends the
-        // term), else the predecessor.
-        let (watch_path, lead) = match me {
-            None => {
-                *lock(&inner.node) = None; // gone: re-create
-                set(Leadership::NotLeader);
-                continue;
+            .await;
+            let (order, me) = match looked {
+                Ok(x) => x,
+                Err(e) if retryable(&e) => {
+                    suspend();
+                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                    continue;
+                }
+                Err(Error::NoNode) => (Vec::new(), None),
+                Err(_) => break,
+            };
+            // What to watch: our own node when leading (its loss ends the
+            // term), else the predecessor.
+            match me {
+                None => {
+                    *lock(&inner.node) = None; // gone: re-create
+                    set(Leadership::NotLeader);
+                    continue;
+                }
+                Some(0) => (node.clone(), true, false),
+                Some(i) => (join(&inner.path, &order[i - 1].name), false, i == 1),
             }
-            Some(0) => (node.clone(), true),
-            Some(i) => (join(&inner.path, &order[i - 1].name), false),
         };
         if lead && client.state().is_connected() {
             // Our node is first and ours (its owner was checked when it was
@@ -316,7 +326,11 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
         tokio::pin!(changed);
         loop {
             tokio::select! {
-                _ = &mut changed => break,
+                ev = &mut changed => {
+                    next_in_line = first_waiting
+                        && matches!(ev, Ok(ev) if ev.event_type == zkit::EventType::NodeDeleted);
+                    break;
+                }
                 s = states.next_state() => match s {
                     Some(SessionState::Disconnected | SessionState::Connecting) => {
                         if matches!(*inner.state.borrow(), Leadership::Leader { .. }) {

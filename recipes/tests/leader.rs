@@ -209,3 +209,49 @@ async fn selector_terms_never_overlap_and_a_lost_term_is_cancelled() {
         c.close().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_participant_leaving_moves_nobody_ahead_of_the_leader() {
+    let setup = client().await;
+    let dir = base(&setup, "latch-middle").await;
+    let path = format!("{dir}/election");
+    let mut clients = Vec::new();
+    let mut latches = Vec::new();
+    for i in 0..3 {
+        let c = client().await;
+        latches.push(Some(
+            LeaderLatch::start(&c, path.clone(), &format!("p{i}"))
+                .await
+                .unwrap(),
+        ));
+        clients.push(c);
+    }
+    latches[0]
+        .as_ref()
+        .unwrap()
+        .await_leadership()
+        .await
+        .unwrap();
+    // Let the third settle on watching the second (nothing shows it).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The second in line goes: the third now waits for the leader, and
+    // must not lead while the leader lives.
+    clients[1].clone().close().await.unwrap();
+    for _ in 0..30 {
+        assert_eq!(leaders(&latches).await, vec![0]);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The leader goes: the third (now second in line) takes over at once.
+    clients[0].clone().close().await.unwrap();
+    tokio::time::timeout(SOON, latches[2].as_ref().unwrap().await_leadership())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(leaders(&latches).await, vec![2]);
+    assert_eq!(
+        latches[2].as_ref().unwrap().participants().await.unwrap(),
+        vec!["p2"]
+    );
+    latches[2].take().unwrap().close().await.unwrap();
+    clients[2].clone().close().await.unwrap();
+}
