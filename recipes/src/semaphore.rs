@@ -167,7 +167,9 @@ impl Semaphore {
             if children.len() <= self.max_leases {
                 let path = node.disarm();
                 let lease = LockGuard::new(&self.client, path, created.stat.czxid, Kind::Exclusive);
-                lock.release().await?;
+                // The internal lock's delete goes out now and is finished in
+                // the background: nothing stands between us and the lease.
+                drop(lock);
                 return Ok(Some(lease));
             }
             if !wait {
