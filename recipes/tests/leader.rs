@@ -242,8 +242,14 @@ async fn a_waiting_participant_leaving_moves_nobody_ahead_of_the_leader() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // The leader goes: the third (now second in line) takes over at once.
+    let mut watch0 = latches[0].as_ref().unwrap().leadership_watch();
     clients[0].clone().close().await.unwrap();
     tokio::time::timeout(SOON, latches[2].as_ref().unwrap().await_leadership())
+        .await
+        .unwrap()
+        .unwrap();
+    // The closed leader's latch learns of its session's end on its own.
+    tokio::time::timeout(SOON, watch0.wait_for(|s| *s == Leadership::Closed))
         .await
         .unwrap()
         .unwrap();
