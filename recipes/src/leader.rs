@@ -100,12 +100,21 @@ impl LeaderLatch {
 
     /// Whether we lead right now.
     pub fn is_leader(&self) -> bool {
-        matches!(*self.inner.state.borrow(), Leadership::Leader { .. })
+        matches!(self.leadership(), Leadership::Leader { .. })
     }
 
-    /// The current [`Leadership`].
+    /// The current [`Leadership`]. The latch's own view, corrected by the
+    /// client's connection state at the moment of the call: a leader whose
+    /// connection is down reads as suspended and one whose session has
+    /// ended as closed, even before the latch's task has caught up.
     pub fn leadership(&self) -> Leadership {
-        *self.inner.state.borrow()
+        let own = *self.inner.state.borrow();
+        let conn = self.inner.client.state();
+        match own {
+            _ if conn.is_terminal() => Leadership::Closed,
+            Leadership::Leader { .. } if !conn.is_connected() => Leadership::Suspended,
+            own => own,
+        }
     }
 
     /// A receiver of every [`Leadership`] change.
@@ -115,7 +124,7 @@ impl LeaderLatch {
 
     /// The fencing token while we lead.
     pub fn fencing_token(&self) -> Option<i64> {
-        match *self.inner.state.borrow() {
+        match self.leadership() {
             Leadership::Leader { token } => Some(token),
             _ => None,
         }

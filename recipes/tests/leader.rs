@@ -244,6 +244,11 @@ async fn a_waiting_participant_leaving_moves_nobody_ahead_of_the_leader() {
     // The leader goes: the third (now second in line) takes over at once.
     let mut watch0 = latches[0].as_ref().unwrap().leadership_watch();
     clients[0].clone().close().await.unwrap();
+    // Its session is over: no longer leader, whatever its task has seen.
+    assert_eq!(
+        latches[0].as_ref().unwrap().leadership(),
+        Leadership::Closed
+    );
     tokio::time::timeout(SOON, latches[2].as_ref().unwrap().await_leadership())
         .await
         .unwrap()
