@@ -416,9 +416,20 @@ impl LockGuard {
         self.token
     }
 
-    /// The current [`LockState`].
+    /// The current [`LockState`]: the guard's own view, corrected by the
+    /// client's connection state at the moment of the call (a holder whose
+    /// connection is down reads as suspended, one whose session has ended
+    /// as lost), even before the guard's monitor has caught up.
     pub fn state(&self) -> LockState {
-        *self.state.borrow()
+        let own = *self.state.borrow();
+        let conn = self.client.state();
+        match own {
+            _ if conn.is_terminal() => LockState::Lost,
+            LockState::Held | LockState::Reconfirmed if !conn.is_connected() => {
+                LockState::Suspended
+            }
+            own => own,
+        }
     }
 
     /// Whether the lock is (re)confirmed held right now.

@@ -451,3 +451,19 @@ async fn a_lost_create_reply_leaves_no_duplicate() {
     }
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_reads_lost_as_soon_as_its_session_is_closed() {
+    let setup = client().await;
+    let dir = base(&setup, "lock-closed").await;
+    let holder = client().await;
+    let guard = Lock::new(&holder, format!("{dir}/lock"))
+        .acquire()
+        .await
+        .unwrap();
+    assert!(guard.is_held());
+    holder.close().await.unwrap();
+    // No wait for the guard's monitor: the session is over, so is the lock.
+    assert_eq!(guard.state(), LockState::Lost);
+    assert!(!guard.is_held());
+}
