@@ -10,8 +10,9 @@
 //     "rust-svc" and prints "found <id> <address>:<port> zone=<payload zone>";
 //     stays registered until stdin closes, then prints "done".
 //   CuratorWorker queue CONNECT QUEUE_PATH
-//     SimpleDistributedQueue: offers "j1" and "j2", prints "offered", then
-//     takes one item and prints "took <item>".
+//     SimpleDistributedQueue: offers "j1" and "j2", prints "offered", waits
+//     until j1 is gone and two items are queued (the other side took j1 and
+//     put one), then takes one item and prints "took <item>".
 //   CuratorWorker latch CONNECT LATCH_PATH COUNTER_PATH LEAD_MS ID
 //     LeaderLatch: join, wait for leadership, then for LEAD_MS do CAS steps
 //     on the counter as above, then close. Prints "leader", "violations N",
@@ -60,6 +61,28 @@ public class CuratorWorker {
             q.offer("j2".getBytes(StandardCharsets.UTF_8));
             System.out.println("offered");
             System.out.flush();
+            // Take only once the other side has taken j1 and put z1 (the
+            // queue holds two items again and j1 is gone), so that the two
+            // consumers do not race for the head.
+            while (true) {
+                java.util.List<String> kids = c.getChildren().forPath(args[2]);
+                boolean j1Gone = true;
+                for (String k : kids) {
+                    try {
+                        byte[] d = c.getData().forPath(args[2] + "/" + k);
+                        if (new String(d, StandardCharsets.UTF_8).equals("j1")) {
+                            j1Gone = false;
+                        }
+                    } catch (KeeperException.NoNodeException e) {
+                        // taken meanwhile: look again
+                        j1Gone = false;
+                    }
+                }
+                if (j1Gone && kids.size() >= 2) {
+                    break;
+                }
+                Thread.sleep(5);
+            }
             byte[] item = q.take();
             System.out.println("took " + new String(item, StandardCharsets.UTF_8));
             System.out.println("done");
