@@ -10,8 +10,9 @@ import sys
 import threading
 import time
 
-from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException
+from kazoo.client import KazooClient, KazooState
+from kazoo.exceptions import AuthFailedError, KazooException
+from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.security import make_digest_acl, make_acl, OPEN_ACL_UNSAFE
 
 HOSTS = sys.argv[1]
@@ -271,7 +272,29 @@ step("auth acl with auth", lambda: zk3.create(ROOT + "/authacl", b"",
 step("auth acl result", lambda: zk3.get_acls(ROOT + "/authacl"))
 step("set_acls", lambda: zk3.set_acls(ROOT + "/secure", OPEN_ACL_UNSAFE))
 step("get after set_acls", lambda: zk.get(ROOT + "/secure"))
-step("bad auth", lambda: client(auth_data=[("nosuchscheme", "x")]).get(ROOT))
+def bad_auth():
+    c = KazooClient(hosts=HOSTS, timeout=10.0, auth_data=[("nosuchscheme", "x")])
+    states = []
+    c.add_listener(states.append)
+    try:
+        c.start(timeout=15)
+    except KazooTimeoutError:
+        # kazoo's start() races its own connection thread: the session is
+        # CONNECTED before the auth packet goes out, and when the server's
+        # AuthFailed reply is handled before start() looks, start() reports
+        # a time-out for a session that connected and was then LOST to the
+        # auth failure (a fast server makes this likely). A real time-out
+        # never connects, so never loses.
+        deadline = time.time() + 1.0
+        while KazooState.LOST not in states and time.time() < deadline:
+            time.sleep(0.01)
+        if KazooState.LOST in states:
+            raise AuthFailedError()
+        raise
+    return c.get(ROOT)
+
+
+step("bad auth", bad_auth)
 
 # --- cleanup ------------------------------------------------------------------
 step("delete all", lambda: zk3.delete(ROOT, recursive=True))
