@@ -29,18 +29,7 @@ use zkit::{Client, Version};
 use zkit_recipes::{LeaderLatch, Lock};
 
 fn flag(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    let env = format!("BENCH_{}", name.to_uppercase().replace('-', "_"));
-    args.iter()
-        .position(|a| a == &format!("--{name}"))
-        .and_then(|i| args.get(i + 1).cloned())
-        .or_else(|| {
-            args.iter()
-                .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(str::to_string))
-        })
-        .or_else(|| std::env::var(env).ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    text_flag(name, "").parse().unwrap_or(default)
 }
 
 fn text_flag(name: &str, default: &str) -> String {

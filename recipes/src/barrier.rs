@@ -29,7 +29,8 @@ use std::time::Duration;
 use zkit::{Client, CreateMode, CreateOptions, Error, Version};
 
 use crate::internal::protected::{
-    backoff, delete_in_background, delete_retrying, ensure_containers, join, new_guid, retryable,
+    backoff, delete_retrying, ensure_containers, ensure_parent_containers, join, new_guid,
+    retryable, NodeGuard,
 };
 
 /// A barrier that is up while its node exists.
@@ -53,11 +54,7 @@ impl Barrier {
     /// # Errors
     /// Session and ACL errors.
     pub async fn set(&self) -> Result<(), Error> {
-        if let Some((parent, _)) = self.path.rsplit_once('/') {
-            if !parent.is_empty() {
-                ensure_containers(&self.client, parent).await?;
-            }
-        }
+        ensure_parent_containers(&self.client, &self.path).await?;
         match self
             .client
             .create(&self.path, b"", &CreateOptions::default())
@@ -142,10 +139,11 @@ impl DoubleBarrier {
     pub async fn enter(&self) -> Result<(), Error> {
         let ready = join(&self.path, READY);
         let mut delays = backoff();
-        let mut withdraw = Withdraw {
-            client: &self.client,
-            node: &self.me,
-            armed: true,
+        // Withdraws our member node unless we get in. Its name is a fresh
+        // UUID: nobody else's node can have it.
+        let mut withdraw = NodeGuard {
+            client: self.client.clone(),
+            path: Some(self.me.clone()),
         };
         // Join (idempotent: an existing node of our session is us).
         loop {
@@ -185,7 +183,7 @@ impl DoubleBarrier {
             .await;
             match step {
                 Ok(None) => {
-                    withdraw.armed = false;
+                    withdraw.disarm();
                     return Ok(());
                 }
                 // Any wake-up: look again (spurious and connection events too).
@@ -222,24 +220,21 @@ impl DoubleBarrier {
                     return Ok(None);
                 }
                 let mine = children.contains(&me);
-                if children.len() == 1 && mine {
+                // The lowest member leaves last: it waits for the highest.
+                let lowest_waits = mine && children[0] == me && children.len() > 1;
+                if mine && !lowest_waits {
                     match self.client.delete(&self.me, Version::Any).await {
-                        Ok(()) | Err(Error::NoNode) => return Ok(None),
+                        Ok(()) | Err(Error::NoNode) => {}
                         Err(e) => return Err(e),
                     }
+                    if children.len() == 1 {
+                        return Ok(None);
+                    }
                 }
-                let lowest = &children[0];
-                let target = if mine && *lowest == me {
-                    // Wait for the highest to go.
+                let target = if lowest_waits {
                     children.last().cloned().unwrap_or_default()
                 } else {
-                    if mine {
-                        match self.client.delete(&self.me, Version::Any).await {
-                            Ok(()) | Err(Error::NoNode) => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    lowest.clone()
+                    children[0].clone()
                 };
                 match self
                     .client
@@ -279,22 +274,6 @@ impl DoubleBarrier {
             Ok((children, _)) => Ok(children.iter().all(|c| c == READY)),
             Err(Error::NoNode) => Ok(true),
             Err(e) => Err(e),
-        }
-    }
-}
-
-/// Deletes a double-barrier member node whose `enter` did not complete.
-struct Withdraw<'a> {
-    client: &'a Client,
-    node: &'a str,
-    armed: bool,
-}
-
-impl Drop for Withdraw<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            // Our node's name is a fresh UUID: nobody else's node can have it.
-            delete_in_background(self.client.clone(), self.node.to_string());
         }
     }
 }

@@ -144,7 +144,7 @@ fn write(tree: &RwLock<Tree>) -> std::sync::RwLockWriteGuard<'_, Tree> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Reads the whole subtree (breadth first).
+/// Reads the whole subtree (depth first).
 async fn load(client: &Client, root: &str) -> Result<Tree, Error> {
     let mut out = Tree::new();
     let mut todo = vec![root.to_string()];
@@ -275,29 +275,27 @@ async fn apply(
         EventType::NodeCreated | EventType::NodeDataChanged => {
             // An error means the node is gone again (its delete event
             // follows) or we are disconnected (a reload follows).
-            if let Ok((data, stat)) = client.get_data(path).await {
-                {
-                    let node = CachedNode { data, stat };
-                    let ev = {
-                        let mut t = write(tree);
-                        match t.get(path) {
-                            // An older read must not overwrite a newer one.
-                            Some(old) if old.stat.mzxid > node.stat.mzxid => None,
-                            Some(old) if *old == node => None,
-                            Some(_) => {
-                                t.insert(path.to_string(), node);
-                                Some(CacheEvent::Updated(path.to_string()))
-                            }
-                            None => {
-                                t.insert(path.to_string(), node);
-                                Some(CacheEvent::Added(path.to_string()))
-                            }
-                        }
-                    };
-                    if let Some(ev) = ev {
-                        let _ = events.send(ev);
+            let Ok((data, stat)) = client.get_data(path).await else {
+                return;
+            };
+            let node = CachedNode { data, stat };
+            let ev = {
+                let mut t = write(tree);
+                match t.get(path) {
+                    // An older read must not overwrite a newer one.
+                    Some(old) if old.stat.mzxid > node.stat.mzxid || *old == node => None,
+                    Some(_) => {
+                        t.insert(path.to_string(), node);
+                        Some(CacheEvent::Updated(path.to_string()))
+                    }
+                    None => {
+                        t.insert(path.to_string(), node);
+                        Some(CacheEvent::Added(path.to_string()))
                     }
                 }
+            };
+            if let Some(ev) = ev {
+                let _ = events.send(ev);
             }
         }
         _ => {}

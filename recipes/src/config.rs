@@ -33,7 +33,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use zkit::{Client, CreateOptions, Error, SessionState, Version};
 
-use crate::internal::protected::{backoff, ensure_containers, retryable};
+use crate::internal::protected::{backoff, ensure_parent_containers, retryable};
 use crate::sessions::Sessions;
 
 /// A value with the node version and modification zxid it was read at.
@@ -66,11 +66,7 @@ pub async fn publish<T: Serialize>(
         match client.set_data(path, &data, version).await {
             Ok(stat) => return Ok(stat.version),
             Err(Error::NoNode) if version == Version::Any => {
-                if let Some((parent, _)) = path.rsplit_once('/') {
-                    if !parent.is_empty() {
-                        ensure_containers(client, parent).await?;
-                    }
-                }
+                ensure_parent_containers(client, path).await?;
                 match client.create(path, &data, &CreateOptions::default()).await {
                     Ok((_, stat)) => return Ok(stat.version),
                     Err(Error::NodeExists) => continue, // raced: set it

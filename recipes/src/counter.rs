@@ -27,7 +27,7 @@ use std::time::Duration;
 use zkit::{Client, CreateMode, CreateOptions, Error, Version};
 
 use crate::internal::protected::{
-    backoff, create_protected_under, delete_in_background, retryable,
+    backoff, create_protected_under, delete_in_background, ensure_parent_containers, retryable,
 };
 use crate::internal::sequence::parse_sequence;
 
@@ -93,11 +93,7 @@ impl SharedCount {
     }
 
     async fn create_seeded(&self) -> Result<(), Error> {
-        if let Some((parent, _)) = self.path.rsplit_once('/') {
-            if !parent.is_empty() {
-                crate::internal::protected::ensure_containers(&self.client, parent).await?;
-            }
-        }
+        ensure_parent_containers(&self.client, &self.path).await?;
         match self
             .client
             .create(

@@ -41,7 +41,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use zkit::{Client, CreateMode, CreateOptions, Error, Version};
 
 use crate::internal::held::Held;
-use crate::internal::protected::{backoff, ensure_containers, join, new_guid, retryable};
+use crate::internal::protected::{
+    backoff, create_or_adopt, ensure_containers, join, new_guid, retryable, Claimed,
+};
+use crate::internal::set_if_changed;
 use crate::sessions::Sessions;
 
 /// Curator's `ServiceType`.
@@ -202,7 +205,7 @@ where
         let (tx, rx) = mpsc::unbounded_channel();
         let (first_tx, first_rx) = oneshot::channel();
         let current = Arc::new(Mutex::new(None));
-        let task = tokio::spawn(keep_registered(
+        tokio::spawn(keep_registered(
             self.sessions.clone(),
             node,
             instance,
@@ -210,19 +213,13 @@ where
             first_tx,
             current.clone(),
         ));
-        match first_rx.await {
-            Ok(Ok(())) => Ok(Registration {
-                tx,
-                current,
-                unregistered: false,
-                held: Some(held),
-            }),
-            Ok(Err(e)) => {
-                task.abort();
-                Err(e)
-            }
-            Err(_) => Err(Error::Closed),
-        }
+        // On a first failure the task has ended already.
+        first_rx.await.map_err(|_| Error::Closed)??;
+        Ok(Registration {
+            tx,
+            current,
+            held: Some(held),
+        })
     }
 
     /// The registered service names.
@@ -320,16 +317,16 @@ pub struct Registration<P> {
     // The task runs on its own; dropping this sender makes it unregister.
     tx: mpsc::UnboundedSender<Command<P>>,
     current: Current,
-    /// Set by `unregister`, whose task does the delete.
-    unregistered: bool,
-    /// The name, held until the delete has been sent.
+    /// The name, held while this handle lives; `unregister` takes it (and
+    /// keeps it until its delete is done), so `None` means the task is
+    /// deleting already.
     held: Option<Held>,
 }
 
 impl<P> Drop for Registration<P> {
     fn drop(&mut self) {
-        if self.unregistered {
-            return;
+        if self.held.is_none() {
+            return; // unregistered
         }
         let now = self
             .current
@@ -375,7 +372,6 @@ impl<P: Send + 'static> Registration<P> {
     pub async fn unregister(mut self) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
         let sent = self.tx.send(Command::Unregister(tx));
-        self.unregistered = true;
         // Held until the delete is done, so that registering the same id
         // meanwhile is refused rather than undone by it.
         let _held = self.held.take();
@@ -408,9 +404,10 @@ async fn keep_registered<P: Serialize>(
                 Some((client.clone(), path.clone()));
         }
         if let Some(f) = first.take() {
-            let failed = registered.as_ref().err().cloned();
-            let _ = f.send(registered.as_ref().map(drop).map_err(Clone::clone));
-            if failed.is_some() {
+            let outcome = registered.as_ref().map(drop).map_err(Clone::clone);
+            let failed = outcome.is_err();
+            let _ = f.send(outcome);
+            if failed {
                 return;
             }
         }
@@ -477,45 +474,20 @@ async fn register_once<P: Serialize>(
         ServiceType::Dynamic => CreateMode::Ephemeral,
         _ => CreateMode::Persistent,
     };
-    let session = client.session_id().0;
-    let mut delays = backoff();
     loop {
-        match client.create(node, &data, &CreateOptions::new(mode)).await {
-            Ok((_, stat)) => return Ok((node.to_string(), stat.czxid)),
-            Err(Error::NoNode) => ensure_containers(client, parent).await?,
-            Err(e) if e == Error::NodeExists || retryable(&e) => {
-                if retryable(&e) {
-                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
-                }
-                match client.exists(node).await {
-                    Ok(Some(s))
-                        if s.ephemeral_owner == session || mode == CreateMode::Persistent =>
-                    {
-                        match client.set_data(node, &data, Version::Any).await {
-                            Ok(stat) => return Ok((node.to_string(), stat.czxid)),
-                            // Gone or unknown meanwhile: create again.
-                            Err(e) if e == Error::NoNode || retryable(&e) => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    Ok(Some(s)) if sessions.was_ours(s.ephemeral_owner) => {
-                        // Left by our own expired session, which the server
-                        // has not expired yet: it goes within that session's
-                        // timeout. Wait for it (never delete it: CURATOR-164).
-                        let (s, w) = client.exists_and_watch(node).await?;
-                        if s.is_some() {
-                            let _ =
-                                tokio::time::timeout(Duration::from_secs(60), w.changed()).await;
-                        }
-                    }
-                    // Another live session's instance: never taken over.
-                    Ok(Some(_)) => return Err(Error::NodeExists),
-                    Ok(None) => {}
-                    Err(e) if retryable(&e) => {}
-                    Err(e) => return Err(e),
+        match create_or_adopt(client, node, &data, mode).await? {
+            Claimed::Ours(stat) => return Ok((node.to_string(), stat.czxid)),
+            Claimed::Taken(s) if sessions.was_ours(s.ephemeral_owner) => {
+                // Left by our own expired session, which the server has not
+                // expired yet: it goes within that session's timeout. Wait
+                // for it (never delete it: CURATOR-164).
+                let (s, w) = client.exists_and_watch(node).await?;
+                if s.is_some() {
+                    let _ = tokio::time::timeout(Duration::from_secs(60), w.changed()).await;
                 }
             }
-            Err(e) => return Err(e),
+            // Another live session's instance: never taken over.
+            Claimed::Taken(_) => return Err(Error::NodeExists),
         }
     }
 }
@@ -668,14 +640,7 @@ async fn follow_service<P: DeserializeOwned + PartialEq>(
         loop {
             match read_instances::<P>(&client, &path).await {
                 Ok((list, _)) => {
-                    tx.send_if_modified(|cur| {
-                        if *cur == list {
-                            false
-                        } else {
-                            *cur = list;
-                            true
-                        }
-                    });
+                    set_if_changed(&tx, list);
                 }
                 Err(e) if retryable(&e) => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;

@@ -35,6 +35,7 @@ use crate::internal::protected::{
     backoff, create_protected, delete_in_background, delete_retrying, join, name_of, retryable,
 };
 use crate::internal::sequence::contenders;
+use crate::internal::set_if_changed;
 use crate::lock::{Lock, LockOptions, LockState};
 
 /// A participant's view of the election.
@@ -221,18 +222,9 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
     let markers = vec!["-latch-".to_string()];
     let mut delays = backoff();
     let mut next_in_line = false;
-    let set = |s: Leadership| {
-        inner.state.send_if_modified(|cur| {
-            if *cur == s {
-                false
-            } else {
-                *cur = s;
-                true
-            }
-        });
-    };
-    // A connection loss seen outside the wait below (the state event is
-    // handled later): a leader stops leading at once.
+    let set = |s: Leadership| set_if_changed(&inner.state, s);
+    // A connection loss (seen as an error, or as a state event while
+    // waiting): a leader stops leading at once.
     let suspend = || {
         if matches!(*inner.state.borrow(), Leadership::Leader { .. }) {
             set(Leadership::Suspended);
@@ -341,11 +333,7 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
                     break;
                 }
                 s = states.next_state() => match s {
-                    Some(SessionState::Disconnected | SessionState::Connecting) => {
-                        if matches!(*inner.state.borrow(), Leadership::Leader { .. }) {
-                            set(Leadership::Suspended);
-                        }
-                    }
+                    Some(SessionState::Disconnected | SessionState::Connecting) => suspend(),
                     Some(SessionState::Connected | SessionState::ConnectedReadOnly) => {
                         if *inner.state.borrow() == Leadership::Suspended {
                             break; // re-check from scratch

@@ -35,6 +35,7 @@ use zkit::{Client, Error, MultiWrite, SessionState, Version};
 
 use crate::internal::protected::{
     backoff, create_protected, delete_in_background, delete_retrying, join, name_of, retryable,
+    NodeGuard,
 };
 use crate::internal::sequence::{contenders, CONTENDER_MARKERS};
 
@@ -335,33 +336,6 @@ enum Step {
     /// deletion makes us first.
     Wait(String, bool),
     Gone,
-}
-
-/// Deletes our contender node when an acquisition does not complete.
-pub(crate) struct NodeGuard {
-    pub(crate) client: Client,
-    pub(crate) path: Option<String>,
-}
-
-impl NodeGuard {
-    pub(crate) fn disarm(&mut self) -> String {
-        self.path.take().unwrap_or_default()
-    }
-
-    pub(crate) async fn release(&mut self) -> Result<(), Error> {
-        match self.path.take() {
-            Some(p) => delete_retrying(&self.client, &p).await,
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for NodeGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.path.take() {
-            delete_in_background(self.client.clone(), p);
-        }
-    }
 }
 
 /// Ownership of a [`Lock`]: release with [`release`](Self::release), or

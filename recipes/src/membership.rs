@@ -18,12 +18,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use zkit::{Bytes, Client, CreateMode, CreateOptions, Error, Version};
+use zkit::{Bytes, Client, CreateMode, Error, Version};
 
 use crate::internal::held::Held;
 use crate::internal::protected::{
-    backoff, delete_in_background, delete_retrying, ensure_containers, join, retryable,
+    backoff, create_or_adopt, delete_in_background, delete_retrying, join, retryable, Claimed,
 };
+use crate::internal::set_if_changed;
 
 /// Our membership in a group: leave with [`leave`](Self::leave), or drop
 /// it to leave in the background; it also ends with the session.
@@ -66,38 +67,10 @@ impl GroupMember {
             session,
             armed: true,
         };
-        let mut delays = backoff();
-        loop {
-            match client
-                .create(&node, payload, &CreateOptions::new(CreateMode::Ephemeral))
-                .await
-            {
-                Ok(_) => break,
-                Err(Error::NoNode) => ensure_containers(client, path).await?,
-                Err(e) if e == Error::NodeExists || retryable(&e) => {
-                    if retryable(&e) {
-                        tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
-                    }
-                    // Ours (a lost reply, or joined before)? Adopt it.
-                    match client.exists(&node).await {
-                        Ok(Some(s)) if s.ephemeral_owner == session => {
-                            match client.set_data(&node, payload, Version::Any).await {
-                                Ok(_) => break,
-                                // Gone or unknown meanwhile: create again.
-                                Err(e) if e == Error::NoNode || retryable(&e) => {}
-                                Err(e) => return Err(e),
-                            }
-                        }
-                        Ok(Some(_)) => return Err(Error::NodeExists),
-                        Ok(None) => {}
-                        Err(e) if retryable(&e) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Err(e) => return Err(e),
-            }
+        match create_or_adopt(client, &node, payload, CreateMode::Ephemeral).await? {
+            Claimed::Ours(_) => undo.armed = false,
+            Claimed::Taken(_) => return Err(Error::NodeExists),
         }
-        undo.armed = false;
         Ok(Self {
             client: client.clone(),
             node,
@@ -252,14 +225,7 @@ async fn follow(client: Client, path: String, tx: watch::Sender<BTreeMap<String,
         .await;
         match listed {
             Ok((set, watcher)) => {
-                tx.send_if_modified(|cur| {
-                    if *cur == set {
-                        false
-                    } else {
-                        *cur = set;
-                        true
-                    }
-                });
+                set_if_changed(&tx, set);
                 if let Some(w) = watcher {
                     if let Err(e) = w.changed().await {
                         if !retryable(&e) {

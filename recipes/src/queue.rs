@@ -320,13 +320,12 @@ impl Queue {
                 .then_with(|| compare(a.1, b.1))
                 .then_with(|| a.2.cmp(&b.2))
         });
-        let items: Vec<(i32, String)> = items.into_iter().map(|(_, s, c)| (s, c)).collect();
         let claimed = match self.client.get_children(&self.claims).await {
             Ok((c, _)) => c.into_iter().collect(),
             Err(Error::NoNode) => HashSet::new(),
             Err(e) => return Err(e),
         };
-        Ok((items.into_iter().map(|(_, c)| c).collect(), claimed))
+        Ok((items.into_iter().map(|(_, _, c)| c).collect(), claimed))
     }
 
     /// Takes (or claims) the first item we can: from the cached listing,
@@ -488,19 +487,23 @@ impl Queue {
                     None => return Ok(None),
                 },
             };
-            let got = self.wait_for_item(deadline, claimed_mode).await;
-            if let Ok(Some(t)) = got {
-                // Nothing may come between us and the caller holding the
-                // item: the turn goes in the background.
-                drop(turn);
-                return Ok(Some(t));
-            }
-            turn.release().await?;
-            match got {
-                Ok(Some(t)) => return Ok(Some(t)),
-                Ok(None) => return Ok(None), // deadline passed
-                Err(e) if retryable(&e) => continue,
-                Err(e) => return Err(e),
+            match self.wait_for_item(deadline, claimed_mode).await {
+                Ok(Some(t)) => {
+                    // Nothing may come between us and the caller holding
+                    // the item: the turn goes in the background.
+                    drop(turn);
+                    return Ok(Some(t));
+                }
+                Ok(None) => {
+                    turn.release().await?;
+                    return Ok(None); // deadline passed
+                }
+                Err(e) => {
+                    turn.release().await?;
+                    if !retryable(&e) {
+                        return Err(e);
+                    }
+                }
             }
         }
     }

@@ -26,8 +26,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use zkit::{Client, Error};
 
-use crate::internal::protected::{backoff, create_protected, join, retryable};
-use crate::lock::{Kind, Lock, LockGuard, NodeGuard};
+use crate::internal::protected::{backoff, create_protected, join, retryable, NodeGuard};
+use crate::lock::{Kind, Lock, LockGuard};
 
 /// A lease of a [`Semaphore`]: the same guard as a lock's (state, loss
 /// signal, fencing token, fenced writes; release or drop to give it back).

@@ -394,6 +394,29 @@ async fn next_line(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> 
         .expect("worker alive")
 }
 
+/// Runs `body` in a kazoo process with `q` = kazoo's `Queue` at `path`;
+/// returns its stdout.
+async fn kazoo_queue_script(path: &str, body: &str) -> String {
+    let script = format!(
+        "from kazoo.client import KazooClient\n\
+         zk = KazooClient(hosts='{cs}'); zk.start()\n\
+         q = zk.Queue('{path}')\n\
+         {body}\n",
+        cs = connect_string()
+    );
+    let out = Command::new(PYTHON)
+        .args(["-c", &script])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// kazoo's `Queue` and zkit's priority queue share one queue: kazoo puts,
 /// zkit takes in kazoo's order; zkit puts, kazoo gets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,46 +427,18 @@ async fn zkit_and_kazoo_share_a_priority_queue() {
     let setup = client().await;
     let dir = base(&setup, "kazooqueue").await;
     let path = format!("{dir}/q");
-    let script = format!(
-        "from kazoo.client import KazooClient\n\
-         zk = KazooClient(hosts='{cs}'); zk.start()\n\
-         q = zk.Queue('{path}')\n\
-         q.put(b'k-low', priority=200); q.put(b'k-high', priority=3)\n",
-        cs = connect_string()
-    );
-    let out = Command::new(PYTHON)
-        .args(["-c", &script])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kazoo_queue_script(
+        &path,
+        "q.put(b'k-low', priority=200); q.put(b'k-high', priority=3)",
+    )
+    .await;
     let q = zkit_recipes::Queue::priority(&setup, path.clone());
     assert_eq!(q.take().await.unwrap(), b"k-high");
     assert_eq!(q.take().await.unwrap(), b"k-low");
     q.put_with_priority(b"z-mid", 50).await.unwrap();
     q.put_with_priority(b"z-top", 1).await.unwrap();
-    let script = format!(
-        "from kazoo.client import KazooClient\n\
-         zk = KazooClient(hosts='{cs}'); zk.start()\n\
-         q = zk.Queue('{path}')\n\
-         print(q.get().decode()); print(q.get().decode())\n",
-        cs = connect_string()
-    );
-    let out = Command::new(PYTHON)
-        .args(["-c", &script])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "z-top\nz-mid\n");
+    let out = kazoo_queue_script(&path, "print(q.get().decode()); print(q.get().decode())").await;
+    assert_eq!(out, "z-top\nz-mid\n");
 }
 
 /// Curator's SimpleDistributedQueue and zkit's Queue share one queue.

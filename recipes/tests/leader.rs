@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{base, client, eventually, expire, SOON};
+use zkit::Client;
 use zkit_recipes::{LeaderLatch, LeaderSelector, Leadership};
 
 async fn leaders(latches: &[Option<LeaderLatch>]) -> Vec<usize> {
@@ -21,17 +22,15 @@ async fn leaders(latches: &[Option<LeaderLatch>]) -> Vec<usize> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_latch_leader_at_a_time_and_failover() {
-    let setup = client().await;
-    let dir = base(&setup, "latch").await;
-    let path = format!("{dir}/election");
+/// Three participants `p0`..`p2`, each with its own session, once `p0`
+/// leads.
+async fn three_latches(path: &str) -> (Vec<Client>, Vec<Option<LeaderLatch>>) {
     let mut clients = Vec::new();
     let mut latches = Vec::new();
     for i in 0..3 {
         let c = client().await;
         latches.push(Some(
-            LeaderLatch::start(&c, path.clone(), &format!("p{i}"))
+            LeaderLatch::start(&c, path, &format!("p{i}"))
                 .await
                 .unwrap(),
         ));
@@ -43,6 +42,15 @@ async fn one_latch_leader_at_a_time_and_failover() {
         .await_leadership()
         .await
         .unwrap();
+    (clients, latches)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_latch_leader_at_a_time_and_failover() {
+    let setup = client().await;
+    let dir = base(&setup, "latch").await;
+    let path = format!("{dir}/election");
+    let (clients, mut latches) = three_latches(&path).await;
     for _ in 0..20 {
         assert_eq!(leaders(&latches).await, vec![0]);
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -215,23 +223,7 @@ async fn a_waiting_participant_leaving_moves_nobody_ahead_of_the_leader() {
     let setup = client().await;
     let dir = base(&setup, "latch-middle").await;
     let path = format!("{dir}/election");
-    let mut clients = Vec::new();
-    let mut latches = Vec::new();
-    for i in 0..3 {
-        let c = client().await;
-        latches.push(Some(
-            LeaderLatch::start(&c, path.clone(), &format!("p{i}"))
-                .await
-                .unwrap(),
-        ));
-        clients.push(c);
-    }
-    latches[0]
-        .as_ref()
-        .unwrap()
-        .await_leadership()
-        .await
-        .unwrap();
+    let (clients, mut latches) = three_latches(&path).await;
     // Let the third settle on watching the second (nothing shows it).
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The second in line goes: the third now waits for the leader, and

@@ -67,6 +67,15 @@ pub(crate) async fn ensure_containers(client: &Client, path: &str) -> Result<(),
     ensure_parents(client, path, CreateMode::Container).await
 }
 
+/// Creates the parent of `path` and its missing ancestors as containers
+/// (nothing to do for a top-level `path`).
+pub(crate) async fn ensure_parent_containers(client: &Client, path: &str) -> Result<(), Error> {
+    match path.rsplit_once('/') {
+        Some((parent, _)) if !parent.is_empty() => ensure_containers(client, parent).await,
+        _ => Ok(()),
+    }
+}
+
 /// Creates `path` and its missing ancestors with `mode` (empty data),
 /// tolerating concurrent creators and retrying through connection losses.
 pub(crate) async fn ensure_parents(
@@ -90,6 +99,57 @@ pub(crate) async fn ensure_parents(
         }
     }
     Ok(())
+}
+
+/// What [`create_or_adopt`] ended with.
+pub(crate) enum Claimed {
+    /// Created, or found ours and given `data`: its Stat.
+    Ours(Stat),
+    /// Another session's node under the name: left alone.
+    Taken(Stat),
+}
+
+/// Creates `node` (a caller-chosen name) with `data` in `mode`, its
+/// parents as containers. When the name is taken, a node of this session
+/// (a lost create reply, an earlier join) — or any node, for a persistent
+/// `mode` — is adopted by writing `data` into it. Retries through
+/// connection losses.
+pub(crate) async fn create_or_adopt(
+    client: &Client,
+    node: &str,
+    data: &[u8],
+    mode: CreateMode,
+) -> Result<Claimed, Error> {
+    let session = client.session_id().0;
+    let mut delays = backoff();
+    loop {
+        match client.create(node, data, &CreateOptions::new(mode)).await {
+            Ok((_, stat)) => return Ok(Claimed::Ours(stat)),
+            Err(Error::NoNode) => ensure_parent_containers(client, node).await?,
+            Err(e) if e == Error::NodeExists || retryable(&e) => {
+                if retryable(&e) {
+                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                }
+                match client.exists(node).await {
+                    Ok(Some(s))
+                        if s.ephemeral_owner == session || mode == CreateMode::Persistent =>
+                    {
+                        match client.set_data(node, data, Version::Any).await {
+                            Ok(stat) => return Ok(Claimed::Ours(stat)),
+                            // Gone or unknown meanwhile: create again.
+                            Err(e) if e == Error::NoNode || retryable(&e) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok(Some(s)) => return Ok(Claimed::Taken(s)),
+                    Ok(None) => {}
+                    Err(e) if retryable(&e) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// A node created by [`create_protected`].
@@ -149,19 +209,14 @@ async fn find_and_delete(client: Client, parent: String, guid: String) {
 /// are fenced like [`delete_retrying`]'s. Without a tokio runtime the
 /// first delete is still sent, but nothing retries it.
 pub(crate) fn delete_in_background(client: Client, path: String) {
-    let fence = client.last_zxid();
-    let first = client.delete(&path, Version::Any);
+    let delete = delete_retrying(&client, &path);
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         tracing::debug!(%path, "no tokio runtime: the delete is sent but not retried");
         return;
     };
     rt.spawn(async move {
-        match first.await {
-            Ok(()) | Err(Error::NoNode) => {}
-            Err(e) if retryable(&e) => {
-                let _ = delete_fenced(&client, &path, fence).await;
-            }
-            Err(e) => tracing::debug!(%path, error = %e, "background delete ends"),
+        if let Err(e) = delete.await {
+            tracing::debug!(%path, error = %e, "background delete ends");
         }
     });
 }
@@ -175,12 +230,22 @@ pub(crate) fn delete_in_background(client: Client, path: String) {
 /// a retry deletes only a node that existed when the delete was decided:
 /// its czxid must not exceed the last zxid this client had seen then, and
 /// it is deleted at the version just read.
-pub(crate) async fn delete_retrying(client: &Client, path: &str) -> Result<(), Error> {
+///
+/// Not an `async fn`: the first delete goes out when this is called, not
+/// when the returned future is first polled.
+pub(crate) fn delete_retrying(
+    client: &Client,
+    path: &str,
+) -> impl std::future::Future<Output = Result<(), Error>> + Send + 'static {
     let fence = client.last_zxid();
-    match client.delete(path, Version::Any).await {
-        Ok(()) | Err(Error::NoNode) => Ok(()),
-        Err(e) if retryable(&e) => delete_fenced(client, path, fence).await,
-        Err(e) => Err(e),
+    let first = client.delete(path, Version::Any);
+    let (client, path) = (client.clone(), path.to_string());
+    async move {
+        match first.await {
+            Ok(()) | Err(Error::NoNode) => Ok(()),
+            Err(e) if retryable(&e) => delete_fenced(&client, &path, fence).await,
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -206,6 +271,37 @@ pub(crate) async fn delete_fenced(client: &Client, path: &str, fence: i64) -> Re
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Deletes a node of ours (a contender, a lease, a barrier member) in the
+/// background when dropped, unless disarmed: for work that did not
+/// complete (error, cancellation).
+pub(crate) struct NodeGuard {
+    pub(crate) client: Client,
+    pub(crate) path: Option<String>,
+}
+
+impl NodeGuard {
+    /// Keeps the node: it is the caller's now.
+    pub(crate) fn disarm(&mut self) -> String {
+        self.path.take().unwrap_or_default()
+    }
+
+    /// Deletes the node now.
+    pub(crate) async fn release(&mut self) -> Result<(), Error> {
+        match self.path.take() {
+            Some(p) => delete_retrying(&self.client, &p).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for NodeGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            delete_in_background(self.client.clone(), p);
         }
     }
 }
