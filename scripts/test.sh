@@ -13,7 +13,7 @@ run() {
 
 run scripts/install-zookeeper.sh
 # The protocol and session layers are sans-IO: no runtime, sockets, clocks or global RNG.
-if grep -rnE 'tokio|std::net|Instant::now|SystemTime::now|thread_rng|rand::rng\(' src/proto src/session --include='*.rs' | grep -v '^src/session/tests.rs' | grep -v '^src/proto/tests.rs' | grep -vE '^[^:]+:[0-9]+:\s*//'; then
+if grep -rnE 'tokio|std::net|Instant::now|SystemTime::now|thread_rng|rand::rng\(' proto/src src/session --include='*.rs' | grep -v '^src/session/tests.rs' | grep -v '^proto/src/tests.rs' | grep -vE '^[^:]+:[0-9]+:\s*//'; then
   echo "sans-IO boundary violated (see lines above)" >&2
   exit 1
 fi

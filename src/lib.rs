@@ -133,10 +133,10 @@
 #![forbid(unsafe_code)]
 
 mod client;
-mod digest;
 mod error;
 mod path;
-pub mod proto;
+#[doc(inline)]
+pub use zkit_proto as proto;
 pub mod session;
 mod types;
 
@@ -148,6 +148,6 @@ pub use client::{
     Client, ClientBuilder, MultiRead, MultiWrite, OneshotWatcher, OpResult, PersistentWatcher,
     ReadResult, StateStream, CONFIG_NODE, MAX_TTL,
 };
-pub use digest::digest_id;
 pub use path::validate_path;
+pub use proto::digest_id;
 pub use session::HostAddr;

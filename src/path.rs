@@ -1,96 +1,21 @@
-//! Client-side path validation (`PathUtils.validatePath`).
+//! Client-side path validation: ZooKeeper's rules live in `zkit_proto` (the
+//! server checks the same ones); here they become [`Error::InvalidPath`].
 
 use crate::error::Error;
 
-/// Checks a ZooKeeper path. `sequential` allows a trailing `/` (the server
-/// appends the sequence number to it).
+/// Checks a ZooKeeper path before it is sent. `sequential` allows a trailing
+/// `/` (the server appends the sequence number to it).
+///
+/// ```
+/// assert!(zkit::validate_path("/app/config", false).is_ok());
+/// assert!(zkit::validate_path("/app/", false).is_err());
+/// ```
 ///
 /// # Errors
 /// [`Error::InvalidPath`] naming the rule that failed.
 pub fn validate_path(path: &str, sequential: bool) -> Result<(), Error> {
-    let fail = |reason| {
-        Err(Error::InvalidPath {
-            path: path.to_string(),
-            reason,
-        })
-    };
-    if path.is_empty() {
-        return fail("path must not be empty");
-    }
-    if !path.starts_with('/') {
-        return fail("path must start with '/'");
-    }
-    if path == "/" {
-        return Ok(());
-    }
-    // A sequential create may end in '/': the server appends the number.
-    let body = match path.strip_suffix('/') {
-        Some(b) if sequential => b,
-        Some(_) => return fail("path must not end with '/'"),
-        None => path,
-    };
-    for segment in body[1..].split('/') {
-        if segment.is_empty() {
-            return fail("empty path segment ('//')");
-        }
-        if segment == "." || segment == ".." {
-            return fail("relative segment '.' or '..'");
-        }
-    }
-    for c in path.chars() {
-        let bad = c == '\u{0}'
-            || ('\u{1}'..='\u{1f}').contains(&c)
-            || ('\u{7f}'..='\u{9f}').contains(&c)
-            || ('\u{e000}'..='\u{f8ff}').contains(&c)
-            || ('\u{fff0}'..='\u{ffff}').contains(&c)
-            || (c as u32) > 0xffff;
-        if bad {
-            return fail("invalid character");
-        }
-    }
-    Ok(())
-}
-
-/// The parent of `path` ("/" for top-level nodes and for "/").
-pub(crate) fn parent(path: &str) -> &str {
-    match path.rfind('/') {
-        Some(0) | None => "/",
-        Some(i) => &path[..i],
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn valid_and_invalid_paths() {
-        for ok in ["/", "/a", "/a/b", "/a.b/..c", "/zookeeper/config", "/ü"] {
-            assert!(validate_path(ok, false).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "a",
-            "/a/",
-            "//",
-            "/a//b",
-            "/.",
-            "/a/..",
-            "/a\u{0}",
-            "/\u{1f}",
-            "/\u{ffff}",
-            "/😀",
-        ] {
-            assert!(validate_path(bad, false).is_err(), "{bad:?}");
-        }
-        assert!(validate_path("/a/", true).is_ok());
-        assert!(validate_path("/a//", true).is_err());
-    }
-
-    #[test]
-    fn parents() {
-        assert_eq!(parent("/a"), "/");
-        assert_eq!(parent("/a/b/c"), "/a/b");
-        assert_eq!(parent("/"), "/");
-    }
+    crate::proto::validate_path(path, sequential).map_err(|e| Error::InvalidPath {
+        path: e.path,
+        reason: e.reason,
+    })
 }

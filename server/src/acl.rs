@@ -18,9 +18,9 @@
 
 use std::net::IpAddr;
 
-use zkit::proto::codes::{err, perms};
-use zkit::proto::{Acl, ClientInfo, Id};
-use zkit::Perms;
+use zkit_proto::codes::{err, perms};
+use zkit_proto::Perms;
+use zkit_proto::{Acl, ClientInfo, Id};
 
 use crate::{ErrorCode, OpResult};
 
@@ -38,15 +38,15 @@ pub const SCHEME_SUPER: &str = "super";
 /// `DigestAuthenticationProvider.generateDigest(idPassword)`: the text before
 /// the first `:` (or all of it), a `:`, and base64 of SHA-1 of the whole
 /// string. For `"user:password"` this is `user:base64(sha1("user:password"))`
-/// ([`zkit::digest_id`]).
+/// ([`zkit_proto::digest_id`]).
 pub fn generate_digest(id_password: &str) -> String {
-    zkit::digest_id(id_password)
+    zkit_proto::digest_id(id_password)
 }
 
 /// The `digest` id for `user` with `password`, as the `digest` auth packet
 /// `"user:password"` produces it.
 pub fn digest_id(user: &str, password: &str) -> Id {
-    zkit::Acl::digest(Perms(0), user, password).id
+    zkit_proto::Acl::digest(Perms(0), user, password).id
 }
 
 /// How Java prints a peer address (`InetAddress.getHostAddress`): IPv4

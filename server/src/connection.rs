@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use zkit::proto::{decode_frame, encode_frame, ConnectRequest, ConnectResponse, Decode, Encode};
+use zkit_proto::{decode_frame, encode_frame, ConnectRequest, ConnectResponse, Decode, Encode};
 
 use crate::acl::AuthInfo;
 use crate::dispatch::{self, Flow};

@@ -2,8 +2,8 @@
 //! under the state lock (`PrepRequestProcessor` + `FinalRequestProcessor`).
 
 use bytes::Bytes;
-use zkit::proto::codes::{err, perms, AddWatchMode, OpCode, WatcherType};
-use zkit::proto::{
+use zkit_proto::codes::{err, perms, AddWatchMode, OpCode, WatcherType};
+use zkit_proto::{
     Acl, AddWatchRequest, AuthPacket, CheckVersionRequest, Create2Response, CreateRequest,
     CreateResponse, CreateTtlRequest, Decode, DeleteRequest, Encode, GetAclResponse,
     GetChildren2Response, GetChildrenResponse, GetDataResponse, Id, IntResponse, MultiRequest,

@@ -52,7 +52,7 @@ pub use server::{RunningServer, Server, ServerBuilder, VERSION};
 pub use tree::Compat;
 
 /// A ZooKeeper error code (`KeeperException.Code`, values in
-/// [`zkit::proto::codes::err`]) returned by a server-side operation.
+/// [`zkit_proto::codes::err`]) returned by a server-side operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ErrorCode(pub i32);
 

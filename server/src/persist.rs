@@ -53,8 +53,8 @@ use std::thread::JoinHandle;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use zkit::proto::jute::{read_i32, read_i64, read_string, write_i32, write_i64, write_string};
-use zkit::proto::{Decode, DecodeError, Encode, Id};
+use zkit_proto::jute::{read_i32, read_i64, read_string, write_i32, write_i64, write_string};
+use zkit_proto::{Decode, DecodeError, Encode, Id};
 
 const LOG_MAGIC: &[u8; 4] = b"ZKLG";
 const SNAP_MAGIC: &[u8; 4] = b"ZKSN";

@@ -22,8 +22,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use zkit::proto::codes::keeper_state;
-use zkit::proto::{encode_frame, Encode, ReplyHeader, WatcherEvent, DEFAULT_JUTE_MAXBUFFER};
+use zkit_proto::codes::keeper_state;
+use zkit_proto::{encode_frame, Encode, ReplyHeader, WatcherEvent, DEFAULT_JUTE_MAXBUFFER};
 
 use crate::acl::AclPolicy;
 use crate::config::FourLetterWords;

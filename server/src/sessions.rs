@@ -26,7 +26,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use zkit::proto::codes::err;
+use zkit_proto::codes::err;
 
 use crate::{ErrorCode, OpResult};
 

@@ -31,9 +31,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use zkit::proto::codes::{err, perms, EventType, OpCode};
-use zkit::proto::DecodeError;
-use zkit::proto::{
+use zkit_proto::codes::{err, perms, EventType, OpCode};
+use zkit_proto::DecodeError;
+use zkit_proto::{
     Acl, Create2Response, CreateRequest, CreateResponse, CreateTtlRequest, GetChildrenResponse,
     GetDataResponse, Id, MultiOp, MultiResult, Stat, StatResponse,
 };
@@ -1317,7 +1317,7 @@ fn create_result(c: Created, with_stat: bool) -> MultiResult {
 
 /// `PrepRequestProcessor.validatePath`: BadArguments for an invalid path.
 fn validate(path: &str) -> OpResult<()> {
-    zkit::validate_path(path, false).map_err(|_| code(err::BAD_ARGUMENTS))
+    zkit_proto::validate_path(path, false).map_err(|_| code(err::BAD_ARGUMENTS))
 }
 
 /// `getParentPathAndValidate`: no '/', a NUL or a special path →
@@ -1348,8 +1348,8 @@ impl DataTree {
     /// container and TTL indexes are derived data and are rebuilt by
     /// [`decode_image`](Self::decode_image).
     pub fn encode_image(&self, buf: &mut BytesMut) {
-        use zkit::proto::jute::{write_buffer, write_i32, write_i64, write_string};
-        use zkit::proto::Encode;
+        use zkit_proto::jute::{write_buffer, write_i32, write_i64, write_string};
+        use zkit_proto::Encode;
         write_i32(buf, IMAGE_VERSION);
         write_i64(buf, self.nodes.len() as i64);
         for (path, n) in &self.nodes {
@@ -1382,8 +1382,8 @@ impl DataTree {
     /// A truncated or inconsistent image (unknown version, a node without
     /// its parent, a duplicate path); the tree is then left unchanged.
     pub fn decode_image(&mut self, buf: &mut Bytes) -> Result<(), DecodeError> {
-        use zkit::proto::jute::{read_buffer, read_i32, read_i64, read_string};
-        use zkit::proto::Decode;
+        use zkit_proto::jute::{read_buffer, read_i32, read_i64, read_string};
+        use zkit_proto::Decode;
         let version = read_i32(buf)?;
         if version != IMAGE_VERSION {
             return Err(DecodeError::Invalid(format!(
@@ -1462,7 +1462,7 @@ impl DataTree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zkit::proto::{CheckVersionRequest, DeleteRequest, PathWatchRequest, SetDataRequest};
+    use zkit_proto::{CheckVersionRequest, DeleteRequest, PathWatchRequest, SetDataRequest};
 
     const S1: i64 = 0x0100_0000_0000_0001;
     const S2: i64 = 0x0100_0000_0000_0002;

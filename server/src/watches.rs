@@ -23,8 +23,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use zkit::proto::codes::{err, keeper_state, AddWatchMode, EventType, WatcherType};
-use zkit::proto::{SetWatches2, WatcherEvent};
+use zkit_proto::codes::{err, keeper_state, AddWatchMode, EventType, WatcherType};
+use zkit_proto::{SetWatches2, WatcherEvent};
 
 use crate::tree::{Compat, DataTree, Trigger};
 use crate::{ErrorCode, OpResult};
@@ -451,8 +451,8 @@ mod tests {
     use super::*;
     use crate::tree::Txn;
     use bytes::Bytes;
-    use zkit::proto::codes::OpCode;
-    use zkit::proto::{Acl, CreateRequest, Id};
+    use zkit_proto::codes::OpCode;
+    use zkit_proto::{Acl, CreateRequest, Id};
 
     const A: ConnId = ConnId(1);
     const B: ConnId = ConnId(2);

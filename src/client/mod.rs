@@ -754,13 +754,17 @@ impl Client {
         path: &str,
         mode: AddWatchMode,
     ) -> impl Future<Output = Result<PersistentWatcher>> + Send + 'static {
-        let setup = self.server_path(path, false).map(|server_path| {
+        let kind = match mode {
+            AddWatchMode::Persistent => Ok(WatchKind::Persistent),
+            AddWatchMode::PersistentRecursive => Ok(WatchKind::PersistentRecursive),
+            // `AddWatchMode` is non-exhaustive (it lives in zkit-proto): a
+            // mode this client cannot track locally is refused before sending.
+            _ => Err(Error::BadArguments),
+        };
+        let setup = kind.and_then(|kind| self.server_path(path, false).map(|p| (kind, p)));
+        let setup = setup.map(|(kind, server_path)| {
             let id = self.new_watcher_id();
             let (tx, rx) = mpsc::unbounded_channel();
-            let kind = match mode {
-                AddWatchMode::Persistent => WatchKind::Persistent,
-                AddWatchMode::PersistentRecursive => WatchKind::PersistentRecursive,
-            };
             let watcher = PersistentWatcher::new(
                 id,
                 rx,

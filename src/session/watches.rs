@@ -200,7 +200,7 @@ fn ancestors_and_self(path: &str) -> impl Iterator<Item = &str> {
         next = if cur == "/" {
             None
         } else {
-            Some(crate::path::parent(cur))
+            Some(crate::proto::parent(cur))
         };
         Some(cur)
     })

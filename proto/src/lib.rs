@@ -1,19 +1,39 @@
-//! ZooKeeper's wire protocol: jute records, framing and codes.
+//! ZooKeeper's wire protocol: jute records, framing, codes, path rules and
+//! the `digest` ACL scheme.
 //!
-//! This module is sans-IO (no tokio, no sockets) and is shared by the client
-//! and by `zkit-server`. Decoding untrusted bytes never panics: every failure is
-//! a [`DecodeError`] or a [`FrameError`].
+//! This crate is the boundary between the `zkit` client and `zkit-server`:
+//! both depend on it and on nothing of each other. It is sans-IO (no runtime,
+//! no sockets, no clocks). Decoding untrusted bytes never panics: every
+//! failure is a [`DecodeError`] or a [`FrameError`].
 //!
 //! Records mirror `zookeeper-jute/src/main/resources/zookeeper.jute` field by
 //! field; their wire layout is documented in the project's PROTOCOL.md §4.5.
+//!
+//! ```
+//! use bytes::{Bytes, BytesMut};
+//! use zkit_proto::{decode_exact, Encode, PathWatchRequest};
+//!
+//! let req = PathWatchRequest { path: "/app".into(), watch: false };
+//! let mut buf = BytesMut::new();
+//! req.encode(&mut buf);
+//! let back: PathWatchRequest = decode_exact(buf.freeze()).unwrap();
+//! assert_eq!(back.path, "/app");
+//! # let _ = Bytes::new();
+//! ```
 
+mod acl;
 pub mod codes;
+mod digest;
 pub mod frame;
 pub mod jute;
+mod path;
 mod records;
 
+pub use acl::Perms;
+pub use digest::{digest_id, generate_digest};
 pub use frame::{decode_frame, encode_frame, FrameError};
 pub use jute::{DecodeError, DecodeResult};
+pub use path::{parent, validate_path, PathError};
 pub use records::*;
 
 use bytes::{Bytes, BytesMut};

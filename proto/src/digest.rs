@@ -4,7 +4,7 @@
 //! one call; SHA-1 is what ZooKeeper uses, not a choice of ours.
 
 /// `user:base64(sha1("user:password"))`.
-pub(crate) fn generate_digest(user: &str, password: &str) -> String {
+pub fn generate_digest(user: &str, password: &str) -> String {
     digest_id(&format!("{user}:{password}"))
 }
 
@@ -15,7 +15,7 @@ pub(crate) fn generate_digest(user: &str, password: &str) -> String {
 /// b"user:password")` grants.
 ///
 /// ```
-/// assert_eq!(zkit::digest_id("super:test"), "super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
+/// assert_eq!(zkit_proto::digest_id("super:test"), "super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
 /// ```
 pub fn digest_id(id_password: &str) -> String {
     let user = id_password.split(':').next().unwrap_or_default();

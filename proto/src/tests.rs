@@ -139,7 +139,7 @@ mod golden {
     //! * Connection D: auth and an ACL with U+1F600, which the server writes
     //!   back as CESU-8.
     use super::*;
-    use crate::types::Perms;
+    use crate::Perms;
 
     const CONNECT_REQ: [u8; 49] = hex(concat!(
         "0000002d00000000000000000000000000002710000000000000000000000010",
