@@ -19,15 +19,28 @@ if grep -rnE 'tokio|std::net|Instant::now|SystemTime::now|thread_rng|rand::rng\(
 fi
 run cargo fmt --all -- --check
 run cargo clippy --workspace --all-targets -- -D warnings
-run cargo test --workspace
-# The same client integration tests against the bundled zkit-server (the
-# ensemble fault tests need real ZooKeeper processes and run above only).
-ZKIT_TEST_BACKEND=bundled run cargo test -p zkit --test ops --test watches --test multi --test acl \
-  --test chroot --test pipeline --test session
-ZKIT_TEST_BACKEND=bundled run cargo test -p zkit-recipes --tests
+# The fixtures' bundled backend runs the zkit-server binary: build it once, up
+# front, instead of letting the first test that needs it build it mid-run.
+run cargo build --quiet -p zkit-server --bin zkit-server
+export ZKIT_SERVER_BIN="$PWD/target/debug/zkit-server"
+# Tests that drive Curator, kazoo, zkCli.sh and the C client as peers run (and
+# fail if one is missing) instead of skipping as under plain `cargo test`.
+export ZKIT_TEST_PEERS=1
+# Every suite against real Apache ZooKeeper: standalone, 3-node ensembles with
+# fault injection, interop, and the bundled server compared with the real one.
+ZKIT_TEST_BACKEND=zookeeper run cargo test --workspace
+# The client and recipe suites again on the bundled zkit-server (what plain
+# `cargo test` runs; the tests that need real ZooKeeper processes skip here).
+ZKIT_TEST_BACKEND=bundled run cargo test -p zkit -p zkit-recipes --tests
 # Once more with a data directory: every reply waits for the transaction log.
 ZKIT_TEST_BACKEND=bundled-durable run cargo test -p zkit --test ops --test watches --test multi --test acl \
   --test chroot --test pipeline --test session
+# The fuzz targets (a crate of their own: cargo-fuzz wants nightly to fuzz with
+# coverage) build on stable and each runs over a few thousand random inputs.
+run cargo build --quiet --release --manifest-path fuzz/Cargo.toml
+for target in decode_frame decode_records server_requests; do
+  run fuzz/target/release/"$target" -runs=3000 -max_total_time=10 -seed=1 -max_len=4096
+done
 # The README's demo command works (on the in-process bundled server).
 run cargo run --quiet --example tour > /dev/null
 run cargo run --quiet --example quickstart > /dev/null

@@ -109,7 +109,7 @@ fn init_tracing() {
 }
 
 /// Starts a 3-node ensemble under the serial lock (`None`: skipped loudly
-/// because ZooKeeper is missing and `ZKIT_ALLOW_MISSING_ZOOKEEPER=1`).
+/// unless `ZKIT_TEST_BACKEND=zookeeper`).
 async fn start(builder: EnsembleBuilder) -> Option<(MutexGuard<'static, ()>, Ensemble)> {
     init_tracing();
     let guard = SERIAL.lock().await;

@@ -29,18 +29,14 @@ fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
-/// Fails, or skips with `ZKIT_ALLOW_MISSING_ZOOKEEPER=1`, when `ok` is false.
+/// `false` (the test is skipped, loudly) unless `ZKIT_TEST_PEERS=1`; then
+/// fails when `ok` is false.
 fn require(ok: bool, what: &str) -> bool {
-    if ok {
-        return true;
+    if zkit_testcontainers::skip_without_peers(what) {
+        return false;
     }
-    let msg = format!("{what} is missing: run scripts/install-zookeeper.sh");
-    if std::env::var("ZKIT_ALLOW_MISSING_ZOOKEEPER").is_ok_and(|v| v == "1") {
-        eprintln!("SKIPPED: {msg}");
-        false
-    } else {
-        panic!("{msg}");
-    }
+    assert!(ok, "{what} is missing: run scripts/install-zookeeper.sh");
+    true
 }
 
 fn kazoo_installed() -> bool {
@@ -76,6 +72,10 @@ fn curator_worker() -> Option<PathBuf> {
     let mut built = BUILT.lock().unwrap();
     if let Some(p) = built.as_ref() {
         return Some(p.clone());
+    }
+    // Nothing to build when the peers are off: `require` then skips.
+    if std::env::var(zkit_testcontainers::TEST_PEERS_ENV).as_deref() != Ok("1") {
+        return None;
     }
     if !Path::new(JARS).join("curator-recipes.jar").exists() {
         return None;

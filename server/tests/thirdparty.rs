@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 use zkit_server::{FourLetterWords, RunningServer, Server};
-use zkit_testcontainers::{Ensemble, ALLOW_MISSING_ENV, DEFAULT_TICK_TIME};
+use zkit_testcontainers::{Ensemble, DEFAULT_TICK_TIME};
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 const PYTHON: &str = "/usr/bin/python3";
@@ -23,22 +23,18 @@ fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
 }
 
-/// Fails (or, with `ZKIT_ALLOW_MISSING_ZOOKEEPER=1`, skips) when a client is
-/// not installed. Returns `false` when the test should be skipped.
+/// `false` (the test is skipped, loudly) unless `ZKIT_TEST_PEERS=1`; then
+/// fails when the client is not installed.
 fn require(ok: bool, what: &str) -> bool {
-    if ok {
-        return true;
+    if zkit_testcontainers::skip_without_peers(what) {
+        return false;
     }
-    let msg = format!(
+    assert!(
+        ok,
         "{what} is not installed; run scripts/install-zookeeper.sh \
          (Debian: zookeeper, python3-kazoo, libzookeeper-mt-dev)"
     );
-    if std::env::var_os(ALLOW_MISSING_ENV).is_some_and(|v| v == "1") {
-        eprintln!("SKIPPED: {msg}");
-        false
-    } else {
-        panic!("{msg}");
-    }
+    true
 }
 
 /// Both servers: the bundled one and a real standalone ZooKeeper.

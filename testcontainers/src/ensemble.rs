@@ -24,9 +24,89 @@ use crate::FixtureError;
 pub const DEFAULT_TICK_TIME: Duration = Duration::from_millis(200);
 /// Default time allowed for every member to start serving.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
-/// Environment variable that lets [`EnsembleBuilder::start_or_skip`] skip instead of panic
-/// when Java or ZooKeeper is not installed. Set it to `1`.
-pub const ALLOW_MISSING_ENV: &str = "ZKIT_ALLOW_MISSING_ZOOKEEPER";
+/// Environment variable choosing the server the project's tests run against:
+/// unset or `bundled` (the in-process zkit-server, the default: `cargo test` needs nothing
+/// installed), `bundled-durable` (the same with a data directory) or `zookeeper` (real
+/// Apache ZooKeeper processes: ensembles, fault injection and interop tests run only then).
+pub const TEST_BACKEND_ENV: &str = "ZKIT_TEST_BACKEND";
+
+/// Environment variable that enables the tests driving other ZooKeeper clients as peers
+/// (Curator and zkCli.sh on Java, kazoo on Python, the C client): set it to `1`. Unset, those
+/// tests print `SKIPPED: ...` ([`skip_without_peers`]); set, a missing peer fails them.
+pub const TEST_PEERS_ENV: &str = "ZKIT_TEST_PEERS";
+
+/// For a test that drives another ZooKeeper client (Curator, kazoo, zkCli.sh, the C client):
+/// returns `true`, after printing `SKIPPED: <what> ...` to stderr, unless `ZKIT_TEST_PEERS=1`
+/// (`scripts/test.sh` sets it after installing the peers).
+pub fn skip_without_peers(what: &str) -> bool {
+    if std::env::var(TEST_PEERS_ENV).is_ok_and(|v| v == "1") {
+        return false;
+    }
+    eprintln!(
+        "SKIPPED: {what} needs other ZooKeeper clients installed: run with {TEST_PEERS_ENV}=1 \
+         (scripts/test.sh does, after installing them)"
+    );
+    true
+}
+
+/// The server the project's tests run against, from [`TEST_BACKEND_ENV`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TestBackend {
+    /// The in-process zkit-server in memory (the default).
+    Bundled,
+    /// The in-process zkit-server with a data directory: every reply waits for its log.
+    BundledDurable,
+    /// Real Apache ZooKeeper processes (`scripts/install-zookeeper.sh` installs them).
+    ZooKeeper,
+}
+
+impl TestBackend {
+    /// Reads [`TEST_BACKEND_ENV`].
+    ///
+    /// # Panics
+    ///
+    /// On a value other than the three above (or empty), so a misspelt backend never
+    /// silently runs the tests against another server.
+    pub fn from_env() -> Self {
+        match std::env::var(TEST_BACKEND_ENV).as_deref() {
+            Err(_) | Ok("") | Ok("bundled") => Self::Bundled,
+            Ok("bundled-durable") => Self::BundledDurable,
+            Ok("zookeeper") => Self::ZooKeeper,
+            Ok(other) => panic!(
+                "{TEST_BACKEND_ENV}={other:?}: expected bundled, bundled-durable or zookeeper"
+            ),
+        }
+    }
+
+    /// Whether tests that need real ZooKeeper processes run: `ZKIT_TEST_BACKEND=zookeeper`.
+    /// Otherwise they print `SKIPPED: ...` through [`skip_without_real_zookeeper`].
+    pub fn wants_real_zookeeper() -> bool {
+        Self::from_env() == Self::ZooKeeper
+    }
+}
+
+/// For a test that needs real ZooKeeper processes (an ensemble, a Java or Python peer):
+/// returns `true`, after printing `SKIPPED: <what> ...` to stderr, unless
+/// `ZKIT_TEST_BACKEND=zookeeper`. Under that backend nothing is skipped: a missing
+/// installation fails the test, so it never passes silently.
+///
+/// ```
+/// # std::env::remove_var("ZKIT_TEST_BACKEND");
+/// if zkit_testcontainers::skip_without_real_zookeeper("three-node failover") {
+///     return;
+/// }
+/// ```
+pub fn skip_without_real_zookeeper(what: &str) -> bool {
+    if TestBackend::wants_real_zookeeper() {
+        return false;
+    }
+    eprintln!(
+        "SKIPPED: {what} needs real ZooKeeper: run with {TEST_BACKEND_ENV}=zookeeper \
+         (scripts/test.sh does, after installing it)"
+    );
+    true
+}
 
 const STANDALONE_MAIN: &str = "org.apache.zookeeper.server.ZooKeeperServerMain";
 const QUORUM_MAIN: &str = "org.apache.zookeeper.server.quorum.QuorumPeerMain";
@@ -220,22 +300,19 @@ impl EnsembleBuilder {
         }
     }
 
-    /// Like [`start`](Self::start), for tests that need ZooKeeper: returns `None` (after
-    /// printing `SKIPPED: ...` to stderr) only when Java/ZooKeeper are missing **and**
-    /// `ZKIT_ALLOW_MISSING_ZOOKEEPER=1` is set, so a missing installation never passes silently.
+    /// Like [`start`](Self::start), for tests: with the real ZooKeeper backend, returns
+    /// `None` (after printing `SKIPPED: ...` to stderr) unless `ZKIT_TEST_BACKEND=zookeeper`
+    /// (see [`skip_without_real_zookeeper`]); the bundled backend always starts.
     ///
     /// # Panics
     ///
-    /// On any start error, including a missing installation without the opt-in variable.
+    /// On any start error, including a missing installation when real ZooKeeper was asked for.
     pub async fn start_or_skip(self) -> Option<Ensemble> {
+        if self.backend == Backend::ZooKeeper && skip_without_real_zookeeper("this test") {
+            return None;
+        }
         match self.start().await {
             Ok(ensemble) => Some(ensemble),
-            Err(FixtureError::NotInstalled(what))
-                if std::env::var(ALLOW_MISSING_ENV).is_ok_and(|v| v == "1") =>
-            {
-                eprintln!("SKIPPED: ZooKeeper fixture unavailable ({what}); {ALLOW_MISSING_ENV}=1");
-                None
-            }
             Err(e) => panic!("cannot start the ZooKeeper fixture: {e}"),
         }
     }
@@ -1089,14 +1166,10 @@ mod tests {
     #[tokio::test]
     async fn a_taken_client_port_is_recognised_as_a_port_conflict() {
         let builder = Ensemble::builder().start_timeout(Duration::from_secs(20));
-        let install = match Installation::resolve(None, None) {
-            Ok(install) => install,
-            Err(e) if std::env::var(ALLOW_MISSING_ENV).is_ok_and(|v| v == "1") => {
-                eprintln!("SKIPPED: {e}");
-                return;
-            }
-            Err(e) => panic!("{e}"),
-        };
+        if skip_without_real_zookeeper("the port-conflict self-test") {
+            return;
+        }
+        let install = Installation::resolve(None, None).unwrap_or_else(|e| panic!("{e}"));
         // Someone else grabs the port between our pick and the JVM's bind. Tests
         // run in parallel, so the picked port can already be gone again by the
         // time the "thief" binds it: pick again until the thief holds it.

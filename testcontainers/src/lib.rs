@@ -37,8 +37,18 @@
 //!
 //! When something is missing, [`EnsembleBuilder::start`] fails with
 //! [`FixtureError::NotInstalled`], naming what is missing; `scripts/install-zookeeper.sh`
-//! installs the Debian packages. [`EnsembleBuilder::start_or_skip`] turns that into an explicit
-//! skip when `ZKIT_ALLOW_MISSING_ZOOKEEPER=1`, and a panic otherwise.
+//! installs the Debian packages.
+//!
+//! # Choosing the backend of a test suite
+//!
+//! [`TestBackend::from_env`] reads `ZKIT_TEST_BACKEND`: unset or `bundled` means the
+//! in-process zkit-server (so `cargo test` needs nothing installed), `bundled-durable` the
+//! same with a data directory, `zookeeper` real Apache ZooKeeper. Tests that can only run
+//! against real ZooKeeper processes (ensembles, Java and Python peers) call
+//! [`skip_without_real_zookeeper`] or [`EnsembleBuilder::start_or_skip`]: they print
+//! `SKIPPED: ...` unless `ZKIT_TEST_BACKEND=zookeeper`, and under that backend a missing
+//! installation fails them. Tests that drive other clients (Curator, kazoo, zkCli.sh, the C
+//! client) as peers run only with `ZKIT_TEST_PEERS=1` ([`skip_without_peers`]).
 //!
 //! # Server settings
 //!
@@ -69,7 +79,8 @@ mod tempdir;
 mod watchdog;
 
 pub use ensemble::{
-    Backend, Ensemble, EnsembleBuilder, ALLOW_MISSING_ENV, DEFAULT_START_TIMEOUT, DEFAULT_TICK_TIME,
+    skip_without_peers, skip_without_real_zookeeper, Backend, Ensemble, EnsembleBuilder,
+    TestBackend, DEFAULT_START_TIMEOUT, DEFAULT_TICK_TIME, TEST_BACKEND_ENV, TEST_PEERS_ENV,
 };
 pub use error::FixtureError;
 pub use expire::expire_session;

@@ -1,6 +1,6 @@
 //! The fixture against the real Apache ZooKeeper installed on the machine
-//! (`scripts/install-zookeeper.sh`). Set `ZKIT_ALLOW_MISSING_ZOOKEEPER=1` to skip, loudly,
-//! where ZooKeeper is not installed.
+//! (`scripts/install-zookeeper.sh`). These run with `ZKIT_TEST_BACKEND=zookeeper` and skip,
+//! loudly, otherwise.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -210,6 +210,9 @@ async fn invalid_settings_are_rejected_before_launch() {
 
 #[tokio::test]
 async fn failed_start_reports_the_log_tail() {
+    if zkit_testcontainers::skip_without_real_zookeeper("the JVM start-failure test") {
+        return;
+    }
     // An option the JVM rejects: it exits at once and says why on stderr.
     let result = Ensemble::builder()
         .jvm_arg("-XX:NoSuchJvmOption")
@@ -218,12 +221,6 @@ async fn failed_start_reports_the_log_tail() {
         .await;
     let err = match result {
         Ok(_) => panic!("a JVM with an unknown -XX option started"),
-        Err(FixtureError::NotInstalled(what))
-            if std::env::var(zkit_testcontainers::ALLOW_MISSING_ENV).as_deref() == Ok("1") =>
-        {
-            eprintln!("SKIPPED: {what}");
-            return;
-        }
         Err(err) => err,
     };
     let FixtureError::Start {
@@ -271,6 +268,9 @@ fn alive(pid: u32) -> bool {
 
 #[tokio::test]
 async fn fixture_dies_with_a_test_process_that_never_drops_it() {
+    if zkit_testcontainers::skip_without_real_zookeeper("the leaked-fixture test") {
+        return;
+    }
     let _guard = SERIAL.lock().await;
     let output = tokio::process::Command::new(std::env::current_exe().unwrap())
         .args([
@@ -291,12 +291,6 @@ async fn fixture_dies_with_a_test_process_that_never_drops_it() {
         .lines()
         .find_map(|l| l.split_once("LEAK ").map(|(_, rest)| rest));
     let Some(line) = line else {
-        if stderr.contains("NotInstalled")
-            && std::env::var(zkit_testcontainers::ALLOW_MISSING_ENV).as_deref() == Ok("1")
-        {
-            eprintln!("SKIPPED: ZooKeeper not installed");
-            return;
-        }
         panic!("child did not start a fixture:\n{stdout}\n{stderr}");
     };
     let (pid, dir) = line.split_once(' ').unwrap();

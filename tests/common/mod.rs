@@ -1,9 +1,10 @@
-//! Shared fixture for the integration tests: one real Apache ZooKeeper 3.8
-//! standalone server per test binary, started on first use.
-//!
-//! With `ZKIT_TEST_BACKEND=bundled` the shared server is the in-process
-//! `zkit_server` instead (same tickTime); tests that need process control
-//! ([`own_server`]) get the `zkit-server` binary as a process instead.
+//! Shared fixture for the integration tests: one server per test binary,
+//! started on first use, chosen by `ZKIT_TEST_BACKEND`
+//! ([`zkit_testcontainers::TestBackend`]): by default the in-process
+//! `zkit_server` (so plain `cargo test` needs nothing installed; tests that
+//! need process control, [`own_server`], get the `zkit-server` binary as a
+//! process), `bundled-durable` the same with a data directory, `zookeeper` a
+//! real Apache ZooKeeper 3.8 standalone server (same tickTime).
 //!
 //! The server is owned by a dedicated thread (with its own tokio runtime), so
 //! it outlives every `#[tokio::test]` runtime. Statics are never dropped, so a
@@ -18,7 +19,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use zkit::{Client, ClientBuilder, CreateOptions, Error};
-use zkit_testcontainers::Ensemble;
+use zkit_testcontainers::{Ensemble, TestBackend};
 
 /// The fixture's tickTime: session timeouts are clamped to 2..=20 ticks.
 pub const TICK: Duration = Duration::from_millis(200);
@@ -36,18 +37,18 @@ struct Shared {
     _watchdog: Option<Mutex<ChildStdin>>,
 }
 
-/// Whether the tests run against the bundled `zkit_server`
-/// (`ZKIT_TEST_BACKEND=bundled`, or `bundled-durable` for one with a data
-/// directory, so that every reply waits for the transaction log) instead of
-/// a real ZooKeeper.
+/// Whether the tests run against the bundled `zkit_server` (the default, or
+/// `ZKIT_TEST_BACKEND=bundled-durable` for one with a data directory, so that
+/// every reply waits for the transaction log) instead of a real ZooKeeper
+/// (`ZKIT_TEST_BACKEND=zookeeper`).
 pub fn bundled() -> bool {
-    std::env::var("ZKIT_TEST_BACKEND").is_ok_and(|v| v == "bundled" || v == "bundled-durable")
+    TestBackend::from_env() != TestBackend::ZooKeeper
 }
 
 /// With `ZKIT_TEST_BACKEND=bundled-durable`: a fresh data directory for
 /// this test binary's bundled server (under cargo's target tmp dir).
 fn durable_dir() -> Option<std::path::PathBuf> {
-    if !std::env::var("ZKIT_TEST_BACKEND").is_ok_and(|v| v == "bundled-durable") {
+    if TestBackend::from_env() != TestBackend::BundledDurable {
         return None;
     }
     let exe = std::env::current_exe().ok()?;
