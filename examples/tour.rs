@@ -57,10 +57,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let r = d
             .register(
                 ServiceInstance::new("echo", "127.0.0.1", port)
-                    .with_id(format!("echo-{i}"))
-                    .with_payload(
-                        serde_json::json!({ "zone": if i % 2 == 0 { "eu" } else { "us" } }),
-                    ),
+                    .id(format!("echo-{i}"))
+                    .payload(serde_json::json!({ "zone": if i % 2 == 0 { "eu" } else { "us" } })),
             )
             .await?;
         println!("  echo-{i} registered at 127.0.0.1:{port} (an ephemeral node: it goes away with its process)");

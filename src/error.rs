@@ -161,86 +161,69 @@ pub enum Error {
     Protocol(String),
 }
 
-impl Error {
-    /// The error for a ZooKeeper error code (`0` is not an error and maps to
-    /// `ServerCode(0)`).
-    pub fn from_code(code: i32) -> Self {
-        match code {
-            err::SYSTEM_ERROR => Self::SystemError,
-            err::RUNTIME_INCONSISTENCY => Self::RuntimeInconsistency,
-            err::DATA_INCONSISTENCY => Self::DataInconsistency,
-            err::CONNECTION_LOSS => Self::ConnectionLoss,
-            err::MARSHALLING_ERROR => Self::MarshallingError,
-            err::UNIMPLEMENTED => Self::Unimplemented,
-            err::BAD_ARGUMENTS => Self::BadArguments,
-            err::OPERATION_TIMEOUT => Self::OperationTimeout,
-            err::UNKNOWN_SESSION => Self::UnknownSession,
-            err::API_ERROR => Self::ApiError,
-            err::INVALID_CALLBACK => Self::InvalidCallback,
-            err::NEW_CONFIG_NO_QUORUM => Self::NewConfigNoQuorum,
-            err::RECONFIG_IN_PROGRESS => Self::ReconfigInProgress,
-            err::NO_NODE => Self::NoNode,
-            err::NO_AUTH => Self::NoAuth,
-            err::BAD_VERSION => Self::BadVersion,
-            err::NO_CHILDREN_FOR_EPHEMERALS => Self::NoChildrenForEphemerals,
-            err::NODE_EXISTS => Self::NodeExists,
-            err::NOT_EMPTY => Self::NotEmpty,
-            err::SESSION_EXPIRED => Self::SessionExpired,
-            err::INVALID_ACL => Self::InvalidAcl,
-            err::AUTH_FAILED => Self::AuthFailed,
-            err::SESSION_MOVED => Self::SessionMoved,
-            err::NOT_READ_ONLY => Self::NotReadOnly,
-            err::EPHEMERAL_ON_LOCAL_SESSION => Self::EphemeralOnLocalSession,
-            err::NO_WATCHER => Self::NoWatcher,
-            err::REQUEST_TIMEOUT => Self::RequestTimeout,
-            err::RECONFIG_DISABLED => Self::ReconfigDisabled,
-            err::SESSION_CLOSED_REQUIRE_SASL_AUTH => Self::SessionClosedRequireSaslAuth,
-            err::QUOTA_EXCEEDED => Self::QuotaExceeded,
-            err::THROTTLED_OP => Self::Throttled,
-            other => Self::ServerCode(other),
+/// The server codes with a variant of their own: one table, from which both
+/// [`Error::from_code`] and [`Error::code`] are generated, so the two
+/// directions cannot drift apart. The wire values are `zkit_proto::codes::err`.
+macro_rules! server_codes {
+    ($($variant:ident = $code:ident,)*) => {
+        impl Error {
+            /// The error for a ZooKeeper error code (`0` is not an error and maps to
+            /// `ServerCode(0)`).
+            pub fn from_code(code: i32) -> Self {
+                match code {
+                    $(err::$code => Self::$variant,)*
+                    other => Self::ServerCode(other),
+                }
+            }
+
+            /// The ZooKeeper error code of this error, if it has one.
+            pub fn code(&self) -> Option<i32> {
+                Some(match self {
+                    $(Self::$variant => err::$code,)*
+                    Self::ServerCode(c) => *c,
+                    Self::MultiFailed { source, .. } => return source.code(),
+                    _ => return None,
+                })
+            }
         }
-    }
+    };
+}
 
-    /// The ZooKeeper error code of this error, if it has one.
-    pub fn code(&self) -> Option<i32> {
-        Some(match self {
-            Self::SystemError => err::SYSTEM_ERROR,
-            Self::RuntimeInconsistency => err::RUNTIME_INCONSISTENCY,
-            Self::DataInconsistency => err::DATA_INCONSISTENCY,
-            Self::ConnectionLoss => err::CONNECTION_LOSS,
-            Self::MarshallingError => err::MARSHALLING_ERROR,
-            Self::Unimplemented => err::UNIMPLEMENTED,
-            Self::BadArguments => err::BAD_ARGUMENTS,
-            Self::OperationTimeout => err::OPERATION_TIMEOUT,
-            Self::UnknownSession => err::UNKNOWN_SESSION,
-            Self::ApiError => err::API_ERROR,
-            Self::InvalidCallback => err::INVALID_CALLBACK,
-            Self::NewConfigNoQuorum => err::NEW_CONFIG_NO_QUORUM,
-            Self::ReconfigInProgress => err::RECONFIG_IN_PROGRESS,
-            Self::NoNode => err::NO_NODE,
-            Self::NoAuth => err::NO_AUTH,
-            Self::BadVersion => err::BAD_VERSION,
-            Self::NoChildrenForEphemerals => err::NO_CHILDREN_FOR_EPHEMERALS,
-            Self::NodeExists => err::NODE_EXISTS,
-            Self::NotEmpty => err::NOT_EMPTY,
-            Self::SessionExpired => err::SESSION_EXPIRED,
-            Self::InvalidAcl => err::INVALID_ACL,
-            Self::AuthFailed => err::AUTH_FAILED,
-            Self::SessionMoved => err::SESSION_MOVED,
-            Self::NotReadOnly => err::NOT_READ_ONLY,
-            Self::EphemeralOnLocalSession => err::EPHEMERAL_ON_LOCAL_SESSION,
-            Self::NoWatcher => err::NO_WATCHER,
-            Self::RequestTimeout => err::REQUEST_TIMEOUT,
-            Self::ReconfigDisabled => err::RECONFIG_DISABLED,
-            Self::SessionClosedRequireSaslAuth => err::SESSION_CLOSED_REQUIRE_SASL_AUTH,
-            Self::QuotaExceeded => err::QUOTA_EXCEEDED,
-            Self::Throttled => err::THROTTLED_OP,
-            Self::ServerCode(c) => *c,
-            Self::MultiFailed { source, .. } => return source.code(),
-            _ => return None,
-        })
-    }
+server_codes! {
+    SystemError = SYSTEM_ERROR,
+    RuntimeInconsistency = RUNTIME_INCONSISTENCY,
+    DataInconsistency = DATA_INCONSISTENCY,
+    ConnectionLoss = CONNECTION_LOSS,
+    MarshallingError = MARSHALLING_ERROR,
+    Unimplemented = UNIMPLEMENTED,
+    BadArguments = BAD_ARGUMENTS,
+    OperationTimeout = OPERATION_TIMEOUT,
+    UnknownSession = UNKNOWN_SESSION,
+    ApiError = API_ERROR,
+    InvalidCallback = INVALID_CALLBACK,
+    NewConfigNoQuorum = NEW_CONFIG_NO_QUORUM,
+    ReconfigInProgress = RECONFIG_IN_PROGRESS,
+    NoNode = NO_NODE,
+    NoAuth = NO_AUTH,
+    BadVersion = BAD_VERSION,
+    NoChildrenForEphemerals = NO_CHILDREN_FOR_EPHEMERALS,
+    NodeExists = NODE_EXISTS,
+    NotEmpty = NOT_EMPTY,
+    SessionExpired = SESSION_EXPIRED,
+    InvalidAcl = INVALID_ACL,
+    AuthFailed = AUTH_FAILED,
+    SessionMoved = SESSION_MOVED,
+    NotReadOnly = NOT_READ_ONLY,
+    EphemeralOnLocalSession = EPHEMERAL_ON_LOCAL_SESSION,
+    NoWatcher = NO_WATCHER,
+    RequestTimeout = REQUEST_TIMEOUT,
+    ReconfigDisabled = RECONFIG_DISABLED,
+    SessionClosedRequireSaslAuth = SESSION_CLOSED_REQUIRE_SASL_AUTH,
+    QuotaExceeded = QUOTA_EXCEEDED,
+    Throttled = THROTTLED_OP,
+}
 
+impl Error {
     /// Whether retrying the same call may succeed: connection loss (the
     /// session may resume) and throttling.
     pub fn is_retryable(&self) -> bool {

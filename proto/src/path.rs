@@ -5,6 +5,7 @@ use std::fmt;
 
 /// A path that breaks one of ZooKeeper's path rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PathError {
     /// The offending path.
     pub path: String,

@@ -22,8 +22,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 1..=3u16 {
         let d = ServiceDiscovery::<serde_json::Value>::new(sessions(), base.clone());
         let inst = ServiceInstance::new("api", "127.0.0.1", 9000 + i)
-            .with_id(format!("api-{i}"))
-            .with_payload(serde_json::json!({ "version": format!("1.{i}") }));
+            .id(format!("api-{i}"))
+            .payload(serde_json::json!({ "version": format!("1.{i}") }));
         regs.push(d.register(inst).await?);
         println!("api-{i} registered at 127.0.0.1:{}", 9000 + i);
     }

@@ -30,7 +30,7 @@ use zkit::{Client, CreateMode, CreateOptions, Error, Version};
 
 use crate::internal::protected::{
     backoff, delete_retrying, ensure_containers, ensure_parent_containers, join, new_guid,
-    retryable, NodeGuard,
+    NodeGuard,
 };
 
 /// A barrier that is up while its node exists.
@@ -87,10 +87,10 @@ impl Barrier {
                 Ok((None, _)) => return Ok(()),
                 Ok((Some(_), w)) => match w.changed().await {
                     Ok(_) => {} // re-check
-                    Err(e) if retryable(&e) => {}
+                    Err(e) if e.is_retryable() => {}
                     Err(e) => return Err(e),
                 },
-                Err(e) if retryable(&e) => {
+                Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                 }
                 Err(e) => return Err(e),
@@ -154,7 +154,7 @@ impl DoubleBarrier {
             {
                 Ok(_) | Err(Error::NodeExists) => break,
                 Err(Error::NoNode) => ensure_containers(&self.client, &self.path).await?,
-                Err(e) if retryable(&e) => {
+                Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                 }
                 Err(e) => return Err(e),
@@ -190,7 +190,7 @@ impl DoubleBarrier {
                 Ok(Some(w)) => {
                     let _ = w.changed().await;
                 }
-                Err(e) if retryable(&e) => {
+                Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                 }
                 Err(e) => return Err(e),
@@ -261,7 +261,7 @@ impl DoubleBarrier {
                 Ok(Some(w)) => {
                     let _ = w.changed().await;
                 }
-                Err(e) if retryable(&e) => {
+                Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                 }
                 Err(e) => return Err(e),

@@ -29,11 +29,12 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 use zkit::{AddWatchMode, Bytes, Client, Error, EventType, SessionState, Stat};
 
-use crate::internal::protected::{backoff, join, retryable};
+use crate::internal::protected::{backoff, join};
 use crate::sessions::Sessions;
 
 /// A cached node.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CachedNode {
     /// Its data.
     pub data: Bytes,
@@ -217,7 +218,7 @@ async fn follow_tree(
                         let _ = events.send(CacheEvent::Initialized);
                     }
                 }
-                Err(e) if retryable(&e) => {
+                Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                     continue;
                 }

@@ -33,11 +33,12 @@ use serde::Serialize;
 use tokio::sync::watch;
 use zkit::{Client, CreateOptions, Error, SessionState, Version};
 
-use crate::internal::protected::{backoff, ensure_parent_containers, retryable};
+use crate::internal::protected::{backoff, ensure_parent_containers};
 use crate::sessions::Sessions;
 
 /// A value with the node version and modification zxid it was read at.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Versioned<T> {
     /// The decoded value.
     pub value: T,
@@ -176,7 +177,7 @@ async fn follow<T: DeserializeOwned>(
             };
             let watcher = match read {
                 Ok(w) => w,
-                Err(e) if retryable(&e) => {
+                Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                     continue;
                 }
@@ -189,7 +190,7 @@ async fn follow<T: DeserializeOwned>(
                 tokio::select! {
                     r = &mut changed => match r {
                         Ok(_) => break,
-                        Err(e) if retryable(&e) => break,
+                        Err(e) if e.is_retryable() => break,
                         Err(_) => continue 'session,
                     },
                     s = states.next_state() => match s {

@@ -27,12 +27,13 @@ use std::time::Duration;
 use zkit::{Client, CreateMode, CreateOptions, Error, Version};
 
 use crate::internal::protected::{
-    backoff, create_protected_under, delete_in_background, ensure_parent_containers, retryable,
+    backoff, create_protected_under, delete_in_background, ensure_parent_containers,
 };
 use crate::internal::sequence::parse_sequence;
 
 /// A value read from a [`SharedCount`] with the version it had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct VersionedCount {
     /// The count.
     pub value: i32,
@@ -84,7 +85,7 @@ impl SharedCount {
                     })
                 }
                 Err(Error::NoNode) => self.create_seeded().await?,
-                Err(e) if retryable(&e) => {
+                Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                 }
                 Err(e) => return Err(e),

@@ -42,7 +42,7 @@ use zkit::{Client, CreateMode, CreateOptions, Error, Version};
 
 use crate::internal::held::Held;
 use crate::internal::protected::{
-    backoff, create_or_adopt, ensure_containers, join, new_guid, retryable, Claimed,
+    backoff, create_or_adopt, ensure_containers, join, new_guid, Claimed,
 };
 use crate::internal::set_if_changed;
 use crate::sessions::Sessions;
@@ -144,19 +144,19 @@ impl<P> ServiceInstance<P> {
     }
 
     /// With this id.
-    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+    pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = id.into();
         self
     }
 
     /// With this payload.
-    pub fn with_payload(mut self, payload: P) -> Self {
+    pub fn payload(mut self, payload: P) -> Self {
         self.payload = Some(payload);
         self
     }
 
     /// With this service type.
-    pub fn with_service_type(mut self, t: ServiceType) -> Self {
+    pub fn service_type(mut self, t: ServiceType) -> Self {
         self.service_type = t;
         self
     }
@@ -511,7 +511,7 @@ async fn register_sequential(
             // Did an earlier attempt create it?
             let mine = match ours_by_prefix(client, parent, id, session).await {
                 Ok(mine) => mine,
-                Err(e) if retryable(&e) => {
+                Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                     continue;
                 }
@@ -523,7 +523,7 @@ async fn register_sequential(
                 }
                 match client.set_data(keep, data, Version::Any).await {
                     Ok(stat) => return Ok((keep.clone(), stat.czxid)),
-                    Err(e) if retryable(&e) => continue,
+                    Err(e) if e.is_retryable() => continue,
                     Err(e) => return Err(e),
                 }
             }
@@ -538,7 +538,7 @@ async fn register_sequential(
         {
             Ok((path, stat)) => return Ok((path, stat.czxid)),
             Err(Error::NoNode) => ensure_containers(client, parent).await?,
-            Err(e) if retryable(&e) => {
+            Err(e) if e.is_retryable() => {
                 unsure = true;
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
             }
@@ -629,7 +629,7 @@ async fn follow_service<P: DeserializeOwned + PartialEq>(
             .await
         {
             Ok(w) => w,
-            Err(e) if retryable(&e) => {
+            Err(e) if e.is_retryable() => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -642,7 +642,7 @@ async fn follow_service<P: DeserializeOwned + PartialEq>(
                 Ok((list, _)) => {
                     set_if_changed(&tx, list);
                 }
-                Err(e) if retryable(&e) => {
+                Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                     continue;
                 }

@@ -32,7 +32,7 @@ use tokio::sync::watch;
 use zkit::{Client, Error, MultiWrite, SessionState, Version};
 
 use crate::internal::protected::{
-    backoff, create_protected, delete_in_background, delete_retrying, join, name_of, retryable,
+    backoff, create_protected, delete_in_background, delete_retrying, join, name_of,
 };
 use crate::internal::sequence::contenders;
 use crate::internal::set_if_changed;
@@ -240,7 +240,7 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
                     *lock(&inner.token) = c.stat.czxid;
                     c.path
                 }
-                Err(e) if retryable(&e) => {
+                Err(e) if e.is_retryable() => {
                     suspend();
                     continue;
                 }
@@ -265,7 +265,7 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
             .await;
             let (order, me) = match looked {
                 Ok(x) => x,
-                Err(e) if retryable(&e) => {
+                Err(e) if e.is_retryable() => {
                     suspend();
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                     continue;
@@ -315,7 +315,7 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
         };
         let watcher = match watched {
             Ok(w) => w,
-            Err(e) if retryable(&e) => {
+            Err(e) if e.is_retryable() => {
                 suspend();
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                 continue;

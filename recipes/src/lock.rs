@@ -34,8 +34,7 @@ use tokio::time::Instant;
 use zkit::{Client, Error, MultiWrite, SessionState, Version};
 
 use crate::internal::protected::{
-    backoff, create_protected, delete_in_background, delete_retrying, join, name_of, retryable,
-    NodeGuard,
+    backoff, create_protected, delete_in_background, delete_retrying, join, name_of, NodeGuard,
 };
 use crate::internal::sequence::{contenders, CONTENDER_MARKERS};
 
@@ -256,7 +255,7 @@ impl Lock {
                     node.disarm();
                     return Box::pin(self.acquire_until(deadline, wait)).await;
                 }
-                Err(e) if retryable(&e) => {
+                Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                     continue;
                 }
@@ -269,7 +268,7 @@ impl Lock {
             let watcher = match self.client.get_data_and_watch(&predecessor).await {
                 Ok((_, _, w)) => w,
                 Err(Error::NoNode) => continue, // gone already: re-check
-                Err(e) if retryable(&e) => {
+                Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                     continue;
                 }
@@ -294,7 +293,7 @@ impl Lock {
                 }
                 // Any other event (or a connection-only wake-up): look again.
                 Ok(_) => {}
-                Err(e) if retryable(&e) => {}
+                Err(e) if e.is_retryable() => {}
                 Err(e) => return Err(e),
             }
         }
@@ -523,7 +522,7 @@ async fn monitor(client: Client, node: String, tx: watch::Sender<LockState>) {
                         }
                         Err(_) => {} // re-checked on reconnect
                     },
-                    Err(e) if retryable(&e) => {}
+                    Err(e) if e.is_retryable() => {}
                     Err(_) => {
                         let _ = tx.send(LockState::Lost);
                         return;

@@ -22,7 +22,7 @@ use zkit::{Bytes, Client, CreateMode, Error, Version};
 
 use crate::internal::held::Held;
 use crate::internal::protected::{
-    backoff, create_or_adopt, delete_in_background, delete_retrying, join, retryable, Claimed,
+    backoff, create_or_adopt, delete_in_background, delete_retrying, join, Claimed,
 };
 use crate::internal::set_if_changed;
 
@@ -228,13 +228,13 @@ async fn follow(client: Client, path: String, tx: watch::Sender<BTreeMap<String,
                 set_if_changed(&tx, set);
                 if let Some(w) = watcher {
                     if let Err(e) = w.changed().await {
-                        if !retryable(&e) {
+                        if !e.is_retryable() {
                             return; // session over: the receivers see Closed
                         }
                     }
                 }
             }
-            Err(e) if retryable(&e) => {
+            Err(e) if e.is_retryable() => {
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
             }
             Err(_) => return,

@@ -37,9 +37,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use zkit::{Bytes, Client, CreateMode, CreateOptions, Error, Version};
 
-use crate::internal::protected::{
-    backoff, delete_in_background, ensure_containers, join, retryable,
-};
+use crate::internal::protected::{backoff, delete_in_background, ensure_containers, join};
 use crate::internal::sequence::{compare, parse_sequence};
 use crate::lock::Lock;
 
@@ -421,14 +419,14 @@ impl Queue {
                 Ok(_) => break,
                 Err(Error::NodeExists) => return Ok(None),
                 Err(Error::NoNode) => ensure_containers(&self.client, &self.claims).await?,
-                Err(e) if retryable(&e) => {
+                Err(e) if e.is_retryable() => {
                     // Lost reply: the claim may be ours.
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                     match self.client.exists(&claim).await {
                         Ok(Some(s)) if s.ephemeral_owner == session => break,
                         Ok(Some(_)) => return Ok(None),
                         Ok(None) => {}
-                        Err(e) if retryable(&e) => {}
+                        Err(e) if e.is_retryable() => {}
                         Err(e) => return Err(e),
                     }
                 }
@@ -469,7 +467,7 @@ impl Queue {
                 Ok(Some(t)) => return Ok(Some(t)),
                 Ok(None) if !wait => return Ok(None),
                 Ok(None) => {}
-                Err(e) if retryable(&e) => {
+                Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                     continue;
                 }
@@ -500,7 +498,7 @@ impl Queue {
                 }
                 Err(e) => {
                     turn.release().await?;
-                    if !retryable(&e) {
+                    if !e.is_retryable() {
                         return Err(e);
                     }
                 }
@@ -608,7 +606,7 @@ async fn put_back(client: &Client, path: &str, again: &str, data: &[u8]) {
                     return;
                 }
             }
-            Err(e) if retryable(&e) => {
+            Err(e) if e.is_retryable() => {
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
             }
             Err(e) => {

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use zkit::{Client, CreateMode, CreateOptions, Error};
 
-use crate::internal::protected::{backoff, join, name_of, new_guid, retryable};
+use crate::internal::protected::{backoff, join, name_of, new_guid};
 use crate::internal::sequence::parse_sequence;
 use crate::lock::{Kind, Lock, LockGuard, LockOptions};
 
@@ -117,12 +117,12 @@ impl LockGuard {
                 .await
             {
                 Ok((_, stat)) => break stat,
-                Err(e) if retryable(&e) || e == Error::NodeExists => {
+                Err(e) if e.is_retryable() || e == Error::NodeExists => {
                     // Lost reply: the node may be there already, ours.
                     match client.exists(&path).await {
                         Ok(Some(stat)) if stat.ephemeral_owner == session => break stat,
                         Ok(_) => {}
-                        Err(e) if retryable(&e) => {}
+                        Err(e) if e.is_retryable() => {}
                         Err(e) => return Err(e),
                     }
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;

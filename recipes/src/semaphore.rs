@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use zkit::{Client, Error};
 
-use crate::internal::protected::{backoff, create_protected, join, retryable, NodeGuard};
+use crate::internal::protected::{backoff, create_protected, join, NodeGuard};
 use crate::lock::{Kind, Lock, LockGuard};
 
 /// A lease of a [`Semaphore`]: the same guard as a lock's (state, loss
@@ -58,7 +58,7 @@ impl Semaphore {
     }
 
     /// Data stored in our lease nodes (default empty).
-    pub fn with_data(mut self, data: impl Into<Vec<u8>>) -> Self {
+    pub fn data(mut self, data: impl Into<Vec<u8>>) -> Self {
         self.data = data.into();
         self
     }
@@ -149,7 +149,7 @@ impl Semaphore {
         loop {
             let (children, watcher) = match self.client.get_children_and_watch(&self.leases).await {
                 Ok((c, _, w)) => (c, w),
-                Err(e) if retryable(&e) => {
+                Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                     continue;
                 }
@@ -189,7 +189,7 @@ impl Semaphore {
                 None => watcher.changed().await,
             };
             if let Err(e) = fired {
-                if !retryable(&e) {
+                if !e.is_retryable() {
                     return Err(e);
                 }
             }

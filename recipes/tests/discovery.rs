@@ -35,19 +35,19 @@ async fn instances_register_query_and_balance() {
     let ra = a
         .register(
             ServiceInstance::new("echo", "10.0.0.1", 8080)
-                .with_id("a")
-                .with_payload(Zone {
+                .id("a")
+                .payload(Zone {
                     zone: "eu-1".into(),
                 }),
         )
         .await
         .unwrap();
     let rb = b
-        .register(ServiceInstance::new("echo", "10.0.0.2", 8080).with_id("b"))
+        .register(ServiceInstance::new("echo", "10.0.0.2", 8080).id("b"))
         .await
         .unwrap();
     let _other = a
-        .register(ServiceInstance::new("db", "10.0.0.3", 5432).with_id("d"))
+        .register(ServiceInstance::new("db", "10.0.0.3", 5432).id("d"))
         .await
         .unwrap();
     assert_eq!(a.query_names().await.unwrap(), vec!["db", "echo"]);
@@ -95,7 +95,7 @@ async fn instances_register_query_and_balance() {
     assert!((0..5).all(|_| sticky.instance().unwrap().id == first));
 
     // Disabled instances are skipped by providers.
-    let mut disabled = ServiceInstance::new("echo", "10.0.0.2", 8080).with_id("b");
+    let mut disabled = ServiceInstance::new("echo", "10.0.0.2", 8080).id("b");
     disabled.enabled = Some(false);
     rb.update(disabled).await.unwrap();
     eventually("b disabled", SOON, || async {
@@ -127,7 +127,7 @@ async fn a_registration_survives_session_expiry() {
     let s = Sessions::with_client(first.clone(), Client::builder(), connect_string());
     let d = ServiceDiscovery::<Zone>::new(s.clone(), services.clone());
     let _r = d
-        .register(ServiceInstance::new("echo", "10.0.0.1", 80).with_id("x"))
+        .register(ServiceInstance::new("echo", "10.0.0.1", 80).id("x"))
         .await
         .unwrap();
     let node = format!("{services}/echo/x");
@@ -146,7 +146,7 @@ async fn a_registration_survives_session_expiry() {
     let other = ServiceDiscovery::<Zone>::new(sessions(), services.clone());
     let taken = tokio::time::timeout(
         Duration::from_secs(90),
-        other.register(ServiceInstance::new("echo", "10.0.0.9", 80).with_id("x")),
+        other.register(ServiceInstance::new("echo", "10.0.0.9", 80).id("x")),
     )
     .await
     .unwrap();
@@ -172,7 +172,7 @@ async fn a_dead_registrant_disappears_within_its_session_timeout() {
         services.clone(),
     );
     let _r = d
-        .register(ServiceInstance::new("echo", "10.0.0.1", 80).with_id("dead"))
+        .register(ServiceInstance::new("echo", "10.0.0.1", 80).id("dead"))
         .await
         .unwrap();
     let node = format!("{services}/echo/dead");
@@ -199,21 +199,21 @@ async fn dropping_and_registering_again_keeps_the_new_registration() {
     let node = format!("{services}/echo/x");
     for round in 0..20 {
         let old = disco
-            .register(ServiceInstance::new("echo", "10.0.0.1", 1).with_id("x"))
+            .register(ServiceInstance::new("echo", "10.0.0.1", 1).id("x"))
             .await
             .unwrap();
         if round == 0 {
             // A second live registration of the id from the same sessions
             // would share the node: refused.
             let twice = disco
-                .register(ServiceInstance::new("echo", "10.0.0.9", 9).with_id("x"))
+                .register(ServiceInstance::new("echo", "10.0.0.9", 9).id("x"))
                 .await;
             assert_eq!(twice.unwrap_err(), zkit::Error::NodeExists);
         }
         drop(old);
         let port = 1000 + round;
         let new = disco
-            .register(ServiceInstance::new("echo", "10.0.0.1", port).with_id("x"))
+            .register(ServiceInstance::new("echo", "10.0.0.1", port).id("x"))
             .await
             .unwrap();
         // Give the dropped registration's background work time to finish.
@@ -236,7 +236,7 @@ async fn a_sequential_registration_is_updated_and_removed_by_its_real_name() {
     let dir = base(&setup, "disc-seq").await;
     let services = format!("{dir}/services");
     let disco = ServiceDiscovery::<Zone>::new(sessions(), services.clone());
-    let mut instance = ServiceInstance::new("echo", "10.0.0.1", 80).with_id("seq-");
+    let mut instance = ServiceInstance::new("echo", "10.0.0.1", 80).id("seq-");
     instance.service_type = ServiceType::DynamicSequential;
     let reg = disco.register(instance.clone()).await.unwrap();
     let (kids, _) = setup

@@ -358,8 +358,8 @@ async fn zkit_and_curator_discover_each_other() {
     let _reg = d
         .register(
             ServiceInstance::new("rust-svc", "10.2.2.2", 7070)
-                .with_id("r1")
-                .with_payload(serde_json::json!({"zone": "us-2"})),
+                .id("r1")
+                .payload(serde_json::json!({"zone": "us-2"})),
         )
         .await
         .unwrap();

@@ -26,11 +26,6 @@ pub(crate) fn backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
-/// Whether an error means "try again" (the outcome of a write is unknown).
-pub(crate) fn retryable(e: &Error) -> bool {
-    matches!(e, Error::ConnectionLoss)
-}
-
 /// A fresh random GUID prefix, `_c_<uuid v4 canonical>-`.
 pub(crate) fn new_guid() -> String {
     let mut b: [u8; 16] = rand::random();
@@ -91,7 +86,7 @@ pub(crate) async fn ensure_parents(
         loop {
             match client.create(&at, b"", &CreateOptions::new(mode)).await {
                 Ok(_) | Err(Error::NodeExists) => break,
-                Err(e) if retryable(&e) => {
+                Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                 }
                 Err(e) => return Err(e),
@@ -126,8 +121,8 @@ pub(crate) async fn create_or_adopt(
         match client.create(node, data, &CreateOptions::new(mode)).await {
             Ok((_, stat)) => return Ok(Claimed::Ours(stat)),
             Err(Error::NoNode) => ensure_parent_containers(client, node).await?,
-            Err(e) if e == Error::NodeExists || retryable(&e) => {
-                if retryable(&e) {
+            Err(e) if e == Error::NodeExists || e.is_retryable() => {
+                if e.is_retryable() {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                 }
                 match client.exists(node).await {
@@ -137,13 +132,13 @@ pub(crate) async fn create_or_adopt(
                         match client.set_data(node, data, Version::Any).await {
                             Ok(stat) => return Ok(Claimed::Ours(stat)),
                             // Gone or unknown meanwhile: create again.
-                            Err(e) if e == Error::NoNode || retryable(&e) => {}
+                            Err(e) if e == Error::NoNode || e.is_retryable() => {}
                             Err(e) => return Err(e),
                         }
                     }
                     Ok(Some(s)) => return Ok(Claimed::Taken(s)),
                     Ok(None) => {}
-                    Err(e) if retryable(&e) => {}
+                    Err(e) if e.is_retryable() => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -189,7 +184,7 @@ async fn find_and_delete(client: Client, parent: String, guid: String) {
         };
         match r {
             Ok(()) | Err(Error::NoNode) => return,
-            Err(e) if retryable(&e) => {
+            Err(e) if e.is_retryable() => {
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
             }
             Err(e) => {
@@ -243,7 +238,7 @@ pub(crate) fn delete_retrying(
     async move {
         match first.await {
             Ok(()) | Err(Error::NoNode) => Ok(()),
-            Err(e) if retryable(&e) => delete_fenced(&client, &path, fence).await,
+            Err(e) if e.is_retryable() => delete_fenced(&client, &path, fence).await,
             Err(e) => Err(e),
         }
     }
@@ -267,7 +262,7 @@ pub(crate) async fn delete_fenced(client: &Client, path: &str, fence: i64) -> Re
             Ok(()) | Err(Error::NoNode) => return Ok(()),
             // Changed between our read and our delete: look again.
             Err(Error::BadVersion) => {}
-            Err(e) if retryable(&e) => {
+            Err(e) if e.is_retryable() => {
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
             }
             Err(e) => return Err(e),
@@ -382,7 +377,7 @@ pub(crate) async fn create_protected_under(
                     guard.guid = new_guid();
                 }
                 Ok(None) => {}
-                Err(e) if retryable(&e) => {
+                Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                     continue;
                 }
@@ -408,7 +403,7 @@ pub(crate) async fn create_protected_under(
                 guard.armed = false;
                 ensure_parents(client, parent, parent_mode).await?;
             }
-            Err(e) if retryable(&e) => {
+            Err(e) if e.is_retryable() => {
                 uncertain = true;
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
             }
