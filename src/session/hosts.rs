@@ -156,7 +156,7 @@ impl HostList {
     ) -> std::time::Duration {
         self.failures += 1;
         let n = self.hosts.len() as u32;
-        if self.failures % n != 0 {
+        if !self.failures.is_multiple_of(n) {
             return std::time::Duration::ZERO;
         }
         let cycle = self.failures / n;
