@@ -22,7 +22,7 @@ use zkit_proto::codes::{err, perms};
 use zkit_proto::Perms;
 use zkit_proto::{Acl, ClientInfo, Id};
 
-use crate::{ErrorCode, OpResult};
+use crate::{ErrorCode, ServerResult};
 
 /// The `ip` scheme.
 pub const SCHEME_IP: &str = "ip";
@@ -181,7 +181,12 @@ impl AclPolicy {
     ///   caller replies `(-4, 0, -115)` and closes the connection.
     ///
     /// Returns the id added (for `digest`, the digest id).
-    pub fn add_auth(&self, auth: &mut AuthInfo, scheme: &str, auth_data: &[u8]) -> OpResult<Id> {
+    pub fn add_auth(
+        &self,
+        auth: &mut AuthInfo,
+        scheme: &str,
+        auth_data: &[u8],
+    ) -> ServerResult<Id> {
         if scheme == SCHEME_IP {
             let id = ip_id(auth.peer);
             auth.insert(id.clone());
@@ -257,7 +262,7 @@ impl AclPolicy {
     ///
     /// Perms are not validated (ZooKeeper accepts 0 or bits above ALL).
     /// Expansion can produce duplicates; ZooKeeper keeps them.
-    pub fn fixup_acl(&self, acl: &[Acl], auth_ids: &[Id]) -> OpResult<Vec<Acl>> {
+    pub fn fixup_acl(&self, acl: &[Acl], auth_ids: &[Id]) -> ServerResult<Vec<Acl>> {
         let invalid = ErrorCode(err::INVALID_ACL);
         let mut unique: Vec<&Acl> = Vec::with_capacity(acl.len());
         for a in acl {
@@ -302,7 +307,7 @@ impl AclPolicy {
     /// everything then), for a super user, or when an entry granting any bit
     /// of `perm` is `world:anyone` or matches an auth id of the same scheme:
     /// `digest` exactly, `ip` by address with an optional `/bits` prefix.
-    pub fn check_perm(&self, acl: &[Acl], auth_ids: &[Id], perm: i32) -> OpResult<()> {
+    pub fn check_perm(&self, acl: &[Acl], auth_ids: &[Id], perm: i32) -> ServerResult<()> {
         if self.skip_acl || acl.is_empty() || is_super(auth_ids) {
             return Ok(());
         }
@@ -338,7 +343,7 @@ impl AclPolicy {
 
     /// getACL (`FinalRequestProcessor`): NoAuth unless the caller has READ or
     /// ADMIN; callers without ADMIN see digest ids masked ([`mask_digests`]).
-    pub fn get_acl(&self, acl: &[Acl], auth_ids: &[Id]) -> OpResult<Vec<Acl>> {
+    pub fn get_acl(&self, acl: &[Acl], auth_ids: &[Id]) -> ServerResult<Vec<Acl>> {
         self.check_perm(acl, auth_ids, perms::READ | perms::ADMIN)?;
         if self.check_perm(acl, auth_ids, perms::ADMIN).is_ok() {
             Ok(acl.to_vec())
@@ -580,11 +585,11 @@ mod tests {
         AuthInfo::new(IpAddr::V4(Ipv4Addr::LOCALHOST))
     }
 
-    fn no_auth() -> OpResult<()> {
+    fn no_auth() -> ServerResult<()> {
         Err(ErrorCode(err::NO_AUTH))
     }
 
-    fn invalid<T>() -> OpResult<T> {
+    fn invalid<T>() -> ServerResult<T> {
         Err(ErrorCode(err::INVALID_ACL))
     }
 

@@ -1,6 +1,7 @@
 //! `zoo.cfg` support: a standard ZooKeeper configuration file (Java
-//! properties syntax) parsed into a [`Config`] and applied to a
-//! [`ServerBuilder`].
+//! properties syntax) parsed into a [`Config`], which
+//! [`ServerBuilder::from_config`](crate::ServerBuilder::from_config) turns
+//! into a server. This module only parses: it knows nothing of the server.
 //!
 //! Supported keys (anything else is logged at debug level and ignored, much
 //! as ZooKeeper turns unknown keys into `zookeeper.*` system properties):
@@ -34,7 +35,7 @@
 //!
 //! ```
 //! let cfg = zkit_server::config::Config::parse("tickTime=500\nclientPort=2181\n")?;
-//! let builder = cfg.apply(zkit_server::Server::builder());
+//! let builder = zkit_server::ServerBuilder::from_config(&cfg);
 //! # let _ = builder;
 //! # Ok::<(), zkit_server::config::ConfigError>(())
 //! ```
@@ -45,8 +46,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
-
-use crate::server::ServerBuilder;
 
 /// ZooKeeper's default `clientPort`.
 pub const DEFAULT_CLIENT_PORT: u16 = 2181;
@@ -350,59 +349,6 @@ impl Config {
             self.client_port.unwrap_or(DEFAULT_CLIENT_PORT),
         )
     }
-
-    /// Applies every setting to `builder`, with ZooKeeper's defaults for
-    /// the listen address ([`listen_addr`](Self::listen_addr)),
-    /// `maxClientCnxns` (60 per IP) and `maxCnxns` (unlimited). With `dataDir` the server is durable.
-    pub fn apply(&self, builder: ServerBuilder) -> ServerBuilder {
-        let mut b = builder
-            .listen(self.listen_addr())
-            .max_connections_per_ip(self.max_client_cnxns.unwrap_or(DEFAULT_MAX_CLIENT_CNXNS))
-            .max_connections(self.max_cnxns.unwrap_or(0));
-        if let Some(t) = self.tick_time {
-            b = b.tick_time(t);
-        }
-        if let Some(d) = self.min_session_timeout {
-            b = b.min_session_timeout(d);
-        }
-        if let Some(d) = self.max_session_timeout {
-            b = b.max_session_timeout(d);
-        }
-        if let Some(w) = &self.four_letter_words {
-            b = b.four_letter_words(w.clone());
-        }
-        if let Some(e) = self.extended_types {
-            b = b.extended_types(e);
-        }
-        if let Some(d) = &self.super_digest {
-            b = b.super_digest(d.clone());
-        }
-        if let Some(d) = self.container_check_interval {
-            b = b.container_check_interval(d);
-        }
-        if let Some(n) = self.jute_maxbuffer {
-            b = b.max_frame(n);
-        }
-        if let Some(d) = &self.data_dir {
-            b = b.data_dir(d.clone());
-        }
-        if let Some(d) = &self.data_log_dir {
-            b = b.data_log_dir(d.clone());
-        }
-        if let Some(n) = self.snap_count {
-            b = b.snap_count(n);
-        }
-        if let Some(n) = self.snap_retain_count {
-            b = b.snap_retain_count(n);
-        }
-        if let Some(n) = self.prealloc_size {
-            b = b.prealloc_size(n);
-        }
-        if let Some(f) = self.force_sync {
-            b = b.force_sync(f);
-        }
-        b
-    }
 }
 
 /// `-1` (or any negative) = default; else a number of ms. `None`: bad.
@@ -544,7 +490,7 @@ mod tests {
         );
         assert_eq!(cfg.jute_maxbuffer, Some(4_194_304));
         // Applies without panicking.
-        let _ = cfg.apply(crate::Server::builder());
+        let _ = crate::ServerBuilder::from_config(&cfg);
     }
 
     #[test]

@@ -10,14 +10,15 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use zkit_proto::{decode_frame, encode_frame, ConnectRequest, ConnectResponse, Decode, Encode};
+use zkit_proto::{decode_frame, ConnectRequest, ConnectResponse, Decode};
 
 use crate::acl::AuthInfo;
 use crate::dispatch::{self, Flow};
 use crate::persist::RecordKind;
-use crate::server::{now_ms, ConnHandle, Out, Shared};
 use crate::sessions::generate_password;
+use crate::state::{Conn, ConnHandle, Out, Shared};
 use crate::watches::ConnId;
+use crate::wire::record_frame;
 
 /// Frames waiting to be written beyond which a connection stops reading
 /// requests.
@@ -30,15 +31,6 @@ const PAUSE_READING_BYTES: usize = 4 << 20;
 /// Bytes waiting to be written beyond which a connection is closed (a
 /// client that never reads while its watches keep firing).
 const MAX_QUEUED_BYTES: usize = 64 << 20;
-
-/// Per-connection state the dispatcher needs.
-#[derive(Debug)]
-pub(crate) struct Conn {
-    pub(crate) id: ConnId,
-    pub(crate) session: i64,
-    pub(crate) auth: AuthInfo,
-    pub(crate) tx: mpsc::UnboundedSender<Out>,
-}
 
 /// Serves one connection until it ends. Never panics on client input.
 pub(crate) async fn serve<IO>(
@@ -60,7 +52,7 @@ pub(crate) async fn serve<IO>(
     let mut durable = shared.durable.clone();
     // ZooKeeper closes a connection that has not completed its handshake
     // after `zookeeper.nio.sessionlessCnxnTimeout` (10 s by default).
-    let handshake_deadline = tokio::time::Instant::now() + shared.handshake_timeout;
+    let handshake_deadline = tokio::time::Instant::now() + shared.settings.handshake_timeout;
     'outer: loop {
         if !queue.is_empty() {
             let released = durable
@@ -115,7 +107,7 @@ pub(crate) async fn serve<IO>(
         tokio::select! {
             _ = cancel.cancelled() => break,
             () = tokio::time::sleep_until(handshake_deadline), if conn.is_none() && !closing => {
-                tracing::warn!(%peer, "no complete handshake in {:?}, closing", shared.handshake_timeout);
+                tracing::warn!(%peer, "no complete handshake in {:?}, closing", shared.settings.handshake_timeout);
                 break;
             }
             out = rx.recv() => {
@@ -151,7 +143,7 @@ pub(crate) async fn serve<IO>(
                             break 'outer;
                         }
                     }
-                    let frame = match decode_frame(&mut buf, shared.max_frame) {
+                    let frame = match decode_frame(&mut buf, shared.settings.max_frame) {
                         Ok(Some(f)) => f,
                         Ok(None) => break,
                         Err(e) => {
@@ -238,11 +230,15 @@ fn handshake(
         return None;
     }
     let timeout = st.sessions.negotiate(req.timeout);
-    let now = now_ms();
+    let now = shared.clock.monotonic_ms();
     let session = if req.session_id == 0 {
         let id = st.sessions.create_session(timeout, now);
         st.next_zxid();
-        st.log(now as i64, id, RecordKind::CreateSession { timeout });
+        st.log(
+            shared.clock.wall_ms(),
+            id,
+            RecordKind::CreateSession { timeout },
+        );
         shared.session_added.notify_one();
         id
     } else {
@@ -264,7 +260,7 @@ fn handshake(
                 passwd: Bytes::from_static(&[0u8; 16]),
                 read_only,
             };
-            let _ = tx.send(Out::Frame(frame_of(&resp), st.gate()));
+            let _ = tx.send(Out::Frame(record_frame(&resp), st.gate()));
             let _ = tx.send(Out::Close);
             return None;
         }
@@ -291,7 +287,7 @@ fn handshake(
         passwd: Bytes::copy_from_slice(&generate_password(session)),
         read_only,
     };
-    let _ = tx.send(Out::Frame(frame_of(&resp), gate));
+    let _ = tx.send(Out::Frame(record_frame(&resp), gate));
     Some(Conn {
         id,
         session,
@@ -308,10 +304,4 @@ async fn durable_changed(
         Some(d) => d.changed().await,
         None => std::future::pending().await,
     }
-}
-
-fn frame_of(rec: &dyn Encode) -> Bytes {
-    let mut buf = BytesMut::new();
-    encode_frame(&mut buf, |b| rec.encode(b));
-    buf.freeze()
 }

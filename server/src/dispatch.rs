@@ -4,20 +4,19 @@
 use bytes::Bytes;
 use zkit_proto::codes::{err, perms, AddWatchMode, OpCode, WatcherType};
 use zkit_proto::{
-    Acl, AddWatchRequest, AuthPacket, CheckVersionRequest, Create2Response, CreateRequest,
-    CreateResponse, CreateTtlRequest, Decode, DeleteRequest, Encode, GetAclResponse,
-    GetChildren2Response, GetChildrenResponse, GetDataResponse, Id, IntResponse, MultiRequest,
-    MultiResponse, MultiResult, PathRequest, PathResponse, PathWatchRequest, ReconfigRequest,
-    ReplyHeader, RequestHeader, SetAclRequest, SetDataRequest, SetWatches, SetWatches2,
-    StatResponse, WatchesRequest, WhoAmIResponse,
+    Acl, AddWatchRequest, AuthPacket, Decode, Encode, GetAclResponse, GetChildren2Response,
+    GetChildrenResponse, GetDataResponse, Id, IntResponse, MultiRequest, MultiResponse,
+    PathRequest, PathResponse, PathWatchRequest, ReconfigRequest, ReplyHeader, RequestHeader,
+    SetWatches, SetWatches2, StatResponse, WatchesRequest, WhoAmIResponse,
 };
 
 use crate::acl::AclPolicy;
-use crate::connection::Conn;
 use crate::persist::{Record, RecordKind};
-use crate::server::{notification, now_ms, reply_frame, Out, Shared, State};
-use crate::tree::{AclHook, DataTree, Txn};
-use crate::{ErrorCode, OpResult};
+use crate::state::{Conn, Out, Shared, State};
+use crate::tree::{AclHook, Txn};
+use crate::wire::{notification, reply_frame};
+use crate::write::{Reply, WriteRequest};
+use crate::{ErrorCode, ServerResult};
 
 /// What the connection does after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,18 +34,16 @@ struct ConnAcl<'a> {
 }
 
 impl AclHook for ConnAcl<'_> {
-    fn fixup(&self, _path: &str, acl: &[Acl]) -> OpResult<Vec<Acl>> {
+    fn fixup(&self, _path: &str, acl: &[Acl]) -> ServerResult<Vec<Acl>> {
         self.policy.fixup_acl(acl, self.ids)
     }
 
-    fn check(&self, _path: &str, acl: &[Acl], perm: i32) -> OpResult<()> {
+    fn check(&self, _path: &str, acl: &[Acl], perm: i32) -> ServerResult<()> {
         self.policy.check_perm(acl, self.ids, perm)
     }
 }
 
-/// A reply: an error code, or success with an optional body.
-type Reply = Result<Option<Box<dyn Encode>>, ErrorCode>;
-
+/// A successful reply with a body.
 fn ok<T: Encode + 'static>(body: T) -> Reply {
     Ok(Some(Box::new(body)))
 }
@@ -63,11 +60,11 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
         return Flow::Close;
     };
     let raw = body.clone();
-    let now = now_ms() as i64;
+    let now = shared.clock.wall_ms();
     let mut st = shared.lock();
     let zxid_before = st.zxid;
-    let mut multi_failed = false;
-    if !st.sessions.touch(conn.session, now as u64) {
+    let mut failed = false;
+    if !st.sessions.touch(conn.session, shared.clock.monotonic_ms()) {
         // Expired or closing: ZooKeeper drops the request; the expirer
         // closes the connection.
         return Flow::Continue;
@@ -76,317 +73,217 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
     let Some(op) = OpCode::from_code(hdr.op) else {
         return unimplemented(conn, xid, hdr.op);
     };
+    let write = match WriteRequest::decode(op, &mut body) {
+        Ok(w) => w,
+        Err(_) => return bad_request(xid, op),
+    };
     let mut flow = Flow::Continue;
-    let reply: Option<Reply> = match op {
-        OpCode::Ping => Some(Ok(None)),
-        OpCode::Create | OpCode::Create2 | OpCode::CreateContainer => {
-            let Some(req) = decode::<CreateRequest>(&mut body) else {
-                return bad_request(xid, op);
-            };
-            let zxid = st.next_zxid();
-            let hook = ConnAcl {
-                policy: &shared.policy,
-                ids: conn.auth.ids(),
-            };
-            let txn = Txn::new(zxid, now, conn.session).with_acl(&hook);
-            let r = st.tree.create(op, &req, &txn);
-            Some(r.map(|a| {
-                st.fire(&a.triggers);
-                if op == OpCode::Create {
-                    Some(Box::new(CreateResponse {
-                        path: a.result.path,
-                    }) as Box<dyn Encode>)
+    let reply: Option<Reply> = if let Some(write) = write {
+        let zxid = st.next_zxid();
+        let hook = ConnAcl {
+            policy: &shared.policy,
+            ids: conn.auth.ids(),
+        };
+        let txn = Txn::new(zxid, now, conn.session).with_acl(&hook);
+        let out = write.apply(&mut st.tree, &txn);
+        st.fire(&out.triggers);
+        failed = out.failure.is_some();
+        Some(out.reply)
+    } else {
+        match op {
+            OpCode::Ping => Some(Ok(None)),
+            OpCode::MultiRead => {
+                let Some(req) = decode::<MultiRequest>(&mut body) else {
+                    return bad_request(xid, op);
+                };
+                let hook = ConnAcl {
+                    policy: &shared.policy,
+                    ids: conn.auth.ids(),
+                };
+                let results = st.tree.multi_read(&req.ops, &hook);
+                Some(ok(MultiResponse { results }))
+            }
+            OpCode::Exists => {
+                let Some(req) = decode::<PathWatchRequest>(&mut body) else {
+                    return bad_request(xid, op);
+                };
+                if let Err(e) = valid(&req.path) {
+                    Some(Err(e))
                 } else {
-                    Some(Box::new(Create2Response {
-                        path: a.result.path,
-                        stat: a.result.stat,
-                    }) as Box<dyn Encode>)
+                    if req.watch {
+                        st.watches.add_exist_watch(conn.id, &req.path);
+                    }
+                    Some(match st.tree.stat(&req.path) {
+                        Some(stat) => ok(StatResponse { stat }),
+                        None => Err(ErrorCode(err::NO_NODE)),
+                    })
                 }
-            }))
-        }
-        OpCode::CreateTtl => {
-            let Some(req) = decode::<CreateTtlRequest>(&mut body) else {
-                return bad_request(xid, op);
-            };
-            let zxid = st.next_zxid();
-            let hook = ConnAcl {
-                policy: &shared.policy,
-                ids: conn.auth.ids(),
-            };
-            let txn = Txn::new(zxid, now, conn.session).with_acl(&hook);
-            let r = st.tree.create_ttl(&req, &txn);
-            Some(r.map(|a| {
-                st.fire(&a.triggers);
-                Some(Box::new(Create2Response {
-                    path: a.result.path,
-                    stat: a.result.stat,
-                }) as Box<dyn Encode>)
-            }))
-        }
-        OpCode::Delete => {
-            let Some(req) = decode::<DeleteRequest>(&mut body) else {
-                return bad_request(xid, op);
-            };
-            let zxid = st.next_zxid();
-            let hook = ConnAcl {
-                policy: &shared.policy,
-                ids: conn.auth.ids(),
-            };
-            let txn = Txn::new(zxid, now, conn.session).with_acl(&hook);
-            let r = st.tree.delete(&req.path, req.version, &txn);
-            Some(r.map(|a| {
-                st.fire(&a.triggers);
+            }
+            OpCode::GetData => {
+                let Some(req) = decode::<PathWatchRequest>(&mut body) else {
+                    return bad_request(xid, op);
+                };
+                let r = read_checked(&st, shared, conn, &req.path).and_then(|()| {
+                    let (data, stat) = st.tree.get_data(&req.path)?;
+                    Ok(GetDataResponse { data, stat })
+                });
+                if r.is_ok() && req.watch {
+                    st.watches.add_data_watch(conn.id, &req.path);
+                }
+                Some(r.and_then(ok))
+            }
+            OpCode::GetChildren | OpCode::GetChildren2 => {
+                let Some(req) = decode::<PathWatchRequest>(&mut body) else {
+                    return bad_request(xid, op);
+                };
+                let r = read_checked(&st, shared, conn, &req.path)
+                    .and_then(|()| st.tree.get_children(&req.path));
+                if r.is_ok() && req.watch {
+                    st.watches.add_child_watch(conn.id, &req.path);
+                }
+                Some(r.and_then(|(children, stat)| {
+                    if op == OpCode::GetChildren {
+                        ok(GetChildrenResponse { children })
+                    } else {
+                        ok(GetChildren2Response { children, stat })
+                    }
+                }))
+            }
+            OpCode::GetAcl => {
+                let Some(req) = decode::<PathRequest>(&mut body) else {
+                    return bad_request(xid, op);
+                };
+                Some(valid(&req.path).and_then(|()| {
+                    let (acl, stat) = st.tree.get_acl(&req.path)?;
+                    let acl = shared.policy.get_acl(&acl, conn.auth.ids())?;
+                    ok(GetAclResponse { acl, stat })
+                }))
+            }
+            OpCode::Sync => {
+                let Some(req) = decode::<PathRequest>(&mut body) else {
+                    return bad_request(xid, op);
+                };
+                Some(ok(PathResponse { path: req.path }))
+            }
+            OpCode::GetAllChildrenNumber => {
+                let Some(req) = decode::<PathRequest>(&mut body) else {
+                    return bad_request(xid, op);
+                };
+                Some(
+                    read_checked(&st, shared, conn, &req.path)
+                        .and_then(|()| st.tree.all_children_number(&req.path))
+                        .and_then(|value| ok(IntResponse { value })),
+                )
+            }
+            OpCode::GetEphemerals => {
+                let Some(req) = decode::<PathRequest>(&mut body) else {
+                    return bad_request(xid, op);
+                };
+                let eph = st.tree.get_ephemerals(conn.session, &req.path);
+                Some(ok(GetChildrenResponse { children: eph }))
+            }
+            OpCode::CheckWatches | OpCode::RemoveWatches => {
+                let Some(req) = decode::<WatchesRequest>(&mut body) else {
+                    return bad_request(xid, op);
+                };
+                let r = match WatcherType::from_code(req.watcher_type) {
+                    None => Err(ErrorCode(err::MARSHALLING_ERROR)),
+                    Some(t) if op == OpCode::CheckWatches => {
+                        st.watches.check_watches(conn.id, &req.path, t)
+                    }
+                    Some(t) => st.watches.remove_watches(conn.id, &req.path, t),
+                };
+                Some(r.map(|()| None))
+            }
+            OpCode::AddWatch => {
+                let Some(req) = decode::<AddWatchRequest>(&mut body) else {
+                    return bad_request(xid, op);
+                };
+                match AddWatchMode::from_code(req.mode) {
+                    Some(mode) => {
+                        st.watches.add_watch(conn.id, &req.path, mode);
+                        Some(ok(IntResponse { value: 0 }))
+                    }
+                    None => Some(Err(ErrorCode(err::MARSHALLING_ERROR))),
+                }
+            }
+            OpCode::SetWatches | OpCode::SetWatches2 => {
+                let req = if op == OpCode::SetWatches {
+                    let Some(r) = decode::<SetWatches>(&mut body) else {
+                        return bad_request(xid, op);
+                    };
+                    SetWatches2 {
+                        relative_zxid: r.relative_zxid,
+                        data_watches: r.data_watches,
+                        exist_watches: r.exist_watches,
+                        child_watches: r.child_watches,
+                        persistent_watches: Vec::new(),
+                        persistent_recursive_watches: Vec::new(),
+                    }
+                } else {
+                    let Some(r) = decode::<SetWatches2>(&mut body) else {
+                        return bad_request(xid, op);
+                    };
+                    r
+                };
+                let State { watches, tree, .. } = &mut *st;
+                let events = watches.set_watches(conn.id, &req, tree);
+                for ev in events {
+                    let _ = conn.tx.send(Out::Frame(notification(&ev, -1), st.gate()));
+                }
+                Some(Ok(None))
+            }
+            OpCode::WhoAmI => Some(ok(WhoAmIResponse {
+                client_info: shared.policy.who_am_i(&java_auth_order(conn.auth.ids())),
+            })),
+            OpCode::Auth => {
+                let Some(req) = decode::<AuthPacket>(&mut body) else {
+                    return bad_request(xid, op);
+                };
+                let r = shared
+                    .policy
+                    .add_auth(&mut conn.auth, &req.scheme, &req.auth);
+                let code = match r {
+                    Ok(_) => 0,
+                    Err(e) => {
+                        tracing::info!(scheme = %req.scheme, "auth failed, closing connection");
+                        flow = Flow::Close;
+                        e.0
+                    }
+                };
+                let hdr = ReplyHeader {
+                    xid,
+                    zxid: 0,
+                    err: code,
+                };
+                let _ = conn.tx.send(Out::Frame(reply_frame(hdr, None), st.gate()));
                 None
-            }))
-        }
-        OpCode::SetData => {
-            let Some(req) = decode::<SetDataRequest>(&mut body) else {
-                return bad_request(xid, op);
-            };
-            let zxid = st.next_zxid();
-            let hook = ConnAcl {
-                policy: &shared.policy,
-                ids: conn.auth.ids(),
-            };
-            let txn = Txn::new(zxid, now, conn.session).with_acl(&hook);
-            let r = st.tree.set_data(&req.path, req.data, req.version, &txn);
-            Some(r.map(|a| {
-                st.fire(&a.triggers);
-                Some(Box::new(StatResponse { stat: a.result }) as Box<dyn Encode>)
-            }))
-        }
-        OpCode::SetAcl => {
-            let Some(req) = decode::<SetAclRequest>(&mut body) else {
-                return bad_request(xid, op);
-            };
-            let zxid = st.next_zxid();
-            let hook = ConnAcl {
-                policy: &shared.policy,
-                ids: conn.auth.ids(),
-            };
-            let txn = Txn::new(zxid, now, conn.session).with_acl(&hook);
-            let r = st.tree.set_acl(&req.path, &req.acl, req.version, &txn);
-            Some(r.map(|stat| Some(Box::new(StatResponse { stat }) as Box<dyn Encode>)))
-        }
-        OpCode::Check => {
-            let Some(req) = decode::<CheckVersionRequest>(&mut body) else {
-                return bad_request(xid, op);
-            };
-            let zxid = st.next_zxid();
-            let hook = ConnAcl {
-                policy: &shared.policy,
-                ids: conn.auth.ids(),
-            };
-            let txn = Txn::new(zxid, now, conn.session).with_acl(&hook);
-            let r = st.tree.check(&req.path, req.version, &txn);
-            Some(r.map(|stat| Some(Box::new(StatResponse { stat }) as Box<dyn Encode>)))
-        }
-        OpCode::Multi => {
-            let Some(req) = decode::<MultiRequest>(&mut body) else {
-                return bad_request(xid, op);
-            };
-            let zxid = st.next_zxid();
-            let hook = ConnAcl {
-                policy: &shared.policy,
-                ids: conn.auth.ids(),
-            };
-            let txn = Txn::new(zxid, now, conn.session).with_acl(&hook);
-            let a = st.tree.multi(&req.ops, &txn);
-            multi_failed = a.result.iter().any(|r| matches!(r, MultiResult::Error(_)));
-            st.fire(&a.triggers);
-            Some(ok(MultiResponse { results: a.result }))
-        }
-        OpCode::MultiRead => {
-            let Some(req) = decode::<MultiRequest>(&mut body) else {
-                return bad_request(xid, op);
-            };
-            let hook = ConnAcl {
-                policy: &shared.policy,
-                ids: conn.auth.ids(),
-            };
-            let results = st.tree.multi_read(&req.ops, &hook);
-            Some(ok(MultiResponse { results }))
-        }
-        OpCode::Exists => {
-            let Some(req) = decode::<PathWatchRequest>(&mut body) else {
-                return bad_request(xid, op);
-            };
-            if let Err(e) = valid(&req.path) {
-                Some(Err(e))
-            } else {
-                if req.watch {
-                    st.watches.add_exist_watch(conn.id, &req.path);
-                }
-                Some(match st.tree.stat(&req.path) {
-                    Some(stat) => ok(StatResponse { stat }),
-                    None => Err(ErrorCode(err::NO_NODE)),
-                })
             }
-        }
-        OpCode::GetData => {
-            let Some(req) = decode::<PathWatchRequest>(&mut body) else {
-                return bad_request(xid, op);
-            };
-            let r = read_checked(&st, shared, conn, &req.path).and_then(|()| {
-                let (data, stat) = st.tree.get_data(&req.path)?;
-                Ok(GetDataResponse { data, stat })
-            });
-            if r.is_ok() && req.watch {
-                st.watches.add_data_watch(conn.id, &req.path);
-            }
-            Some(r.and_then(ok))
-        }
-        OpCode::GetChildren | OpCode::GetChildren2 => {
-            let Some(req) = decode::<PathWatchRequest>(&mut body) else {
-                return bad_request(xid, op);
-            };
-            let r = read_checked(&st, shared, conn, &req.path)
-                .and_then(|()| st.tree.get_children(&req.path));
-            if r.is_ok() && req.watch {
-                st.watches.add_child_watch(conn.id, &req.path);
-            }
-            Some(r.and_then(|(children, stat)| {
-                if op == OpCode::GetChildren {
-                    ok(GetChildrenResponse { children })
-                } else {
-                    ok(GetChildren2Response { children, stat })
+            OpCode::CloseSession => {
+                // This connection closes itself after the reply.
+                if st.session_conn.get(&conn.session) == Some(&conn.id) {
+                    st.session_conn.remove(&conn.session);
                 }
-            }))
-        }
-        OpCode::GetAcl => {
-            let Some(req) = decode::<PathRequest>(&mut body) else {
-                return bad_request(xid, op);
-            };
-            Some(valid(&req.path).and_then(|()| {
-                let (acl, stat) = st.tree.get_acl(&req.path)?;
-                let acl = shared.policy.get_acl(&acl, conn.auth.ids())?;
-                ok(GetAclResponse { acl, stat })
-            }))
-        }
-        OpCode::Sync => {
-            let Some(req) = decode::<PathRequest>(&mut body) else {
-                return bad_request(xid, op);
-            };
-            Some(ok(PathResponse { path: req.path }))
-        }
-        OpCode::GetAllChildrenNumber => {
-            let Some(req) = decode::<PathRequest>(&mut body) else {
-                return bad_request(xid, op);
-            };
-            Some(
-                read_checked(&st, shared, conn, &req.path)
-                    .and_then(|()| st.tree.all_children_number(&req.path))
-                    .and_then(|value| ok(IntResponse { value })),
-            )
-        }
-        OpCode::GetEphemerals => {
-            let Some(req) = decode::<PathRequest>(&mut body) else {
-                return bad_request(xid, op);
-            };
-            let eph = st.tree.get_ephemerals(conn.session, &req.path);
-            Some(ok(GetChildrenResponse { children: eph }))
-        }
-        OpCode::CheckWatches | OpCode::RemoveWatches => {
-            let Some(req) = decode::<WatchesRequest>(&mut body) else {
-                return bad_request(xid, op);
-            };
-            let r = match WatcherType::from_code(req.watcher_type) {
-                None => Err(ErrorCode(err::MARSHALLING_ERROR)),
-                Some(t) if op == OpCode::CheckWatches => {
-                    st.watches.check_watches(conn.id, &req.path, t)
-                }
-                Some(t) => st.watches.remove_watches(conn.id, &req.path, t),
-            };
-            Some(r.map(|()| None))
-        }
-        OpCode::AddWatch => {
-            let Some(req) = decode::<AddWatchRequest>(&mut body) else {
-                return bad_request(xid, op);
-            };
-            match AddWatchMode::from_code(req.mode) {
-                Some(mode) => {
-                    st.watches.add_watch(conn.id, &req.path, mode);
-                    Some(ok(IntResponse { value: 0 }))
-                }
-                None => Some(Err(ErrorCode(err::MARSHALLING_ERROR))),
+                st.kill_session(conn.session, now);
+                flow = Flow::Close;
+                Some(Ok(None))
             }
-        }
-        OpCode::SetWatches | OpCode::SetWatches2 => {
-            let req = if op == OpCode::SetWatches {
-                let Some(r) = decode::<SetWatches>(&mut body) else {
+            OpCode::Reconfig => {
+                // Standalone 3.8: reconfigEnabled=false; the error txn still
+                // consumes a zxid.
+                if decode::<ReconfigRequest>(&mut body).is_none() {
                     return bad_request(xid, op);
-                };
-                SetWatches2 {
-                    relative_zxid: r.relative_zxid,
-                    data_watches: r.data_watches,
-                    exist_watches: r.exist_watches,
-                    child_watches: r.child_watches,
-                    persistent_watches: Vec::new(),
-                    persistent_recursive_watches: Vec::new(),
                 }
-            } else {
-                let Some(r) = decode::<SetWatches2>(&mut body) else {
-                    return bad_request(xid, op);
-                };
-                r
-            };
-            let State { watches, tree, .. } = &mut *st;
-            let events = watches.set_watches(conn.id, &req, tree);
-            for ev in events {
-                let _ = conn.tx.send(Out::Frame(notification(&ev, -1), st.gate()));
+                st.next_zxid();
+                Some(Err(ErrorCode(err::RECONFIG_DISABLED)))
             }
-            Some(Ok(None))
+            _ => return unimplemented(conn, xid, hdr.op),
         }
-        OpCode::WhoAmI => Some(ok(WhoAmIResponse {
-            client_info: shared.policy.who_am_i(&java_auth_order(conn.auth.ids())),
-        })),
-        OpCode::Auth => {
-            let Some(req) = decode::<AuthPacket>(&mut body) else {
-                return bad_request(xid, op);
-            };
-            let r = shared
-                .policy
-                .add_auth(&mut conn.auth, &req.scheme, &req.auth);
-            let code = match r {
-                Ok(_) => 0,
-                Err(e) => {
-                    tracing::info!(scheme = %req.scheme, "auth failed, closing connection");
-                    flow = Flow::Close;
-                    e.0
-                }
-            };
-            let hdr = ReplyHeader {
-                xid,
-                zxid: 0,
-                err: code,
-            };
-            let _ = conn.tx.send(Out::Frame(reply_frame(hdr, None), st.gate()));
-            None
-        }
-        OpCode::CloseSession => {
-            // This connection closes itself after the reply.
-            if st.session_conn.get(&conn.session) == Some(&conn.id) {
-                st.session_conn.remove(&conn.session);
-            }
-            st.kill_session(conn.session);
-            flow = Flow::Close;
-            Some(Ok(None))
-        }
-        OpCode::Reconfig => {
-            // Standalone 3.8: reconfigEnabled=false; the error txn still
-            // consumes a zxid.
-            if decode::<ReconfigRequest>(&mut body).is_none() {
-                return bad_request(xid, op);
-            }
-            st.next_zxid();
-            Some(Err(ErrorCode(err::RECONFIG_DISABLED)))
-        }
-        _ => return unimplemented(conn, xid, hdr.op),
     };
     if op != OpCode::CloseSession && st.zxid != zxid_before {
         // The request took a zxid: log it before anything it caused can
         // reach a client (replies and notifications wait for the log).
-        let ok = matches!(reply, Some(Ok(_))) && !multi_failed;
+        let ok = matches!(reply, Some(Ok(_))) && !failed;
         let kind = if ok {
             RecordKind::Request {
                 op: hdr.op,
@@ -424,7 +321,7 @@ struct ReplayAcl<'a> {
 }
 
 impl AclHook for ReplayAcl<'_> {
-    fn fixup(&self, _path: &str, acl: &[Acl]) -> OpResult<Vec<Acl>> {
+    fn fixup(&self, _path: &str, acl: &[Acl]) -> ServerResult<Vec<Acl>> {
         let mut out: Vec<Acl> = Vec::with_capacity(acl.len());
         let mut push = |a: Acl| {
             if !out.contains(&a) {
@@ -451,7 +348,7 @@ impl AclHook for ReplayAcl<'_> {
 }
 
 /// Re-applies one logged transaction at start-up (`ZKDatabase.processTxn`);
-/// `now_ms` starts the expiry clock of sessions it restores.
+/// `now_ms` (monotonic) starts the expiry clock of sessions it restores.
 pub(crate) fn replay(st: &mut State, rec: Record, now_ms: u64) {
     let Record {
         zxid,
@@ -461,10 +358,24 @@ pub(crate) fn replay(st: &mut State, rec: Record, now_ms: u64) {
     } = rec;
     st.zxid = zxid;
     match kind {
-        RecordKind::Request { op, ids, body } => {
+        RecordKind::Request { op, ids, mut body } => {
             let hook = ReplayAcl { ids: &ids };
             let txn = Txn::new(zxid, time_ms, session).with_acl(&hook);
-            if let Err(e) = replay_request(&mut st.tree, op, body, &txn) {
+            let write = OpCode::from_code(op)
+                .ok_or_else(|| format!("unknown op {op}"))
+                .and_then(|code| match WriteRequest::decode(code, &mut body) {
+                    Ok(Some(w)) => Ok(w),
+                    Ok(None) => Err(format!("{code:?} is not a logged write")),
+                    Err(e) => Err(e.to_string()),
+                });
+            let problem = match write {
+                Ok(w) => w
+                    .apply(&mut st.tree, &txn)
+                    .failure
+                    .map(|c| format!("error code {c}")),
+                Err(e) => Some(e),
+            };
+            if let Some(e) = problem {
                 tracing::warn!(
                     zxid = format_args!("{zxid:#x}"),
                     op,
@@ -485,68 +396,9 @@ pub(crate) fn replay(st: &mut State, rec: Record, now_ms: u64) {
     }
 }
 
-fn replay_request(
-    tree: &mut DataTree,
-    op: i32,
-    mut body: Bytes,
-    txn: &Txn<'_>,
-) -> Result<(), String> {
-    fn dec<T: Decode>(body: &mut Bytes) -> Result<T, String> {
-        T::decode(body).map_err(|e| e.to_string())
-    }
-    let code = |e: ErrorCode| format!("error code {}", e.0);
-    let op = OpCode::from_code(op).ok_or_else(|| format!("unknown op {op}"))?;
-    match op {
-        OpCode::Create | OpCode::Create2 | OpCode::CreateContainer => {
-            let req: CreateRequest = dec(&mut body)?;
-            tree.create(op, &req, txn).map(drop).map_err(code)
-        }
-        OpCode::CreateTtl => {
-            let req: CreateTtlRequest = dec(&mut body)?;
-            tree.create_ttl(&req, txn).map(drop).map_err(code)
-        }
-        OpCode::Delete => {
-            let req: DeleteRequest = dec(&mut body)?;
-            tree.delete(&req.path, req.version, txn)
-                .map(drop)
-                .map_err(code)
-        }
-        OpCode::SetData => {
-            let req: SetDataRequest = dec(&mut body)?;
-            tree.set_data(&req.path, req.data, req.version, txn)
-                .map(drop)
-                .map_err(code)
-        }
-        OpCode::SetAcl => {
-            let req: SetAclRequest = dec(&mut body)?;
-            tree.set_acl(&req.path, &req.acl, req.version, txn)
-                .map(drop)
-                .map_err(code)
-        }
-        OpCode::Check => {
-            let req: CheckVersionRequest = dec(&mut body)?;
-            tree.check(&req.path, req.version, txn)
-                .map(drop)
-                .map_err(code)
-        }
-        OpCode::Multi => {
-            let req: MultiRequest = dec(&mut body)?;
-            let a = tree.multi(&req.ops, txn);
-            match a.result.iter().find_map(|r| match r {
-                MultiResult::Error(c) if *c != 0 && *c != err::RUNTIME_INCONSISTENCY => Some(*c),
-                _ => None,
-            }) {
-                Some(c) => Err(format!("multi failed with {c}")),
-                None => Ok(()),
-            }
-        }
-        other => Err(format!("{other:?} is not a logged write")),
-    }
-}
-
 /// The only path check of ZooKeeper's read ops: a NUL is BadArguments;
 /// any other malformed path simply is not found.
-fn valid(path: &str) -> OpResult<()> {
+fn valid(path: &str) -> ServerResult<()> {
     if path.contains('\0') {
         return Err(ErrorCode(err::BAD_ARGUMENTS));
     }
@@ -555,7 +407,7 @@ fn valid(path: &str) -> OpResult<()> {
 
 /// READ permission on an existing node (NoNode first, like
 /// `FinalRequestProcessor`).
-fn read_checked(st: &State, shared: &Shared, conn: &Conn, path: &str) -> OpResult<()> {
+fn read_checked(st: &State, shared: &Shared, conn: &Conn, path: &str) -> ServerResult<()> {
     valid(path)?;
     let (acl, _) = st.tree.get_acl(path)?;
     shared.policy.check_perm(&acl, conn.auth.ids(), perms::READ)

@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use crate::server::{Shared, VERSION};
+use crate::state::Shared;
+use crate::VERSION;
 
 /// Every four-letter word ZooKeeper 3.8 knows (`FourLetterCommands`):
 /// the first four bytes of a connection are only taken as a command when
@@ -22,7 +23,7 @@ pub(crate) fn answer(word: &[u8], shared: &Shared) -> Option<String> {
         return None;
     }
     let name = std::str::from_utf8(word).ok()?;
-    if !shared.four_letter_words.allows(name) {
+    if !shared.settings.four_letter_words.allows(name) {
         tracing::debug!("Command {name} is not executed because it is not in the whitelist.");
         return Some(format!(
             "{name} is not executed because it is not in the whitelist.\n"
@@ -118,12 +119,17 @@ fn conf(shared: &Shared) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "clientPort={}", shared.local_addr.port());
     let _ = writeln!(s, "clientPortAddress={}", shared.local_addr.ip());
-    if let (Some(data), Some(log)) = (&shared.data_dir, &shared.data_log_dir) {
+    if let (Some(data), Some(log)) = (&shared.settings.data_dir, shared.settings.log_dir()) {
         let _ = writeln!(s, "dataDir={}", data.display());
         let _ = writeln!(s, "dataLogDir={}", log.display());
     }
     let _ = writeln!(s, "tickTime={}", c.tick_time);
-    let _ = writeln!(s, "maxClientCnxns={}", shared.max_connections);
+    // ZooKeeper reports the per-IP limit under this name.
+    let _ = writeln!(
+        s,
+        "maxClientCnxns={}",
+        shared.settings.max_connections_per_ip
+    );
     let _ = writeln!(s, "minSessionTimeout={}", c.min_session_timeout);
     let _ = writeln!(s, "maxSessionTimeout={}", c.max_session_timeout);
     let _ = writeln!(s, "serverId=0");
@@ -256,8 +262,8 @@ fn dirs(shared: &Shared) -> String {
     }
     format!(
         "datadir_size: {}\nlogdir_size: {}\n",
-        size(shared.data_dir.as_ref()),
-        size(shared.data_log_dir.as_ref())
+        size(shared.settings.data_dir.as_ref()),
+        size(shared.settings.log_dir())
     )
 }
 

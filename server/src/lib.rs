@@ -37,6 +37,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod acl;
+mod clock;
 pub mod config;
 mod connection;
 mod dispatch;
@@ -44,12 +45,18 @@ mod fourlw;
 mod persist;
 mod server;
 pub mod sessions;
+mod state;
 pub mod tree;
 pub mod watches;
+mod wire;
+mod write;
 
 pub use config::{Config, ConfigError, FourLetterWords};
-pub use server::{RunningServer, Server, ServerBuilder, VERSION};
+pub use server::{RunningServer, Server, ServerBuilder};
 pub use tree::Compat;
+
+/// The version string the four-letter words report; clients parse it as 3.8.
+pub const VERSION: &str = "3.8.0-zkit";
 
 /// A ZooKeeper error code (`KeeperException.Code`, values in
 /// [`zkit_proto::codes::err`]) returned by a server-side operation.
@@ -57,4 +64,4 @@ pub use tree::Compat;
 pub struct ErrorCode(pub i32);
 
 /// Result of a server-side operation.
-pub type OpResult<T> = Result<T, ErrorCode>;
+pub type ServerResult<T> = Result<T, ErrorCode>;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use zkit_server::{Config, ConfigError, FourLetterWords, Server};
+use zkit_server::{Config, ConfigError, FourLetterWords, ServerBuilder};
 
 const USAGE: &str = "\
 Usage: zkit-server [OPTIONS]
@@ -168,7 +168,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match cfg.apply(Server::builder()).start().await {
+    let server = match ServerBuilder::from_config(&cfg).start().await {
         Ok(s) => s,
         Err(e) => {
             match &cfg.data_dir {

@@ -1,46 +1,32 @@
-//! The network server: builder, shared state, accept loop, session expirer
-//! and container/TTL reaper.
+//! The top of the server: the builder, the listener, and the background
+//! tasks (accept loop, session expirer, container/TTL reaper, recovery).
 //!
-//! All server state (tree, watches, sessions, zxid, connection registry) sits
-//! behind one `std::sync::Mutex` that is never held across an `.await`. Each
-//! connection owns an unbounded queue of outgoing frames; everything a request
-//! causes (notifications to any connection, then its own reply) is queued
-//! while the lock is held, so notifications of a write precede its reply
-//! (ZooKeeper's ordering guarantee, PROTOCOL.md §4.16).
+//! Module graph (no cycles): `server` → `connection` → `dispatch`/`fourlw`
+//! → `state` → the building blocks (`tree`, `watches`, `sessions`, `acl`,
+//! `persist`), with `wire`, `clock`, `write` and `config` as leaves.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use zkit_proto::codes::keeper_state;
-use zkit_proto::{encode_frame, Encode, ReplyHeader, WatcherEvent, DEFAULT_JUTE_MAXBUFFER};
 
 use crate::acl::AclPolicy;
-use crate::config::FourLetterWords;
-use crate::persist::{self, Record, RecordKind, Storage, TxnLog};
-use crate::sessions::{SessionConfig, SessionId, SessionTracker};
-use crate::tree::{Compat, DataTree, Trigger};
-use crate::watches::{ConnId, WatchManager};
-
-/// The version string the four-letter words report; clients parse it as 3.8.
-pub const VERSION: &str = "3.8.0-zkit";
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use crate::clock::{Clock, WallClock};
+use crate::config::{Config, FourLetterWords, DEFAULT_MAX_CLIENT_CNXNS};
+use crate::persist::{self, RecordKind, Storage, TxnLog};
+use crate::sessions::{SessionConfig, SessionTracker};
+use crate::state::{Settings, Shared, State};
+use crate::tree::{Compat, DataTree};
+use crate::watches::WatchManager;
 
 /// Entry point of the bundled server: see [`Server::builder`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,84 +42,102 @@ impl Server {
 }
 
 /// Settings of a server to start ([`Server::builder`]).
-#[derive(Debug, Clone)]
+#[derive(Clone, Default)]
 pub struct ServerBuilder {
-    listen: SocketAddr,
-    tick_time: Duration,
-    min_session_timeout: Option<Duration>,
-    max_session_timeout: Option<Duration>,
-    max_frame: usize,
-    max_connections: usize,
-    max_connections_per_ip: usize,
-    handshake_timeout: Duration,
-    super_digest: Option<String>,
-    extended_types: bool,
-    container_check_interval: Duration,
-    compat: Compat,
-    four_letter_words: FourLetterWords,
-    data_dir: Option<PathBuf>,
-    data_log_dir: Option<PathBuf>,
-    snap_count: u64,
-    snap_retain_count: usize,
-    prealloc_size: u64,
-    force_sync: bool,
+    settings: Settings,
+    wall_clock: Option<WallClock>,
 }
 
-impl Default for ServerBuilder {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
-            tick_time: Duration::from_millis(2000),
-            min_session_timeout: None,
-            max_session_timeout: None,
-            max_frame: DEFAULT_JUTE_MAXBUFFER,
-            max_connections: 1024,
-            handshake_timeout: Duration::from_secs(10),
-            max_connections_per_ip: 0,
-            super_digest: None,
-            extended_types: true,
-            container_check_interval: Duration::from_secs(60),
-            compat: Compat::V3_8,
-            four_letter_words: FourLetterWords::default(),
-            data_dir: None,
-            data_log_dir: None,
-            snap_count: 100_000,
-            snap_retain_count: 3,
-            prealloc_size: 16 << 20,
-            force_sync: true,
-        }
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("settings", &self.settings)
+            .field("custom_wall_clock", &self.wall_clock.is_some())
+            .finish()
     }
 }
 
 impl ServerBuilder {
+    /// A builder with every setting of a parsed `zoo.cfg`, and ZooKeeper's
+    /// defaults where the file is silent: the listen address
+    /// ([`Config::listen_addr`]: `0.0.0.0:2181`), `maxClientCnxns` (60 per IP)
+    /// and `maxCnxns` (unlimited). With `dataDir` the server is durable.
+    ///
+    /// ```
+    /// let cfg = zkit_server::Config::parse("tickTime=500\nclientPort=2181\n")?;
+    /// let builder = zkit_server::ServerBuilder::from_config(&cfg);
+    /// # let _ = builder;
+    /// # Ok::<(), zkit_server::ConfigError>(())
+    /// ```
+    pub fn from_config(cfg: &Config) -> Self {
+        let mut b = Self::default();
+        let s = &mut b.settings;
+        s.listen = cfg.listen_addr();
+        s.max_connections_per_ip = cfg.max_client_cnxns.unwrap_or(DEFAULT_MAX_CLIENT_CNXNS);
+        s.max_connections = cfg.max_cnxns.unwrap_or(0);
+        if let Some(t) = cfg.tick_time {
+            s.tick_time = t;
+        }
+        s.min_session_timeout = cfg.min_session_timeout.or(s.min_session_timeout);
+        s.max_session_timeout = cfg.max_session_timeout.or(s.max_session_timeout);
+        if let Some(w) = &cfg.four_letter_words {
+            s.four_letter_words = w.clone();
+        }
+        if let Some(e) = cfg.extended_types {
+            s.extended_types = e;
+        }
+        s.super_digest = cfg.super_digest.clone().or(s.super_digest.take());
+        if let Some(d) = cfg.container_check_interval {
+            s.container_check_interval = d;
+        }
+        if let Some(n) = cfg.jute_maxbuffer {
+            s.max_frame = n;
+        }
+        s.data_dir = cfg.data_dir.clone().or(s.data_dir.take());
+        s.data_log_dir = cfg.data_log_dir.clone().or(s.data_log_dir.take());
+        if let Some(n) = cfg.snap_count {
+            b = b.snap_count(n);
+        }
+        if let Some(n) = cfg.snap_retain_count {
+            b = b.snap_retain_count(n);
+        }
+        if let Some(n) = cfg.prealloc_size {
+            b = b.prealloc_size(n);
+        }
+        if let Some(f) = cfg.force_sync {
+            b = b.force_sync(f);
+        }
+        b
+    }
+
     /// The address to listen on (port 0 picks a free port).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
-        self.listen = addr;
+        self.settings.listen = addr;
         self
     }
 
     /// `tickTime`: the session expiry bucket width and the unit of the
     /// default session timeout bounds.
     pub fn tick_time(mut self, tick: Duration) -> Self {
-        self.tick_time = tick;
+        self.settings.tick_time = tick;
         self
     }
 
     /// `minSessionTimeout` (default `2 * tickTime`).
     pub fn min_session_timeout(mut self, d: Duration) -> Self {
-        self.min_session_timeout = Some(d);
+        self.settings.min_session_timeout = Some(d);
         self
     }
 
     /// `maxSessionTimeout` (default `20 * tickTime`).
     pub fn max_session_timeout(mut self, d: Duration) -> Self {
-        self.max_session_timeout = Some(d);
+        self.settings.max_session_timeout = Some(d);
         self
     }
 
     /// `jute.maxbuffer`: the largest accepted request frame (default 0xfffff).
     pub fn max_frame(mut self, n: usize) -> Self {
-        self.max_frame = n;
+        self.settings.max_frame = n;
         self
     }
 
@@ -141,7 +145,7 @@ impl ServerBuilder {
     /// here; 0 = unlimited, ZooKeeper's default, which a `zoo.cfg` without
     /// `maxCnxns` gets): connections beyond it are closed at once.
     pub fn max_connections(mut self, n: usize) -> Self {
-        self.max_connections = n;
+        self.settings.max_connections = n;
         self
     }
 
@@ -149,16 +153,16 @@ impl ServerBuilder {
     /// that has not sent a complete ConnectRequest (or four-letter word) by
     /// then is closed, so that idle or trickling sockets cannot pile up.
     pub fn handshake_timeout(mut self, d: Duration) -> Self {
-        self.handshake_timeout = d;
+        self.settings.handshake_timeout = d;
         self
     }
 
     /// `maxClientCnxns`: concurrent connections allowed from one IP address
     /// (0 = unlimited, the builder's default; ZooKeeper's default is 60,
-    /// which [`Config::apply`](crate::config::Config::apply) uses). A
+    /// which [`from_config`](Self::from_config) uses). A
     /// connection beyond it is closed at once, as ZooKeeper does.
     pub fn max_connections_per_ip(mut self, n: usize) -> Self {
-        self.max_connections_per_ip = n;
+        self.settings.max_connections_per_ip = n;
         self
     }
 
@@ -168,27 +172,27 @@ impl ServerBuilder {
     /// `"<word> is not executed because it is not in the whitelist.\n"`
     /// and the connection is closed.
     pub fn four_letter_words(mut self, words: FourLetterWords) -> Self {
-        self.four_letter_words = words;
+        self.settings.four_letter_words = words;
         self
     }
 
     /// `DigestAuthenticationProvider.superDigest`: `"super:<base64 sha1>"`
     /// ([`crate::acl::generate_digest`] of `"super:password"`).
     pub fn super_digest(mut self, digest: impl Into<String>) -> Self {
-        self.super_digest = Some(digest.into());
+        self.settings.super_digest = Some(digest.into());
         self
     }
 
     /// `zookeeper.extendedTypesEnabled` (default true): TTL nodes.
     pub fn extended_types(mut self, enabled: bool) -> Self {
-        self.extended_types = enabled;
+        self.settings.extended_types = enabled;
         self
     }
 
     /// `znode.container.checkIntervalMs` (default 60 s): how often empty
     /// containers and expired TTL nodes are deleted.
     pub fn container_check_interval(mut self, d: Duration) -> Self {
-        self.container_check_interval = d;
+        self.settings.container_check_interval = d;
         self
     }
 
@@ -196,7 +200,7 @@ impl ServerBuilder {
     /// differ (default 3.8): create2 results in a multi, watch modes and
     /// removal types, and notification zxids (3.9: the triggering txn's).
     pub fn compat(mut self, compat: Compat) -> Self {
-        self.compat = compat;
+        self.settings.compat = compat;
         self
     }
 
@@ -211,7 +215,7 @@ impl ServerBuilder {
     /// One server at a time may use a directory: a second one fails to
     /// start.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.data_dir = Some(dir.into());
+        self.settings.data_dir = Some(dir.into());
         self
     }
 
@@ -219,7 +223,7 @@ impl ServerBuilder {
     /// directory). A separate device for the log makes syncs faster, as with
     /// ZooKeeper. Ignored without [`data_dir`](Self::data_dir).
     pub fn data_log_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.data_log_dir = Some(dir.into());
+        self.settings.data_log_dir = Some(dir.into());
         self
     }
 
@@ -227,7 +231,7 @@ impl ServerBuilder {
     /// 100,000). A snapshot bounds recovery time and lets old log segments
     /// be deleted; taking one serialises the tree while requests wait.
     pub fn snap_count(mut self, n: u64) -> Self {
-        self.snap_count = n.max(1);
+        self.settings.snap_count = n.max(1);
         self
     }
 
@@ -236,7 +240,7 @@ impl ServerBuilder {
     /// after each new snapshot. (ZooKeeper keeps everything unless
     /// autopurge is configured; zkit-server always purges.)
     pub fn snap_retain_count(mut self, n: usize) -> Self {
-        self.snap_retain_count = n.max(1);
+        self.settings.snap_retain_count = n.max(1);
         self
     }
 
@@ -244,7 +248,7 @@ impl ServerBuilder {
     /// zero-filled steps of this size, so that syncing a batch does not
     /// also have to update the file's size.
     pub fn prealloc_size(mut self, bytes: u64) -> Self {
-        self.prealloc_size = bytes;
+        self.settings.prealloc_size = bytes;
         self
     }
 
@@ -253,7 +257,24 @@ impl ServerBuilder {
     /// kernel has the data), but a power cut or an OS crash may lose
     /// acknowledged writes.
     pub fn force_sync(mut self, on: bool) -> Self {
-        self.force_sync = on;
+        self.settings.force_sync = on;
+        self
+    }
+
+    /// The wall clock: milliseconds since the Unix epoch (default: the
+    /// system clock). It stamps znode `ctime`/`mtime`, ages TTL nodes and
+    /// containers, dates log records and seeds session ids. Session expiry
+    /// never reads it: it runs on a monotonic clock (tokio's `Instant`, as
+    /// ZooKeeper uses `System.nanoTime()`), so a step of the wall clock
+    /// neither expires every session at once nor stops expiry. Meant for
+    /// tests and simulations that move the wall clock.
+    ///
+    /// ```
+    /// let b = zkit_server::Server::builder().wall_clock(|| 1_700_000_000_000);
+    /// # let _ = b;
+    /// ```
+    pub fn wall_clock(mut self, now_ms: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        self.wall_clock = Some(Arc::new(now_ms));
         self
     }
 
@@ -265,27 +286,35 @@ impl ServerBuilder {
     /// of milliseconds, or the data directory cannot be used (I/O error,
     /// another server holds it, unreadable or inconsistent files).
     pub async fn start(self) -> io::Result<RunningServer> {
-        let tick = i32::try_from(self.tick_time.as_millis()).unwrap_or(i32::MAX);
+        let Self {
+            settings,
+            wall_clock,
+        } = self;
+        let tick = i32::try_from(settings.tick_time.as_millis()).unwrap_or(i32::MAX);
         if tick <= 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "tick time must be at least 1 ms",
             ));
         }
+        let clock = Clock::new(wall_clock);
         let mut config = SessionConfig::new(tick);
-        if let Some(d) = self.min_session_timeout {
+        if let Some(d) = settings.min_session_timeout {
             config.min_session_timeout = i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
         }
-        if let Some(d) = self.max_session_timeout {
+        if let Some(d) = settings.max_session_timeout {
             config.max_session_timeout = i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
         }
         let cancel = CancellationToken::new();
-        let mut tree = DataTree::with_compat(self.compat);
-        tree.set_extended_types(self.extended_types);
+        let mut tree = DataTree::with_compat(settings.compat);
+        tree.set_extended_types(settings.extended_types);
+        // Session ids are seeded from the wall clock, so that a restarted
+        // server does not hand out the ids of its previous run.
+        let id_seed = u64::try_from(clock.wall_ms()).unwrap_or(0);
         let mut state = State {
             tree,
-            watches: WatchManager::with_compat(self.compat),
-            sessions: SessionTracker::new(config, now_ms()),
+            watches: WatchManager::with_compat(settings.compat),
+            sessions: SessionTracker::new(config, id_seed),
             zxid: 0,
             conns: HashMap::new(),
             session_conn: HashMap::new(),
@@ -293,41 +322,38 @@ impl ServerBuilder {
             log: None,
         };
         let mut durable = None;
-        if let Some(dir) = &self.data_dir {
+        if let Some(dir) = &settings.data_dir {
             let storage = Storage {
                 data_dir: dir.clone(),
-                log_dir: self.data_log_dir.clone().unwrap_or_else(|| dir.clone()),
-                snap_count: self.snap_count,
-                snap_retain_count: self.snap_retain_count,
-                prealloc: self.prealloc_size,
-                force_sync: self.force_sync,
+                log_dir: settings.log_dir().cloned().unwrap_or_else(|| dir.clone()),
+                snap_count: settings.snap_count,
+                snap_retain_count: settings.snap_retain_count,
+                prealloc: settings.prealloc_size,
+                force_sync: settings.force_sync,
             };
             let cancel = cancel.clone();
-            state = tokio::task::spawn_blocking(move || recover_state(state, storage, cancel))
+            let now = clock.monotonic_ms();
+            state = tokio::task::spawn_blocking(move || recover_state(state, storage, now, cancel))
                 .await
                 .map_err(io::Error::other)??;
             durable = state.log.as_ref().map(TxnLog::durable);
         }
-        let listener = TcpListener::bind(self.listen).await?;
+        let listener = TcpListener::bind(settings.listen).await?;
         let local_addr = listener.local_addr()?;
         let policy = AclPolicy {
-            super_digest: self.super_digest.clone(),
+            super_digest: settings.super_digest.clone(),
             ..AclPolicy::default()
         };
+        let reap_every = settings.container_check_interval;
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
+            settings,
+            clock,
             durable,
-            data_dir: self.data_dir.clone(),
-            data_log_dir: self.data_log_dir.clone().or_else(|| self.data_dir.clone()),
             policy,
-            max_frame: self.max_frame,
-            max_connections: self.max_connections,
-            handshake_timeout: self.handshake_timeout,
-            max_connections_per_ip: self.max_connections_per_ip,
-            per_ip: Mutex::new(HashMap::new()),
-            four_letter_words: self.four_letter_words,
-            tick_time: tick,
+            tick_ms: tick,
             local_addr,
+            per_ip: Mutex::new(HashMap::new()),
             session_added: Notify::new(),
             connections: AtomicUsize::new(0),
             received: AtomicU64::new(0),
@@ -342,11 +368,7 @@ impl ServerBuilder {
             tracker.clone(),
         ));
         tracker.spawn(expirer(shared.clone(), cancel.clone()));
-        tracker.spawn(reaper(
-            shared.clone(),
-            cancel.clone(),
-            self.container_check_interval,
-        ));
+        tracker.spawn(reaper(shared.clone(), cancel.clone(), reap_every));
         Ok(RunningServer {
             local_addr,
             shared,
@@ -426,227 +448,6 @@ impl Drop for RunningServer {
     }
 }
 
-/// What a connection task is told to do.
-#[derive(Debug)]
-pub(crate) enum Out {
-    /// Write this frame (length prefix included) once the zxid is durable.
-    Frame(Bytes, i64),
-    /// Write everything queued before, then close.
-    Close,
-}
-
-/// A registered (handshaken) connection.
-#[derive(Debug)]
-pub(crate) struct ConnHandle {
-    pub(crate) tx: mpsc::UnboundedSender<Out>,
-    pub(crate) session: SessionId,
-    pub(crate) peer: SocketAddr,
-}
-
-/// Everything behind the lock.
-#[derive(Debug)]
-pub(crate) struct State {
-    pub(crate) tree: DataTree,
-    pub(crate) watches: WatchManager,
-    pub(crate) sessions: SessionTracker,
-    /// Last processed zxid.
-    pub(crate) zxid: i64,
-    pub(crate) conns: HashMap<ConnId, ConnHandle>,
-    pub(crate) session_conn: HashMap<SessionId, ConnId>,
-    pub(crate) next_conn: u64,
-    /// The transaction log (`None`: in-memory server).
-    pub(crate) log: Option<TxnLog>,
-}
-
-impl State {
-    /// The zxid that must be durable before a frame produced now may be
-    /// written: the last logged one (0 for an in-memory server).
-    pub(crate) fn gate(&self) -> i64 {
-        if self.log.is_some() {
-            self.zxid
-        } else {
-            0
-        }
-    }
-
-    /// Logs a transaction that took the current zxid (no-op in memory),
-    /// and queues a snapshot when one is due.
-    pub(crate) fn log(&mut self, time_ms: i64, session: i64, kind: RecordKind) {
-        let Some(log) = self.log.as_mut() else { return };
-        log.append(&Record {
-            zxid: self.zxid,
-            time_ms,
-            session,
-            kind,
-        });
-        if log.snapshot_due() {
-            self.snapshot();
-        }
-    }
-
-    /// Serialises the state after the current zxid and hands it to the log
-    /// writer (no-op in memory).
-    pub(crate) fn snapshot(&mut self) {
-        let Some(log) = self.log.as_mut() else { return };
-        let tree = &self.tree;
-        let image = persist::encode_snapshot(self.zxid, self.sessions.sessions(), |b| {
-            tree.encode_image(b);
-        });
-        log.snapshot(self.zxid, image);
-    }
-
-    /// Allocates the next zxid.
-    pub(crate) fn next_zxid(&mut self) -> i64 {
-        self.zxid += 1;
-        self.zxid
-    }
-
-    /// Queues a frame for a connection (ignored if it is gone).
-    pub(crate) fn send(&self, conn: ConnId, frame: Bytes) {
-        if let Some(h) = self.conns.get(&conn) {
-            let _ = h.tx.send(Out::Frame(frame, self.gate()));
-        }
-    }
-
-    /// Fires the watches of the triggers of the write just applied (at the
-    /// current zxid) and queues the notifications.
-    pub(crate) fn fire(&mut self, triggers: &[Trigger]) {
-        if triggers.is_empty() {
-            return;
-        }
-        // 3.8 sends -1; 3.9 (ZOOKEEPER-4655) the triggering txn's zxid.
-        let zxid = match self.watches.compat() {
-            Compat::V3_8 => -1,
-            _ => self.zxid,
-        };
-        let events = self.watches.trigger_all(triggers);
-        for (conn, ev) in events {
-            self.send(conn, notification(&ev, zxid));
-        }
-    }
-
-    /// Ends a session: removes its ephemerals (firing watches), forgets it
-    /// and closes its connection, if any.
-    pub(crate) fn kill_session(&mut self, session: SessionId) {
-        self.sessions.set_closing(session);
-        let zxid = self.next_zxid();
-        self.log(now_ms() as i64, session, RecordKind::CloseSession);
-        let triggers = self.tree.kill_session(session, zxid);
-        self.fire(&triggers);
-        self.sessions.close(session);
-        if let Some(conn) = self.session_conn.remove(&session) {
-            if let Some(h) = self.conns.get(&conn) {
-                let _ = h.tx.send(Out::Close);
-            }
-        }
-    }
-}
-
-/// Shared by all tasks of one server.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    state: Mutex<State>,
-    /// The last durable zxid (`None`: in-memory server).
-    pub(crate) durable: Option<watch::Receiver<i64>>,
-    /// Where snapshots and the log go (`conf` reports them).
-    pub(crate) data_dir: Option<PathBuf>,
-    pub(crate) data_log_dir: Option<PathBuf>,
-    pub(crate) policy: AclPolicy,
-    pub(crate) max_frame: usize,
-    pub(crate) max_connections: usize,
-    pub(crate) handshake_timeout: Duration,
-    /// `maxClientCnxns` (0 = unlimited).
-    pub(crate) max_connections_per_ip: usize,
-    /// Live connections per client IP (only tracked with a per-IP limit).
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
-    pub(crate) four_letter_words: FourLetterWords,
-    pub(crate) tick_time: i32,
-    pub(crate) local_addr: SocketAddr,
-    /// Wakes the expirer when a session may expire earlier than it planned.
-    pub(crate) session_added: Notify,
-    pub(crate) connections: AtomicUsize,
-    pub(crate) received: AtomicU64,
-    pub(crate) sent: AtomicU64,
-    pub(crate) started: std::time::Instant,
-}
-
-impl Shared {
-    /// Locks the state; a poisoned lock (a panic elsewhere) is taken over.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Counts a new connection from `peer`, or refuses it (`false`) when the
-    /// global or the per-IP (`maxClientCnxns`) limit is reached.
-    fn admit(&self, peer: SocketAddr) -> bool {
-        if self.max_connections > 0
-            && self.connections.load(Ordering::SeqCst) >= self.max_connections
-        {
-            tracing::warn!(%peer, "too many connections, closing");
-            return false;
-        }
-        if self.max_connections_per_ip > 0 {
-            let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-            let n = per_ip.entry(peer.ip()).or_insert(0);
-            if *n >= self.max_connections_per_ip {
-                tracing::warn!(
-                    "Too many connections from {} - max is {}",
-                    peer.ip(),
-                    self.max_connections_per_ip
-                );
-                return false;
-            }
-            *n += 1;
-        }
-        self.connections.fetch_add(1, Ordering::SeqCst);
-        true
-    }
-
-    /// Forgets a connection counted by [`admit`](Self::admit).
-    fn release(&self, peer: SocketAddr) {
-        self.connections.fetch_sub(1, Ordering::SeqCst);
-        if self.max_connections_per_ip > 0 {
-            let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = per_ip.get_mut(&peer.ip()) {
-                *n -= 1;
-                if *n == 0 {
-                    per_ip.remove(&peer.ip());
-                }
-            }
-        }
-    }
-}
-
-/// A whole frame: reply header plus an optional body.
-pub(crate) fn reply_frame(hdr: ReplyHeader, body: Option<&dyn Encode>) -> Bytes {
-    let mut buf = BytesMut::new();
-    encode_frame(&mut buf, |b| {
-        hdr.encode(b);
-        if let Some(body) = body {
-            body.encode(b);
-        }
-    });
-    buf.freeze()
-}
-
-/// A notification frame: `(-1, zxid, 0)` + WatcherEvent (zxid -1 on 3.8
-/// and for SetWatches events).
-pub(crate) fn notification(ev: &WatcherEvent, zxid: i64) -> Bytes {
-    let ev = WatcherEvent {
-        event_type: ev.event_type,
-        state: keeper_state::SYNC_CONNECTED,
-        path: ev.path.clone(),
-    };
-    reply_frame(
-        ReplyHeader {
-            xid: -1,
-            zxid,
-            err: 0,
-        },
-        Some(&ev),
-    )
-}
-
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -686,11 +487,11 @@ async fn expirer(shared: Arc<Shared>, cancel: CancellationToken) {
     loop {
         let wait = {
             let st = shared.lock();
-            let now = now_ms();
+            let now = shared.clock.monotonic_ms();
             match st.sessions.next_expiration() {
                 Some(t) if t <= now => Duration::ZERO,
                 Some(t) => Duration::from_millis(t - now),
-                None => Duration::from_millis(shared.tick_time as u64),
+                None => Duration::from_millis(shared.tick_ms as u64),
             }
         };
         if !wait.is_zero() {
@@ -701,10 +502,11 @@ async fn expirer(shared: Arc<Shared>, cancel: CancellationToken) {
             }
         }
         let mut st = shared.lock();
-        let due = st.sessions.expired(now_ms());
+        let due = st.sessions.expired(shared.clock.monotonic_ms());
+        let wall = shared.clock.wall_ms();
         for id in due {
             tracing::debug!(session = format_args!("{id:#x}"), "session expired");
-            st.kill_session(id);
+            st.kill_session(id, wall);
         }
     }
 }
@@ -718,7 +520,7 @@ async fn reaper(shared: Arc<Shared>, cancel: CancellationToken, interval: Durati
             _ = tokio::time::sleep(interval) => {}
         }
         let mut st = shared.lock();
-        let now = now_ms() as i64;
+        let now = shared.clock.wall_ms();
         for path in st.tree.reapable(now) {
             let zxid = st.zxid + 1;
             if let Ok(applied) = st.tree.delete_container(&path, zxid) {
@@ -732,15 +534,17 @@ async fn reaper(shared: Arc<Shared>, cancel: CancellationToken, interval: Durati
 
 /// Loads what `storage` holds into `state` (a fresh one) and starts the
 /// transaction log after it. Blocking.
+/// `now_ms` (monotonic) starts the expiry clock of the sessions recovered.
 fn recover_state(
     mut state: State,
     storage: Storage,
+    now_ms: u64,
     cancel: CancellationToken,
 ) -> io::Result<State> {
     let lock = persist::lock_dir(&storage.data_dir)?;
     let started = std::time::Instant::now();
     let recovered = persist::recover(&storage)?;
-    let now = now_ms();
+    let now = now_ms;
     let mut snap_zxid = None;
     if let Some(snap) = recovered.snapshot {
         let mut image = snap.image;

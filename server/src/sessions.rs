@@ -28,10 +28,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use zkit_proto::codes::err;
 
-use crate::{ErrorCode, OpResult};
+use crate::{ErrorCode, ServerResult};
 
 /// A session id (`long` on the wire).
-pub type SessionId = i64;
+pub type ServerSessionId = i64;
 
 /// `ZooKeeperServer.superSecret`: XORed into the session id to seed the
 /// password generator.
@@ -98,7 +98,7 @@ impl Default for SessionConfig {
 /// byte, the low 40 bits of the time in ms in the next five, and two zero
 /// bytes; bumped by one if that is `Long.MIN_VALUE` (the container owner
 /// marker).
-pub fn initial_session_id(server_id: i64, now_ms: u64) -> SessionId {
+pub fn initial_session_id(server_id: i64, now_ms: u64) -> ServerSessionId {
     let time_bits = ((now_ms << 24) >> 8) as i64;
     let mut id = time_bits | (server_id << 56);
     if id == CONTAINER_EPHEMERAL_OWNER {
@@ -109,7 +109,7 @@ pub fn initial_session_id(server_id: i64, now_ms: u64) -> SessionId {
 
 /// The password of a session (`ZooKeeperServer.generatePasswd`): 16 bytes of
 /// `new java.util.Random(sessionId ^ 0xB3415C00).nextBytes(...)`.
-pub fn generate_password(id: SessionId) -> [u8; PASSWORD_LEN] {
+pub fn generate_password(id: ServerSessionId) -> [u8; PASSWORD_LEN] {
     let mut passwd = [0u8; PASSWORD_LEN];
     JavaRandom::new(id ^ SUPER_SECRET).next_bytes(&mut passwd);
     passwd
@@ -117,7 +117,7 @@ pub fn generate_password(id: SessionId) -> [u8; PASSWORD_LEN] {
 
 /// `ZooKeeperServer.checkPasswd`: the id is not 0 and the password is exactly
 /// [`generate_password`] of it.
-pub fn check_password(id: SessionId, passwd: &[u8]) -> bool {
+pub fn check_password(id: ServerSessionId, passwd: &[u8]) -> bool {
     id != 0 && passwd == generate_password(id)
 }
 
@@ -190,10 +190,10 @@ struct Session {
 #[derive(Debug, Clone)]
 pub struct SessionTracker {
     config: SessionConfig,
-    next_session_id: SessionId,
-    sessions: BTreeMap<SessionId, Session>,
+    next_session_id: ServerSessionId,
+    sessions: BTreeMap<ServerSessionId, Session>,
     /// Expiry time → sessions due then.
-    buckets: BTreeMap<u64, BTreeSet<SessionId>>,
+    buckets: BTreeMap<u64, BTreeSet<ServerSessionId>>,
 }
 
 impl SessionTracker {
@@ -230,7 +230,7 @@ impl SessionTracker {
     ///
     /// Unlike ZooKeeper, ids still in use (e.g. restored after a restart
     /// within the same millisecond) are skipped.
-    pub fn create_session(&mut self, timeout: i32, now_ms: u64) -> SessionId {
+    pub fn create_session(&mut self, timeout: i32, now_ms: u64) -> ServerSessionId {
         while self.sessions.contains_key(&self.next_session_id) {
             self.next_session_id = self.next_session_id.wrapping_add(1);
         }
@@ -242,11 +242,11 @@ impl SessionTracker {
 
     /// Re-adds a session from a snapshot or log (`trackSession`); an already
     /// tracked session only has its expiry refreshed with `timeout`.
-    pub fn restore(&mut self, id: SessionId, timeout: i32, now_ms: u64) {
+    pub fn restore(&mut self, id: ServerSessionId, timeout: i32, now_ms: u64) {
         self.track(id, timeout, now_ms);
     }
 
-    fn track(&mut self, id: SessionId, timeout: i32, now_ms: u64) {
+    fn track(&mut self, id: ServerSessionId, timeout: i32, now_ms: u64) {
         let session = self.sessions.entry(id).or_insert(Session {
             timeout,
             touch_timeout: timeout,
@@ -266,7 +266,7 @@ impl SessionTracker {
         (time / tick + 1) * tick
     }
 
-    fn move_bucket(&mut self, id: SessionId, old: u64, new: u64) {
+    fn move_bucket(&mut self, id: ServerSessionId, old: u64, new: u64) {
         if old == new {
             return;
         }
@@ -283,7 +283,7 @@ impl SessionTracker {
     /// (`ZooKeeperServer.touch` / `touchSession`): moves its expiry to
     /// `now_ms + timeout`, rounded up to the next tick. `false` if the session
     /// is unknown or closing: ZooKeeper then drops the request.
-    pub fn touch(&mut self, id: SessionId, now_ms: u64) -> bool {
+    pub fn touch(&mut self, id: ServerSessionId, now_ms: u64) -> bool {
         let Some(session) = self.sessions.get(&id) else {
             return false;
         };
@@ -295,7 +295,7 @@ impl SessionTracker {
         true
     }
 
-    fn touch_with(&mut self, id: SessionId, timeout: i32, now_ms: u64) {
+    fn touch_with(&mut self, id: ServerSessionId, timeout: i32, now_ms: u64) {
         let new = Self::round_to_next_interval(self.config.tick_time, now_ms, timeout);
         if let Some(session) = self.sessions.get_mut(&id) {
             let old = session.expires_at;
@@ -311,7 +311,13 @@ impl SessionTracker {
     /// which later touches keep using. `false` (wrong password, unknown,
     /// expired or closing session) means: answer with the zeroed
     /// ConnectResponse and close.
-    pub fn reopen(&mut self, id: SessionId, passwd: &[u8], timeout: i32, now_ms: u64) -> bool {
+    pub fn reopen(
+        &mut self,
+        id: ServerSessionId,
+        passwd: &[u8],
+        timeout: i32,
+        now_ms: u64,
+    ) -> bool {
         if !check_password(id, passwd) || !self.is_valid(id) {
             return false;
         }
@@ -324,7 +330,7 @@ impl SessionTracker {
     /// marked closing (`setSessionClosing`), so touches and reconnects fail
     /// from now on; the caller removes their ephemerals and then calls
     /// [`close`](Self::close).
-    pub fn expired(&mut self, now_ms: u64) -> Vec<SessionId> {
+    pub fn expired(&mut self, now_ms: u64) -> Vec<ServerSessionId> {
         let mut out = Vec::new();
         while let Some(entry) = self.buckets.first_entry() {
             if *entry.key() > now_ms {
@@ -347,13 +353,13 @@ impl SessionTracker {
     }
 
     /// The bucket session `id` expires in.
-    pub fn expiry_time(&self, id: SessionId) -> Option<u64> {
+    pub fn expiry_time(&self, id: ServerSessionId) -> Option<u64> {
         self.sessions.get(&id).map(|s| s.expires_at)
     }
 
     /// Marks a session closing (`setSessionClosing`, as the closeSession
     /// request does before its txn is applied). `false` if unknown.
-    pub fn set_closing(&mut self, id: SessionId) -> bool {
+    pub fn set_closing(&mut self, id: ServerSessionId) -> bool {
         match self.sessions.get_mut(&id) {
             Some(session) => {
                 session.closing = true;
@@ -365,7 +371,7 @@ impl SessionTracker {
 
     /// Forgets a session (`removeSession`), after its ephemerals are gone.
     /// `false` if it was not tracked.
-    pub fn close(&mut self, id: SessionId) -> bool {
+    pub fn close(&mut self, id: ServerSessionId) -> bool {
         let Some(session) = self.sessions.remove(&id) else {
             return false;
         };
@@ -379,17 +385,17 @@ impl SessionTracker {
     }
 
     /// Tracked and not closing.
-    pub fn is_valid(&self, id: SessionId) -> bool {
+    pub fn is_valid(&self, id: ServerSessionId) -> bool {
         self.sessions.get(&id).is_some_and(|s| !s.closing)
     }
 
     /// Tracked, closing or not (`isTrackingSession`).
-    pub fn is_tracking(&self, id: SessionId) -> bool {
+    pub fn is_tracking(&self, id: ServerSessionId) -> bool {
         self.sessions.contains_key(&id)
     }
 
     /// Tracked but expired or being closed.
-    pub fn is_closing(&self, id: SessionId) -> bool {
+    pub fn is_closing(&self, id: ServerSessionId) -> bool {
         self.sessions.get(&id).is_some_and(|s| s.closing)
     }
 
@@ -397,7 +403,7 @@ impl SessionTracker {
     /// `UnknownSession` (-12), closing → `SessionExpired` (-112).
     /// (`checkGlobalSession`, used for ephemeral creates, turns unknown into
     /// `SessionExpired` too.)
-    pub fn check_session(&self, id: SessionId) -> OpResult<()> {
+    pub fn check_session(&self, id: ServerSessionId) -> ServerResult<()> {
         match self.sessions.get(&id) {
             None => Err(ErrorCode(err::UNKNOWN_SESSION)),
             Some(s) if s.closing => Err(ErrorCode(err::SESSION_EXPIRED)),
@@ -407,20 +413,20 @@ impl SessionTracker {
 
     /// The timeout the session was created or restored with (what ZooKeeper
     /// snapshots; a reconnect with another timeout does not change it).
-    pub fn timeout(&self, id: SessionId) -> Option<i32> {
+    pub fn timeout(&self, id: ServerSessionId) -> Option<i32> {
         self.sessions.get(&id).map(|s| s.timeout)
     }
 
     /// Every tracked session (closing ones included) with its
     /// [`timeout`](Self::timeout), in id order: what a snapshot saves, to be
     /// fed back through [`restore`](Self::restore).
-    pub fn sessions(&self) -> impl Iterator<Item = (SessionId, i32)> + '_ {
+    pub fn sessions(&self) -> impl Iterator<Item = (ServerSessionId, i32)> + '_ {
         self.sessions.iter().map(|(&id, s)| (id, s.timeout))
     }
 
     /// The expiry buckets, soonest first: (expiry time in ms, sessions), as
     /// ZooKeeper's `dump` lists them.
-    pub fn expiry_buckets(&self) -> Vec<(u64, Vec<SessionId>)> {
+    pub fn expiry_buckets(&self) -> Vec<(u64, Vec<ServerSessionId>)> {
         self.buckets
             .iter()
             .map(|(t, ids)| (*t, ids.iter().copied().collect()))
@@ -438,7 +444,7 @@ impl SessionTracker {
     }
 
     /// The id the next [`create_session`](Self::create_session) will try.
-    pub fn next_session_id(&self) -> SessionId {
+    pub fn next_session_id(&self) -> ServerSessionId {
         self.next_session_id
     }
 }

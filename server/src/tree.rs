@@ -38,7 +38,7 @@ use zkit_proto::{
     GetDataResponse, Id, MultiOp, MultiResult, Stat, StatResponse,
 };
 
-use crate::{ErrorCode, OpResult};
+use crate::{ErrorCode, ServerResult};
 
 /// Which ZooKeeper release's observable behaviour to reproduce where
 /// releases differ.
@@ -116,7 +116,7 @@ pub trait AclHook {
     ///
     /// # Errors
     /// InvalidAcl.
-    fn fixup(&self, path: &str, acl: &[Acl]) -> OpResult<Vec<Acl>> {
+    fn fixup(&self, path: &str, acl: &[Acl]) -> ServerResult<Vec<Acl>> {
         let _ = path;
         let mut out: Vec<Acl> = Vec::with_capacity(acl.len());
         for a in acl {
@@ -135,7 +135,7 @@ pub trait AclHook {
     ///
     /// # Errors
     /// NoAuth (-102).
-    fn check(&self, path: &str, acl: &[Acl], perm: i32) -> OpResult<()> {
+    fn check(&self, path: &str, acl: &[Acl], perm: i32) -> ServerResult<()> {
         let _ = (path, acl, perm);
         Ok(())
     }
@@ -282,7 +282,7 @@ struct Mode {
 }
 
 /// `CreateMode.fromFlag`: BadArguments for an unknown flag.
-fn mode_from_flags(flags: i32) -> OpResult<Mode> {
+fn mode_from_flags(flags: i32) -> ServerResult<Mode> {
     let m = |ephemeral, sequential, container, ttl| Mode {
         ephemeral,
         sequential,
@@ -479,7 +479,7 @@ impl DataTree {
         }
     }
 
-    fn node(&self, path: &str) -> OpResult<&Node> {
+    fn node(&self, path: &str) -> ServerResult<&Node> {
         self.nodes.get(path).ok_or(code(err::NO_NODE))
     }
 
@@ -532,7 +532,7 @@ impl DataTree {
     ///
     /// # Errors
     /// NoNode.
-    pub fn get_data(&self, path: &str) -> OpResult<(Option<Bytes>, Stat)> {
+    pub fn get_data(&self, path: &str) -> ServerResult<(Option<Bytes>, Stat)> {
         let n = self.node(path)?;
         Ok((n.data.clone(), self.client_stat(n)))
     }
@@ -542,7 +542,7 @@ impl DataTree {
     ///
     /// # Errors
     /// NoNode.
-    pub fn get_children(&self, path: &str) -> OpResult<(Vec<String>, Stat)> {
+    pub fn get_children(&self, path: &str) -> ServerResult<(Vec<String>, Stat)> {
         let n = self.node(path)?;
         let mut kids: Vec<String> = n.children.iter().cloned().collect();
         kids.sort();
@@ -553,7 +553,7 @@ impl DataTree {
     ///
     /// # Errors
     /// NoNode.
-    pub fn get_acl(&self, path: &str) -> OpResult<(Vec<Acl>, Stat)> {
+    pub fn get_acl(&self, path: &str) -> ServerResult<(Vec<Acl>, Stat)> {
         let n = self.node(path)?;
         Ok((n.acl.to_vec(), self.client_stat(n)))
     }
@@ -584,7 +584,7 @@ impl DataTree {
     ///
     /// # Errors
     /// NoNode.
-    pub fn all_children_number(&self, path: &str) -> OpResult<i32> {
+    pub fn all_children_number(&self, path: &str) -> ServerResult<i32> {
         self.node(path)?;
         if path == "/" {
             return Ok(self.nodes.len() as i32 - 1);
@@ -599,7 +599,7 @@ impl DataTree {
     ///
     /// # Errors
     /// BadArguments (invalid path), NoNode, NoAuth, BadVersion.
-    pub fn check(&self, path: &str, version: i32, txn: &Txn<'_>) -> OpResult<Stat> {
+    pub fn check(&self, path: &str, version: i32, txn: &Txn<'_>) -> ServerResult<Stat> {
         validate(path)?;
         let n = self.node(path)?;
         txn.acl.check(path, &n.acl, perms::READ)?;
@@ -622,7 +622,7 @@ impl DataTree {
         op: OpCode,
         req: &CreateRequest,
         txn: &Txn<'_>,
-    ) -> OpResult<Applied<Created>> {
+    ) -> ServerResult<Applied<Created>> {
         let kind = match op {
             OpCode::CreateContainer => CreateTxnKind::Container,
             OpCode::Create | OpCode::Create2 => CreateTxnKind::Plain,
@@ -655,7 +655,7 @@ impl DataTree {
         &mut self,
         req: &CreateTtlRequest,
         txn: &Txn<'_>,
-    ) -> OpResult<Applied<Created>> {
+    ) -> ServerResult<Applied<Created>> {
         let mut triggers = Vec::new();
         let c = self.do_create(
             CreateTxnKind::Ttl,
@@ -687,7 +687,7 @@ impl DataTree {
         txn: &Txn<'_>,
         undo: Option<&mut Vec<Undo>>,
         triggers: &mut Vec<Trigger>,
-    ) -> OpResult<Created> {
+    ) -> ServerResult<Created> {
         // validateCreateRequest
         let mode = mode_from_flags(flags)?;
         if mode.ttl && !self.extended_types {
@@ -882,7 +882,7 @@ impl DataTree {
     /// # Errors
     /// BadArguments, NoNode, NoAuth (DELETE on the parent), BadVersion,
     /// NotEmpty — in that order.
-    pub fn delete(&mut self, path: &str, version: i32, txn: &Txn<'_>) -> OpResult<Applied<()>> {
+    pub fn delete(&mut self, path: &str, version: i32, txn: &Txn<'_>) -> ServerResult<Applied<()>> {
         let mut triggers = Vec::new();
         self.do_delete(path, version, txn, None, &mut triggers)?;
         Ok(Applied {
@@ -898,7 +898,7 @@ impl DataTree {
         txn: &Txn<'_>,
         undo: Option<&mut Vec<Undo>>,
         triggers: &mut Vec<Trigger>,
-    ) -> OpResult<()> {
+    ) -> ServerResult<()> {
         let parent_path = parent_and_validate(path)?;
         let parent = self.node(parent_path)?;
         txn.acl.check(path, &parent.acl, perms::DELETE)?;
@@ -952,7 +952,7 @@ impl DataTree {
     ///
     /// # Errors
     /// BadArguments, NoNode, NotEmpty, BadVersion.
-    pub fn delete_container(&mut self, path: &str, zxid: i64) -> OpResult<Applied<()>> {
+    pub fn delete_container(&mut self, path: &str, zxid: i64) -> ServerResult<Applied<()>> {
         let parent_path = parent_and_validate(path)?.to_string();
         let n = self.node(path)?;
         if !n.children.is_empty() {
@@ -981,7 +981,7 @@ impl DataTree {
         data: Option<Bytes>,
         version: i32,
         txn: &Txn<'_>,
-    ) -> OpResult<Applied<Stat>> {
+    ) -> ServerResult<Applied<Stat>> {
         let mut triggers = Vec::new();
         let s = self.do_set_data(path, data, version, txn, None, &mut triggers)?;
         Ok(Applied {
@@ -998,7 +998,7 @@ impl DataTree {
         txn: &Txn<'_>,
         undo: Option<&mut Vec<Undo>>,
         triggers: &mut Vec<Trigger>,
-    ) -> OpResult<Stat> {
+    ) -> ServerResult<Stat> {
         validate(path)?;
         let n = self.node(path)?;
         txn.acl.check(path, &n.acl, perms::WRITE)?;
@@ -1036,7 +1036,7 @@ impl DataTree {
         acl: &[Acl],
         version: i32,
         txn: &Txn<'_>,
-    ) -> OpResult<Stat> {
+    ) -> ServerResult<Stat> {
         validate(path)?;
         let acl = txn.acl.fixup(path, acl)?;
         let n = self.node(path)?;
@@ -1143,7 +1143,7 @@ impl DataTree {
         txn: &Txn<'_>,
         undo: &mut Vec<Undo>,
         triggers: &mut Vec<Trigger>,
-    ) -> OpResult<MultiResult> {
+    ) -> ServerResult<MultiResult> {
         match op {
             MultiOp::Create { op, req } => {
                 let mode = mode_from_flags(req.flags).ok();
@@ -1316,13 +1316,13 @@ fn create_result(c: Created, with_stat: bool) -> MultiResult {
 }
 
 /// `PrepRequestProcessor.validatePath`: BadArguments for an invalid path.
-fn validate(path: &str) -> OpResult<()> {
+fn validate(path: &str) -> ServerResult<()> {
     zkit_proto::validate_path(path, false).map_err(|_| code(err::BAD_ARGUMENTS))
 }
 
 /// `getParentPathAndValidate`: no '/', a NUL or a special path →
 /// BadArguments.
-fn parent_and_validate(path: &str) -> OpResult<&str> {
+fn parent_and_validate(path: &str) -> ServerResult<&str> {
     if path.contains('\0') || matches!(path, "/" | ZOOKEEPER_NODE | QUOTA_NODE | CONFIG_NODE) {
         return Err(code(err::BAD_ARGUMENTS));
     }
@@ -1330,7 +1330,7 @@ fn parent_and_validate(path: &str) -> OpResult<&str> {
 }
 
 /// `checkAndIncVersion`.
-fn check_version(current: i32, expected: i32) -> OpResult<i32> {
+fn check_version(current: i32, expected: i32) -> ServerResult<i32> {
     if expected != -1 && expected != current {
         return Err(code(err::BAD_VERSION));
     }
@@ -2015,7 +2015,7 @@ mod tests {
 
     struct Deny(i32);
     impl AclHook for Deny {
-        fn check(&self, _: &str, _: &[Acl], perm: i32) -> OpResult<()> {
+        fn check(&self, _: &str, _: &[Acl], perm: i32) -> ServerResult<()> {
             if perm == self.0 {
                 Err(ErrorCode(err::NO_AUTH))
             } else {

@@ -27,7 +27,7 @@ use zkit_proto::codes::{err, keeper_state, AddWatchMode, EventType, WatcherType}
 use zkit_proto::{SetWatches2, WatcherEvent};
 
 use crate::tree::{Compat, DataTree, Trigger};
-use crate::{ErrorCode, OpResult};
+use crate::{ErrorCode, ServerResult};
 
 /// A client connection (watches belong to connections, not sessions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -311,7 +311,7 @@ impl WatchManager {
             .collect()
     }
 
-    fn type_modes(&self, t: WatcherType) -> OpResult<(bool, bool, Option<u8>)> {
+    fn type_modes(&self, t: WatcherType) -> ServerResult<(bool, bool, Option<u8>)> {
         // (data table, child table, mode filter)
         Ok(match (self.compat, t) {
             (Compat::V3_8, WatcherType::Children) => (false, true, None),
@@ -332,7 +332,7 @@ impl WatchManager {
     ///
     /// # Errors
     /// NoWatcher (-121), MarshallingError (-5).
-    pub fn check_watches(&self, conn: ConnId, path: &str, t: WatcherType) -> OpResult<()> {
+    pub fn check_watches(&self, conn: ConnId, path: &str, t: WatcherType) -> ServerResult<()> {
         let (data, child, mode) = self.type_modes(t)?;
         // 3.9 checks Persistent in the data table only.
         let child = child && !(self.compat == Compat::V3_9 && t == WatcherType::Persistent);
@@ -351,7 +351,7 @@ impl WatchManager {
     ///
     /// # Errors
     /// NoWatcher (-121) when nothing was removed, MarshallingError (-5).
-    pub fn remove_watches(&mut self, conn: ConnId, path: &str, t: WatcherType) -> OpResult<()> {
+    pub fn remove_watches(&mut self, conn: ConnId, path: &str, t: WatcherType) -> ServerResult<()> {
         let (data, child, mode) = self.type_modes(t)?;
         let mut removed = false;
         if child {
@@ -465,7 +465,7 @@ mod tests {
         WatchManager::new()
     }
 
-    fn nowatch(r: OpResult<()>) {
+    fn nowatch(r: ServerResult<()>) {
         assert_eq!(r, Err(ErrorCode(err::NO_WATCHER)));
     }
 
