@@ -244,9 +244,7 @@ where
     /// Session errors.
     pub async fn query_instances(&self, name: &str) -> Result<Vec<ServiceInstance<P>>, Error> {
         let client = self.sessions.client().await?;
-        read_instances(&client, &join(&self.base, name))
-            .await
-            .map(|(v, _)| v)
+        read_instances(&client, &join(&self.base, name)).await
     }
 
     /// A cache of `name`'s instances, kept current.
@@ -261,19 +259,17 @@ where
     }
 }
 
+/// Reads the instances under `path`, setting no watch: a one-shot watch on
+/// `path` would replace a cache's persistent recursive watch on it from the
+/// same session on ZooKeeper before 3.9 (one watch mode per session and
+/// path, ZOOKEEPER-4466), and the cache would stop seeing changes.
 async fn read_instances<P: DeserializeOwned>(
     client: &Client,
     path: &str,
-) -> Result<(Vec<ServiceInstance<P>>, Option<zkit::OneshotWatcher>), Error> {
-    let (children, watcher) = match client.get_children_and_watch(path).await {
-        Ok((c, _, w)) => (c, Some(w)),
-        Err(Error::NoNode) => {
-            let (s, w) = client.exists_and_watch(path).await?;
-            if s.is_some() {
-                return Box::pin(read_instances(client, path)).await;
-            }
-            return Ok((Vec::new(), Some(w)));
-        }
+) -> Result<Vec<ServiceInstance<P>>, Error> {
+    let children = match client.get_children(path).await {
+        Ok((c, _)) => c,
+        Err(Error::NoNode) => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
     let mut out = Vec::with_capacity(children.len());
@@ -291,7 +287,7 @@ async fn read_instances<P: DeserializeOwned>(
         }
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok((out, watcher))
+    Ok(out)
 }
 
 /// What a [`Registration`]'s task is asked to do.
@@ -639,7 +635,7 @@ async fn follow_service<P: DeserializeOwned + PartialEq>(
         let mut disconnected = false;
         loop {
             match read_instances::<P>(&client, &path).await {
-                Ok((list, _)) => {
+                Ok(list) => {
                     set_if_changed(&tx, list);
                 }
                 Err(e) if e.is_retryable() => {

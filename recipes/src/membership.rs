@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use zkit::{Bytes, Client, CreateMode, Error, Version};
+use zkit::{AddWatchMode, Bytes, Client, CreateMode, Error, EventType, SessionState, Version};
 
 use crate::internal::held::Held;
 use crate::internal::protected::{
@@ -147,9 +147,13 @@ impl Drop for GroupMember {
 }
 
 /// The live members of a group (id -> payload), kept current by a
-/// background task that watches the group's children. Reading it never
-/// misses the latest set: after every change (and after reconnecting) the
-/// members are listed again.
+/// background task on one persistent recursive watch of the group: joins,
+/// leaves and payload updates (a member's `update`, Curator's
+/// `setThisData`) each change the map; after a reconnect the members are
+/// listed again, as events missed while disconnected are not replayed.
+///
+/// Dropping it stops the task; the client removes the watch when its last
+/// watcher is gone.
 #[derive(Debug)]
 pub struct MemberSet {
     rx: watch::Receiver<BTreeMap<String, Bytes>>,
@@ -193,51 +197,118 @@ impl Drop for MemberSet {
     }
 }
 
+/// Reads every member (no watch: see [`follow`]).
+async fn list(client: &Client, path: &str) -> Result<BTreeMap<String, Bytes>, Error> {
+    let children = match client.get_children(path).await {
+        Ok((c, _)) => c,
+        Err(Error::NoNode) => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e),
+    };
+    let mut set = BTreeMap::new();
+    for c in children {
+        match client.get_data(&join(path, &c)).await {
+            Ok((d, _)) => {
+                set.insert(c, d);
+            }
+            Err(Error::NoNode) => {} // left meanwhile
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(set)
+}
+
+/// Keeps `tx` equal to the group's members.
+///
+/// One persistent recursive watch on the group sees joins (a child
+/// created), leaves (deleted), payload updates (data changed) and the group
+/// itself appearing or going. Nothing here sets a one-shot watch on the
+/// group's path: before 3.9, ZooKeeper keeps one watch mode per session and
+/// path (ZOOKEEPER-4466), and a one-shot watch would replace the persistent
+/// one. After a reconnect everything is read again, as ZooKeeper does not
+/// replay the events missed meanwhile.
 async fn follow(client: Client, path: String, tx: watch::Sender<BTreeMap<String, Bytes>>) {
     let mut delays = backoff();
-    loop {
-        let listed = async {
-            match client.get_children_and_watch(&path).await {
-                Ok((children, _, w)) => {
-                    let mut set = BTreeMap::new();
-                    for c in children {
-                        match client.get_data(&join(&path, &c)).await {
-                            Ok((d, _)) => {
-                                set.insert(c, d);
-                            }
-                            Err(Error::NoNode) => {} // left meanwhile
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    Ok((set, Some(w)))
-                }
-                Err(Error::NoNode) => {
-                    // No group yet: wait for it to appear.
-                    let (s, w) = client.exists_and_watch(&path).await?;
-                    if s.is_some() {
-                        return Ok((BTreeMap::new(), None));
-                    }
-                    Ok((BTreeMap::new(), Some(w)))
-                }
-                Err(e) => Err(e),
-            }
-        }
-        .await;
-        match listed {
-            Ok((set, watcher)) => {
-                set_if_changed(&tx, set);
-                if let Some(w) = watcher {
-                    if let Err(e) = w.changed().await {
-                        if !e.is_retryable() {
-                            return; // session over: the receivers see Closed
-                        }
-                    }
-                }
-            }
+    let mut states = client.state_stream();
+    let mut events = loop {
+        match client
+            .add_watch(&path, AddWatchMode::PersistentRecursive)
+            .await
+        {
+            Ok(w) => break w,
             Err(e) if e.is_retryable() => {
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
             }
+            Err(_) => return, // session over: the receivers see Closed
+        }
+    };
+    'reload: loop {
+        match list(&client, &path).await {
+            Ok(set) => set_if_changed(&tx, set),
+            Err(e) if e.is_retryable() => {
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                continue;
+            }
             Err(_) => return,
+        }
+        let mut disconnected = false;
+        loop {
+            tokio::select! {
+                ev = events.changed() => {
+                    let Ok(ev) = ev else { return };
+                    if ev.path == path {
+                        match ev.event_type {
+                            EventType::NodeCreated => continue 'reload,
+                            EventType::NodeDeleted => set_if_changed(&tx, BTreeMap::new()),
+                            _ => {}
+                        }
+                        continue;
+                    }
+                    // Only direct children are members.
+                    let Some(name) = ev
+                        .path
+                        .strip_prefix(path.as_str())
+                        .and_then(|rest| rest.strip_prefix('/'))
+                        .filter(|name| !name.is_empty() && !name.contains('/'))
+                    else {
+                        continue;
+                    };
+                    match ev.event_type {
+                        EventType::NodeDeleted => {
+                            tx.send_if_modified(|set| set.remove(name).is_some());
+                        }
+                        EventType::NodeCreated | EventType::NodeDataChanged => {
+                            match client.get_data(&ev.path).await {
+                                Ok((data, _)) => {
+                                    tx.send_if_modified(|set| {
+                                        if set.get(name) == Some(&data) {
+                                            return false;
+                                        }
+                                        set.insert(name.to_string(), data);
+                                        true
+                                    });
+                                }
+                                Err(Error::NoNode) => {
+                                    tx.send_if_modified(|set| set.remove(name).is_some());
+                                }
+                                // Disconnected: the state stream says when to
+                                // read everything again.
+                                Err(e) if e.is_retryable() => disconnected = true,
+                                Err(_) => return,
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                s = states.next_state() => match s {
+                    Some(SessionState::Disconnected | SessionState::Connecting) => disconnected = true,
+                    Some(SessionState::Connected | SessionState::ConnectedReadOnly) => {
+                        if disconnected {
+                            continue 'reload; // events may have been missed
+                        }
+                    }
+                    _ => return,
+                },
+            }
         }
     }
 }

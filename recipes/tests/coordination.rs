@@ -216,6 +216,17 @@ async fn group_membership_follows_joins_and_leaves() {
     ma.update(b"10.0.0.7").await.unwrap();
     let (d, _) = setup.get_data(&format!("{path}/a")).await.unwrap();
     assert_eq!(&d[..], b"10.0.0.7");
+    // The set sees the payload update with nobody joining or leaving.
+    let deadline = tokio::time::Instant::now() + SOON;
+    while set.borrow().get("a").map(|p| &p[..]) != Some(&b"10.0.0.7"[..]) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "update not seen: {:?}",
+            set.borrow()
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(200), set.changed()).await;
+    }
+    assert_eq!(members(&set), ["a"]);
     ma.leave().await.unwrap();
     a.close().await.unwrap();
     b.close().await.unwrap();

@@ -276,3 +276,49 @@ async fn a_sequential_registration_is_updated_and_removed_by_its_real_name() {
     })
     .await;
 }
+
+// Before 3.9 ZooKeeper keeps one watch mode per session and path
+// (ZOOKEEPER-4466): a one-shot watch set on the cache's path from the same
+// session used to replace the cache's persistent recursive watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_sees_a_service_that_appears_later_and_after_its_parent_was_reaped() {
+    let setup = client().await;
+    let dir = base(&setup, "disclate").await;
+    let services = format!("{dir}/services");
+    let parent = format!("{services}/late");
+    let d = ServiceDiscovery::<Zone>::new(sessions(), services.clone());
+    let cache = d.cache("late");
+    // Queries through the cache's own session must not disturb its watch.
+    assert!(d.query_instances("late").await.unwrap().is_empty());
+    let registrar = ServiceDiscovery::<Zone>::new(sessions(), services.clone());
+    let ids = |c: &zkit_recipes::discovery::ServiceCache<Zone>| {
+        c.instances().into_iter().map(|i| i.id).collect::<Vec<_>>()
+    };
+    // Give the cache time to read the (absent) service before it appears.
+    tokio::time::sleep(common::QUIET).await;
+    let x = registrar
+        .register(ServiceInstance::new("late", "10.0.0.1", 80).id("x"))
+        .await
+        .unwrap();
+    eventually("the cache sees x", SOON, || async { ids(&cache) == ["x"] }).await;
+    assert_eq!(d.query_instances("late").await.unwrap().len(), 1);
+    x.unregister().await.unwrap();
+    eventually("the cache sees x leave", SOON, || async {
+        ids(&cache).is_empty()
+    })
+    .await;
+    // The server reaps the empty container parent (done here at once, as
+    // its reaper would after checkIntervalMs).
+    setup.delete(&parent, zkit::Version::Any).await.unwrap();
+    assert!(d.query_instances("late").await.unwrap().is_empty());
+    tokio::time::sleep(common::QUIET).await;
+    let y = registrar
+        .register(ServiceInstance::new("late", "10.0.0.2", 80).id("y"))
+        .await
+        .unwrap();
+    eventually("the cache sees y after the reap", SOON, || async {
+        ids(&cache) == ["y"]
+    })
+    .await;
+    y.unregister().await.unwrap();
+}

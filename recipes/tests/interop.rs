@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{base, client, connect_string};
+use common::{base, client, connect_string, eventually};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use zkit::{Client, CreateOptions, Error, Version};
@@ -385,6 +385,98 @@ async fn zkit_and_curator_discover_each_other() {
         .unwrap()
         .unwrap();
     assert!(status.success());
+}
+
+/// A Curator `GroupMember`'s payload update (`setThisData`) reaches a zkit
+/// `MemberSet` (it used to watch the children only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_set_sees_a_curator_members_payload_update() {
+    use tokio::io::AsyncWriteExt;
+    use zkit_recipes::{GroupMember, MemberSet};
+    let Some(classes) = curator_worker() else {
+        require(false, "Curator (libcurator-recipes-java) or javac");
+        return;
+    };
+    let setup = client().await;
+    let dir = base(&setup, "groupcur").await;
+    let path = format!("{dir}/members");
+    let mut cmd = curator(&classes, &["group", &connect_string(), &path]);
+    cmd.stdin(Stdio::piped());
+    let (mut child, mut lines) = spawn(cmd);
+    assert_eq!(next_line(&mut lines).await, "joined");
+    let z = client().await;
+    let _z1 = GroupMember::join(&z, &path, "z1", b"pz1").await.unwrap();
+    let set = MemberSet::watch(&setup, &path);
+    let view = |set: &MemberSet| {
+        set.borrow()
+            .iter()
+            .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v)))
+            .collect::<Vec<_>>()
+    };
+    let want = ["j1=pj1", "z1=pz1"];
+    eventually("both members", Duration::from_secs(10), || async {
+        view(&set) == want
+    })
+    .await;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"update\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    assert_eq!(next_line(&mut lines).await, "updated");
+    let want = ["j1=pj1-v2", "z1=pz1"];
+    eventually("Curator's update seen", Duration::from_secs(10), || async {
+        view(&set) == want
+    })
+    .await;
+    drop(stdin);
+    assert_eq!(next_line(&mut lines).await, "done");
+    eventually("j1 left", Duration::from_secs(10), || async {
+        view(&set) == ["z1=pz1"]
+    })
+    .await;
+    z.close().await.unwrap();
+}
+
+/// A zkit `ServiceCache` started before its service exists sees an
+/// instance Curator registers later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_cache_sees_a_late_curator_registration() {
+    use zkit_recipes::discovery::ServiceDiscovery;
+    let Some(classes) = curator_worker() else {
+        require(false, "Curator (libcurator-discovery-java) or javac");
+        return;
+    };
+    let setup = client().await;
+    let dir = base(&setup, "latecur").await;
+    let services = format!("{dir}/services");
+    let sessions = zkit_recipes::Sessions::new(Client::builder(), connect_string());
+    let d = ServiceDiscovery::<serde_json::Value>::new(sessions, services.clone());
+    let cache = d.cache("late");
+    assert!(d.query_instances("late").await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut cmd = curator(
+        &classes,
+        &["register", &connect_string(), &services, "late", "j7"],
+    );
+    cmd.stdin(Stdio::piped());
+    let (mut child, mut lines) = spawn(cmd);
+    assert_eq!(next_line(&mut lines).await, "registered");
+    eventually("the cache sees j7", Duration::from_secs(10), || async {
+        cache
+            .instances()
+            .iter()
+            .map(|i| i.id.clone())
+            .collect::<Vec<_>>()
+            == ["j7"]
+    })
+    .await;
+    drop(child.stdin.take());
+    assert_eq!(next_line(&mut lines).await, "done");
+    eventually(
+        "the cache sees j7 leave",
+        Duration::from_secs(10),
+        || async { cache.instances().is_empty() },
+    )
+    .await;
 }
 
 async fn next_line(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {

@@ -9,6 +9,13 @@
 //     Map payload zone=eu-1), prints "registered", then waits for an instance of
 //     "rust-svc" and prints "found <id> <address>:<port> zone=<payload zone>";
 //     stays registered until stdin closes, then prints "done".
+//   CuratorWorker group CONNECT GROUP_PATH
+//     GroupMember "j1" with data "pj1": prints "joined"; on the stdin line
+//     "update" calls setThisData("pj1-v2") and prints "updated"; leaves when
+//     stdin closes and prints "done".
+//   CuratorWorker register CONNECT BASE_PATH NAME ID
+//     curator-x-discovery: registers service NAME id ID (10.3.3.3:7000),
+//     prints "registered", stays registered until stdin closes, prints "done".
 //   CuratorWorker queue CONNECT QUEUE_PATH
 //     SimpleDistributedQueue: offers "j1" and "j2", prints "offered", waits
 //     until j1 is gone and two items are queued (the other side took j1 and
@@ -22,6 +29,7 @@ import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.framework.recipes.leader.LeaderLatch;
 import org.apache.curator.framework.recipes.locks.InterProcessMutex;
+import org.apache.curator.framework.recipes.nodes.GroupMember;
 import org.apache.curator.framework.recipes.queue.SimpleDistributedQueue;
 import org.apache.curator.x.discovery.ServiceDiscovery;
 import org.apache.curator.x.discovery.ServiceDiscoveryBuilder;
@@ -85,6 +93,41 @@ public class CuratorWorker {
             }
             byte[] item = q.take();
             System.out.println("took " + new String(item, StandardCharsets.UTF_8));
+            System.out.println("done");
+            c.close();
+            return;
+        }
+        if (mode.equals("group")) {
+            GroupMember m = new GroupMember(c, args[2], "j1", "pj1".getBytes(StandardCharsets.UTF_8));
+            m.start();
+            System.out.println("joined");
+            System.out.flush();
+            java.io.BufferedReader in = new java.io.BufferedReader(
+                new java.io.InputStreamReader(System.in, StandardCharsets.UTF_8));
+            String line;
+            while ((line = in.readLine()) != null) {
+                if (line.equals("update")) {
+                    m.setThisData("pj1-v2".getBytes(StandardCharsets.UTF_8));
+                    System.out.println("updated");
+                    System.out.flush();
+                }
+            }
+            m.close();
+            System.out.println("done");
+            c.close();
+            return;
+        }
+        if (mode.equals("register")) {
+            ServiceDiscovery<Map> sd = ServiceDiscoveryBuilder.builder(Map.class)
+                .client(c).basePath(args[2]).build();
+            sd.start();
+            ServiceInstance<Map> me = ServiceInstance.<Map>builder()
+                .name(args[3]).id(args[4]).address("10.3.3.3").port(7000).build();
+            sd.registerService(me);
+            System.out.println("registered");
+            System.out.flush();
+            while (System.in.read() >= 0) { }
+            sd.close();
             System.out.println("done");
             c.close();
             return;
