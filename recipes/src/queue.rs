@@ -88,22 +88,71 @@ impl Claim {
 
     /// Removes the item for good, in one transaction with our claim (which
     /// must still exist): a claim lost in the meantime (session expired)
-    /// fails with [`Error::MultiFailed`] and the item stays for another
-    /// consumer.
+    /// fails and the item stays for another consumer.
+    ///
+    /// A lost reply (ConnectionLoss) is resolved here, not handed to the
+    /// caller: our claim tells whether the transaction applied (it deletes
+    /// the claim, and nobody else deletes a claim of a live session), so
+    /// the transaction is sent again while the claim is still ours, and the
+    /// item counts as completed once the claim is gone. So `Ok` means the
+    /// item is gone for good, and an item is never left claimed by a live
+    /// session with no handle to finish it.
     ///
     /// # Errors
-    /// As above; session errors. A ConnectionLoss leaves the outcome
-    /// unknown (the item is either completed or still claimed by us).
+    /// [`Error::MultiFailed`] when our claim was lost (the item goes to
+    /// another consumer); [`Error::SessionExpired`] and other session
+    /// errors when the session ended before the outcome was known (the
+    /// claim ended with it: the item is delivered again).
+    ///
+    /// # Cancel safety
+    /// Dropping the future before it resolves deletes our claim in the
+    /// background (after anything already sent): if the transaction had not
+    /// applied, the item is delivered again, never lost.
     pub async fn complete(mut self) -> Result<(), Error> {
-        self.done = true;
-        self.client
-            .multi()
-            .check(&self.claim, Version::Exact(0))
-            .delete(&self.item, Version::Any)
-            .delete(&self.claim, Version::Exact(0))
-            .commit()
-            .await
-            .map(drop)
+        let session = self.client.session_id().0;
+        let mut delays = backoff();
+        loop {
+            let sent = self
+                .client
+                .multi()
+                .check(&self.claim, Version::Exact(0))
+                .delete(&self.item, Version::Any)
+                .delete(&self.claim, Version::Exact(0))
+                .commit()
+                .await;
+            match sent {
+                Ok(_) => {
+                    self.done = true;
+                    return Ok(());
+                }
+                Err(e) if e.is_retryable() => {}
+                Err(e) => return Err(e),
+            }
+            // Outcome unknown: find out from our claim.
+            loop {
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                match self.client.exists(&self.claim).await {
+                    // Still ours: the transaction did not apply. Send it again.
+                    Ok(Some(s)) if s.ephemeral_owner == session => break,
+                    // Gone: our transaction deleted it, with the item.
+                    Ok(None) => {
+                        self.done = true;
+                        tracing::debug!(item = %self.item, "completed (reply lost)");
+                        return Ok(());
+                    }
+                    // Another consumer's claim: ours was lost.
+                    Ok(Some(_)) => {
+                        self.done = true;
+                        return Err(Error::MultiFailed {
+                            index: 0,
+                            source: Box::new(Error::NoNode),
+                        });
+                    }
+                    Err(e) if e.is_retryable() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
     }
 
     /// Gives the item back to the queue now.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{base, client, SOON};
 use zkit_recipes::Queue;
+use zkit_testcontainers::{FaultMode, FaultProxy};
 
 /// Items per producer (4 producers, 4 consumers).
 fn per_producer() -> usize {
@@ -263,4 +264,82 @@ async fn dropped_takes_lose_no_item() {
     let mut want: Vec<String> = (0..N).map(|i| format!("item-{i}")).collect();
     want.sort();
     assert_eq!(names, want, "{dropped} takes dropped");
+}
+
+/// A consumer whose session goes through `proxy`.
+async fn consumer_via(proxy: &FaultProxy) -> zkit::Client {
+    zkit::Client::builder()
+        .session_timeout(Duration::from_secs(10))
+        .connect(&proxy.addr().to_string())
+        .await
+        .unwrap()
+}
+
+/// `complete()` whose reply is lost resolves the outcome itself: the
+/// commit applied (only the reply was cut) or never reached the server (the
+/// connection was cut before it was forwarded). Either way it returns `Ok`
+/// with the item and the claim gone, on the same live session: the item is
+/// never left claimed by a live session with no handle to finish it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_resolves_a_lost_reply() {
+    let setup = client().await;
+    let dir = base(&setup, "qlost").await;
+    let path = format!("{dir}/q");
+    let server = common::connect_string()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proxy = FaultProxy::start(server).await.unwrap();
+    let consumer = consumer_via(&proxy).await;
+    let session = consumer.session_id();
+    let q = Queue::new(&consumer, path.clone());
+    let producer = Queue::new(&setup, path.clone());
+    producer.put(b"applied").await.unwrap();
+    producer.put(b"never-sent").await.unwrap();
+    let claims = format!("{path}/_claims");
+    let remaining = || async {
+        let (items, _) = setup.get_children(&path).await.unwrap();
+        let (claimed, _) = setup.get_children(&claims).await.unwrap();
+        let items: Vec<String> = items.into_iter().filter(|i| i.starts_with("qn-")).collect();
+        (items, claimed)
+    };
+
+    // 1. The commit applies; its reply is cut on the way back.
+    let claim = q.take_claimed().await.unwrap();
+    assert_eq!(claim.data(), b"applied");
+    proxy.cut_after_downstream(0);
+    claim
+        .complete()
+        .await
+        .expect("completed despite the lost reply");
+    let (items, claimed) = remaining().await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert!(claimed.is_empty(), "{claimed:?}");
+
+    // 2. The commit never reaches the server: held in the proxy, then the
+    // connection is cut and the held bytes die with it.
+    let claim = q.take_claimed().await.unwrap();
+    assert_eq!(claim.data(), b"never-sent");
+    let item = claim.item().to_string();
+    proxy.set_mode(FaultMode::Blackhole);
+    let completing = tokio::spawn(claim.complete());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        setup.exists(&item).await.unwrap().is_some(),
+        "nothing was forwarded"
+    );
+    proxy.cut();
+    proxy.set_mode(FaultMode::Pass);
+    tokio::time::timeout(SOON, completing)
+        .await
+        .expect("complete resolves")
+        .unwrap()
+        .expect("completed after sending again");
+    let (items, claimed) = remaining().await;
+    assert!(items.is_empty(), "{items:?}");
+    assert!(claimed.is_empty(), "{claimed:?}");
+    assert_eq!(consumer.session_id(), session, "one session throughout");
+    consumer.close().await.unwrap();
 }
