@@ -220,6 +220,24 @@ fn handshake(
     let read_only = req.read_only.map(|_| false);
     let mut st = shared.lock();
     if req.last_zxid_seen > st.zxid {
+        if req.session_id != 0 && st.sessions.timeout(req.session_id).is_none() {
+            // ZooKeeper closes the connection of a client ahead of it, so
+            // that the client tries a server that has caught up. A single
+            // server never catches up with a history it lost (an in-memory
+            // server restarted), and it does not know the session: answer
+            // as ZooKeeper answers an unknown session, at once, instead of
+            // leaving the client to its own expiry timer.
+            tracing::info!(
+                %peer,
+                session = format_args!("{:#x}", req.session_id),
+                "unknown session from a client ahead of this server (zxid {:#x} > {:#x}): expired",
+                req.last_zxid_seen,
+                st.zxid
+            );
+            let _ = tx.send(Out::Frame(record_frame(&expired(read_only)), st.gate()));
+            let _ = tx.send(Out::Close);
+            return None;
+        }
         tracing::info!(
             %peer,
             "client has seen zxid {:#x}, server only {:#x}; closing",
@@ -253,14 +271,7 @@ fn handshake(
             .sessions
             .reopen(req.session_id, &req.passwd, timeout, now)
         {
-            let resp = ConnectResponse {
-                protocol_version: 0,
-                timeout: 0,
-                session_id: 0,
-                passwd: Bytes::from_static(&[0u8; 16]),
-                read_only,
-            };
-            let _ = tx.send(Out::Frame(record_frame(&resp), st.gate()));
+            let _ = tx.send(Out::Frame(record_frame(&expired(read_only)), st.gate()));
             let _ = tx.send(Out::Close);
             return None;
         }
@@ -294,6 +305,18 @@ fn handshake(
         auth: AuthInfo::new(peer.ip()),
         tx: tx.clone(),
     })
+}
+
+/// ZooKeeper's answer to a session it does not know: timeout 0, id 0, a
+/// zeroed password.
+fn expired(read_only: Option<bool>) -> ConnectResponse {
+    ConnectResponse {
+        protocol_version: 0,
+        timeout: 0,
+        session_id: 0,
+        passwd: Bytes::from_static(&[0u8; 16]),
+        read_only,
+    }
 }
 
 /// Waits for the durable zxid to move (never, for an in-memory server).

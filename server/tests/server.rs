@@ -413,3 +413,47 @@ async fn v3_9_notifications_carry_the_txn_zxid() {
     assert_eq!(note.zxid, reply.zxid);
     srv.shutdown().await;
 }
+
+/// An in-memory server that restarted has lost every session: a client
+/// resuming its session there is told Expired at once (ZooKeeper's zeroed
+/// ConnectResponse), not left retrying until its own expiry timer (4/3 of
+/// its 20 s timeout), although the new server is behind the zxid the client
+/// has seen.
+#[tokio::test]
+async fn a_restarted_in_memory_server_expires_resuming_sessions_at_once() {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
+    let first = Server::builder().listen(addr).start().await.unwrap();
+    let c = Client::builder()
+        .session_timeout(Duration::from_secs(20))
+        .connect(&addr.to_string())
+        .await
+        .unwrap();
+    for i in 0..3 {
+        c.create(&format!("/n{i}"), b"x", &CreateOptions::default())
+            .await
+            .unwrap();
+    }
+    let mut states = c.state_stream();
+    first.shutdown().await;
+    let second = Server::builder().listen(addr).start().await.unwrap();
+    let started = std::time::Instant::now();
+    let expired = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(s) = states.next_state().await {
+            if s == zkit::SessionState::Expired {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        expired,
+        Ok(true),
+        "not expired within 10 s (client-side expiry would take 26 s)"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(second.session_count(), 0);
+    second.shutdown().await;
+}

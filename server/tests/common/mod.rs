@@ -56,8 +56,9 @@ pub fn free_port() -> u16 {
 }
 
 /// A real standalone ZooKeeper and a bundled server with the same tick time
-/// and every four-letter word allowed; `None` when ZooKeeper is missing and
-/// `ZKIT_ALLOW_MISSING_ZOOKEEPER=1`. Neither reaps containers during a test
+/// and every four-letter word allowed; `None` (the test skips) unless
+/// `ZKIT_TEST_BACKEND=zookeeper` asks for real ZooKeeper (then a missing
+/// ZooKeeper fails). Neither reaps containers during a test
 /// (the reapers' timers would not be in step).
 pub async fn real_and_bundled() -> Option<(Ensemble, RunningServer)> {
     let real = Ensemble::builder()
