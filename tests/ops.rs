@@ -773,3 +773,106 @@ async fn oversized_reply_is_connection_loss_and_session_recovers() {
         .iter()
         .all(|x| matches!(x, Ok(zkit::ReadResult::Data(d, _)) if d.len() == 1_000_000)));
 }
+
+#[tokio::test]
+async fn create_all_and_ensure_path_create_missing_parents() {
+    let c = client().await;
+    let dir = base(&c, "mkdirs").await;
+    // Parents made with the node's ACL; the node with its data and mode.
+    let acl = vec![Acl::new(
+        zkit::Perms::READ | zkit::Perms::CREATE | zkit::Perms::DELETE,
+        "world",
+        "anyone",
+    )];
+    let (path, stat) = c
+        .create_all(
+            &format!("{dir}/a/b/job-"),
+            b"payload",
+            &CreateOptions::new(CreateMode::PersistentSequential).acl(Acl::open_unsafe()),
+        )
+        .await
+        .unwrap();
+    assert!(path.starts_with(&format!("{dir}/a/b/job-")), "{path}");
+    assert_eq!(stat.data_length, 7);
+    let (data, _) = c.get_data(&format!("{dir}/a")).await.unwrap();
+    assert!(data.is_empty());
+    // Existing parents: only the node is created.
+    let (before, _) = c.get_children(&format!("{dir}/a")).await.unwrap();
+    c.create_all(&format!("{dir}/a/c"), b"x", &CreateOptions::default())
+        .await
+        .unwrap();
+    let (after, _) = c.get_children(&format!("{dir}/a")).await.unwrap();
+    assert_eq!(after.len(), before.len() + 1);
+    // The node itself existing is still an error.
+    assert_err(
+        c.create_all(&format!("{dir}/a/c"), b"x", &CreateOptions::default())
+            .await,
+        Error::NodeExists,
+    );
+    // The parents get the node's ACL.
+    c.create_all(
+        &format!("{dir}/ro/leaf"),
+        b"",
+        &CreateOptions::default().acl(acl.clone()),
+    )
+    .await
+    .unwrap();
+    let (parent_acl, _) = c.get_acl(&format!("{dir}/ro")).await.unwrap();
+    assert_eq!(parent_acl, acl);
+    // So an ACL without CREATE cannot get a node under a new parent.
+    assert_err(
+        c.create_all(
+            &format!("{dir}/ro2/leaf"),
+            b"",
+            &CreateOptions::default().acl(Acl::read_unsafe()),
+        )
+        .await,
+        Error::NoAuth,
+    );
+    // An ephemeral ancestor cannot have children.
+    c.create(
+        &format!("{dir}/eph"),
+        b"",
+        &CreateOptions::new(CreateMode::Ephemeral),
+    )
+    .await
+    .unwrap();
+    assert_err(
+        c.create_all(&format!("{dir}/eph/x/y"), b"", &CreateOptions::default())
+            .await,
+        Error::NoChildrenForEphemerals,
+    );
+
+    c.ensure_path(&format!("{dir}/p/q/r")).await.unwrap();
+    assert!(c.exists(&format!("{dir}/p/q/r")).await.unwrap().is_some());
+    // Existing: nothing changes.
+    c.set_data(&format!("{dir}/p/q"), b"keep", Version::Any)
+        .await
+        .unwrap();
+    c.ensure_path(&format!("{dir}/p/q")).await.unwrap();
+    let (d, _) = c.get_data(&format!("{dir}/p/q")).await.unwrap();
+    assert_eq!(&d[..], b"keep");
+    c.ensure_path("/").await.unwrap();
+    assert_invalid_path(c.ensure_path("no-slash").await, "no-slash");
+}
+
+#[tokio::test]
+async fn delete_all_removes_a_subtree_children_first() {
+    let c = client().await;
+    let dir = base(&c, "rmr").await;
+    for p in ["t/a/x", "t/a/y", "t/b", "t/c/d/e", "keep/z"] {
+        c.create_all(&format!("{dir}/{p}"), b"", &CreateOptions::default())
+            .await
+            .unwrap();
+    }
+    c.delete_all(&format!("{dir}/t")).await.unwrap();
+    assert!(c.exists(&format!("{dir}/t")).await.unwrap().is_none());
+    assert!(c.exists(&format!("{dir}/keep/z")).await.unwrap().is_some());
+    // Already gone: fine.
+    c.delete_all(&format!("{dir}/t")).await.unwrap();
+    assert!(matches!(
+        c.delete_all("/").await,
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_invalid_path(c.delete_all("/bad/").await, "/bad/");
+}

@@ -3,6 +3,7 @@
 mod builder;
 mod driver;
 mod multi;
+mod paths;
 mod watcher;
 
 use std::future::Future;
