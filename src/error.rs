@@ -110,6 +110,18 @@ pub enum Error {
         /// Its error.
         source: Box<Error>,
     },
+    /// A fenced transaction was refused: its fence (added with
+    /// [`MultiWrite::fence`](crate::MultiWrite::fence), as the recipes'
+    /// `guarded()` writes do) failed, so nothing was written. `source` says
+    /// why: usually [`Error::NoNode`] (the lock, lease or leadership node is
+    /// gone: ownership was lost) or [`Error::BadVersion`].
+    #[error("fenced out by {path}: {source}")]
+    Fenced {
+        /// The fence's path (relative to the chroot).
+        path: String,
+        /// Why the fence failed.
+        source: Box<Error>,
+    },
 
     // ---- session and connection --------------------------------------------
     /// The connection was lost before the reply arrived (-4). For a write the
@@ -181,7 +193,9 @@ macro_rules! server_codes {
                 Some(match self {
                     $(Self::$variant => err::$code,)*
                     Self::ServerCode(c) => *c,
-                    Self::MultiFailed { source, .. } => return source.code(),
+                    Self::MultiFailed { source, .. } | Self::Fenced { source, .. } => {
+                        return source.code()
+                    }
                     _ => return None,
                 })
             }
@@ -233,6 +247,12 @@ impl Error {
     /// Whether the session is over: nothing on this client will succeed again.
     pub fn is_session_terminal(&self) -> bool {
         matches!(self, Self::SessionExpired | Self::AuthFailed | Self::Closed)
+    }
+
+    /// Whether a fenced write was refused because its fence failed
+    /// ([`Error::Fenced`]): the caller no longer holds what fenced it.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Self::Fenced { .. })
     }
 
     /// Whether a write's outcome is unknown (it may have been applied): the

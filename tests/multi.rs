@@ -365,3 +365,58 @@ async fn failed_multi_still_consumes_a_zxid() {
     }
     panic!("the failed multi never consumed exactly one zxid");
 }
+
+#[tokio::test]
+async fn a_failed_fence_is_reported_as_fenced_not_by_index() {
+    let c = client().await;
+    let dir = base(&c, "fence").await;
+    let owner = format!("{dir}/owner");
+    let target = format!("{dir}/target");
+    c.create(&owner, b"", &CreateOptions::default())
+        .await
+        .unwrap();
+    c.create(&target, b"0", &CreateOptions::default())
+        .await
+        .unwrap();
+    // Fence holds: written.
+    c.multi()
+        .fence(&owner, Version::Any)
+        .set_data(&target, b"1", Version::Any)
+        .commit()
+        .await
+        .unwrap();
+    // Fence gone: refused as Fenced, naming it; nothing written.
+    c.delete(&owner, Version::Any).await.unwrap();
+    let r = c
+        .multi()
+        .fence(&owner, Version::Any)
+        .set_data(&target, b"2", Version::Any)
+        .commit()
+        .await;
+    match &r {
+        Err(e @ Error::Fenced { path, source }) => {
+            assert!(e.is_fenced());
+            assert_eq!(path, &owner);
+            assert_eq!(**source, Error::NoNode);
+            assert_eq!(e.code(), Some(Error::NoNode.code().unwrap()));
+        }
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+    let (d, _) = c.get_data(&target).await.unwrap();
+    assert_eq!(&d[..], b"1");
+    // Another op failing behind a holding fence is still MultiFailed.
+    c.create(&owner, b"", &CreateOptions::default())
+        .await
+        .unwrap();
+    let r = c
+        .multi()
+        .fence(&owner, Version::Any)
+        .set_data(&target, b"3", Version::Exact(99))
+        .commit()
+        .await;
+    assert!(
+        matches!(&r, Err(Error::MultiFailed { index: 1, source }) if **source == Error::BadVersion),
+        "{r:?}"
+    );
+    assert!(!r.unwrap_err().is_fenced());
+}

@@ -156,7 +156,7 @@ impl LeaderLatch {
     /// we have no node.
     pub fn guarded(&self) -> Option<MultiWrite> {
         let node = lock(&self.inner.node).clone()?;
-        Some(self.inner.client.multi().check(&node, Version::Any))
+        Some(self.inner.client.multi().fence(&node, Version::Any))
     }
 
     /// The participants' ids in election order (the leader first).
@@ -367,7 +367,7 @@ impl Leader {
     /// A transaction that commits only while this term lasts (it checks our
     /// election node first).
     pub fn guarded(&self) -> MultiWrite {
-        self.client.multi().check(&self.node, Version::Any)
+        self.client.multi().fence(&self.node, Version::Any)
     }
 }
 

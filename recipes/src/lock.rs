@@ -424,11 +424,11 @@ impl LockGuard {
         let _ = rx.wait_for(|s| *s == LockState::Lost).await;
     }
 
-    /// A transaction that first checks our lock node exists: committed only
-    /// if we still hold the lock, else it fails with
-    /// [`Error::MultiFailed`] at index 0 (NoNode) and writes nothing.
+    /// A transaction fenced by our lock node: committed only if we still
+    /// hold the lock, else it fails with [`Error::Fenced`]
+    /// ([`Error::is_fenced`]) and writes nothing.
     pub fn guarded(&self) -> MultiWrite {
-        self.client.multi().check(&self.node, Version::Any)
+        self.client.multi().fence(&self.node, Version::Any)
     }
 
     /// Releases the lock: deletes our node (retrying through connection

@@ -87,8 +87,9 @@ impl Claim {
     }
 
     /// Removes the item for good, in one transaction with our claim (which
-    /// must still exist): a claim lost in the meantime (session expired)
-    /// fails and the item stays for another consumer.
+    /// must still exist, the transaction's fence): a claim lost in the
+    /// meantime (session expired) fails and the item stays for another
+    /// consumer.
     ///
     /// A lost reply (ConnectionLoss) is resolved here, not handed to the
     /// caller: our claim tells whether the transaction applied (it deletes
@@ -99,7 +100,7 @@ impl Claim {
     /// session with no handle to finish it.
     ///
     /// # Errors
-    /// [`Error::MultiFailed`] when our claim was lost (the item goes to
+    /// [`Error::Fenced`] when our claim was lost (the item goes to
     /// another consumer); [`Error::SessionExpired`] and other session
     /// errors when the session ended before the outcome was known (the
     /// claim ended with it: the item is delivered again).
@@ -115,7 +116,7 @@ impl Claim {
             let sent = self
                 .client
                 .multi()
-                .check(&self.claim, Version::Exact(0))
+                .fence(&self.claim, Version::Exact(0))
                 .delete(&self.item, Version::Any)
                 .delete(&self.claim, Version::Exact(0))
                 .commit()
@@ -143,8 +144,8 @@ impl Claim {
                     // Another consumer's claim: ours was lost.
                     Ok(Some(_)) => {
                         self.done = true;
-                        return Err(Error::MultiFailed {
-                            index: 0,
+                        return Err(Error::Fenced {
+                            path: self.claim.clone(),
                             source: Box::new(Error::NoNode),
                         });
                     }

@@ -307,12 +307,12 @@ async fn expiry_loses_the_lock_and_fences_the_old_holder() {
     // even through another session the check on its node would fail).
     let stale = setup
         .multi()
-        .check(guard.node(), Version::Any)
+        .fence(guard.node(), Version::Any)
         .set_data(&target, b"stale", Version::Any)
         .commit()
         .await;
     assert!(
-        matches!(stale, Err(Error::MultiFailed { index: 0, .. })),
+        matches!(&stale, Err(e @ Error::Fenced { path, .. }) if e.is_fenced() && path == guard.node()),
         "{stale:?}"
     );
     next.release().await.unwrap();

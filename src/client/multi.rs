@@ -39,6 +39,8 @@ pub struct MultiWrite {
     client: Client,
     ops: Vec<MultiOp>,
     error: Option<Error>,
+    /// Indexes of fence ops, with their client paths.
+    fences: Vec<(usize, String)>,
 }
 
 impl MultiWrite {
@@ -47,6 +49,7 @@ impl MultiWrite {
             client,
             ops: Vec::new(),
             error: None,
+            fences: Vec::new(),
         }
     }
 
@@ -68,6 +71,35 @@ impl MultiWrite {
                 path,
                 version: version.as_i32(),
             }));
+        }
+        self
+    }
+
+    /// Adds a fence: a version check like [`check`](Self::check), whose
+    /// failure the commit reports as [`Error::Fenced`] (naming the fence)
+    /// rather than as [`Error::MultiFailed`] at some index. Put it first:
+    /// the transaction writes only while the fence holds (a lock node still
+    /// ours, a leadership or lease node, a config version).
+    ///
+    /// ```no_run
+    /// # async fn demo(zk: zkit::Client) -> zkit::Result<()> {
+    /// use zkit::Version;
+    /// let r = zk
+    ///     .multi()
+    ///     .fence("/locks/job/_c_1234-lock-0000000007", Version::Any)
+    ///     .set_data("/jobs/state", b"done", Version::Any)
+    ///     .commit()
+    ///     .await;
+    /// if matches!(&r, Err(e) if e.is_fenced()) {
+    ///     println!("lost the lock: nothing written");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn fence(mut self, path: &str, version: Version) -> Self {
+        let index = self.ops.len();
+        self = self.check(path, version);
+        if self.ops.len() > index {
+            self.fences.push((index, path.to_string()));
         }
         self
     }
@@ -131,6 +163,7 @@ impl MultiWrite {
         self,
     ) -> impl std::future::Future<Output = Result<Vec<OpResult>>> + Send + 'static {
         let client = self.client.clone();
+        let fences = self.fences;
         // `None`: an empty multi, answered locally like Java does.
         let reply = match self.error {
             Some(e) => Some(Err(e)),
@@ -145,7 +178,18 @@ impl MultiWrite {
                 return Ok(Vec::new());
             };
             let r: MultiResponse = decode(await_reply(reply).await?)?;
-            multi_results(&client, r)
+            multi_results(&client, r).map_err(|e| match e {
+                Error::MultiFailed { index, source } => {
+                    match fences.iter().find(|(i, _)| *i == index) {
+                        Some((_, path)) => Error::Fenced {
+                            path: path.clone(),
+                            source,
+                        },
+                        None => Error::MultiFailed { index, source },
+                    }
+                }
+                other => other,
+            })
         }
     }
 }
