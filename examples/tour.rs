@@ -66,17 +66,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let discovery = ServiceDiscovery::<serde_json::Value>::new(sessions(), services.clone());
     println!("  services: {:?}", discovery.query_names().await?);
-    let provider = ServiceProvider::new(discovery.cache("echo"), Strategy::RoundRobin);
-    while provider.instance().is_none() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let cache = discovery.cache("echo");
+    cache.initialized().await; // the instances are loaded: no polling
+    let mut provider = ServiceProvider::new(cache, Strategy::RoundRobin);
     let picks: Vec<String> = (0..6)
         .filter_map(|_| provider.instance().map(|i| i.id))
         .collect();
     println!("  a client balancing 6 calls round-robin: {picks:?}");
     let gone = registrations.remove(0);
     gone.unregister().await?;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The cache follows the registry: wait for it to see echo-1 go.
+    while provider
+        .cache()
+        .instances()
+        .iter()
+        .any(|i| i.id == "echo-1")
+    {
+        provider.cache().changed().await?;
+    }
     let picks: Vec<String> = (0..4)
         .filter_map(|_| provider.instance().map(|i| i.id))
         .collect();
@@ -156,10 +163,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut subs: Vec<ConfigSubscription<Limits>> = (0..3)
         .map(|_| ConfigSubscription::start(sessions(), cfg.clone()))
         .collect();
-    for s in &mut subs {
-        while s.current().is_none() {
-            s.changed().await?;
-        }
+    for s in &subs {
+        s.initialized().await; // read once: current() is the value
     }
     println!("  3 subscribers see rate = 10");
     config::publish(&admin, &cfg, &Limits { rate: 25 }, Version::Any).await?;

@@ -36,9 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Sessions::new(Client::builder(), cs.clone()),
         path.clone(),
     );
-    while sub.current().is_none() {
-        sub.changed().await?;
-    }
+    sub.initialized().await; // read once: current() is the value
     println!("subscriber sees {:?}", sub.current().map(|v| v.value));
     config::publish(
         &admin,

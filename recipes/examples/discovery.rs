@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use zkit::Client;
 use zkit_recipes::discovery::{ServiceDiscovery, ServiceInstance, ServiceProvider, Strategy};
 use zkit_recipes::Sessions;
@@ -37,14 +35,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             i.payload.unwrap_or_default()
         );
     }
-    let p = ServiceProvider::new(d.cache("api"), Strategy::RoundRobin);
-    while p.instance().is_none() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let cache = d.cache("api");
+    cache.initialized().await; // loaded: no polling
+    let mut p = ServiceProvider::new(cache, Strategy::RoundRobin);
     let calls: Vec<String> = (0..6).filter_map(|_| p.instance().map(|i| i.id)).collect();
     println!("round-robin: {calls:?}");
     regs.remove(1).unregister().await?;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    while p.cache().instances().iter().any(|i| i.id == "api-2") {
+        p.cache().changed().await?;
+    }
     let calls: Vec<String> = (0..4).filter_map(|_| p.instance().map(|i| i.id)).collect();
     println!("api-2 left; now: {calls:?}");
     Ok(())

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use zkit::Client;
 use zkit_recipes::cache::TreeCache;
 use zkit_recipes::{GroupMember, MemberSet, Sessions};
@@ -20,6 +18,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let observer = Client::connect(&cs).await?;
     let mut set = MemberSet::watch(&observer, &path);
     let cache = TreeCache::start(Sessions::new(Client::builder(), cs.clone()), path.clone());
+    let mut cache_events = cache.events();
     let mut clients = Vec::new();
     for name in ["node-a", "node-b", "node-c"] {
         let zk = Client::connect(&cs).await?;
@@ -41,7 +40,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         set.borrow().keys().collect::<Vec<_>>()
     );
     cache.initialized().await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The cache follows the tree: wait until it has seen node-b go too.
+    while cache.children(&path).len() != 2 {
+        let _ = cache_events.recv().await;
+    }
     for (p, n) in cache.snapshot() {
         println!("tree cache: {p} = {:?}", String::from_utf8_lossy(&n.data));
     }

@@ -83,6 +83,7 @@ pub async fn publish<T: Serialize>(
 #[derive(Debug)]
 pub struct ConfigSubscription<T> {
     rx: watch::Receiver<Option<Versioned<T>>>,
+    ready: watch::Receiver<bool>,
     task: tokio::task::JoinHandle<()>,
     _t: PhantomData<fn() -> T>,
 }
@@ -94,12 +95,25 @@ where
     /// Starts following the value at `path`, with sessions from `sessions`.
     pub fn start(sessions: Sessions, path: impl Into<String>) -> Self {
         let (tx, rx) = watch::channel(None);
-        let task = tokio::spawn(follow(sessions, path.into(), tx));
+        let (ready_tx, ready) = watch::channel(false);
+        let task = tokio::spawn(follow(sessions, path.into(), tx, ready_tx));
         Self {
             rx,
+            ready,
             task,
             _t: PhantomData,
         }
+    }
+
+    /// Waits until the node has been read once: then
+    /// [`current`](Self::current) is the value (or `None`: no node), not
+    /// merely "not read yet".
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn initialized(&self) {
+        let mut r = self.ready.clone();
+        let _ = r.wait_for(|ok| *ok).await;
     }
 
     /// The latest value (`None` while the node is absent or before the
@@ -125,6 +139,9 @@ where
     }
 }
 
+/// Dropping the subscription stops its background task (and with it the
+/// watch on the node); receivers from [`receiver`](ConfigSubscription::receiver)
+/// keep the last value and see the channel closed.
 impl<T> Drop for ConfigSubscription<T> {
     fn drop(&mut self) {
         self.task.abort();
@@ -135,6 +152,7 @@ async fn follow<T: DeserializeOwned>(
     sessions: Sessions,
     path: String,
     tx: watch::Sender<Option<Versioned<T>>>,
+    ready: watch::Sender<bool>,
 ) {
     // The newest change seen (mzxid), or the zxid at which the node was
     // found absent; nothing older is published.
@@ -176,7 +194,10 @@ async fn follow<T: DeserializeOwned>(
                 Err(e) => Err(e),
             };
             let watcher = match read {
-                Ok(w) => w,
+                Ok(w) => {
+                    ready.send_if_modified(|r| !std::mem::replace(r, true));
+                    w
+                }
                 Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                     continue;

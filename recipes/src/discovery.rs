@@ -250,12 +250,14 @@ where
     /// A cache of `name`'s instances, kept current.
     pub fn cache(&self, name: &str) -> ServiceCache<P> {
         let (tx, rx) = watch::channel(Vec::new());
+        let (ready_tx, ready) = watch::channel(false);
         let task = tokio::spawn(follow_service(
             self.sessions.clone(),
             join(&self.base, name),
             tx,
+            ready_tx,
         ));
-        ServiceCache { rx, task }
+        ServiceCache { rx, ready, task }
     }
 }
 
@@ -577,10 +579,22 @@ async fn ours_by_prefix(
 #[derive(Debug)]
 pub struct ServiceCache<P> {
     rx: watch::Receiver<Vec<ServiceInstance<P>>>,
+    ready: watch::Receiver<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl<P: Clone> ServiceCache<P> {
+    /// Waits until the service's instances have been read once (as
+    /// Curator's `ServiceCache.start()`): [`instances`](Self::instances) is
+    /// then the registry's list, not merely empty because nothing was read.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn initialized(&self) {
+        let mut r = self.ready.clone();
+        let _ = r.wait_for(|ok| *ok).await;
+    }
+
     /// The instances now.
     pub fn instances(&self) -> Vec<ServiceInstance<P>> {
         self.rx.borrow().clone()
@@ -603,6 +617,9 @@ impl<P: Clone> ServiceCache<P> {
     }
 }
 
+/// Dropping the cache stops its background task (and its watch); receivers
+/// from [`receiver`](ServiceCache::receiver) keep the last list and see the
+/// channel closed.
 impl<P> Drop for ServiceCache<P> {
     fn drop(&mut self) {
         self.task.abort();
@@ -613,6 +630,7 @@ async fn follow_service<P: DeserializeOwned + PartialEq>(
     sessions: Sessions,
     path: String,
     tx: watch::Sender<Vec<ServiceInstance<P>>>,
+    ready: watch::Sender<bool>,
 ) {
     loop {
         let client = sessions.client_retrying().await;
@@ -637,6 +655,7 @@ async fn follow_service<P: DeserializeOwned + PartialEq>(
             match read_instances::<P>(&client, &path).await {
                 Ok(list) => {
                     set_if_changed(&tx, list);
+                    ready.send_if_modified(|r| !std::mem::replace(r, true));
                 }
                 Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;

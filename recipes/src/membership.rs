@@ -157,6 +157,7 @@ impl Drop for GroupMember {
 #[derive(Debug)]
 pub struct MemberSet {
     rx: watch::Receiver<BTreeMap<String, Bytes>>,
+    ready: watch::Receiver<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -165,8 +166,26 @@ impl MemberSet {
     /// members until it appears).
     pub fn watch(client: &Client, path: &str) -> Self {
         let (tx, rx) = watch::channel(BTreeMap::new());
-        let task = tokio::spawn(follow(client.clone(), path.to_string(), tx));
-        Self { rx, task }
+        let (ready_tx, ready) = watch::channel(false);
+        let task = tokio::spawn(follow(client.clone(), path.to_string(), tx, ready_tx));
+        Self { rx, ready, task }
+    }
+
+    /// Waits until the group has been listed once: [`borrow`](Self::borrow)
+    /// is then the group's members, not merely empty because nothing was
+    /// read.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the session ended before the first listing.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn initialized(&self) -> Result<(), Error> {
+        let mut r = self.ready.clone();
+        r.wait_for(|ok| *ok)
+            .await
+            .map(drop)
+            .map_err(|_| Error::Closed)
     }
 
     /// The current members.
@@ -191,6 +210,8 @@ impl MemberSet {
     }
 }
 
+/// Dropping the set stops its background task; the client removes the
+/// watch when its last watcher is gone.
 impl Drop for MemberSet {
     fn drop(&mut self) {
         self.task.abort();
@@ -226,7 +247,12 @@ async fn list(client: &Client, path: &str) -> Result<BTreeMap<String, Bytes>, Er
 /// path (ZOOKEEPER-4466), and a one-shot watch would replace the persistent
 /// one. After a reconnect everything is read again, as ZooKeeper does not
 /// replay the events missed meanwhile.
-async fn follow(client: Client, path: String, tx: watch::Sender<BTreeMap<String, Bytes>>) {
+async fn follow(
+    client: Client,
+    path: String,
+    tx: watch::Sender<BTreeMap<String, Bytes>>,
+    ready: watch::Sender<bool>,
+) {
     let mut delays = backoff();
     let mut states = client.state_stream();
     let mut events = loop {
@@ -243,7 +269,10 @@ async fn follow(client: Client, path: String, tx: watch::Sender<BTreeMap<String,
     };
     'reload: loop {
         match list(&client, &path).await {
-            Ok(set) => set_if_changed(&tx, set),
+            Ok(set) => {
+                set_if_changed(&tx, set);
+                ready.send_if_modified(|r| !std::mem::replace(r, true));
+            }
             Err(e) if e.is_retryable() => {
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                 continue;

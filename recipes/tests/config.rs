@@ -152,3 +152,20 @@ async fn publish_compare_and_set() {
     let (raw, _) = setup.get_data(&path).await.unwrap();
     assert_eq!(serde_json::from_slice::<Limits>(&raw).unwrap(), limits(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initialized_tells_a_read_value_or_absence_from_not_read_yet() {
+    let setup = client().await;
+    let dir = base(&setup, "cfginit").await;
+    let present = format!("{dir}/present");
+    config::publish(&setup, &present, &limits(7), Version::Any)
+        .await
+        .unwrap();
+    let sessions = Sessions::new(Client::builder(), connect_string());
+    let sub = ConfigSubscription::<Limits>::start(sessions.clone(), present);
+    sub.initialized().await;
+    assert_eq!(sub.current().unwrap().value, limits(7));
+    let absent = ConfigSubscription::<Limits>::start(sessions, format!("{dir}/absent"));
+    absent.initialized().await;
+    assert!(absent.current().is_none());
+}

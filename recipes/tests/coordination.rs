@@ -202,6 +202,11 @@ async fn group_membership_follows_joins_and_leaves() {
         );
         let _ = tokio::time::timeout(Duration::from_millis(200), set.changed()).await;
     }
+    // A new set is complete once initialized, without waiting for changes.
+    let fresh = MemberSet::watch(&setup, &path);
+    fresh.initialized().await.unwrap();
+    assert_eq!(members(&fresh), ["a", "b", "c"]);
+    drop(fresh);
     mb.leave().await.unwrap();
     c.close().await.unwrap(); // c's membership ends with its session
     let deadline = tokio::time::Instant::now() + SOON;

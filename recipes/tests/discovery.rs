@@ -78,11 +78,11 @@ async fn instances_register_query_and_balance() {
         .unwrap();
     assert_eq!(b.query_instances("echo").await.unwrap().len(), 2);
 
-    let provider = ServiceProvider::new(a.cache("echo"), Strategy::RoundRobin);
-    eventually("cache filled", SOON, || async {
-        provider.instance().is_some()
-    })
-    .await;
+    let cache = a.cache("echo");
+    cache.initialized().await;
+    assert_eq!(cache.instances().len(), 2, "loaded when initialized");
+    let provider = ServiceProvider::new(cache, Strategy::RoundRobin);
+    assert!(provider.instance().is_some());
     let picks: Vec<String> = (0..4).map(|_| provider.instance().unwrap().id).collect();
     assert_eq!(picks.iter().collect::<HashSet<_>>().len(), 2, "{picks:?}");
     assert_ne!(picks[0], picks[1], "round robin alternates");
@@ -294,8 +294,9 @@ async fn a_cache_sees_a_service_that_appears_later_and_after_its_parent_was_reap
     let ids = |c: &zkit_recipes::discovery::ServiceCache<Zone>| {
         c.instances().into_iter().map(|i| i.id).collect::<Vec<_>>()
     };
-    // Give the cache time to read the (absent) service before it appears.
-    tokio::time::sleep(common::QUIET).await;
+    // The cache has read the (absent) service before it appears.
+    cache.initialized().await;
+    assert!(ids(&cache).is_empty());
     let x = registrar
         .register(ServiceInstance::new("late", "10.0.0.1", 80).id("x"))
         .await
