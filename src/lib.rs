@@ -137,7 +137,8 @@ mod error;
 mod path;
 #[doc(inline)]
 pub use zkit_proto as proto;
-pub mod session;
+mod session;
+mod transport;
 mod types;
 
 pub use error::{Error, Result};
@@ -150,4 +151,5 @@ pub use client::{
 };
 pub use path::validate_path;
 pub use proto::digest_id;
-pub use session::HostAddr;
+pub use session::{ConnectString, HostAddr, DEFAULT_PORT};
+pub use transport::{BoxedIo, Connect, ConnectFuture, Io, TcpConnector};

@@ -11,6 +11,7 @@ use super::driver::{Driver, SessionInfo};
 use super::Client;
 use crate::error::{Error, Result};
 use crate::session::{terminal_error, ConnectString, Session, SessionConfig};
+use crate::transport::{Connect, TcpConnector};
 use crate::types::{SessionId, SessionState};
 
 /// Settings for a new [`Client`]. Consuming setters; finish with
@@ -36,6 +37,7 @@ pub struct ClientBuilder {
     max_frame: usize,
     seed: Option<u64>,
     resume: Option<(i64, Bytes)>,
+    connector: Option<Arc<dyn Connect>>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -52,6 +54,7 @@ impl std::fmt::Debug for ClientBuilder {
             )
             .field("max_frame", &self.max_frame)
             .field("resume", &self.resume.as_ref().map(|r| SessionId(r.0)))
+            .field("custom_connector", &self.connector.is_some())
             .finish()
     }
 }
@@ -67,6 +70,7 @@ impl Default for ClientBuilder {
             max_frame: crate::proto::DEFAULT_JUTE_MAXBUFFER,
             seed: None,
             resume: None,
+            connector: None,
         }
     }
 }
@@ -145,6 +149,15 @@ impl ClientBuilder {
         self
     }
 
+    /// How connections to servers are opened (default [`TcpConnector`]):
+    /// the seam for TLS, tunnels, fault injection and in-memory tests. See
+    /// [`Connect`] for what a connector must do.
+    #[must_use]
+    pub fn connector(mut self, connector: impl Connect) -> Self {
+        self.connector = Some(Arc::new(connector));
+        self
+    }
+
     /// Connects and resolves once a session is established. Must be called
     /// within a tokio runtime: the session's background task is spawned on it.
     ///
@@ -177,7 +190,8 @@ impl ClientBuilder {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (state_tx, mut state_rx) = watch::channel(SessionState::Connecting);
         let info = Arc::new(Mutex::new(SessionInfo::default()));
-        let driver = Driver::new(session, cmd_rx, state_tx, info.clone());
+        let connector = self.connector.unwrap_or_else(|| Arc::new(TcpConnector));
+        let driver = Driver::new(session, cmd_rx, state_tx, info.clone(), connector);
         tokio::spawn(driver.run());
         let client = Client::from_parts(cmd_tx, state_rx.clone(), info, cs.chroot);
         // Wait for the first session (or a terminal state).

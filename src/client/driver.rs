@@ -1,23 +1,21 @@
-//! The one background task of a session: it owns the socket and the
+//! The one background task of a session: it owns the transport and the
 //! [`Session`], and carries out the session's events. All protocol decisions
 //! are the session's; this file only moves bytes, time and messages.
+//! Connections come from a [`Connect`] (plain TCP by default).
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant as TokioInstant;
 use tracing::{debug, trace};
 
 use crate::error::Error;
 use crate::session::{Event, HostAddr, Request, RequestId, Session, WatcherId};
+use crate::transport::{BoxedIo, Connect, ConnectFuture};
 use crate::types::{EventType, SessionId, SessionState, WatchedEvent};
 
 /// Messages from handles to the driver. Sent synchronously at call time, so
@@ -28,6 +26,12 @@ pub(crate) enum Command {
         req: Request,
         reply: oneshot::Sender<Result<Bytes, Error>>,
         watcher: Option<(WatcherId, WatchSink)>,
+    },
+    /// An addAuth: credentials the session keeps and replays.
+    AddAuth {
+        scheme: String,
+        auth: Bytes,
+        reply: oneshot::Sender<Result<Bytes, Error>>,
     },
     Unwatch(WatcherId),
     Subscribe(mpsc::UnboundedSender<SessionState>),
@@ -51,28 +55,9 @@ pub(crate) struct SessionInfo {
     pub(crate) server: Option<HostAddr>,
 }
 
-type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
-
 fn now() -> std::time::Instant {
     // tokio's clock, so paused-time tests control it.
     TokioInstant::now().into_std()
-}
-
-async fn dial(host: HostAddr) -> io::Result<TcpStream> {
-    let mut last = io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("{host} resolved to nothing"),
-    );
-    for addr in tokio::net::lookup_host((host.host.as_str(), host.port)).await? {
-        match TcpStream::connect(addr).await {
-            Ok(s) => {
-                s.set_nodelay(true)?;
-                return Ok(s);
-            }
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
 }
 
 pub(crate) struct Driver {
@@ -84,8 +69,9 @@ pub(crate) struct Driver {
     watchers: HashMap<WatcherId, WatchSink>,
     subscribers: Vec<mpsc::UnboundedSender<SessionState>>,
     closers: Vec<oneshot::Sender<Result<(), Error>>>,
-    reader: Option<OwnedReadHalf>,
-    writer: Option<OwnedWriteHalf>,
+    connector: Arc<dyn Connect>,
+    reader: Option<ReadHalf<BoxedIo>>,
+    writer: Option<WriteHalf<BoxedIo>>,
     connecting: Option<ConnectFuture>,
     inbuf: BytesMut,
     outbuf: BytesMut,
@@ -98,6 +84,7 @@ impl Driver {
         cmds: mpsc::UnboundedReceiver<Command>,
         state_tx: watch::Sender<SessionState>,
         info: Arc<Mutex<SessionInfo>>,
+        connector: Arc<dyn Connect>,
     ) -> Self {
         Self {
             session,
@@ -108,6 +95,7 @@ impl Driver {
             watchers: HashMap::new(),
             subscribers: Vec::new(),
             closers: Vec::new(),
+            connector,
             reader: None,
             writer: None,
             connecting: None,
@@ -168,7 +156,7 @@ impl Driver {
                     self.connecting = None;
                     match r {
                         Ok(stream) => {
-                            let (r, w) = stream.into_split();
+                            let (r, w) = tokio::io::split(stream);
                             self.reader = Some(r);
                             self.writer = Some(w);
                             self.session.handle_connected(now());
@@ -195,7 +183,7 @@ impl Driver {
                         None => {
                             // Every Client handle is gone: close the session.
                             self.commands_open = false;
-                            self.session.close(now(), None);
+                            self.session.close(now());
                         }
                     }
                 }
@@ -218,7 +206,7 @@ impl Driver {
         // Late commands: answer them until every handle is gone.
         while let Some(cmd) = self.cmds.recv().await {
             match cmd {
-                Command::Submit { reply, .. } => {
+                Command::Submit { reply, .. } | Command::AddAuth { reply, .. } => {
                     let _ = reply.send(Err(err.clone()));
                 }
                 Command::Close(tx) => {
@@ -246,6 +234,14 @@ impl Driver {
                 let id = self.session.submit(t, req);
                 self.replies.insert(id, reply);
             }
+            Command::AddAuth {
+                scheme,
+                auth,
+                reply,
+            } => {
+                let id = self.session.add_auth(t, scheme, auth);
+                self.replies.insert(id, reply);
+            }
             Command::Unwatch(id) => {
                 self.watchers.remove(&id);
                 self.session.unwatch(t, id);
@@ -257,7 +253,7 @@ impl Driver {
             }
             Command::Close(tx) => {
                 self.closers.push(tx);
-                self.session.close(t, None);
+                self.session.close(t);
             }
         }
     }
@@ -275,7 +271,7 @@ impl Driver {
             match ev {
                 Event::Dial { host } => {
                     self.drop_transport();
-                    self.connecting = Some(Box::pin(dial(host)));
+                    self.connecting = Some(self.connector.connect(&host));
                 }
                 Event::CloseTransport => self.drop_transport(),
                 Event::Reply { id, result } => {
@@ -343,21 +339,27 @@ impl Driver {
     }
 }
 
-async fn read_some(reader: &mut Option<OwnedReadHalf>, buf: &mut BytesMut) -> io::Result<usize> {
+async fn read_some(
+    reader: &mut Option<ReadHalf<BoxedIo>>,
+    buf: &mut BytesMut,
+) -> io::Result<usize> {
     match reader {
         Some(r) => r.read_buf(buf).await,
         None => std::future::pending().await,
     }
 }
 
-async fn write_some(writer: &mut Option<OwnedWriteHalf>, buf: &mut BytesMut) -> io::Result<usize> {
+async fn write_some(
+    writer: &mut Option<WriteHalf<BoxedIo>>,
+    buf: &mut BytesMut,
+) -> io::Result<usize> {
     match writer {
         Some(w) => w.write_buf(buf).await,
         None => std::future::pending().await,
     }
 }
 
-async fn poll_connect(c: &mut Option<ConnectFuture>) -> io::Result<TcpStream> {
+async fn poll_connect(c: &mut Option<ConnectFuture>) -> io::Result<BoxedIo> {
     match c {
         Some(f) => f.await,
         None => std::future::pending().await,

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::path::validate_path;
 use crate::proto::codes::{AddWatchMode, OpCode, WatcherType};
 use crate::proto::{
-    decode_exact, Acl, AddWatchRequest, AuthPacket, ClientInfo, Create2Response, CreateRequest,
+    decode_exact, Acl, AddWatchRequest, ClientInfo, Create2Response, CreateRequest,
     CreateTtlRequest, Decode, DeleteRequest, Encode, GetAclResponse, GetChildren2Response,
     GetChildrenResponse, GetDataResponse, IntResponse, MultiOp, PathRequest, PathResponse,
     PathWatchRequest, ReconfigRequest, SetAclRequest, SetDataRequest, Stat, StatResponse,
@@ -878,14 +878,16 @@ impl Client {
         scheme: &str,
         auth: &[u8],
     ) -> impl Future<Output = Result<()>> + Send + 'static {
-        let reply = self.send(
-            OpCode::Auth,
-            encode(&AuthPacket {
-                auth_type: 0,
-                scheme: scheme.to_string(),
-                auth: Bytes::copy_from_slice(auth),
-            }),
-        );
+        let (tx, rx) = oneshot::channel();
+        let cmd = Command::AddAuth {
+            scheme: scheme.to_string(),
+            auth: Bytes::copy_from_slice(auth),
+            reply: tx,
+        };
+        let reply = match self.inner.cmds.send(cmd) {
+            Ok(()) => Ok(rx),
+            Err(_) => Err(self.ended_error()),
+        };
         async move {
             await_reply(reply).await?;
             Ok(())

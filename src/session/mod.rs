@@ -33,7 +33,7 @@ use tracing::{debug, info, warn};
 pub(crate) use chroot::Chroot;
 pub(crate) use hosts::HostList;
 pub use hosts::{ConnectString, HostAddr, DEFAULT_PORT};
-pub use watches::{WatchKind, WatchRegistry, WatcherId, SET_WATCHES_MAX_LENGTH};
+pub(crate) use watches::{WatchKind, WatchRegistry, WatcherId, SET_WATCHES_MAX_LENGTH};
 
 use crate::error::Error;
 use crate::proto::codes::{err, xid, EventType, OpCode, WatcherType};
@@ -45,36 +45,36 @@ use crate::types::{SessionId, SessionState, WatchedEvent};
 
 /// Everything a session needs to know up front.
 #[derive(Debug, Clone)]
-pub struct SessionConfig {
+pub(crate) struct SessionConfig {
     /// Hosts to rotate over (shuffled once with `seed`).
-    pub hosts: Vec<HostAddr>,
+    pub(crate) hosts: Vec<HostAddr>,
     /// Chroot prefixed to every path, if any.
-    pub chroot: Option<String>,
+    pub(crate) chroot: Option<String>,
     /// Requested session timeout (the server clamps it to 2..20 ticks).
-    pub session_timeout: Duration,
+    pub(crate) session_timeout: Duration,
     /// How long the first session may take to establish before the session
     /// gives up with [`Error::Timeout`].
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// How long a request may wait unsent while disconnected before it fails
     /// with [`Error::ConnectionLoss`].
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// Whether a read-only server is acceptable.
-    pub read_only: bool,
+    pub(crate) read_only: bool,
     /// Auth credentials sent on every connection: (scheme, auth bytes).
-    pub auth: Vec<(String, Bytes)>,
+    pub(crate) auth: Vec<(String, Bytes)>,
     /// Largest request frame sent (the server's `jute.maxbuffer`).
-    pub max_request: usize,
+    pub(crate) max_request: usize,
     /// Largest reply frame accepted.
-    pub max_reply: usize,
+    pub(crate) max_reply: usize,
     /// Seed of the host shuffle and back-off jitter.
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// An existing session to resume: (id, password).
-    pub resume: Option<(i64, Bytes)>,
+    pub(crate) resume: Option<(i64, Bytes)>,
 }
 
 impl SessionConfig {
     /// A config with zkit's defaults for `hosts`.
-    pub fn new(hosts: Vec<HostAddr>) -> Self {
+    pub(crate) fn new(hosts: Vec<HostAddr>) -> Self {
         Self {
             hosts,
             chroot: None,
@@ -93,11 +93,11 @@ impl SessionConfig {
 
 /// Identifies one submitted request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(pub u64);
+pub(crate) struct RequestId(pub u64);
 
 /// What a request does to the watch registry when it succeeds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WatchAction {
+pub(crate) enum WatchAction {
     /// Register `id` for `kind` on `path` (server path). `WatchKind::Exist`
     /// means "exists": a data watch if the node exists, an exist watch if the
     /// server answers NoNode.
@@ -121,18 +121,18 @@ pub enum WatchAction {
 
 /// A request for [`Session::submit`]: its op code and marshalled body.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub(crate) struct Request {
     /// The operation.
-    pub op: OpCode,
+    pub(crate) op: OpCode,
     /// The encoded request record (without header), paths already chrooted.
-    pub body: Bytes,
+    pub(crate) body: Bytes,
     /// Watch registry effect on success.
-    pub watch: Option<WatchAction>,
+    pub(crate) watch: Option<WatchAction>,
 }
 
 /// Output of the session for the driver to carry out.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// Open a transport to `host`; report with `handle_connected` or
     /// `handle_connect_failed`. Replaces any transport in progress.
     Dial {
@@ -193,10 +193,42 @@ struct Connected {
     ping_outstanding: bool,
 }
 
+/// What waits in the queue to be sent, in call order.
+#[derive(Debug)]
+enum Outgoing {
+    /// A request of the user.
+    User {
+        /// Whom to answer.
+        id: RequestId,
+        /// The request.
+        req: Request,
+    },
+    /// An addAuth of the user: `auth.entries[entry]` (its waiter is there).
+    Auth {
+        /// Index into the auth entries.
+        entry: usize,
+    },
+    /// removeWatches for a server-side persistent watch no local watcher
+    /// needs any more (fire and forget).
+    RemoveWatches {
+        /// Server path.
+        path: String,
+    },
+}
+
+impl Outgoing {
+    /// The watch registration this entry makes if it succeeds.
+    fn watch(&self) -> Option<&WatchAction> {
+        match self {
+            Self::User { req, .. } => req.watch.as_ref(),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Queued {
-    id: RequestId,
-    req: Request,
+    out: Outgoing,
     queued_at: Instant,
 }
 
@@ -209,7 +241,7 @@ enum PendingKind {
     /// removeWatches sent when the last local persistent watcher went away.
     InternalRemoveWatches,
     /// closeSession.
-    Close(Option<RequestId>),
+    Close,
 }
 
 #[derive(Debug)]
@@ -231,15 +263,10 @@ struct AuthEntry {
     replay: bool,
 }
 
-/// One ZooKeeper session as a state machine. See the module docs.
+/// What the server made of this session, and what we last saw of it.
 #[derive(Debug)]
-pub struct Session {
-    cfg: SessionConfig,
-    chroot: Chroot,
-    rng: StdRng,
-    hosts: HostList,
-    conn: Conn,
-    state: SessionState,
+struct Identity {
+    /// 0 until the first session is established (unless resuming).
     session_id: i64,
     passwd: Bytes,
     negotiated: Option<Duration>,
@@ -247,37 +274,86 @@ pub struct Session {
     last_zxid: i64,
     /// When the session (not the connection) last heard from a server.
     last_heard: Option<Instant>,
-    /// Deadline for establishing the first session.
-    initial_deadline: Instant,
-    next_xid: i32,
+}
+
+/// Requests: waiting to be sent (call order) and sent, waiting for their
+/// replies (xid order).
+#[derive(Debug)]
+struct Requests {
     queue: VecDeque<Queued>,
     pending: VecDeque<Pending>,
-    auths: Vec<AuthEntry>,
-    /// Indexes into `auths` of auth packets sent on this connection, in order.
-    auth_pending: VecDeque<usize>,
-    /// Frames to write before anything queued (handshake, auth, SetWatches).
-    priority: BytesMut,
-    watches: WatchRegistry,
-    events: VecDeque<Event>,
-    inbuf: BytesMut,
-    close_requested: Option<Option<RequestId>>,
-    request_counter: u64,
+    next_xid: i32,
+    /// Last [`RequestId`] handed out.
+    counter: u64,
+}
+
+/// Credentials: every auth of the session (replayed on each new connection,
+/// first thing after the handshake), and those sent on this connection
+/// that wait for their reply. A multi-step exchange (SASL) belongs here.
+#[derive(Debug, Default)]
+struct Auth {
+    entries: Vec<AuthEntry>,
+    /// Indexes into `entries` of auth packets sent on this connection, in
+    /// order.
+    on_conn: VecDeque<usize>,
+}
+
+/// Local watchers and the bookkeeping of the server-side watches.
+#[derive(Debug, Default)]
+struct Watches {
+    registry: WatchRegistry,
     /// Watchers dropped while their registering request was in flight.
-    cancelled_watchers: HashSet<WatcherId>,
-    /// A close waiting for a connection gives up at this instant.
-    close_deadline: Option<Instant>,
-    /// The error requests get once terminal.
-    terminal_err: Option<Error>,
-    /// The host of the transport being opened or open.
-    dialing_host: Option<HostAddr>,
+    cancelled: HashSet<WatcherId>,
     /// Paths whose unused server-side persistent watch could not be removed
     /// yet because a watch request on the same path was in flight.
-    deferred_removals: HashSet<String>,
+    deferred: HashSet<String>,
+}
+
+/// The current connection's bytes.
+#[derive(Debug, Default)]
+struct Wire {
+    /// Frames to write before anything queued (handshake, auth, SetWatches,
+    /// pings).
+    priority: BytesMut,
+    /// Received bytes not yet forming a whole frame.
+    inbuf: BytesMut,
+    /// The host of the transport being opened or open.
+    host: Option<HostAddr>,
+}
+
+/// A close the user asked for.
+#[derive(Debug, Default)]
+struct CloseRequest {
+    requested: bool,
+    /// A close waiting for a connection gives up at this instant.
+    deadline: Option<Instant>,
+}
+
+/// One ZooKeeper session as a state machine. See the module docs.
+#[derive(Debug)]
+pub(crate) struct Session {
+    cfg: SessionConfig,
+    chroot: Chroot,
+    rng: StdRng,
+    hosts: HostList,
+    conn: Conn,
+    state: SessionState,
+    ident: Identity,
+    /// Deadline for establishing the first session.
+    initial_deadline: Instant,
+    requests: Requests,
+    auth: Auth,
+    watches: Watches,
+    wire: Wire,
+    close: CloseRequest,
+    events: VecDeque<Event>,
+    /// The error requests get once terminal.
+    terminal_err: Option<Error>,
 }
 
 impl Session {
     /// A new session; it asks to dial its first host at once.
-    pub fn new(cfg: SessionConfig, now: Instant) -> Self {
+    pub(crate) fn new(cfg: SessionConfig, now: Instant) -> Self {
         let mut rng = StdRng::seed_from_u64(cfg.seed);
         let hosts = HostList::new(cfg.hosts.clone(), &mut rng);
         let (session_id, passwd) = cfg
@@ -302,28 +378,29 @@ impl Session {
             hosts,
             conn: Conn::Backoff { until: now },
             state: SessionState::Connecting,
-            session_id,
-            passwd,
-            negotiated: None,
-            read_only_server: false,
-            last_zxid: 0,
-            last_heard: None,
-            next_xid: 1,
-            queue: VecDeque::new(),
-            pending: VecDeque::new(),
-            auths,
-            auth_pending: VecDeque::new(),
-            priority: BytesMut::new(),
-            watches: WatchRegistry::default(),
+            ident: Identity {
+                session_id,
+                passwd,
+                negotiated: None,
+                read_only_server: false,
+                last_zxid: 0,
+                last_heard: None,
+            },
+            requests: Requests {
+                queue: VecDeque::new(),
+                pending: VecDeque::new(),
+                next_xid: 1,
+                counter: 0,
+            },
+            auth: Auth {
+                entries: auths,
+                on_conn: VecDeque::new(),
+            },
+            watches: Watches::default(),
+            wire: Wire::default(),
+            close: CloseRequest::default(),
             events: VecDeque::new(),
-            inbuf: BytesMut::new(),
-            close_requested: None,
-            request_counter: 0,
-            cancelled_watchers: HashSet::new(),
-            close_deadline: None,
             terminal_err: None,
-            dialing_host: None,
-            deferred_removals: HashSet::new(),
         };
         if s.hosts.len() == 0 {
             s.terminate(SessionState::Closed, now);
@@ -336,50 +413,51 @@ impl Session {
     // ---- getters ------------------------------------------------------------
 
     /// The public state.
-    pub fn state(&self) -> SessionState {
+    pub(crate) fn state(&self) -> SessionState {
         self.state
     }
 
     /// The session id (0 before the first session is established).
-    pub fn session_id(&self) -> SessionId {
-        SessionId(self.session_id)
+    pub(crate) fn session_id(&self) -> SessionId {
+        SessionId(self.ident.session_id)
     }
 
     /// The session password (16 zero bytes before establishment).
-    pub fn session_password(&self) -> &Bytes {
-        &self.passwd
+    pub(crate) fn session_password(&self) -> &Bytes {
+        &self.ident.passwd
     }
 
     /// The negotiated session timeout, once known.
-    pub fn negotiated_timeout(&self) -> Option<Duration> {
-        self.negotiated
+    pub(crate) fn negotiated_timeout(&self) -> Option<Duration> {
+        self.ident.negotiated
     }
 
     /// The server the session is connected to right now, if any.
-    pub fn connected_host(&self) -> Option<&HostAddr> {
+    pub(crate) fn connected_host(&self) -> Option<&HostAddr> {
         match self.conn {
-            Conn::Connected(_) | Conn::Closing { .. } => self.dialing_host.as_ref(),
+            Conn::Connected(_) | Conn::Closing { .. } => self.wire.host.as_ref(),
             _ => None,
         }
     }
 
     /// Highest zxid seen in a reply.
-    pub fn last_zxid(&self) -> i64 {
-        self.last_zxid
+    pub(crate) fn last_zxid(&self) -> i64 {
+        self.ident.last_zxid
     }
 
     /// Number of local watchers registered.
-    pub fn watcher_count(&self) -> usize {
-        self.watches.len()
+    #[cfg(test)]
+    pub(crate) fn watcher_count(&self) -> usize {
+        self.watches.registry.len()
     }
 
     /// Whether the session has ended for good.
-    pub fn is_terminal(&self) -> bool {
+    pub(crate) fn is_terminal(&self) -> bool {
         matches!(self.conn, Conn::Terminal(_))
     }
 
     /// The error every request gets once the session is terminal.
-    pub fn terminal_error(&self) -> Option<Error> {
+    pub(crate) fn terminal_error(&self) -> Option<Error> {
         match self.conn {
             Conn::Terminal(s) => Some(self.terminal_err.clone().unwrap_or(terminal_error(s))),
             _ => None,
@@ -387,13 +465,13 @@ impl Session {
     }
 
     fn timeout_basis(&self) -> Duration {
-        self.negotiated.unwrap_or(self.cfg.session_timeout)
+        self.ident.negotiated.unwrap_or(self.cfg.session_timeout)
     }
 
     /// Receive idleness after which a connection is declared dead: 2/5 of the
     /// session timeout, so a dead server is left well before the session
     /// could expire (Java uses 2/3; we want failover inside half a timeout).
-    pub fn read_timeout(&self) -> Duration {
+    pub(crate) fn read_timeout(&self) -> Duration {
         self.timeout_basis() * 2 / 5
     }
 
@@ -401,13 +479,13 @@ impl Session {
     /// timeout, at most 10 s (Java's `MAX_SEND_PING_INTERVAL`). With the read
     /// timeout at 2/5, a server has 3/10 of the timeout to answer a ping
     /// before the connection is given up.
-    pub fn ping_interval(&self) -> Duration {
+    pub(crate) fn ping_interval(&self) -> Duration {
         (self.timeout_basis() / 10).min(Duration::from_secs(10))
     }
 
     /// How long one connection attempt (TCP + handshake) may take: the
     /// session timeout shared among the hosts (Java), at most the read timeout.
-    pub fn attempt_timeout(&self) -> Duration {
+    pub(crate) fn attempt_timeout(&self) -> Duration {
         let n = self.hosts.len().max(1) as u32;
         (self.timeout_basis() / n)
             .min(self.read_timeout())
@@ -417,7 +495,7 @@ impl Session {
     /// The longest pause between two full cycles over the hosts: 1/20 of the
     /// session timeout (50 ms to 1 s), so a client never sleeps through a
     /// large part of its session while the ensemble elects a leader.
-    pub fn max_pause(&self) -> Duration {
+    pub(crate) fn max_pause(&self) -> Duration {
         (self.timeout_basis() / 20).clamp(Duration::from_millis(50), Duration::from_secs(1))
     }
 
@@ -425,7 +503,7 @@ impl Session {
     /// expired while it cannot reach any server: 4/3 of the negotiated
     /// timeout (Java 3.9.3, ZOOKEEPER-4508). The server expires it within
     /// `(timeout, timeout + tick]`.
-    pub fn client_expiry(&self) -> Duration {
+    pub(crate) fn client_expiry(&self) -> Duration {
         self.timeout_basis() * 4 / 3
     }
 
@@ -433,13 +511,13 @@ impl Session {
 
     /// Queues a request; it is sent as soon as a session is connected.
     /// Requests are sent in submission order.
-    pub fn submit(&mut self, now: Instant, req: Request) -> RequestId {
+    pub(crate) fn submit(&mut self, now: Instant, req: Request) -> RequestId {
         let id = RequestId(self.next_request_id());
         if let Some(e) = self.terminal_error() {
             self.reply_err(id, req.watch.as_ref(), e);
             return id;
         }
-        if self.close_requested.is_some() {
+        if self.close.requested {
             self.reply_err(id, req.watch.as_ref(), Error::Closed);
             return id;
         }
@@ -455,50 +533,41 @@ impl Session {
             );
             return id;
         }
-        if req.op == OpCode::Auth {
-            return self.submit_auth(now, id, req);
-        }
-        self.queue.push_back(Queued {
-            id,
-            req,
+        debug_assert!(req.op != OpCode::Auth, "auth goes through add_auth");
+        self.requests.queue.push_back(Queued {
+            out: Outgoing::User { id, req },
             queued_at: now,
         });
         id
     }
 
     fn next_request_id(&mut self) -> u64 {
-        self.request_counter += 1;
-        self.request_counter
+        self.requests.counter += 1;
+        self.requests.counter
     }
 
-    fn submit_auth(&mut self, now: Instant, id: RequestId, req: Request) -> RequestId {
-        let mut body = req.body;
-        let packet = match AuthPacket::decode(&mut body) {
-            Ok(p) => p,
-            Err(e) => {
-                self.reply_err(
-                    id,
-                    None,
-                    Error::InvalidArgument(format!("bad auth packet: {e}")),
-                );
-                return id;
-            }
-        };
-        self.auths.push(AuthEntry {
-            scheme: packet.scheme,
-            auth: packet.auth,
+    /// Queues credentials (addAuth): sent in call order among the
+    /// requests, then replayed first thing on every new connection. The
+    /// reply to the first sending answers the returned id.
+    pub(crate) fn add_auth(&mut self, now: Instant, scheme: String, auth: Bytes) -> RequestId {
+        let id = RequestId(self.next_request_id());
+        if let Some(e) = self.terminal_error() {
+            self.reply_err(id, None, e);
+            return id;
+        }
+        if self.close.requested {
+            self.reply_err(id, None, Error::Closed);
+            return id;
+        }
+        self.auth.entries.push(AuthEntry {
+            scheme,
+            auth,
             waiter: Some(id),
             replay: false,
         });
-        // Queued like any request so it keeps its place in call order; the
-        // body carries the entry's index.
-        let index = (self.auths.len() - 1) as u64;
-        self.queue.push_back(Queued {
-            id,
-            req: Request {
-                op: OpCode::Auth,
-                body: Bytes::copy_from_slice(&index.to_be_bytes()),
-                watch: None,
+        self.requests.queue.push_back(Queued {
+            out: Outgoing::Auth {
+                entry: self.auth.entries.len() - 1,
             },
             queued_at: now,
         });
@@ -508,17 +577,17 @@ impl Session {
     /// Stops watcher `id` locally. When it was the last local watcher of a
     /// persistent watch and no other watcher remains on that path, the
     /// server-side watch is removed too (removeWatches, fire and forget).
-    pub fn unwatch(&mut self, now: Instant, id: WatcherId) {
-        let Some((kind, path, last)) = self.watches.unregister(id) else {
+    pub(crate) fn unwatch(&mut self, now: Instant, id: WatcherId) {
+        let Some((kind, path, last)) = self.watches.registry.unregister(id) else {
             // Not registered yet: its request may still be on its way. Make
             // sure the reply does not register it.
             let waiting = |w: Option<&WatchAction>| matches!(w, Some(WatchAction::Register { id: w, .. }) if *w == id);
-            let in_flight = self.pending.iter().any(|p| match &p.kind {
+            let in_flight = self.requests.pending.iter().any(|p| match &p.kind {
                 PendingKind::User(_, w) => waiting(w.as_ref()),
                 _ => false,
-            }) || self.queue.iter().any(|q| waiting(q.req.watch.as_ref()));
+            }) || self.requests.queue.iter().any(|q| waiting(q.out.watch()));
             if in_flight {
-                self.cancelled_watchers.insert(id);
+                self.watches.cancelled.insert(id);
             }
             return;
         };
@@ -535,50 +604,41 @@ impl Session {
         // flight on this path is setting up for another watcher.
         let registering = |w: Option<&WatchAction>| match w {
             Some(WatchAction::Register { id, path: p, .. }) => {
-                *p == path && !self.cancelled_watchers.contains(id)
+                *p == path && !self.watches.cancelled.contains(id)
             }
             _ => false,
         };
-        let in_flight = self.pending.iter().any(|p| match &p.kind {
+        let in_flight = self.requests.pending.iter().any(|p| match &p.kind {
             PendingKind::User(_, w) => registering(w.as_ref()),
             _ => false,
-        }) || self.queue.iter().any(|q| registering(q.req.watch.as_ref()));
+        }) || self
+            .requests
+            .queue
+            .iter()
+            .any(|q| registering(q.out.watch()));
         if self.is_terminal() {
             return;
         }
-        if in_flight || self.watches.has_path(&path) {
+        if in_flight || self.watches.registry.has_path(&path) {
             // Still needed (or about to be): decide again once that request
             // is answered or those watchers are gone.
-            self.deferred_removals.insert(path);
+            self.watches.deferred.insert(path);
             return;
         }
-        self.deferred_removals.remove(&path);
-        {
-            let mut body = BytesMut::new();
-            WatchesRequest {
-                path,
-                watcher_type: WatcherType::Any.code(),
-            }
-            .encode(&mut body);
-            self.queue.push_back(Queued {
-                id: INTERNAL,
-                req: Request {
-                    op: OpCode::RemoveWatches,
-                    body: body.freeze(),
-                    watch: None,
-                },
-                queued_at: now,
-            });
-        }
+        self.watches.deferred.remove(&path);
+        self.requests.queue.push_back(Queued {
+            out: Outgoing::RemoveWatches { path },
+            queued_at: now,
+        });
     }
 
     /// Re-examines the deferred removals (after replies, notifications and
     /// unwatches): each is sent once nothing needs the path any more.
     fn flush_deferred_removals(&mut self, now: Instant) {
-        if self.deferred_removals.is_empty() {
+        if self.watches.deferred.is_empty() {
             return;
         }
-        for path in std::mem::take(&mut self.deferred_removals) {
+        for path in std::mem::take(&mut self.watches.deferred) {
             self.remove_server_watch(now, path);
         }
     }
@@ -586,26 +646,21 @@ impl Session {
     /// Closes the session: queued requests are still sent, then
     /// closeSession; the session becomes `Closed` when the server answers,
     /// the connection drops, or after the read timeout. If no connection is
-    /// up the session is closed at once. `id`, if given, gets the reply.
-    pub fn close(&mut self, now: Instant, id: Option<RequestId>) {
-        if self.is_terminal() || self.close_requested.is_some() {
-            if let Some(id) = id {
-                self.events.push_back(Event::Reply {
-                    id,
-                    result: Ok(Bytes::new()),
-                });
-            }
+    /// up the session is closed at once (after a short wait for one when a
+    /// session exists, so that its ephemerals go now rather than at expiry).
+    /// Whoever waits for the close watches for the terminal state.
+    pub(crate) fn close(&mut self, now: Instant) {
+        if self.is_terminal() || self.close.requested {
             return;
         }
-        self.close_requested = Some(id);
+        self.close.requested = true;
         if !matches!(self.conn, Conn::Connected(_)) {
-            if self.session_id != 0 && self.last_heard.is_some() {
+            if self.ident.session_id != 0 && self.ident.last_heard.is_some() {
                 // Keep trying for a short while to deliver closeSession, so
                 // the server drops the session's ephemerals now rather than
                 // at expiry.
-                self.close_deadline = Some(now + self.read_timeout());
+                self.close.deadline = Some(now + self.read_timeout());
             } else {
-                // terminate() answers `id` (it takes `close_requested`).
                 self.terminate(SessionState::Closed, now);
             }
         }
@@ -613,21 +668,15 @@ impl Session {
 
     /// Whether a close is waiting for a connection and its time is up.
     fn close_given_up(&self, now: Instant) -> bool {
-        self.close_requested.is_some() && self.close_deadline.is_none_or(|d| now >= d)
-    }
-
-    /// A request id for [`close`](Self::close) and other driver-originated
-    /// calls that want a reply.
-    pub fn allocate_request_id(&mut self) -> RequestId {
-        RequestId(self.next_request_id())
+        self.close.requested && self.close.deadline.is_none_or(|d| now >= d)
     }
 
     /// The transport asked for by [`Event::Dial`] is open.
-    pub fn handle_connected(&mut self, now: Instant) {
+    pub(crate) fn handle_connected(&mut self, now: Instant) {
         let Conn::Dialing { idx, deadline } = self.conn else {
             return;
         };
-        self.inbuf.clear();
+        self.wire.inbuf.clear();
         self.conn = Conn::Handshaking {
             idx,
             deadline,
@@ -635,19 +684,19 @@ impl Session {
         };
         let req = ConnectRequest {
             protocol_version: 0,
-            last_zxid_seen: self.last_zxid,
+            last_zxid_seen: self.ident.last_zxid,
             timeout: duration_ms(self.cfg.session_timeout),
-            session_id: self.session_id,
-            passwd: self.passwd.clone(),
+            session_id: self.ident.session_id,
+            passwd: self.ident.passwd.clone(),
             read_only: Some(self.cfg.read_only),
         };
-        self.priority.clear();
-        encode_frame(&mut self.priority, |b| req.encode(b));
+        self.wire.priority.clear();
+        encode_frame(&mut self.wire.priority, |b| req.encode(b));
         let _ = now;
     }
 
     /// The transport asked for by [`Event::Dial`] could not be opened.
-    pub fn handle_connect_failed(&mut self, now: Instant) {
+    pub(crate) fn handle_connect_failed(&mut self, now: Instant) {
         if matches!(self.conn, Conn::Dialing { .. }) {
             self.attempt_failed(now, "connect failed");
         }
@@ -655,7 +704,7 @@ impl Session {
 
     /// Bytes arrived on the transport. Complete frames are processed; a
     /// protocol violation closes the connection (the session may resume).
-    pub fn handle_data(&mut self, now: Instant, data: &[u8]) {
+    pub(crate) fn handle_data(&mut self, now: Instant, data: &[u8]) {
         if !matches!(
             self.conn,
             Conn::Handshaking { .. } | Conn::Connected(_) | Conn::Closing { .. }
@@ -669,9 +718,9 @@ impl Session {
                 c.last_recv = now;
             }
         }
-        self.inbuf.extend_from_slice(data);
+        self.wire.inbuf.extend_from_slice(data);
         loop {
-            let frame = match decode_frame(&mut self.inbuf, self.cfg.max_reply) {
+            let frame = match decode_frame(&mut self.wire.inbuf, self.cfg.max_reply) {
                 Ok(Some(f)) => f,
                 Ok(None) => return,
                 Err(e) => {
@@ -696,7 +745,7 @@ impl Session {
     }
 
     /// The transport closed or failed (EOF or I/O error).
-    pub fn handle_disconnected(&mut self, now: Instant) {
+    pub(crate) fn handle_disconnected(&mut self, now: Instant) {
         match self.conn {
             Conn::Dialing { .. } => self.attempt_failed(now, "connect failed"),
             Conn::Handshaking { .. } => self.attempt_failed(now, "closed during handshake"),
@@ -707,7 +756,7 @@ impl Session {
     }
 
     /// Processes every deadline that has passed at `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         // Session-level deadlines first: they may end everything.
         if !matches!(
             self.conn,
@@ -715,7 +764,7 @@ impl Session {
         ) {
             if let Some(at) = self.expiry_deadline() {
                 if now >= at {
-                    if self.last_heard.is_none() {
+                    if self.ident.last_heard.is_none() {
                         // Never reached a server: whether a resumed session
                         // still exists is unknown, so this is a timeout.
                         info!("no session established within the connect timeout");
@@ -748,7 +797,7 @@ impl Session {
                 } else if !c.ping_outstanding && now >= c.last_send + ping_interval {
                     c.ping_outstanding = true;
                     c.last_send = now;
-                    encode_frame(&mut self.priority, |b| {
+                    encode_frame(&mut self.wire.priority, |b| {
                         RequestHeader {
                             xid: xid::PING,
                             op: OpCode::Ping.code(),
@@ -767,54 +816,51 @@ impl Session {
     // ---- outputs ------------------------------------------------------------
 
     /// The next event for the driver.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
     /// Appends bytes to write to `out`. Returns whether anything was added.
-    pub fn poll_transmit(&mut self, now: Instant, out: &mut BytesMut) -> bool {
+    pub(crate) fn poll_transmit(&mut self, now: Instant, out: &mut BytesMut) -> bool {
         let before = out.len();
         match &mut self.conn {
             // Only the ConnectRequest until the ConnectResponse arrives
             // (Java's rule: an RST must not hide the expiry reply).
             Conn::Handshaking { sent, .. } if !*sent => {
                 *sent = true;
-                out.extend_from_slice(&self.priority);
-                self.priority.clear();
+                out.extend_from_slice(&self.wire.priority);
+                self.wire.priority.clear();
             }
             Conn::Connected(_) | Conn::Closing { .. } => {
-                out.extend_from_slice(&self.priority);
-                self.priority.clear();
+                out.extend_from_slice(&self.wire.priority);
+                self.wire.priority.clear();
                 if matches!(self.conn, Conn::Connected(_)) {
-                    while let Some(q) = self.queue.pop_front() {
+                    while let Some(q) = self.requests.queue.pop_front() {
                         self.write_request(q, out);
                     }
-                    if let Some(id) = self.close_requested {
-                        if !self
+                    if self.close.requested
+                        && !self
+                            .requests
                             .pending
                             .iter()
-                            .any(|p| matches!(p.kind, PendingKind::Close(_)))
-                        {
-                            let xid = self.take_xid();
-                            encode_frame(out, |b| {
-                                RequestHeader {
-                                    xid,
-                                    op: OpCode::CloseSession.code(),
-                                }
-                                .encode(b)
-                            });
-                            self.pending.push_back(Pending {
+                            .any(|p| matches!(p.kind, PendingKind::Close))
+                    {
+                        let xid = self.take_xid();
+                        encode_frame(out, |b| {
+                            RequestHeader {
                                 xid,
-                                op: OpCode::CloseSession,
-                                kind: PendingKind::Close(id),
-                            });
-                            // The pending entry now owns the waiter, so
-                            // terminate() does not answer it a second time.
-                            self.close_requested = Some(None);
-                            self.conn = Conn::Closing {
-                                deadline: now + self.read_timeout(),
-                            };
-                        }
+                                op: OpCode::CloseSession.code(),
+                            }
+                            .encode(b)
+                        });
+                        self.requests.pending.push_back(Pending {
+                            xid,
+                            op: OpCode::CloseSession,
+                            kind: PendingKind::Close,
+                        });
+                        self.conn = Conn::Closing {
+                            deadline: now + self.read_timeout(),
+                        };
                     }
                 }
             }
@@ -831,7 +877,7 @@ impl Session {
 
     /// The earliest instant at which [`handle_timeout`](Self::handle_timeout)
     /// has something to do.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let mut t: Option<Instant> = None;
         let mut at = |i: Instant| t = Some(t.map_or(i, |t| t.min(i)));
         match &self.conn {
@@ -850,10 +896,10 @@ impl Session {
             if let Some(e) = self.expiry_deadline() {
                 at(e);
             }
-            if let Some(d) = self.close_deadline {
+            if let Some(d) = self.close.deadline {
                 at(d);
             }
-            if let Some(q) = self.queue.front() {
+            if let Some(q) = self.requests.queue.front() {
                 at(q.queued_at + self.cfg.request_timeout);
             }
         }
@@ -863,52 +909,53 @@ impl Session {
     // ---- internals ------------------------------------------------------------
 
     fn take_xid(&mut self) -> i32 {
-        let x = self.next_xid;
+        let x = self.requests.next_xid;
         // Java: xids start at 1 and wrap from Integer.MAX_VALUE to 1, never <= 0.
-        self.next_xid = if x == i32::MAX { 1 } else { x + 1 };
+        self.requests.next_xid = if x == i32::MAX { 1 } else { x + 1 };
         x
     }
 
     fn write_request(&mut self, q: Queued, out: &mut BytesMut) {
-        if q.req.op == OpCode::Auth {
-            let index = auth_index(&q.req);
-            if index < self.auths.len() {
-                self.auths[index].replay = true;
-                self.write_auth(index);
-                out.extend_from_slice(&self.priority);
-                self.priority.clear();
+        let (op, body, kind) = match q.out {
+            Outgoing::Auth { entry } => {
+                // From now on replayed on every new connection.
+                self.auth.entries[entry].replay = true;
+                self.write_auth(entry);
+                out.extend_from_slice(&self.wire.priority);
+                self.wire.priority.clear();
+                return;
             }
-            return;
-        }
+            Outgoing::User { id, req } => (req.op, req.body, PendingKind::User(id, req.watch)),
+            Outgoing::RemoveWatches { path } => {
+                let mut body = BytesMut::new();
+                WatchesRequest {
+                    path,
+                    watcher_type: WatcherType::Any.code(),
+                }
+                .encode(&mut body);
+                (
+                    OpCode::RemoveWatches,
+                    body.freeze(),
+                    PendingKind::InternalRemoveWatches,
+                )
+            }
+        };
         let xid = self.take_xid();
         encode_frame(out, |b| {
-            RequestHeader {
-                xid,
-                op: q.req.op.code(),
-            }
-            .encode(b);
-            b.extend_from_slice(&q.req.body);
+            RequestHeader { xid, op: op.code() }.encode(b);
+            b.extend_from_slice(&body);
         });
-        let kind = if q.id == INTERNAL {
-            PendingKind::InternalRemoveWatches
-        } else {
-            PendingKind::User(q.id, q.req.watch)
-        };
-        self.pending.push_back(Pending {
-            xid,
-            op: q.req.op,
-            kind,
-        });
+        self.requests.pending.push_back(Pending { xid, op, kind });
     }
 
     fn write_auth(&mut self, idx: usize) {
-        let a = &self.auths[idx];
+        let a = &self.auth.entries[idx];
         let packet = AuthPacket {
             auth_type: 0,
             scheme: a.scheme.clone(),
             auth: a.auth.clone(),
         };
-        encode_frame(&mut self.priority, |b| {
+        encode_frame(&mut self.wire.priority, |b| {
             RequestHeader {
                 xid: xid::AUTH,
                 op: OpCode::Auth.code(),
@@ -916,13 +963,13 @@ impl Session {
             .encode(b);
             packet.encode(b);
         });
-        self.auth_pending.push_back(idx);
+        self.auth.on_conn.push_back(idx);
     }
 
     fn expiry_deadline(&self) -> Option<Instant> {
-        match self.last_heard {
-            Some(t) if self.session_id != 0 => Some(t + self.client_expiry()),
-            _ if self.session_id == 0 => Some(self.initial_deadline),
+        match self.ident.last_heard {
+            Some(t) if self.ident.session_id != 0 => Some(t + self.client_expiry()),
+            _ if self.ident.session_id == 0 => Some(self.initial_deadline),
             // Resuming a given session that we never heard from: give it the
             // connect timeout.
             _ => Some(self.initial_deadline),
@@ -931,11 +978,11 @@ impl Session {
 
     fn expire_queued(&mut self, now: Instant) {
         let timeout = self.cfg.request_timeout;
-        while let Some(q) = self.queue.front() {
+        while let Some(q) = self.requests.queue.front() {
             if now < q.queued_at + timeout {
                 break;
             }
-            let q = self.queue.pop_front().expect("front exists");
+            let q = self.requests.queue.pop_front().expect("front exists");
             debug!("request waited {timeout:?} without a connection");
             self.fail_queued(q, Error::ConnectionLoss);
         }
@@ -943,22 +990,27 @@ impl Session {
 
     /// Answers a request that was never sent.
     fn fail_queued(&mut self, q: Queued, e: Error) {
-        if q.id == INTERNAL {
-            return;
-        }
-        if q.req.op == OpCode::Auth {
-            // Never sent: forget the credentials, answer the waiter once.
-            let index = auth_index(&q.req);
-            if let Some(a) = self.auths.get_mut(index) {
-                a.waiter = None;
+        match q.out {
+            Outgoing::User { id, req } => self.reply_err(id, req.watch.as_ref(), e),
+            Outgoing::Auth { entry } => {
+                // Never sent: the credentials are forgotten (never
+                // replayed); the waiter is answered once.
+                if let Some(id) = self
+                    .auth
+                    .entries
+                    .get_mut(entry)
+                    .and_then(|a| a.waiter.take())
+                {
+                    self.reply_err(id, None, e);
+                }
             }
+            Outgoing::RemoveWatches { .. } => {}
         }
-        self.reply_err(q.id, q.req.watch.as_ref(), e);
     }
 
     fn reply_err(&mut self, id: RequestId, watch: Option<&WatchAction>, e: Error) {
         if let Some(WatchAction::Register { id: w, .. }) = watch {
-            self.cancelled_watchers.remove(w);
+            self.watches.cancelled.remove(w);
             self.events.push_back(Event::WatchAbandoned(*w));
         }
         self.events.push_back(Event::Reply { id, result: Err(e) });
@@ -974,7 +1026,7 @@ impl Session {
     fn dial(&mut self, now: Instant) {
         let (idx, host) = self.hosts.next_host();
         debug!(%host, "dialing");
-        self.dialing_host = Some(host.clone());
+        self.wire.host = Some(host.clone());
         self.conn = Conn::Dialing {
             idx,
             deadline: now + self.attempt_timeout(),
@@ -982,13 +1034,22 @@ impl Session {
         self.events.push_back(Event::Dial { host });
     }
 
+    /// Forgets the transport and everything in flight on it: the driver
+    /// closes it, unread and unwritten bytes are dropped, and every request
+    /// sent on it fails with `e` (for a write, its outcome is unknown).
+    fn drop_connection(&mut self, e: Error) {
+        if !matches!(self.conn, Conn::Backoff { .. } | Conn::Terminal(_)) {
+            self.events.push_back(Event::CloseTransport);
+        }
+        self.wire.inbuf.clear();
+        self.wire.priority.clear();
+        self.auth.on_conn.clear();
+        self.fail_pending(e);
+    }
+
     fn attempt_failed(&mut self, now: Instant, why: &str) {
         debug!(why, "connection attempt failed");
-        self.events.push_back(Event::CloseTransport);
-        self.inbuf.clear();
-        self.priority.clear();
-        self.auth_pending.clear();
-        self.fail_pending(Error::ConnectionLoss);
+        self.drop_connection(Error::ConnectionLoss);
         if self.close_given_up(now) {
             self.terminate(SessionState::Closed, now);
             return;
@@ -1012,13 +1073,9 @@ impl Session {
             return;
         }
         info!(session = %self.session_id(), why, "connection lost");
-        self.events.push_back(Event::CloseTransport);
-        self.inbuf.clear();
-        self.priority.clear();
-        self.auth_pending.clear();
-        self.fail_pending(Error::ConnectionLoss);
+        self.drop_connection(Error::ConnectionLoss);
         self.set_state(SessionState::Disconnected);
-        if self.close_requested.is_some() {
+        if self.close.requested {
             self.terminate(SessionState::Closed, now);
             return;
         }
@@ -1045,14 +1102,12 @@ impl Session {
     }
 
     fn fail_pending(&mut self, e: Error) {
-        for p in std::mem::take(&mut self.pending) {
+        for p in std::mem::take(&mut self.requests.pending) {
             match p.kind {
                 PendingKind::User(id, watch) => self.reply_err(id, watch.as_ref(), e.clone()),
-                PendingKind::Close(Some(id)) => self.events.push_back(Event::Reply {
-                    id,
-                    result: Ok(Bytes::new()),
-                }),
-                _ => {}
+                PendingKind::SetWatches
+                | PendingKind::InternalRemoveWatches
+                | PendingKind::Close => {}
             }
         }
     }
@@ -1065,18 +1120,13 @@ impl Session {
         if self.is_terminal() {
             return;
         }
-        if !matches!(self.conn, Conn::Backoff { .. }) {
-            self.events.push_back(Event::CloseTransport);
-        }
+        self.drop_connection(e.clone());
         self.conn = Conn::Terminal(s);
         self.terminal_err = Some(e.clone());
-        self.inbuf.clear();
-        self.priority.clear();
-        self.fail_pending(e.clone());
-        for q in std::mem::take(&mut self.queue) {
+        for q in std::mem::take(&mut self.requests.queue) {
             self.fail_queued(q, e.clone());
         }
-        for a in &mut self.auths {
+        for a in &mut self.auth.entries {
             if let Some(id) = a.waiter.take() {
                 self.events.push_back(Event::Reply {
                     id,
@@ -1084,13 +1134,7 @@ impl Session {
                 });
             }
         }
-        if let Some(Some(id)) = self.close_requested.take() {
-            self.events.push_back(Event::Reply {
-                id,
-                result: Ok(Bytes::new()),
-            });
-        }
-        self.watches.clear();
+        self.watches.registry.clear();
         self.set_state(s);
     }
 
@@ -1103,7 +1147,7 @@ impl Session {
         if let Conn::Connected(c) = &mut self.conn {
             c.last_recv = now;
         }
-        self.last_heard = Some(now);
+        self.ident.last_heard = Some(now);
         let hdr = ReplyHeader::decode(&mut frame)
             .map_err(|e| Error::Protocol(format!("bad reply header: {e}")))?;
         match hdr.xid {
@@ -1121,10 +1165,11 @@ impl Session {
             }
             xid::AUTH => {
                 let idx = self
-                    .auth_pending
+                    .auth
+                    .on_conn
                     .pop_front()
                     .ok_or_else(|| Error::Protocol("auth reply without a request".into()))?;
-                let waiter = self.auths.get_mut(idx).and_then(|a| a.waiter.take());
+                let waiter = self.auth.entries.get_mut(idx).and_then(|a| a.waiter.take());
                 if hdr.err == err::AUTH_FAILED {
                     warn!("authentication failed");
                     if let Some(id) = waiter {
@@ -1145,8 +1190,10 @@ impl Session {
                 Ok(())
             }
             x => {
-                let p = match self.pending.front() {
-                    Some(p) if p.xid == x => self.pending.pop_front().expect("front exists"),
+                let p = match self.requests.pending.front() {
+                    Some(p) if p.xid == x => {
+                        self.requests.pending.pop_front().expect("front exists")
+                    }
                     Some(p) => {
                         // ClientCnxn.SendThread.readResponse: "Xid out of order".
                         return Err(Error::Protocol(format!(
@@ -1157,7 +1204,7 @@ impl Session {
                     None => return Err(Error::Protocol(format!("unexpected xid {x}"))),
                 };
                 if hdr.zxid > 0 {
-                    self.last_zxid = self.last_zxid.max(hdr.zxid);
+                    self.ident.last_zxid = self.ident.last_zxid.max(hdr.zxid);
                 }
                 self.handle_reply(now, p, hdr.err, frame);
                 Ok(())
@@ -1172,25 +1219,25 @@ impl Session {
         resp: ConnectResponse,
     ) -> Result<(), Error> {
         if resp.timeout <= 0 || resp.session_id == 0 {
-            if self.session_id != 0 {
+            if self.ident.session_id != 0 {
                 info!(session = %self.session_id(), "server reports the session expired");
                 self.terminate(SessionState::Expired, now);
                 return Ok(());
             }
             return Err(Error::Protocol("server refused to create a session".into()));
         }
-        if self.session_id != 0 && resp.session_id != self.session_id {
+        if self.ident.session_id != 0 && resp.session_id != self.ident.session_id {
             return Err(Error::Protocol(format!(
                 "server answered with session {:#x}, expected {:#x}",
-                resp.session_id, self.session_id
+                resp.session_id, self.ident.session_id
             )));
         }
-        let fresh = self.session_id == 0;
-        self.session_id = resp.session_id;
-        self.passwd = resp.passwd;
-        self.negotiated = Some(Duration::from_millis(resp.timeout as u64));
-        self.read_only_server = resp.read_only.unwrap_or(false);
-        self.last_heard = Some(now);
+        let fresh = self.ident.session_id == 0;
+        self.ident.session_id = resp.session_id;
+        self.ident.passwd = resp.passwd;
+        self.ident.negotiated = Some(Duration::from_millis(resp.timeout as u64));
+        self.ident.read_only_server = resp.read_only.unwrap_or(false);
+        self.ident.last_heard = Some(now);
         self.hosts.on_connected(idx);
         self.conn = Conn::Connected(Connected {
             since: now,
@@ -1206,13 +1253,16 @@ impl Session {
         );
         // Order on a new connection (Java primeConnection): auth first (so
         // ACL-checked watch delivery works), then watches, then requests.
-        self.priority.clear();
-        for i in 0..self.auths.len() {
-            if self.auths[i].replay {
+        self.wire.priority.clear();
+        for i in 0..self.auth.entries.len() {
+            if self.auth.entries[i].replay {
                 self.write_auth(i);
             }
         }
-        let batches = self.watches.replay(self.last_zxid, SET_WATCHES_MAX_LENGTH);
+        let batches = self
+            .watches
+            .registry
+            .replay(self.ident.last_zxid, SET_WATCHES_MAX_LENGTH);
         for b in batches {
             let xid = self.take_xid();
             let persistent =
@@ -1222,7 +1272,7 @@ impl Session {
             } else {
                 OpCode::SetWatches
             };
-            encode_frame(&mut self.priority, |buf| {
+            encode_frame(&mut self.wire.priority, |buf| {
                 RequestHeader { xid, op: op.code() }.encode(buf);
                 if persistent {
                     b.encode(buf);
@@ -1236,13 +1286,13 @@ impl Session {
                     .encode(buf);
                 }
             });
-            self.pending.push_back(Pending {
+            self.requests.pending.push_back(Pending {
                 xid,
                 op,
                 kind: PendingKind::SetWatches,
             });
         }
-        self.set_state(if self.read_only_server {
+        self.set_state(if self.ident.read_only_server {
             SessionState::ConnectedReadOnly
         } else {
             SessionState::Connected
@@ -1253,7 +1303,7 @@ impl Session {
     fn handle_reply(&mut self, now: Instant, p: Pending, code: i32, body: Bytes) {
         if code == err::SESSION_EXPIRED {
             // Any reply saying so ends the session.
-            self.pending.push_front(p);
+            self.requests.pending.push_front(p);
             self.terminate(SessionState::Expired, now);
             return;
         }
@@ -1268,7 +1318,7 @@ impl Session {
                             (k, err::OK) => Some(k),
                             _ => None,
                         };
-                        let cancelled = self.cancelled_watchers.remove(&w);
+                        let cancelled = self.watches.cancelled.remove(&w);
                         match kind {
                             Some(k) if cancelled => {
                                 // Dropped before its reply: the server has
@@ -1277,7 +1327,7 @@ impl Session {
                                     self.remove_server_watch(now, path);
                                 }
                             }
-                            Some(k) => self.watches.register(w, k, &path),
+                            Some(k) => self.watches.registry.register(w, k, &path),
                             None => self.events.push_back(Event::WatchAbandoned(w)),
                         }
                     }
@@ -1303,16 +1353,7 @@ impl Session {
                     debug!(code, "removing an unused persistent watch failed");
                 }
             }
-            PendingKind::Close(id) => {
-                if let Some(id) = id {
-                    self.events.push_back(Event::Reply {
-                        id,
-                        result: Ok(Bytes::new()),
-                    });
-                }
-                self.close_requested = Some(None);
-                self.terminate(SessionState::Closed, now);
-            }
+            PendingKind::Close => self.terminate(SessionState::Closed, now),
         }
         let _ = p.op;
     }
@@ -1332,7 +1373,7 @@ impl Session {
             ],
         };
         let client_path = self.chroot.to_client(path);
-        for (w, kind) in self.watches.remove_path(path, kinds) {
+        for (w, kind) in self.watches.registry.remove_path(path, kinds) {
             let event_type = match kind {
                 WatchKind::Data | WatchKind::Exist => EventType::DataWatchRemoved,
                 WatchKind::Child => EventType::ChildWatchRemoved,
@@ -1356,7 +1397,7 @@ impl Session {
             warn!(code = ev.event_type, "unknown watch event type; ignored");
             return;
         };
-        let watchers = self.watches.on_notification(event_type, &ev.path);
+        let watchers = self.watches.registry.on_notification(event_type, &ev.path);
         if watchers.is_empty() {
             debug!(path = %ev.path, ?event_type, "notification without a local watcher");
             return;
@@ -1375,18 +1416,6 @@ impl Session {
 /// A connection that drops sooner than this after the handshake counts as a
 /// failed attempt (see `connection_lost`).
 const FLAP_WINDOW: Duration = Duration::from_secs(1);
-
-/// The `auths` index a queued auth request carries in its body.
-fn auth_index(req: &Request) -> usize {
-    req.body
-        .as_ref()
-        .try_into()
-        .map(u64::from_be_bytes)
-        .map_or(usize::MAX, |i| usize::try_from(i).unwrap_or(usize::MAX))
-}
-
-/// Marks internal requests in the queue.
-const INTERNAL: RequestId = RequestId(u64::MAX);
 
 /// The error requests get in a terminal state.
 pub(crate) fn terminal_error(s: SessionState) -> Error {

@@ -266,6 +266,16 @@ impl Pair {
         id
     }
 
+    fn add_auth(&mut self, scheme: &str, credential: &str) -> RequestId {
+        let id = self.session.add_auth(
+            self.now,
+            scheme.to_string(),
+            Bytes::copy_from_slice(credential.as_bytes()),
+        );
+        self.drive();
+        id
+    }
+
     /// Bytes from the server, in one piece.
     fn deliver(&mut self, bytes: &[u8]) {
         self.session.handle_data(self.now, bytes);
@@ -476,14 +486,6 @@ fn add_watch(path: &str, recursive: bool, w: u64) -> Request {
             },
             path: path.into(),
         }),
-    }
-}
-
-fn auth(scheme: &str, credential: &str) -> Request {
-    Request {
-        op: OpCode::Auth,
-        body: encoded(&auth_packet(scheme, credential)),
-        watch: None,
     }
 }
 
@@ -1026,7 +1028,7 @@ fn auth_is_replayed_before_set_watches_and_queued_requests() {
         )]
     );
     p.reply(xid::AUTH, 0, 0, b"");
-    let added = p.submit(auth("digest", "v:q"));
+    let added = p.add_auth("digest", "v:q");
     assert_eq!(
         p.take_requests(),
         vec![(
@@ -1075,7 +1077,7 @@ fn auth_failure_is_terminal_and_fails_everything_with_auth_failed() {
     let mut cfg = config(2);
     cfg.auth = vec![("digest".into(), Bytes::from_static(b"bad"))];
     let mut p = Pair::new(cfg);
-    let waiter = p.submit(auth("digest", "other"));
+    let waiter = p.add_auth("digest", "other");
     p.dial_ok();
     p.accept(10_000);
     let r = p.submit(get_data("/a"));
@@ -1111,7 +1113,7 @@ fn auth_failure_is_terminal_and_fails_everything_with_auth_failed() {
 #[test]
 fn add_auth_waiter_completes_on_success() {
     let mut p = Pair::new(config(1));
-    let a = p.submit(auth("digest", "u:p"));
+    let a = p.add_auth("digest", "u:p");
     p.dial_ok();
     p.accept(10_000);
     p.take_events();
@@ -1127,27 +1129,12 @@ fn add_auth_waiter_completes_on_success() {
 }
 
 #[test]
-fn malformed_auth_request_is_refused() {
-    let mut p = Pair::connected(config(1), 10_000);
-    let id = p.submit(Request {
-        op: OpCode::Auth,
-        body: Bytes::from_static(&[0, 0]),
-        watch: None,
-    });
-    assert!(matches!(
-        &replies(&p.take_events())[..],
-        [(i, Err(Error::InvalidArgument(_)))] if *i == id
-    ));
-    assert!(p.take_frames().is_empty());
-}
-
-#[test]
 fn add_auth_is_written_in_call_order() {
     let mut cfg = config(1);
     cfg.auth = vec![("digest".into(), Bytes::from_static(b"cfg:pw"))];
     let mut p = Pair::new(cfg);
     let a = p.submit(get_data("/a"));
-    let au = p.submit(auth("digest", "u:p"));
+    let au = p.add_auth("digest", "u:p");
     let b = p.submit(get_data("/b"));
     p.dial_ok();
     p.take_frames();
@@ -1187,7 +1174,9 @@ fn add_auth_is_written_in_call_order() {
 
     // Connected, several calls before the driver polls: same order.
     let c = p.session.submit(p.now, get_data("/c"));
-    let av = p.session.submit(p.now, auth("digest", "v:q"));
+    let av = p
+        .session
+        .add_auth(p.now, "digest".into(), Bytes::from_static(b"v:q"));
     let d = p.session.submit(p.now, get_data("/d"));
     p.drive();
     let sent = p.take_requests();
@@ -1219,7 +1208,7 @@ fn add_auth_is_written_in_call_order() {
 #[test]
 fn reconnect_replays_sent_auths_first_and_sends_unsent_ones_in_queue_order() {
     let mut p = Pair::connected(config(1), 10_000);
-    let a = p.submit(auth("digest", "a:1"));
+    let a = p.add_auth("digest", "a:1");
     assert_eq!(p.take_requests()[0].0, xid::AUTH);
     p.reply(xid::AUTH, 0, 0, b"");
     assert_eq!(replies(&p.take_events()), vec![(a, Ok(Bytes::new()))]);
@@ -1230,7 +1219,7 @@ fn reconnect_replays_sent_auths_first_and_sends_unsent_ones_in_queue_order() {
     p.eof();
     p.take_events();
     let q1 = p.submit(get_data("/q1"));
-    let b = p.submit(auth("digest", "b:2"));
+    let b = p.add_auth("digest", "b:2");
     let q2 = p.submit(get_data("/q2"));
     p.dial_ok();
     p.take_frames();
@@ -1287,7 +1276,7 @@ fn reconnect_replays_sent_auths_first_and_sends_unsent_ones_in_queue_order() {
 #[test]
 fn auth_sent_but_unanswered_is_replayed_and_its_waiter_completes_once() {
     let mut p = Pair::connected(config(1), 10_000);
-    let a = p.submit(auth("digest", "u:p"));
+    let a = p.add_auth("digest", "u:p");
     assert_eq!(p.take_requests()[0].0, xid::AUTH);
     p.live_for(FLAP_WINDOW);
     p.eof();
@@ -1316,7 +1305,7 @@ fn queued_auth_that_times_out_fails_once_and_is_not_replayed() {
     p.live_for(FLAP_WINDOW);
     p.eof(); // the redial hangs
     p.take_events();
-    let a = p.submit(auth("digest", "u:p"));
+    let a = p.add_auth("digest", "u:p");
     p.advance(ms(2_999));
     assert!(replies(&p.take_events()).is_empty());
     p.advance(MS);
@@ -1333,14 +1322,14 @@ fn queued_auth_that_times_out_fails_once_and_is_not_replayed() {
         "the timed-out auth is forgotten"
     );
     assert!(reconnect(&mut p).is_empty(), "and never replayed");
-    // Closing does not answer its waiter a second time (the harness checks).
-    let c = p.session.allocate_request_id();
-    p.session.close(p.now, Some(c));
+    // Closing does not answer the timed-out auth a second time (the
+    // harness checks).
+    p.session.close(p.now);
     p.drive();
     let (x, op, _) = p.take_requests()[0].clone();
     assert_eq!(op, OpCode::CloseSession.code());
     p.reply(x, 5, 0, b"");
-    assert_eq!(replies(&p.take_events()), vec![(c, Ok(Bytes::new()))]);
+    assert!(replies(&p.take_events()).is_empty());
     assert_eq!(p.session.state(), SessionState::Closed);
 }
 
@@ -1891,8 +1880,7 @@ fn close_flushes_queue_then_sends_close_session() {
     let mut p = Pair::connected(config(1), 10_000);
     let a = p.session.submit(p.now, get_data("/a"));
     let b = p.session.submit(p.now, get_data("/b"));
-    let c = p.session.allocate_request_id();
-    p.session.close(p.now, Some(c));
+    p.session.close(p.now);
     p.drive();
     let sent = p.take_requests();
     assert_eq!(
@@ -1912,11 +1900,7 @@ fn close_flushes_queue_then_sends_close_session() {
     let ev = p.take_events();
     assert_eq!(
         replies(&ev),
-        vec![
-            (a, Ok(Bytes::new())),
-            (b, Ok(Bytes::new())),
-            (c, Ok(Bytes::new()))
-        ]
+        vec![(a, Ok(Bytes::new())), (b, Ok(Bytes::new()))]
     );
     assert_eq!(states(&ev), vec![SessionState::Closed]);
     assert!(ev.contains(&Event::CloseTransport));
@@ -1924,12 +1908,11 @@ fn close_flushes_queue_then_sends_close_session() {
 }
 
 #[test]
-fn close_waiter_completes_once_however_the_close_ends() {
+fn a_close_ends_the_session_however_the_close_ends() {
     // EOF, read timeout, or a -112 reply instead of the closeSession reply.
     for end in 0..3 {
         let mut p = Pair::connected(config(1), 10_000);
-        let c = p.session.allocate_request_id();
-        p.session.close(p.now, Some(c));
+        p.session.close(p.now);
         p.drive();
         assert_eq!(p.take_requests()[0].1, OpCode::CloseSession.code());
         match end {
@@ -1938,8 +1921,15 @@ fn close_waiter_completes_once_however_the_close_ends() {
             _ => p.reply(1, 5, err::SESSION_EXPIRED, b""),
         }
         let ev = p.take_events();
-        assert_eq!(replies(&ev), vec![(c, Ok(Bytes::new()))], "case {end}");
+        assert!(replies(&ev).is_empty(), "case {end}");
         assert!(p.session.is_terminal(), "case {end}");
+        let want = if end == 2 {
+            SessionState::Expired
+        } else {
+            SessionState::Closed
+        };
+        assert_eq!(states(&ev), vec![want], "case {end}");
+        assert_eq!(p.session.poll_timeout(), None, "case {end}");
     }
 }
 
@@ -1956,22 +1946,17 @@ fn close_without_an_established_session_closes_at_once() {
         p.dial_fail();
         p.dial_ok(); // the handshake hangs
         let q = p.submit(get_data("/a"));
-        let a = p.submit(auth("digest", "u:p"));
+        let a = p.add_auth("digest", "u:p");
         p.take_events();
         p.take_frames();
-        let c = p.session.allocate_request_id();
-        p.session.close(p.now, Some(c));
+        p.session.close(p.now);
         p.drive();
         let ev = p.take_events();
         let mut got = replies(&ev);
         got.sort_by_key(|(id, _)| *id);
         assert_eq!(
             got,
-            vec![
-                (q, Err(Error::Closed)),
-                (a, Err(Error::Closed)),
-                (c, Ok(Bytes::new()))
-            ],
+            vec![(q, Err(Error::Closed)), (a, Err(Error::Closed))],
             "resume {resume}"
         );
         assert_eq!(states(&ev), vec![SessionState::Closed]);
@@ -1980,11 +1965,11 @@ fn close_without_an_established_session_closes_at_once() {
         assert!(p.take_frames().is_empty());
         assert_eq!(p.session.poll_timeout(), None);
         assert_eq!(p.session.terminal_error(), Some(Error::Closed));
-        // Closing twice answers at once too.
-        let c2 = p.session.allocate_request_id();
-        p.session.close(p.now, Some(c2));
+        // Closing twice changes nothing.
+        p.session.close(p.now);
         p.drive();
-        assert_eq!(replies(&p.take_events()), vec![(c2, Ok(Bytes::new()))]);
+        assert!(p.take_events().is_empty());
+        assert_eq!(p.session.state(), SessionState::Closed);
     }
 }
 
@@ -1995,8 +1980,7 @@ fn close_while_disconnected_delivers_close_session_after_reconnect() {
     p.eof();
     p.take_events();
     let q = p.submit(get_data("/q"));
-    let c = p.session.allocate_request_id();
-    p.session.close(p.now, Some(c));
+    p.session.close(p.now);
     p.drive();
     // Not closed yet: it keeps dialling for up to the read timeout.
     assert!(p.take_events().is_empty());
@@ -2027,10 +2011,7 @@ fn close_while_disconnected_delivers_close_session_after_reconnect() {
     p.reply(1, 5, 0, b"q");
     p.reply(2, 6, 0, b"");
     let ev = p.take_events();
-    assert_eq!(
-        replies(&ev),
-        vec![(q, Ok(Bytes::from_static(b"q"))), (c, Ok(Bytes::new()))]
-    );
+    assert_eq!(replies(&ev), vec![(q, Ok(Bytes::from_static(b"q")))]);
     assert_eq!(states(&ev), vec![SessionState::Closed]);
     assert!(ev.contains(&Event::CloseTransport));
     assert_eq!(p.session.poll_timeout(), None);
@@ -2045,8 +2026,7 @@ fn close_while_disconnected_gives_up_after_read_timeout() {
     p.eof();
     let q = p.submit(get_data("/q"));
     p.take_events();
-    let c = p.session.allocate_request_id();
-    p.session.close(p.now, Some(c));
+    p.session.close(p.now);
     p.drive();
     let closed_at = p.now + p.session.read_timeout();
     // The dial hangs for 3 s and then fails; the next host is dialled (its
@@ -2065,7 +2045,7 @@ fn close_while_disconnected_gives_up_after_read_timeout() {
     let ev = p.take_events();
     let mut got = replies(&ev);
     got.sort_by_key(|(id, _)| *id);
-    assert_eq!(got, vec![(q, Err(Error::Closed)), (c, Ok(Bytes::new()))]);
+    assert_eq!(got, vec![(q, Err(Error::Closed))]);
     assert_eq!(states(&ev), vec![SessionState::Closed]);
     assert!(ev.contains(&Event::CloseTransport));
     assert!(p.take_frames().is_empty(), "no connection: nothing written");
@@ -2079,12 +2059,11 @@ fn close_while_disconnected_gives_up_after_read_timeout() {
     let mut p = Pair::connected(config(1), 10_000);
     p.live_for(FLAP_WINDOW);
     p.eof();
-    let c = p.session.allocate_request_id();
-    p.session.close(p.now, Some(c));
+    p.session.close(p.now);
     let closed_at = p.elapsed() + p.session.read_timeout();
     assert_eq!(p.fail_until_terminal(), closed_at);
     assert!(p.dials.len() > 5, "kept dialling: {}", p.dials.len());
-    assert_eq!(replies(&p.take_events()), vec![(c, Ok(Bytes::new()))]);
+    assert!(replies(&p.take_events()).is_empty());
     assert_eq!(p.session.state(), SessionState::Closed);
 }
 

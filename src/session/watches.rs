@@ -12,11 +12,11 @@ use crate::proto::SetWatches2;
 
 /// Identifies one local watcher (allocated by the caller of the session).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WatcherId(pub u64);
+pub(crate) struct WatcherId(pub u64);
 
 /// The kind of a registered watch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum WatchKind {
+pub(crate) enum WatchKind {
     /// One-shot data watch (getData, or exists on an existing node).
     Data,
     /// One-shot exist watch (exists on a missing node).
@@ -31,18 +31,18 @@ pub enum WatchKind {
 
 impl WatchKind {
     /// Whether the watch stays after firing.
-    pub fn is_persistent(self) -> bool {
+    pub(crate) fn is_persistent(self) -> bool {
         matches!(self, Self::Persistent | Self::PersistentRecursive)
     }
 }
 
 /// Java's `SET_WATCHES_MAX_LENGTH`: a batch closes once its paths add up to
 /// at least this many bytes.
-pub const SET_WATCHES_MAX_LENGTH: usize = 128 * 1024;
+pub(crate) const SET_WATCHES_MAX_LENGTH: usize = 128 * 1024;
 
 /// Registered watches and their local watchers.
 #[derive(Debug, Default)]
-pub struct WatchRegistry {
+pub(crate) struct WatchRegistry {
     // BTreeMap keeps replay order deterministic.
     by_key: BTreeMap<(WatchKind, String), Vec<WatcherId>>,
     by_id: HashMap<WatcherId, (WatchKind, String)>,
@@ -50,7 +50,7 @@ pub struct WatchRegistry {
 
 impl WatchRegistry {
     /// Registers `id` for (`kind`, `path`).
-    pub fn register(&mut self, id: WatcherId, kind: WatchKind, path: &str) {
+    pub(crate) fn register(&mut self, id: WatcherId, kind: WatchKind, path: &str) {
         self.by_key
             .entry((kind, path.to_string()))
             .or_default()
@@ -60,7 +60,7 @@ impl WatchRegistry {
 
     /// Removes watcher `id`. Returns its (kind, path) and whether it was the
     /// last local watcher of that kind on that path.
-    pub fn unregister(&mut self, id: WatcherId) -> Option<(WatchKind, String, bool)> {
+    pub(crate) fn unregister(&mut self, id: WatcherId) -> Option<(WatchKind, String, bool)> {
         let (kind, path) = self.by_id.remove(&id)?;
         let key = (kind, path);
         let mut last = false;
@@ -75,7 +75,11 @@ impl WatchRegistry {
     }
 
     /// Removes every watcher of the given kinds on `path`, returning them.
-    pub fn remove_path(&mut self, path: &str, kinds: &[WatchKind]) -> Vec<(WatcherId, WatchKind)> {
+    pub(crate) fn remove_path(
+        &mut self,
+        path: &str,
+        kinds: &[WatchKind],
+    ) -> Vec<(WatcherId, WatchKind)> {
         let mut out = Vec::new();
         for kind in kinds {
             if let Some(ids) = self.by_key.remove(&(*kind, path.to_string())) {
@@ -89,27 +93,24 @@ impl WatchRegistry {
     }
 
     /// Whether any watcher of any kind remains on `path`.
-    pub fn has_path(&self, path: &str) -> bool {
+    pub(crate) fn has_path(&self, path: &str) -> bool {
         self.by_key.keys().any(|(_, p)| p == path)
     }
 
-    /// Whether a watcher of `kind` is registered on `path`.
-    pub fn contains(&self, kind: WatchKind, path: &str) -> bool {
-        self.by_key.contains_key(&(kind, path.to_string()))
-    }
-
     /// Number of registered local watchers.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.by_id.len()
     }
 
     /// Whether no watcher is registered.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }
 
     /// Removes everything, returning every watcher id.
-    pub fn clear(&mut self) -> Vec<WatcherId> {
+    pub(crate) fn clear(&mut self) -> Vec<WatcherId> {
         self.by_key.clear();
         self.by_id.drain().map(|(id, _)| id).collect()
     }
@@ -121,7 +122,7 @@ impl WatchRegistry {
     /// NodeDeleted fires data + exist + child watches. Persistent watches on
     /// the path always fire; recursive ones on the path or an ancestor fire for
     /// everything except NodeChildrenChanged.
-    pub fn on_notification(&mut self, event: EventType, path: &str) -> Vec<WatcherId> {
+    pub(crate) fn on_notification(&mut self, event: EventType, path: &str) -> Vec<WatcherId> {
         let one_shot: &[WatchKind] = match event {
             EventType::NodeCreated | EventType::NodeDataChanged => {
                 &[WatchKind::Data, WatchKind::Exist]
@@ -155,7 +156,7 @@ impl WatchRegistry {
     /// each with `relative_zxid`. Paths are added in the order data, exist,
     /// child, persistent, recursive until their lengths add up to at least
     /// `max_len` (the last path may overshoot, as in Java).
-    pub fn replay(&self, relative_zxid: i64, max_len: usize) -> Vec<SetWatches2> {
+    pub(crate) fn replay(&self, relative_zxid: i64, max_len: usize) -> Vec<SetWatches2> {
         let mut batches = Vec::new();
         let mut cur = SetWatches2 {
             relative_zxid,
