@@ -26,19 +26,23 @@
 //! ## Architecture
 //!
 //! ```text
-//!  Client (clone) ──Command──▶ driver task (tokio) ──bytes──▶ TCP ──▶ ZooKeeper
-//!                                   │   ▲
-//!                          handle_* │   │ poll_event / poll_transmit / poll_timeout
-//!                                   ▼   │
+//!  Client (clone) ──Command──▶ driver task (tokio) ──bytes──▶ Connect ──▶ ZooKeeper
+//!                                   │   ▲                  (TcpConnector,
+//!                          handle_* │   │ poll_event /      or your own)
+//!                                   ▼   │ poll_transmit / poll_timeout
 //!                          Session (sans-IO state machine, src/session)
 //!                                   │
-//!                          proto (jute records and framing, src/proto)
+//!                          zkit-proto (jute records, framing, codes, paths; proto/)
 //! ```
 //!
-//! Every protocol rule lives in [`session::Session`], a deterministic state
-//! machine fed with bytes and instants and unit-tested without sockets; the
-//! driver only moves bytes, time and messages. [`proto`] is shared with the
-//! bundled server `zkit-server`.
+//! Every protocol rule lives in the session, a deterministic state machine
+//! (`src/session`) fed with bytes and instants and unit-tested without
+//! sockets; the driver only moves bytes, time and messages, and is itself
+//! tested over in-memory streams with paused time. Connections come from a
+//! [`Connect`] ([`TcpConnector`] by default; [`ClientBuilder::connector`]
+//! takes another, e.g. for TLS or fault injection). The wire protocol is the
+//! `zkit-proto` crate, re-exported as [`proto`] and shared with the bundled
+//! server `zkit-server`.
 //!
 //! ## Guarantees
 //!

@@ -4,6 +4,9 @@ mod builder;
 mod driver;
 mod multi;
 mod paths;
+
+#[cfg(test)]
+mod driver_tests;
 mod watcher;
 
 use std::future::Future;
