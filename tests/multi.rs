@@ -368,6 +368,7 @@ async fn failed_multi_still_consumes_a_zxid() {
 
 #[tokio::test]
 async fn a_failed_fence_is_reported_as_fenced_not_by_index() {
+    let _shared = SERVER.read().await;
     let c = client().await;
     let dir = base(&c, "fence").await;
     let owner = format!("{dir}/owner");
