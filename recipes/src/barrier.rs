@@ -32,19 +32,22 @@ use crate::internal::protected::{
     backoff, delete_retrying, ensure_containers, ensure_parent_containers, join, new_guid,
     NodeGuard,
 };
+use crate::sessions::SessionSource;
 
 /// A barrier that is up while its node exists.
 #[derive(Debug, Clone)]
 pub struct Barrier {
-    client: Client,
+    source: SessionSource,
     path: String,
 }
 
 impl Barrier {
-    /// The barrier at `path`.
-    pub fn new(client: &Client, path: impl Into<String>) -> Self {
+    /// The barrier at `path`, on `source` (`&Client` or `&Sessions`; a
+    /// wait whose session expired carries on with a new one when built from
+    /// `&Sessions`; see [`SessionSource`]).
+    pub fn new(source: impl Into<SessionSource>, path: impl Into<String>) -> Self {
         Self {
-            client: client.clone(),
+            source: source.into(),
             path: path.into(),
         }
     }
@@ -54,9 +57,9 @@ impl Barrier {
     /// # Errors
     /// Session and ACL errors.
     pub async fn set(&self) -> Result<(), Error> {
-        ensure_parent_containers(&self.client, &self.path).await?;
-        match self
-            .client
+        let client = self.source.client().await?;
+        ensure_parent_containers(&client, &self.path).await?;
+        match client
             .create(&self.path, b"", &CreateOptions::default())
             .await
         {
@@ -70,7 +73,7 @@ impl Barrier {
     /// # Errors
     /// Session and ACL errors.
     pub async fn remove(&self) -> Result<(), Error> {
-        delete_retrying(&self.client, &self.path).await
+        delete_retrying(&self.source.client().await?, &self.path).await
     }
 
     /// Waits until the barrier is down (returns at once if it is).
@@ -81,9 +84,19 @@ impl Barrier {
     /// # Cancel safety
     /// Cancel safe (the watch is removed when dropped).
     pub async fn wait(&self) -> Result<(), Error> {
+        loop {
+            let client = self.source.client().await?;
+            match self.wait_on(&client).await {
+                Err(e) if self.source.retry_on_new_session(&e) => {}
+                r => return r,
+            }
+        }
+    }
+
+    async fn wait_on(&self, client: &Client) -> Result<(), Error> {
         let mut delays = backoff();
         loop {
-            match self.client.exists_and_watch(&self.path).await {
+            match client.exists_and_watch(&self.path).await {
                 Ok((None, _)) => return Ok(()),
                 Ok((Some(_), w)) => match w.changed().await {
                     Ok(_) => {} // re-check
@@ -102,7 +115,9 @@ impl Barrier {
 /// A double barrier for `count` members (see the module docs).
 #[derive(Debug)]
 pub struct DoubleBarrier {
-    client: Client,
+    source: SessionSource,
+    /// The session we entered on (our member node is its ephemeral).
+    entered: std::sync::Mutex<Option<Client>>,
     path: String,
     count: usize,
     /// Our member node, `<path>/<uuid>`.
@@ -113,13 +128,18 @@ const READY: &str = "ready";
 
 impl DoubleBarrier {
     /// A member of the double barrier at `path` for `count` members.
-    pub fn new(client: &Client, path: impl Into<String>, count: usize) -> Self {
+    ///
+    /// `source` is a `&Client` or `&Sessions` (see [`SessionSource`]): from
+    /// `&Sessions`, an `enter` whose session expired before the barrier
+    /// opened enters again on a new session.
+    pub fn new(source: impl Into<SessionSource>, path: impl Into<String>, count: usize) -> Self {
         let path = path.into();
         // A plain UUID, as Curator names members.
         let guid = new_guid();
         let uuid = &guid[3..guid.len() - 1];
         Self {
-            client: client.clone(),
+            source: source.into(),
+            entered: std::sync::Mutex::new(None),
             me: join(&path, uuid),
             path,
             count: count.max(1),
@@ -137,23 +157,39 @@ impl DoubleBarrier {
     /// Once `enter` returned, the node stays until [`leave`](Self::leave)
     /// or the session ends.
     pub async fn enter(&self) -> Result<(), Error> {
+        loop {
+            let client = self.source.client().await?;
+            match self.enter_on(&client).await {
+                Ok(()) => {
+                    *self
+                        .entered
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(client);
+                    return Ok(());
+                }
+                Err(e) if self.source.retry_on_new_session(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn enter_on(&self, client: &Client) -> Result<(), Error> {
         let ready = join(&self.path, READY);
         let mut delays = backoff();
         // Withdraws our member node unless we get in. Its name is a fresh
         // UUID: nobody else's node can have it.
         let mut withdraw = NodeGuard {
-            client: self.client.clone(),
+            client: client.clone(),
             path: Some(self.me.clone()),
         };
         // Join (idempotent: an existing node of our session is us).
         loop {
-            match self
-                .client
+            match client
                 .create(&self.me, b"", &CreateOptions::new(CreateMode::Ephemeral))
                 .await
             {
                 Ok(_) | Err(Error::NodeExists) => break,
-                Err(Error::NoNode) => ensure_containers(&self.client, &self.path).await?,
+                Err(Error::NoNode) => ensure_containers(client, &self.path).await?,
                 Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                 }
@@ -162,18 +198,14 @@ impl DoubleBarrier {
         }
         loop {
             let step = async {
-                let (exists, watcher) = self.client.exists_and_watch(&ready).await?;
+                let (exists, watcher) = client.exists_and_watch(&ready).await?;
                 if exists.is_some() {
                     return Ok::<_, Error>(None);
                 }
-                let (children, _) = self.client.get_children(&self.path).await?;
+                let (children, _) = client.get_children(&self.path).await?;
                 let members = children.iter().filter(|c| *c != READY).count();
                 if members >= self.count {
-                    match self
-                        .client
-                        .create(&ready, b"", &CreateOptions::default())
-                        .await
-                    {
+                    match client.create(&ready, b"", &CreateOptions::default()).await {
                         Ok(_) | Err(Error::NodeExists) => return Ok(None),
                         Err(e) => return Err(e),
                     }
@@ -205,11 +237,22 @@ impl DoubleBarrier {
     /// # Errors
     /// Session and ACL errors; connection losses are retried.
     pub async fn leave(&self) -> Result<(), Error> {
+        // On the session we entered on (our node is its), else the live one.
+        let entered = self
+            .entered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let client = match entered {
+            Some(c) => c,
+            None => self.source.client().await?,
+        };
+        let client = &client;
         let me = self.me.rsplit('/').next().unwrap_or_default().to_string();
         let mut delays = backoff();
         loop {
             let step = async {
-                let (mut children, _) = match self.client.get_children(&self.path).await {
+                let (mut children, _) = match client.get_children(&self.path).await {
                     Ok(c) => c,
                     Err(Error::NoNode) => return Ok(None),
                     Err(e) => return Err(e),
@@ -223,7 +266,7 @@ impl DoubleBarrier {
                 // The lowest member leaves last: it waits for the highest.
                 let lowest_waits = mine && children[0] == me && children.len() > 1;
                 if mine && !lowest_waits {
-                    match self.client.delete(&self.me, Version::Any).await {
+                    match client.delete(&self.me, Version::Any).await {
                         Ok(()) | Err(Error::NoNode) => {}
                         Err(e) => return Err(e),
                     }
@@ -236,11 +279,7 @@ impl DoubleBarrier {
                 } else {
                     children[0].clone()
                 };
-                match self
-                    .client
-                    .exists_and_watch(&join(&self.path, &target))
-                    .await?
-                {
+                match client.exists_and_watch(&join(&self.path, &target)).await? {
                     (Some(_), w) => Ok(Some(w)),
                     // Gone already: look again at once.
                     (None, _) => Ok(None),
@@ -250,11 +289,8 @@ impl DoubleBarrier {
             match step {
                 Ok(None) => {
                     // Everyone left (or we re-check): done when empty.
-                    if self.all_left().await? {
-                        let _ = self
-                            .client
-                            .delete(&join(&self.path, READY), Version::Any)
-                            .await;
+                    if self.all_left(client).await? {
+                        let _ = client.delete(&join(&self.path, READY), Version::Any).await;
                         return Ok(());
                     }
                 }
@@ -269,8 +305,8 @@ impl DoubleBarrier {
         }
     }
 
-    async fn all_left(&self) -> Result<bool, Error> {
-        match self.client.get_children(&self.path).await {
+    async fn all_left(&self, client: &Client) -> Result<bool, Error> {
+        match client.get_children(&self.path).await {
             Ok((children, _)) => Ok(children.iter().all(|c| c == READY)),
             Err(Error::NoNode) => Ok(true),
             Err(e) => Err(e),

@@ -196,7 +196,9 @@ async fn follow_tree(
     ready: watch::Sender<bool>,
 ) {
     loop {
-        let client = sessions.client_retrying().await;
+        let Ok(client) = sessions.client_retrying().await else {
+            return; // closed
+        };
         let mut states = client.state_stream();
         let mut watcher = match client
             .add_watch(&root, AddWatchMode::PersistentRecursive)

@@ -158,7 +158,9 @@ async fn follow<T: DeserializeOwned>(
     // found absent; nothing older is published.
     let mut newest = i64::MIN;
     'session: loop {
-        let client = sessions.client_retrying().await;
+        let Ok(client) = sessions.client_retrying().await else {
+            return; // closed
+        };
         let mut states = client.state_stream();
         let mut delays = backoff();
         loop {

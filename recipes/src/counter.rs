@@ -30,6 +30,7 @@ use crate::internal::protected::{
     backoff, create_protected_under, delete_in_background, ensure_parent_containers,
 };
 use crate::internal::sequence::parse_sequence;
+use crate::sessions::SessionSource;
 
 /// A value read from a [`SharedCount`] with the version it had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,7 +45,7 @@ pub struct VersionedCount {
 /// A shared `i32` counter in Curator's `SharedCount` format.
 #[derive(Debug, Clone)]
 pub struct SharedCount {
-    client: Client,
+    source: SessionSource,
     path: String,
     seed: i32,
 }
@@ -61,9 +62,13 @@ fn decode(data: &[u8]) -> Result<i32, Error> {
 
 impl SharedCount {
     /// The counter at `path`; it is created with `seed` on first use.
-    pub fn new(client: &Client, path: impl Into<String>, seed: i32) -> Self {
+    ///
+    /// `source` is a `&Client` (the counter's operations end with its
+    /// session) or `&Sessions` (each operation runs on the live session; see
+    /// [`SessionSource`]).
+    pub fn new(source: impl Into<SessionSource>, path: impl Into<String>, seed: i32) -> Self {
         Self {
-            client: client.clone(),
+            source: source.into(),
             path: path.into(),
             seed,
         }
@@ -75,16 +80,20 @@ impl SharedCount {
     /// Session errors; [`Error::InvalidArgument`] when the node does not
     /// hold 4 bytes.
     pub async fn get(&self) -> Result<VersionedCount, Error> {
+        self.get_on(&self.source.client().await?).await
+    }
+
+    async fn get_on(&self, client: &Client) -> Result<VersionedCount, Error> {
         let mut delays = backoff();
         loop {
-            match self.client.get_data(&self.path).await {
+            match client.get_data(&self.path).await {
                 Ok((data, stat)) => {
                     return Ok(VersionedCount {
                         value: decode(&data)?,
                         version: stat.version,
                     })
                 }
-                Err(Error::NoNode) => self.create_seeded().await?,
+                Err(Error::NoNode) => self.create_seeded(client).await?,
                 Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                 }
@@ -93,10 +102,9 @@ impl SharedCount {
         }
     }
 
-    async fn create_seeded(&self) -> Result<(), Error> {
-        ensure_parent_containers(&self.client, &self.path).await?;
-        match self
-            .client
+    async fn create_seeded(&self, client: &Client) -> Result<(), Error> {
+        ensure_parent_containers(client, &self.path).await?;
+        match client
             .create(
                 &self.path,
                 &self.seed.to_be_bytes(),
@@ -115,8 +123,17 @@ impl SharedCount {
     /// # Errors
     /// Session errors. A ConnectionLoss leaves the outcome unknown.
     pub async fn try_set(&self, previous: VersionedCount, value: i32) -> Result<bool, Error> {
-        match self
-            .client
+        self.try_set_on(&self.source.client().await?, previous, value)
+            .await
+    }
+
+    async fn try_set_on(
+        &self,
+        client: &Client,
+        previous: VersionedCount,
+        value: i32,
+    ) -> Result<bool, Error> {
+        match client
             .set_data(
                 &self.path,
                 &value.to_be_bytes(),
@@ -135,8 +152,9 @@ impl SharedCount {
     /// # Errors
     /// Session errors.
     pub async fn set(&self, value: i32) -> Result<(), Error> {
-        self.get().await?;
-        self.client
+        let client = self.source.client().await?;
+        self.get_on(&client).await?;
+        client
             .set_data(&self.path, &value.to_be_bytes(), Version::Any)
             .await
             .map(drop)
@@ -150,10 +168,13 @@ impl SharedCount {
     /// # Errors
     /// Session errors, ConnectionLoss (outcome unknown).
     pub async fn add(&self, delta: i32) -> Result<i32, Error> {
+        // One session for the whole loop: a retry on another session could
+        // apply the same delta twice.
+        let client = self.source.client().await?;
         loop {
-            let cur = self.get().await?;
+            let cur = self.get_on(&client).await?;
             let next = cur.value.wrapping_add(delta);
-            if self.try_set(cur, next).await? {
+            if self.try_set_on(&client, cur, next).await? {
                 return Ok(next);
             }
         }
@@ -171,7 +192,7 @@ impl SharedCount {
 /// handed out before may then come again.
 #[derive(Debug)]
 pub struct IdGenerator {
-    client: Client,
+    source: SessionSource,
     path: String,
     block_size: u32,
     block: Option<(i64, u32)>,
@@ -180,9 +201,12 @@ pub struct IdGenerator {
 impl IdGenerator {
     /// A generator at `path` handing out `block_size` IDs per block (at
     /// least 1).
-    pub fn new(client: &Client, path: impl Into<String>, block_size: u32) -> Self {
+    ///
+    /// `source` is a `&Client` or `&Sessions` (blocks are taken on the live
+    /// session; see [`SessionSource`]).
+    pub fn new(source: impl Into<SessionSource>, path: impl Into<String>, block_size: u32) -> Self {
         Self {
-            client: client.clone(),
+            source: source.into(),
             path: path.into(),
             block_size: block_size.max(1),
             block: None,
@@ -211,15 +235,11 @@ impl IdGenerator {
 
     async fn next_block(&self) -> Result<i64, Error> {
         // Protected: a lost reply or a cancelled call leaves no block node.
-        let created = create_protected_under(
-            &self.client,
-            &self.path,
-            CreateMode::Persistent,
-            "block-",
-            b"",
-        )
-        .await?;
-        delete_in_background(self.client.clone(), created.path.clone());
+        let client = self.source.client().await?;
+        let created =
+            create_protected_under(&client, &self.path, CreateMode::Persistent, "block-", b"")
+                .await?;
+        delete_in_background(client, created.path.clone());
         let seq = parse_sequence(&created.path).ok_or_else(|| {
             Error::InvalidArgument(format!("unexpected block node {}", created.path))
         })?;

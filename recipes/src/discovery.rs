@@ -393,7 +393,9 @@ async fn keep_registered<P: Serialize>(
     let mut first = Some(first);
     let parent = node.rsplit_once('/').map_or("/", |(p, _)| p).to_string();
     loop {
-        let client = sessions.client_retrying().await;
+        let Ok(client) = sessions.client_retrying().await else {
+            return; // closed
+        };
         let mut states = client.state_stream();
         let registered = register_once(&sessions, &client, &parent, &node, &instance).await;
         if let Ok((path, _)) = &registered {
@@ -633,7 +635,9 @@ async fn follow_service<P: DeserializeOwned + PartialEq>(
     ready: watch::Sender<bool>,
 ) {
     loop {
-        let client = sessions.client_retrying().await;
+        let Ok(client) = sessions.client_retrying().await else {
+            return; // closed
+        };
         let mut states = client.state_stream();
         // Joins, leaves and data changes of every instance: one persistent
         // recursive watch (kept across reconnects by the client); after a

@@ -37,6 +37,7 @@ use crate::internal::protected::{
 use crate::internal::sequence::contenders;
 use crate::internal::set_if_changed;
 use crate::lock::{Lock, LockOptions, LockState};
+use crate::sessions::SessionSource;
 
 /// A participant's view of the election.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,7 +58,9 @@ pub enum Leadership {
 
 #[derive(Debug)]
 struct LatchInner {
-    client: Client,
+    source: SessionSource,
+    /// The session the latch is in now.
+    client: Mutex<Client>,
     path: String,
     state: watch::Sender<Leadership>,
     /// Our node and its creation zxid (the fencing token).
@@ -77,17 +80,30 @@ impl LeaderLatch {
     /// Joins the election at `path` with `id` (stored in our node, as
     /// Curator does; readable by the other participants).
     ///
+    /// From a `&Client` the latch ends with its session
+    /// ([`Leadership::Closed`]). From `&Sessions` (see [`SessionSource`]) a
+    /// session that expires ends our leadership ([`Leadership::NotLeader`],
+    /// never carried over) and the latch joins again on a new session, as
+    /// Curator's does after LOST.
+    ///
     /// # Errors
     /// Session and ACL errors while creating our node.
     ///
     /// # Cancel safety
     /// Dropping the future leaves no node behind.
-    pub async fn start(client: &Client, path: impl Into<String>, id: &str) -> Result<Self, Error> {
+    pub async fn start(
+        source: impl Into<SessionSource>,
+        path: impl Into<String>,
+        id: &str,
+    ) -> Result<Self, Error> {
+        let source = source.into();
         let path = path.into();
-        let created = create_protected(client, &path, "latch-", id.as_bytes()).await?;
+        let client = source.client().await?;
+        let created = create_protected(&client, &path, "latch-", id.as_bytes()).await?;
         let (state, _) = watch::channel(Leadership::NotLeader);
         let inner = Arc::new(LatchInner {
-            client: client.clone(),
+            source,
+            client: Mutex::new(client),
             path,
             state,
             node: Mutex::new(Some(created.path)),
@@ -110,8 +126,11 @@ impl LeaderLatch {
     /// ended as closed, even before the latch's task has caught up.
     pub fn leadership(&self) -> Leadership {
         let own = *self.inner.state.borrow();
-        let conn = self.inner.client.state();
+        let conn = self.inner.client().state();
         match own {
+            Leadership::Closed => Leadership::Closed,
+            // A new session is on its way: not leading meanwhile.
+            _ if conn.is_terminal() && self.inner.source.renews() => Leadership::NotLeader,
             _ if conn.is_terminal() => Leadership::Closed,
             Leadership::Leader { .. } if !conn.is_connected() => Leadership::Suspended,
             own => own,
@@ -156,7 +175,7 @@ impl LeaderLatch {
     /// we have no node.
     pub fn guarded(&self) -> Option<MultiWrite> {
         let node = lock(&self.inner.node).clone()?;
-        Some(self.inner.client.multi().fence(&node, Version::Any))
+        Some(self.inner.client().multi().fence(&node, Version::Any))
     }
 
     /// The participants' ids in election order (the leader first).
@@ -164,15 +183,11 @@ impl LeaderLatch {
     /// # Errors
     /// Connection and session errors.
     pub async fn participants(&self) -> Result<Vec<String>, Error> {
-        let (children, _) = self.inner.client.get_children(&self.inner.path).await?;
+        let client = self.inner.client();
+        let (children, _) = client.get_children(&self.inner.path).await?;
         let mut out = Vec::new();
         for c in contenders(&children, &["-latch-".to_string()]) {
-            if let Ok((data, _)) = self
-                .inner
-                .client
-                .get_data(&join(&self.inner.path, &c.name))
-                .await
-            {
+            if let Ok((data, _)) = client.get_data(&join(&self.inner.path, &c.name)).await {
                 out.push(String::from_utf8_lossy(&data).into_owned());
             }
         }
@@ -191,7 +206,7 @@ impl LeaderLatch {
         let node = lock(&self.inner.node).take();
         self.inner.state.send_replace(Leadership::Closed);
         match node {
-            Some(n) => delete_retrying(&self.inner.client, &n).await,
+            Some(n) => delete_retrying(&self.inner.client(), &n).await,
             None => Ok(()),
         }
     }
@@ -204,7 +219,7 @@ impl Drop for LeaderLatch {
         }
         if let Some(n) = lock(&self.inner.node).take() {
             self.inner.state.send_replace(Leadership::Closed);
-            delete_in_background(self.inner.client.clone(), n);
+            delete_in_background(self.inner.client(), n);
         }
     }
 }
@@ -213,11 +228,39 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The latch's life: find our place, lead or watch the predecessor, follow
-/// the connection; re-create our node if it disappears while the session
-/// lives.
+impl LatchInner {
+    /// The session the latch is in now.
+    fn client(&self) -> Client {
+        lock(&self.client).clone()
+    }
+}
+
+/// The latch across sessions: one [`run_session`] per session; from a
+/// [`Sessions`](crate::Sessions), an expired session is followed by a new
+/// one (our leadership ended with it: `NotLeader`, then we join again).
 async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
-    let client = inner.client.clone();
+    loop {
+        let client = inner.client();
+        let ended = run_session(&inner, &client, &id).await;
+        if !inner.source.retry_on_new_session(&ended) {
+            break;
+        }
+        tracing::info!(path = %inner.path, "latch session expired; joining again on a new session");
+        set_if_changed(&inner.state, Leadership::NotLeader);
+        *lock(&inner.node) = None; // gone with the session: a new node
+        match inner.source.client_retrying().await {
+            Ok(c) => *lock(&inner.client) = c,
+            Err(_) => break, // closed
+        }
+    }
+    set_if_changed(&inner.state, Leadership::Closed);
+}
+
+/// The latch's life in one session: find our place, lead or watch the
+/// predecessor, follow the connection; re-create our node if it disappears
+/// while the session lives. Returns the error that ended the session (or
+/// the latch).
+async fn run_session(inner: &LatchInner, client: &Client, id: &[u8]) -> Error {
     let mut states = client.state_stream();
     let markers = vec!["-latch-".to_string()];
     let mut delays = backoff();
@@ -234,7 +277,7 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
         let current = lock(&inner.node).clone();
         let node = match current {
             Some(n) => n,
-            None => match create_protected(&client, &inner.path, "latch-", &id).await {
+            None => match create_protected(client, &inner.path, "latch-", id).await {
                 Ok(c) => {
                     *lock(&inner.node) = Some(c.path.clone());
                     *lock(&inner.token) = c.stat.czxid;
@@ -244,7 +287,7 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
                     suspend();
                     continue;
                 }
-                Err(_) => break,
+                Err(e) => return e,
             },
         };
         // Where are we? Right after the first contender's deletion, when we
@@ -271,7 +314,7 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
                     continue;
                 }
                 Err(Error::NoNode) => (Vec::new(), None),
-                Err(_) => break,
+                Err(e) => return e,
             };
             // What to watch: our own node when leading (its loss ends the
             // term), else the predecessor.
@@ -320,7 +363,7 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                 continue;
             }
-            Err(_) => break,
+            Err(e) => return e,
         };
         // Wait for a change of the watched node or of the connection.
         let changed = watcher.changed();
@@ -339,15 +382,13 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
                             break; // re-check from scratch
                         }
                     }
-                    Some(_) | None => {
-                        set(Leadership::Closed);
-                        return;
-                    }
+                    Some(SessionState::Expired) => return Error::SessionExpired,
+                    Some(SessionState::AuthFailed) => return Error::AuthFailed,
+                    Some(_) | None => return Error::Closed,
                 },
             }
         }
     }
-    set(Leadership::Closed);
 }
 
 /// What a [`LeaderSelector`] task gets while it leads.
@@ -383,9 +424,14 @@ pub struct LeaderSelector {
 
 impl LeaderSelector {
     /// A selector at `path`; `id` is stored in our node.
-    pub fn new(client: &Client, path: impl Into<String>, id: &str) -> Self {
+    ///
+    /// From a `&Client` the selector ends with its session (`run` then
+    /// fails). From `&Sessions` (see [`SessionSource`]) a term ends with its
+    /// session as always (the task is cancelled), and the next term is
+    /// sought on a new session.
+    pub fn new(source: impl Into<SessionSource>, path: impl Into<String>, id: &str) -> Self {
         Self {
-            lock: Lock::with_options(client, path, LockOptions::default().data(id.as_bytes())),
+            lock: Lock::with_options(source, path, LockOptions::default().data(id.as_bytes())),
             auto_requeue: false,
             cancel_on_suspend: true,
         }

@@ -64,4 +64,4 @@ pub use membership::{GroupMember, MemberSet};
 pub use queue::{Claim, Queue};
 pub use rwlock::ReadWriteLock;
 pub use semaphore::{Lease, Semaphore};
-pub use sessions::Sessions;
+pub use sessions::{SessionEvent, SessionEvents, SessionSource, Sessions};

@@ -37,6 +37,7 @@ use crate::internal::protected::{
     backoff, create_protected, delete_in_background, delete_retrying, join, name_of, NodeGuard,
 };
 use crate::internal::sequence::{contenders, CONTENDER_MARKERS};
+use crate::sessions::SessionSource;
 
 /// Settings of a [`Lock`].
 #[derive(Debug, Clone)]
@@ -119,22 +120,28 @@ fn is_writer(name: &str) -> bool {
 /// acquisitions may run at once (each is a separate contender).
 #[derive(Debug, Clone)]
 pub struct Lock {
-    client: Client,
+    source: SessionSource,
     path: String,
     options: LockOptions,
     kind: Kind,
 }
 
 impl Lock {
-    /// A lock at `path` with the default [`LockOptions`].
-    pub fn new(client: &Client, path: impl Into<String>) -> Self {
-        Self::with_options(client, path, LockOptions::default())
+    /// A lock at `path` with the default [`LockOptions`], on `source`: a
+    /// `&Client` (the lock ends with its session) or `&Sessions` (each
+    /// acquisition runs on the live session; see [`SessionSource`]).
+    pub fn new(source: impl Into<SessionSource>, path: impl Into<String>) -> Self {
+        Self::with_options(source, path, LockOptions::default())
     }
 
     /// A lock at `path` with `options`.
-    pub fn with_options(client: &Client, path: impl Into<String>, options: LockOptions) -> Self {
+    pub fn with_options(
+        source: impl Into<SessionSource>,
+        path: impl Into<String>,
+        options: LockOptions,
+    ) -> Self {
         Self {
-            client: client.clone(),
+            source: source.into(),
             path: path.into(),
             options,
             kind: Kind::Exclusive,
@@ -197,7 +204,7 @@ impl Lock {
     /// Connection and session errors; an absent directory gives an empty
     /// list.
     pub async fn participants(&self) -> Result<Vec<String>, Error> {
-        match self.client.get_children(&self.path).await {
+        match self.source.client().await?.get_children(&self.path).await {
             Ok((children, _)) => Ok(contenders(&children, &self.options.contender_markers)
                 .into_iter()
                 .map(|c| c.name)
@@ -207,25 +214,41 @@ impl Lock {
         }
     }
 
+    /// Acquires on the live session; from a [`Sessions`](crate::Sessions), an
+    /// acquisition whose session expired before it held the lock starts
+    /// over on a new session (it owned nothing yet: its node went with the
+    /// old session).
     async fn acquire_until(
         &self,
         deadline: Option<Instant>,
         wait: bool,
     ) -> Result<Option<LockGuard>, Error> {
-        let created = create_protected(
-            &self.client,
-            &self.path,
-            &self.options.prefix,
-            &self.options.data,
-        )
-        .await?;
+        loop {
+            let client = self.source.client().await?;
+            match self.acquire_on(&client, deadline, wait).await {
+                Err(e) if self.source.retry_on_new_session(&e) => {
+                    tracing::info!(path = %self.path, "session expired while acquiring; again on a new session");
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn acquire_on(
+        &self,
+        client: &Client,
+        deadline: Option<Instant>,
+        wait: bool,
+    ) -> Result<Option<LockGuard>, Error> {
+        let created =
+            create_protected(client, &self.path, &self.options.prefix, &self.options.data).await?;
         // From here our node exists: any early exit deletes it.
         let mut node = NodeGuard {
-            client: self.client.clone(),
+            client: client.clone(),
             path: Some(created.path.clone()),
         };
         let our_name = name_of(&created.path).to_string();
-        let session = self.client.session_id().0;
+        let session = client.session_id().0;
         let mut delays = backoff();
         // Set when the node we waited for was the first contender and is
         // now deleted: we are first (see `Step::Wait`).
@@ -234,7 +257,7 @@ impl Lock {
             let step = if next_in_line && created.stat.ephemeral_owner == session {
                 Ok(Step::Holder)
             } else {
-                self.step(&our_name, created.stat.ephemeral_owner, session)
+                self.step(client, &our_name, created.stat.ephemeral_owner, session)
                     .await
             };
             next_in_line = false;
@@ -242,7 +265,7 @@ impl Lock {
                 Ok(Step::Holder) => {
                     let path = node.disarm();
                     return Ok(Some(LockGuard::new(
-                        &self.client,
+                        client,
                         path,
                         created.stat.czxid,
                         self.kind,
@@ -253,7 +276,7 @@ impl Lock {
                     // Our node vanished (deleted by someone): the acquisition
                     // failed as a whole; start over with a new node.
                     node.disarm();
-                    return Box::pin(self.acquire_until(deadline, wait)).await;
+                    return Box::pin(self.acquire_on(client, deadline, wait)).await;
                 }
                 Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
@@ -265,7 +288,7 @@ impl Lock {
                 node.release().await?;
                 return Ok(None);
             }
-            let watcher = match self.client.get_data_and_watch(&predecessor).await {
+            let watcher = match client.get_data_and_watch(&predecessor).await {
                 Ok((_, _, w)) => w,
                 Err(Error::NoNode) => continue, // gone already: re-check
                 Err(e) if e.is_retryable() => {
@@ -300,8 +323,14 @@ impl Lock {
     }
 
     /// One look at the contenders.
-    async fn step(&self, our_name: &str, owner: i64, session: i64) -> Result<Step, Error> {
-        let (children, _) = self.client.get_children(&self.path).await?;
+    async fn step(
+        &self,
+        client: &Client,
+        our_name: &str,
+        owner: i64,
+        session: i64,
+    ) -> Result<Step, Error> {
+        let (children, _) = client.get_children(&self.path).await?;
         let order = contenders(&children, &self.options.contender_markers);
         let Some(i) = order.iter().position(|c| c.name == our_name) else {
             return Ok(Step::Gone);

@@ -15,6 +15,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -25,22 +26,43 @@ use crate::internal::protected::{
     backoff, create_or_adopt, delete_in_background, delete_retrying, join, Claimed,
 };
 use crate::internal::set_if_changed;
+use crate::sessions::SessionSource;
 
 /// Our membership in a group: leave with [`leave`](Self::leave), or drop
-/// it to leave in the background; it also ends with the session.
+/// it to leave in the background.
+///
+/// Joined from a `&Client`, the membership ends with its session. Joined
+/// from `&Sessions` (see [`SessionSource`]), it outlives expiry: after the
+/// session expired, a background task joins again on a new session with
+/// the latest payload (Curator's `GroupMember` does the same), waiting for
+/// the server to remove the old session's node first.
 ///
 /// Dropping it sends the delete at once, so joining again under the same
 /// id right after a drop keeps the new membership.
 #[derive(Debug)]
 pub struct GroupMember {
-    client: Client,
-    node: String,
+    shared: Arc<MemberShared>,
+    keeper: Option<tokio::task::JoinHandle<()>>,
     left: bool,
     _held: Held,
 }
 
+#[derive(Debug)]
+struct MemberShared {
+    node: String,
+    /// The session our node belongs to now.
+    client: Mutex<Client>,
+    /// The latest payload, for joining again.
+    payload: Mutex<Vec<u8>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl GroupMember {
-    /// Joins the group at `path` as `id` with `payload`.
+    /// Joins the group at `path` as `id` with `payload`, on `source`
+    /// (`&Client` or `&Sessions`).
     ///
     /// Dropping the future before it resolves (or a join that fails after
     /// its create may have been applied) removes our node in the
@@ -50,30 +72,39 @@ impl GroupMember {
     /// # Errors
     /// [`Error::NodeExists`] when another live session is a member under
     /// this id (never taken over), or another `GroupMember` of this session
-    /// still holds it; session and ACL errors.
+    /// (or of these `Sessions`) still holds it; session and ACL errors.
     pub async fn join(
-        client: &Client,
+        source: impl Into<SessionSource>,
         path: &str,
         id: &str,
         payload: &[u8],
     ) -> Result<Self, Error> {
+        let source = source.into();
+        let client = source.client().await?;
         let node = join(path, id);
         let session = client.session_id().0;
-        // Session ids are 64-bit; on 32-bit targets a collision only refuses.
-        let held = Held::take(session as usize, &node).ok_or(Error::NodeExists)?;
+        let held = Held::take(source.scope(&client), &node).ok_or(Error::NodeExists)?;
         let mut undo = UndoJoin {
             client: client.clone(),
             node: node.clone(),
             session,
             armed: true,
         };
-        match create_or_adopt(client, &node, payload, CreateMode::Ephemeral).await? {
+        match create_or_adopt(&client, &node, payload, CreateMode::Ephemeral).await? {
             Claimed::Ours(_) => undo.armed = false,
             Claimed::Taken(_) => return Err(Error::NodeExists),
         }
-        Ok(Self {
-            client: client.clone(),
+        let shared = Arc::new(MemberShared {
             node,
+            client: Mutex::new(client),
+            payload: Mutex::new(payload.to_vec()),
+        });
+        let keeper = source
+            .renews()
+            .then(|| tokio::spawn(keep_member(source, shared.clone())));
+        Ok(Self {
+            shared,
+            keeper,
             left: false,
             _held: held,
         })
@@ -81,16 +112,18 @@ impl GroupMember {
 
     /// Our member node.
     pub fn node(&self) -> &str {
-        &self.node
+        &self.shared.node
     }
 
-    /// Replaces our payload.
+    /// Replaces our payload (kept for joining again on a new session).
     ///
     /// # Errors
     /// Session errors; NoNode if our membership ended.
     pub async fn update(&self, payload: &[u8]) -> Result<(), Error> {
-        self.client
-            .set_data(&self.node, payload, Version::Any)
+        *locked(&self.shared.payload) = payload.to_vec();
+        let client = locked(&self.shared.client).clone();
+        client
+            .set_data(&self.shared.node, payload, Version::Any)
             .await
             .map(drop)
     }
@@ -101,7 +134,52 @@ impl GroupMember {
     /// Session errors (the node is gone with the session anyway).
     pub async fn leave(mut self) -> Result<(), Error> {
         self.left = true;
-        delete_retrying(&self.client, &self.node).await
+        if let Some(k) = self.keeper.take() {
+            k.abort();
+        }
+        let client = locked(&self.shared.client).clone();
+        delete_retrying(&client, &self.shared.node).await
+    }
+}
+
+/// Joins again after each expiry, on a new session of `source`.
+async fn keep_member(source: SessionSource, shared: Arc<MemberShared>) {
+    loop {
+        // Wait for the session our node belongs to to end.
+        let client = locked(&shared.client).clone();
+        let mut states = client.state_stream();
+        while let Some(s) = states.next_state().await {
+            if s.is_terminal() {
+                break;
+            }
+        }
+        if !source.retry_on_new_session(&Error::SessionExpired)
+            || client.state() != SessionState::Expired
+        {
+            return; // closed: the membership ends
+        }
+        let mut delays = backoff();
+        let new = loop {
+            let Ok(new) = source.client_retrying().await else {
+                return;
+            };
+            let payload = locked(&shared.payload).clone();
+            match create_or_adopt(&new, &shared.node, &payload, CreateMode::Ephemeral).await {
+                Ok(Claimed::Ours(_)) => break new,
+                // Our old session's node, not yet expired on the server (the
+                // client can declare expiry first): it goes within that
+                // session's timeout. Never deleted (CURATOR-164).
+                Ok(Claimed::Taken(s)) if source.was_ours(s.ephemeral_owner) => {}
+                Ok(Claimed::Taken(_)) => {
+                    tracing::warn!(node = %shared.node, "another session took our member id; not joining again");
+                    return;
+                }
+                Err(e) => tracing::debug!(node = %shared.node, error = %e, "joining again failed"),
+            }
+            tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+        };
+        tracing::info!(node = %shared.node, session = %new.session_id(), "joined again on a new session");
+        *locked(&shared.client) = new;
     }
 }
 
@@ -140,8 +218,12 @@ impl Drop for UndoJoin {
 
 impl Drop for GroupMember {
     fn drop(&mut self) {
+        if let Some(k) = self.keeper.take() {
+            k.abort();
+        }
         if !self.left {
-            delete_in_background(self.client.clone(), self.node.clone());
+            let client = locked(&self.shared.client).clone();
+            delete_in_background(client, self.shared.node.clone());
         }
     }
 }
@@ -164,10 +246,21 @@ pub struct MemberSet {
 impl MemberSet {
     /// Starts watching the group at `path` (an absent group has no
     /// members until it appears).
-    pub fn watch(client: &Client, path: &str) -> Self {
+    ///
+    /// From a `&Client` the set stops when its session ends ([`changed`]
+    /// then fails with [`Error::Closed`]); from `&Sessions` (see
+    /// [`SessionSource`]) it carries on with a new session.
+    ///
+    /// [`changed`]: Self::changed
+    pub fn watch(source: impl Into<SessionSource>, path: &str) -> Self {
         let (tx, rx) = watch::channel(BTreeMap::new());
         let (ready_tx, ready) = watch::channel(false);
-        let task = tokio::spawn(follow(client.clone(), path.to_string(), tx, ready_tx));
+        let task = tokio::spawn(follow_sessions(
+            source.into(),
+            path.to_string(),
+            tx,
+            ready_tx,
+        ));
         Self { rx, ready, task }
     }
 
@@ -247,17 +340,38 @@ async fn list(client: &Client, path: &str) -> Result<BTreeMap<String, Bytes>, Er
 /// path (ZOOKEEPER-4466), and a one-shot watch would replace the persistent
 /// one. After a reconnect everything is read again, as ZooKeeper does not
 /// replay the events missed meanwhile.
-async fn follow(
-    client: Client,
+/// [`follow`] on each session of `source` in turn.
+async fn follow_sessions(
+    source: SessionSource,
     path: String,
     tx: watch::Sender<BTreeMap<String, Bytes>>,
     ready: watch::Sender<bool>,
+) {
+    loop {
+        let Ok(client) = source.client_retrying().await else {
+            return;
+        };
+        follow(&client, &path, &tx, &ready).await;
+        if !source.retry_on_new_session(&Error::SessionExpired)
+            || client.state() != SessionState::Expired
+        {
+            return; // the receivers see Closed
+        }
+        tracing::info!(%path, "member set: session expired; following on a new session");
+    }
+}
+
+async fn follow(
+    client: &Client,
+    path: &str,
+    tx: &watch::Sender<BTreeMap<String, Bytes>>,
+    ready: &watch::Sender<bool>,
 ) {
     let mut delays = backoff();
     let mut states = client.state_stream();
     let mut events = loop {
         match client
-            .add_watch(&path, AddWatchMode::PersistentRecursive)
+            .add_watch(path, AddWatchMode::PersistentRecursive)
             .await
         {
             Ok(w) => break w,
@@ -268,9 +382,9 @@ async fn follow(
         }
     };
     'reload: loop {
-        match list(&client, &path).await {
+        match list(client, path).await {
             Ok(set) => {
-                set_if_changed(&tx, set);
+                set_if_changed(tx, set);
                 ready.send_if_modified(|r| !std::mem::replace(r, true));
             }
             Err(e) if e.is_retryable() => {
@@ -287,7 +401,7 @@ async fn follow(
                     if ev.path == path {
                         match ev.event_type {
                             EventType::NodeCreated => continue 'reload,
-                            EventType::NodeDeleted => set_if_changed(&tx, BTreeMap::new()),
+                            EventType::NodeDeleted => set_if_changed(tx, BTreeMap::new()),
                             _ => {}
                         }
                         continue;
@@ -295,7 +409,7 @@ async fn follow(
                     // Only direct children are members.
                     let Some(name) = ev
                         .path
-                        .strip_prefix(path.as_str())
+                        .strip_prefix(path)
                         .and_then(|rest| rest.strip_prefix('/'))
                         .filter(|name| !name.is_empty() && !name.contains('/'))
                     else {

@@ -40,6 +40,7 @@ use zkit::{Bytes, Client, CreateMode, CreateOptions, Error, Version};
 use crate::internal::protected::{backoff, delete_in_background, ensure_containers, join};
 use crate::internal::sequence::{compare, parse_sequence};
 use crate::lock::Lock;
+use crate::sessions::SessionSource;
 
 const PREFIX: &str = "qn-";
 /// kazoo's `Queue` items: `entry-<priority %03d>-<seq>`.
@@ -56,10 +57,11 @@ const WAITERS: &str = "_waiters";
 /// long); clones share the cache.
 #[derive(Debug, Clone)]
 pub struct Queue {
-    client: Client,
+    source: SessionSource,
     path: String,
     claims: String,
-    turn: Lock,
+    /// The line of waiting consumers (a [`Lock`] taken on each take's session).
+    waiters: String,
     cache: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
     priority: bool,
 }
@@ -175,13 +177,17 @@ impl Drop for Claim {
 }
 
 impl Queue {
-    /// The queue at `path`.
-    pub fn new(client: &Client, path: impl Into<String>) -> Self {
+    /// The queue at `path`, on `source`: a `&Client` (the queue's
+    /// operations end with its session) or `&Sessions` (each operation runs
+    /// on the live session; a wait whose session expired carries on with a
+    /// new one; see [`SessionSource`]). A [`Claim`] belongs to the session
+    /// that made it, whatever the source.
+    pub fn new(source: impl Into<SessionSource>, path: impl Into<String>) -> Self {
         let path = path.into();
         Self {
-            client: client.clone(),
+            source: source.into(),
             claims: join(&path, CLAIMS),
-            turn: Lock::new(client, join(&path, WAITERS)),
+            waiters: join(&path, WAITERS),
             cache: std::sync::Arc::default(),
             path,
             priority: false,
@@ -192,10 +198,10 @@ impl Queue {
     /// (`entry-<priority %03d>-<seq>`: lower priority values first, FIFO
     /// within a priority), so kazoo processes can share it. Claims and
     /// waiting work as for the FIFO queue.
-    pub fn priority(client: &Client, path: impl Into<String>) -> Self {
+    pub fn priority(source: impl Into<SessionSource>, path: impl Into<String>) -> Self {
         Self {
             priority: true,
-            ..Self::new(client, path)
+            ..Self::new(source, path)
         }
     }
 
@@ -224,14 +230,14 @@ impl Queue {
     }
 
     async fn put_named(&self, data: &[u8], priority: u16) -> Result<String, Error> {
+        let client = &self.source.client().await?;
         let item = if self.priority {
             join(&self.path, &format!("{PRIORITY_PREFIX}{priority:03}-"))
         } else {
             join(&self.path, PREFIX)
         };
         loop {
-            match self
-                .client
+            match client
                 .create(
                     &item,
                     data,
@@ -240,7 +246,7 @@ impl Queue {
                 .await
             {
                 Ok((path, _)) => return Ok(path),
-                Err(Error::NoNode) => ensure_containers(&self.client, &self.path).await?,
+                Err(Error::NoNode) => ensure_containers(client, &self.path).await?,
                 Err(e) => return Err(e),
             }
         }
@@ -251,7 +257,8 @@ impl Queue {
     /// # Errors
     /// Connection and session errors.
     pub async fn len(&self) -> Result<usize, Error> {
-        Ok(self.items().await?.0.len())
+        let client = &self.source.client().await?;
+        Ok(self.items(client).await?.0.len())
     }
 
     /// Whether the queue has no item.
@@ -339,8 +346,8 @@ impl Queue {
     }
 
     /// The items in queue order, and the claimed ones.
-    async fn items(&self) -> Result<(Vec<String>, HashSet<String>), Error> {
-        let children = match self.client.get_children(&self.path).await {
+    async fn items(&self, client: &Client) -> Result<(Vec<String>, HashSet<String>), Error> {
+        let children = match client.get_children(&self.path).await {
             Ok((c, _)) => c,
             Err(Error::NoNode) => return Ok((Vec::new(), HashSet::new())),
             Err(e) => return Err(e),
@@ -368,7 +375,7 @@ impl Queue {
                 .then_with(|| compare(a.1, b.1))
                 .then_with(|| a.2.cmp(&b.2))
         });
-        let claimed = match self.client.get_children(&self.claims).await {
+        let claimed = match client.get_children(&self.claims).await {
             Ok((c, _)) => c.into_iter().collect(),
             Err(Error::NoNode) => HashSet::new(),
             Err(e) => return Err(e),
@@ -379,7 +386,7 @@ impl Queue {
     /// Takes (or claims) the first item we can: from the cached listing,
     /// listing again when it runs out; `None` when the queue has nothing
     /// for us.
-    async fn take_once(&self, claimed_mode: bool) -> Result<Option<Taken>, Error> {
+    async fn take_once(&self, client: &Client, claimed_mode: bool) -> Result<Option<Taken>, Error> {
         let mut refreshed = false;
         loop {
             let next = self
@@ -391,7 +398,7 @@ impl Queue {
                 Some(n) => n,
                 None if refreshed => return Ok(None),
                 None => {
-                    let (items, claimed) = self.items().await?;
+                    let (items, claimed) = self.items(client).await?;
                     // A claimed item belongs to its claimant (in either mode).
                     let fresh: std::collections::VecDeque<String> =
                         items.into_iter().filter(|i| !claimed.contains(i)).collect();
@@ -408,17 +415,17 @@ impl Queue {
             };
             let item = join(&self.path, &name);
             if claimed_mode {
-                if let Some(c) = self.claim(&item, &name).await? {
+                if let Some(c) = self.claim(client, &item, &name).await? {
                     return Ok(Some(Taken::Claimed(c)));
                 }
                 continue;
             }
-            let data = match self.client.get_data(&item).await {
+            let data = match client.get_data(&item).await {
                 Ok((d, _)) => d,
                 Err(Error::NoNode) => continue,
                 Err(e) => return Err(e),
             };
-            match self.delete_taken(&item, &name, data).await {
+            match self.delete_taken(client, &item, &name, data).await {
                 Ok(data) => return Ok(Some(Taken::Data(data.to_vec()))),
                 Err(Error::NoNode) => continue, // another consumer won
                 Err(e) => return Err(e),
@@ -430,8 +437,14 @@ impl Queue {
     /// is awaited by a task of its own: if the caller is dropped once the
     /// delete went out and it succeeded, the item is put back at the tail,
     /// so a dropped take never loses an item.
-    async fn delete_taken(&self, item: &str, name: &str, data: Bytes) -> Result<Bytes, Error> {
-        let delete = self.client.delete(item, Version::Any);
+    async fn delete_taken(
+        &self,
+        client: &Client,
+        item: &str,
+        name: &str,
+        data: Bytes,
+    ) -> Result<Bytes, Error> {
+        let delete = client.delete(item, Version::Any);
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return delete.await.map(|()| data);
         };
@@ -440,11 +453,11 @@ impl Queue {
         let again = join(&self.path, &name[..name.len().saturating_sub(10)]);
         let mut handoff = Handoff {
             rx,
-            client: self.client.clone(),
+            client: client.clone(),
             path: self.path.clone(),
             again: again.clone(),
         };
-        let (client, path) = (self.client.clone(), self.path.clone());
+        let (client, path) = (client.clone(), self.path.clone());
         rt.spawn(async move {
             let taken = delete.await.map(|()| data);
             // Refused once the taker is gone: ours to put back.
@@ -456,23 +469,22 @@ impl Queue {
     }
 
     /// Claims `item`; `None` when someone else has it or it is gone.
-    async fn claim(&self, item: &str, name: &str) -> Result<Option<Claim>, Error> {
+    async fn claim(&self, client: &Client, item: &str, name: &str) -> Result<Option<Claim>, Error> {
         let claim = join(&self.claims, name);
-        let session = self.client.session_id().0;
+        let session = client.session_id().0;
         let mut delays = backoff();
         loop {
-            match self
-                .client
+            match client
                 .create(&claim, b"", &CreateOptions::new(CreateMode::Ephemeral))
                 .await
             {
                 Ok(_) => break,
                 Err(Error::NodeExists) => return Ok(None),
-                Err(Error::NoNode) => ensure_containers(&self.client, &self.claims).await?,
+                Err(Error::NoNode) => ensure_containers(client, &self.claims).await?,
                 Err(e) if e.is_retryable() => {
                     // Lost reply: the claim may be ours.
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
-                    match self.client.exists(&claim).await {
+                    match client.exists(&claim).await {
                         Ok(Some(s)) if s.ephemeral_owner == session => break,
                         Ok(Some(_)) => return Ok(None),
                         Ok(None) => {}
@@ -484,13 +496,13 @@ impl Queue {
             }
         }
         let mut claim_guard = Claim {
-            client: self.client.clone(),
+            client: client.clone(),
             item: item.to_string(),
             claim,
             data: Bytes::new(),
             done: false,
         };
-        match self.client.get_data(item).await {
+        match client.get_data(item).await {
             Ok((data, _)) => {
                 claim_guard.data = data;
                 Ok(Some(claim_guard))
@@ -504,16 +516,38 @@ impl Queue {
         }
     }
 
+    /// Takes on the live session; from a [`Sessions`](crate::Sessions), a
+    /// take whose session expired while it waited starts over on a new
+    /// session (it held nothing yet).
     async fn take_until(
         &self,
         deadline: Option<Instant>,
         wait: bool,
         claimed_mode: bool,
     ) -> Result<Option<Taken>, Error> {
+        loop {
+            let client = self.source.client().await?;
+            match self.take_on(&client, deadline, wait, claimed_mode).await {
+                Err(e) if self.source.retry_on_new_session(&e) => {
+                    tracing::info!(path = %self.path, "session expired while taking; again on a new session");
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn take_on(
+        &self,
+        client: &Client,
+        deadline: Option<Instant>,
+        wait: bool,
+        claimed_mode: bool,
+    ) -> Result<Option<Taken>, Error> {
+        let turn_lock = Lock::new(client, self.waiters.clone());
         let mut delays = backoff();
         loop {
             // Fast path: items are there, no waiting, no watch.
-            match self.take_once(claimed_mode).await {
+            match self.take_once(client, claimed_mode).await {
                 Ok(Some(t)) => return Ok(Some(t)),
                 Ok(None) if !wait => return Ok(None),
                 Ok(None) => {}
@@ -525,9 +559,8 @@ impl Queue {
             }
             // Empty: wait in line; only the first in line watches the queue.
             let turn = match deadline {
-                None => self.turn.acquire().await?,
-                Some(d) => match self
-                    .turn
+                None => turn_lock.acquire().await?,
+                Some(d) => match turn_lock
                     .acquire_timeout(d.saturating_duration_since(Instant::now()))
                     .await?
                 {
@@ -535,7 +568,7 @@ impl Queue {
                     None => return Ok(None),
                 },
             };
-            match self.wait_for_item(deadline, claimed_mode).await {
+            match self.wait_for_item(client, deadline, claimed_mode).await {
                 Ok(Some(t)) => {
                     // Nothing may come between us and the caller holding
                     // the item: the turn goes in the background.
@@ -560,20 +593,21 @@ impl Queue {
     /// can be taken.
     async fn wait_for_item(
         &self,
+        client: &Client,
         deadline: Option<Instant>,
         claimed_mode: bool,
     ) -> Result<Option<Taken>, Error> {
         loop {
-            let items_changed = match self.client.get_children_and_watch(&self.path).await {
+            let items_changed = match client.get_children_and_watch(&self.path).await {
                 Ok((_, _, w)) => Some(w),
                 Err(Error::NoNode) => {
-                    ensure_containers(&self.client, &self.path).await?;
+                    ensure_containers(client, &self.path).await?;
                     continue;
                 }
                 Err(e) => return Err(e),
             };
             let claims_changed = if claimed_mode {
-                match self.client.get_children_and_watch(&self.claims).await {
+                match client.get_children_and_watch(&self.claims).await {
                     Ok((_, _, w)) => Some(w),
                     Err(Error::NoNode) => None,
                     Err(e) => return Err(e),
@@ -581,7 +615,7 @@ impl Queue {
             } else {
                 None
             };
-            if let Some(t) = self.take_once(claimed_mode).await? {
+            if let Some(t) = self.take_once(client, claimed_mode).await? {
                 return Ok(Some(t));
             }
             let any = async {

@@ -26,11 +26,12 @@
 
 use std::time::Duration;
 
-use zkit::{Client, CreateMode, CreateOptions, Error};
+use zkit::{CreateMode, CreateOptions, Error};
 
 use crate::internal::protected::{backoff, join, name_of, new_guid};
 use crate::internal::sequence::parse_sequence;
 use crate::lock::{Kind, Lock, LockGuard, LockOptions};
+use crate::sessions::SessionSource;
 
 /// A read/write lock at a path; [`read`](Self::read) and
 /// [`write`](Self::write) give the two [`Lock`]s to acquire.
@@ -41,13 +42,15 @@ pub struct ReadWriteLock {
 }
 
 impl ReadWriteLock {
-    /// A read/write lock at `path`.
-    pub fn new(client: &Client, path: impl Into<String>) -> Self {
+    /// A read/write lock at `path`, on `source` (`&Client` or `&Sessions`;
+    /// see [`SessionSource`]).
+    pub fn new(source: impl Into<SessionSource>, path: impl Into<String>) -> Self {
+        let source = source.into();
         let path = path.into();
         let base = LockOptions::default();
         Self {
             read: Lock::with_options(
-                client,
+                source.clone(),
                 path.clone(),
                 LockOptions {
                     prefix: "__READ__".into(),
@@ -56,7 +59,7 @@ impl ReadWriteLock {
             )
             .with_kind(Kind::Read),
             write: Lock::with_options(
-                client,
+                source,
                 path,
                 LockOptions {
                     prefix: "__WRIT__".into(),

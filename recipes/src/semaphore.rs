@@ -28,6 +28,7 @@ use zkit::{Client, Error};
 
 use crate::internal::protected::{backoff, create_protected, join, NodeGuard};
 use crate::lock::{Kind, Lock, LockGuard};
+use crate::sessions::SessionSource;
 
 /// A lease of a [`Semaphore`]: the same guard as a lock's (state, loss
 /// signal, fencing token, fenced writes; release or drop to give it back).
@@ -36,9 +37,10 @@ pub type Lease = LockGuard;
 /// A distributed counting semaphore with `max_leases` leases.
 #[derive(Debug, Clone)]
 pub struct Semaphore {
-    client: Client,
+    source: SessionSource,
     leases: String,
-    lock: Lock,
+    /// The internal lock's directory (taken on the session of each acquire).
+    locks: String,
     max_leases: usize,
     data: Vec<u8>,
 }
@@ -46,12 +48,20 @@ pub struct Semaphore {
 impl Semaphore {
     /// A semaphore at `path` allowing `max_leases` holders at once. Every
     /// participant must use the same `max_leases`.
-    pub fn new(client: &Client, path: impl Into<String>, max_leases: usize) -> Self {
+    ///
+    /// `source` is a `&Client` (the semaphore ends with its session) or
+    /// `&Sessions` (each acquisition runs on the live session; see
+    /// [`SessionSource`]).
+    pub fn new(
+        source: impl Into<SessionSource>,
+        path: impl Into<String>,
+        max_leases: usize,
+    ) -> Self {
         let path = path.into();
         Self {
-            client: client.clone(),
+            source: source.into(),
             leases: join(&path, "leases"),
-            lock: Lock::new(client, join(&path, "locks")),
+            locks: join(&path, "locks"),
             max_leases: max_leases.max(1),
             data: Vec::new(),
         }
@@ -113,7 +123,7 @@ impl Semaphore {
     /// # Errors
     /// Connection and session errors.
     pub async fn leases(&self) -> Result<Vec<String>, Error> {
-        match self.client.get_children(&self.leases).await {
+        match self.source.client().await?.get_children(&self.leases).await {
             Ok((mut c, _)) => {
                 c.sort();
                 Ok(c)
@@ -123,16 +133,38 @@ impl Semaphore {
         }
     }
 
+    /// Acquires on the live session; from a [`Sessions`](crate::Sessions),
+    /// an acquisition whose session expired before it held a lease starts
+    /// over on a new session.
     async fn acquire_until(
         &self,
         deadline: Option<Instant>,
         wait: bool,
     ) -> Result<Option<Lease>, Error> {
+        loop {
+            let client = self.source.client().await?;
+            match self.acquire_on(&client, deadline, wait).await {
+                Err(e) if self.source.retry_on_new_session(&e) => {
+                    tracing::info!(path = %self.leases, "session expired while acquiring; again on a new session");
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn acquire_on(
+        &self,
+        client: &Client,
+        deadline: Option<Instant>,
+        wait: bool,
+    ) -> Result<Option<Lease>, Error> {
+        // The internal lock, on the same session as the lease.
+        let internal = Lock::new(client, self.locks.clone());
         let lock = match (wait, deadline) {
-            (false, _) => self.lock.try_acquire().await?,
-            (true, None) => Some(self.lock.acquire().await?),
+            (false, _) => internal.try_acquire().await?,
+            (true, None) => Some(internal.acquire().await?),
             (true, Some(d)) => {
-                self.lock
+                internal
                     .acquire_timeout(d.saturating_duration_since(Instant::now()))
                     .await?
             }
@@ -140,14 +172,14 @@ impl Semaphore {
         let Some(lock) = lock else { return Ok(None) };
         // Holding the internal lock (released on every path below, by
         // `release` or by the guard's drop).
-        let created = create_protected(&self.client, &self.leases, "lease-", &self.data).await?;
+        let created = create_protected(client, &self.leases, "lease-", &self.data).await?;
         let mut node = NodeGuard {
-            client: self.client.clone(),
+            client: client.clone(),
             path: Some(created.path.clone()),
         };
         let mut delays = backoff();
         loop {
-            let (children, watcher) = match self.client.get_children_and_watch(&self.leases).await {
+            let (children, watcher) = match client.get_children_and_watch(&self.leases).await {
                 Ok((c, _, w)) => (c, w),
                 Err(e) if e.is_retryable() => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
@@ -162,11 +194,11 @@ impl Semaphore {
                 // Our lease node is gone (deleted by someone): start over.
                 node.disarm();
                 lock.release().await?;
-                return Box::pin(self.acquire_until(deadline, wait)).await;
+                return Box::pin(self.acquire_on(client, deadline, wait)).await;
             }
             if children.len() <= self.max_leases {
                 let path = node.disarm();
-                let lease = LockGuard::new(&self.client, path, created.stat.czxid, Kind::Exclusive);
+                let lease = LockGuard::new(client, path, created.stat.czxid, Kind::Exclusive);
                 // The internal lock's delete goes out now and is finished in
                 // the background: nothing stands between us and the lease.
                 drop(lock);
