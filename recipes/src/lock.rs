@@ -402,6 +402,12 @@ impl LockGuard {
         self.kind
     }
 
+    /// The session that holds the lock: the guard (and the lock) end with
+    /// it, whatever a [`Sessions`](crate::Sessions) does next.
+    pub fn session_id(&self) -> zkit::SessionId {
+        self.client.session_id()
+    }
+
     pub(crate) fn client(&self) -> &Client {
         &self.client
     }
