@@ -168,9 +168,47 @@ pub enum Error {
         /// Configured limit.
         limit: usize,
     },
+    /// No session could be established within the connect timeout: no
+    /// server answered. `attempts` names every host tried, with the last
+    /// failure seen for it (refused, name resolution, time-out, closed
+    /// during the handshake, a connector's own error such as TLS).
+    #[error(
+        "no ZooKeeper server reachable within {timeout:?}: {}",
+        DialFailure::list(attempts)
+    )]
+    NoServerReachable {
+        /// The connect timeout that passed.
+        timeout: std::time::Duration,
+        /// Each host tried, in the order first tried, with its last failure.
+        attempts: Vec<DialFailure>,
+    },
     /// The server sent something the client could not understand.
     #[error("protocol error: {0}")]
     Protocol(String),
+}
+
+/// Why connecting to one host failed (see [`Error::NoServerReachable`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct DialFailure {
+    /// The host, as `host:port`.
+    pub host: String,
+    /// The last failure seen for it.
+    pub cause: String,
+}
+
+impl DialFailure {
+    /// `host: cause; host: cause`, for messages and logs.
+    pub(crate) fn list(attempts: &[DialFailure]) -> String {
+        if attempts.is_empty() {
+            return "no host tried".into();
+        }
+        attempts
+            .iter()
+            .map(|a| format!("{}: {}", a.host, a.cause))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 /// The server codes with a variant of their own: one table, from which both

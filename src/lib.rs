@@ -145,7 +145,7 @@ mod session;
 mod transport;
 mod types;
 
-pub use error::{Error, Result};
+pub use error::{DialFailure, Error, Result};
 pub use types::*;
 
 pub use bytes::Bytes;

@@ -342,9 +342,35 @@ async fn connecting_to_a_port_without_server_times_out() {
         .connect(&format!("127.0.0.1:{port}"))
         .await;
     let took = began.elapsed();
-    assert_err(r, Error::Timeout);
+    // The error names the host and why it failed.
+    match &r {
+        Err(e @ Error::NoServerReachable { timeout, attempts }) => {
+            assert_eq!(*timeout, Duration::from_millis(500));
+            assert_eq!(attempts.len(), 1, "{e}");
+            assert_eq!(attempts[0].host, format!("127.0.0.1:{port}"));
+            assert!(attempts[0].cause.contains("refused"), "{e}");
+            assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
+        }
+        other => panic!("expected NoServerReachable, got {other:?}"),
+    }
     assert!(took >= Duration::from_millis(450), "{took:?}");
     assert!(took < Duration::from_millis(1200), "{took:?}");
+
+    // Several hosts: each named with its own cause (a name that does not
+    // resolve, a refused port).
+    let r = Client::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .connect(&format!("no-such-host.invalid:2181,127.0.0.1:{port}"))
+        .await;
+    match &r {
+        Err(e @ Error::NoServerReachable { attempts, .. }) => {
+            let hosts: Vec<&str> = attempts.iter().map(|a| a.host.as_str()).collect();
+            assert!(hosts.contains(&"no-such-host.invalid:2181"), "{e}");
+            assert!(hosts.contains(&format!("127.0.0.1:{port}").as_str()), "{e}");
+            assert!(attempts.iter().all(|a| !a.cause.is_empty()), "{e}");
+        }
+        other => panic!("expected NoServerReachable, got {other:?}"),
+    }
 }
 
 #[tokio::test]

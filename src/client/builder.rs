@@ -85,7 +85,8 @@ impl ClientBuilder {
     }
 
     /// How long [`connect`](Self::connect) waits for the first session before
-    /// failing with [`Error::Timeout`] (default: the session timeout).
+    /// failing with [`Error::NoServerReachable`] (default: the session
+    /// timeout).
     #[must_use]
     pub fn connect_timeout(mut self, t: Duration) -> Self {
         self.connect_timeout = Some(t);
@@ -163,7 +164,8 @@ impl ClientBuilder {
     ///
     /// # Errors
     /// [`Error::NoHosts`] / [`Error::InvalidPath`] for a bad connect string,
-    /// [`Error::Timeout`] if no server answered within the connect timeout,
+    /// [`Error::NoServerReachable`] if no server answered within the connect
+    /// timeout (naming each host tried and its last failure),
     /// [`Error::SessionExpired`] when resuming an expired session,
     /// [`Error::AuthFailed`] if the server rejected the credentials.
     ///
@@ -193,7 +195,7 @@ impl ClientBuilder {
         let connector = self.connector.unwrap_or_else(|| Arc::new(TcpConnector));
         let driver = Driver::new(session, cmd_rx, state_tx, info.clone(), connector);
         tokio::spawn(driver.run());
-        let client = Client::from_parts(cmd_tx, state_rx.clone(), info, cs.chroot);
+        let client = Client::from_parts(cmd_tx, state_rx.clone(), info.clone(), cs.chroot);
         // Wait for the first session (or a terminal state).
         let state = *state_rx
             .wait_for(|s| s.is_connected() || s.is_terminal())
@@ -202,12 +204,13 @@ impl ClientBuilder {
         if state.is_connected() {
             return Ok(client);
         }
-        // Session creation timed out, or the session to resume was gone.
-        let err = if client.session_id().0 == 0 && state == SessionState::Closed {
-            Error::Timeout
-        } else {
-            terminal_error(state)
-        };
-        Err(err)
+        // No server reached (the error names each host and why), or the
+        // session to resume was gone.
+        let terminal = info
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .terminal
+            .clone();
+        Err(terminal.unwrap_or_else(|| terminal_error(state)))
     }
 }

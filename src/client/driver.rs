@@ -53,6 +53,8 @@ pub(crate) struct SessionInfo {
     pub(crate) negotiated_timeout: Option<std::time::Duration>,
     pub(crate) last_zxid: i64,
     pub(crate) server: Option<HostAddr>,
+    /// Why the session ended, once it has.
+    pub(crate) terminal: Option<Error>,
 }
 
 fn now() -> std::time::Instant {
@@ -163,7 +165,7 @@ impl Driver {
                         }
                         Err(e) => {
                             debug!(error = %e, "connect failed");
-                            self.session.handle_connect_failed(now());
+                            self.session.handle_connect_failed(now(), &e.to_string());
                         }
                     }
                 }
@@ -335,6 +337,9 @@ impl Driver {
         info.last_zxid = self.session.last_zxid();
         if info.server.as_ref() != self.session.connected_host() {
             info.server = self.session.connected_host().cloned();
+        }
+        if info.terminal.is_none() {
+            info.terminal = self.session.terminal_error();
         }
     }
 }

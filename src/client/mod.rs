@@ -115,8 +115,9 @@ impl Client {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Timeout`] if no session was established within the connect
-    /// timeout; [`Error::NoHosts`] for a bad connect string.
+    /// [`Error::NoServerReachable`] if no session was established within the
+    /// connect timeout (it names each host tried and its last failure);
+    /// [`Error::NoHosts`] for a bad connect string.
     pub async fn connect(connect_string: &str) -> Result<Self> {
         Self::builder().connect(connect_string).await
     }

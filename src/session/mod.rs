@@ -35,7 +35,7 @@ pub(crate) use hosts::HostList;
 pub use hosts::{ConnectString, HostAddr, DEFAULT_PORT};
 pub(crate) use watches::{WatchKind, WatchRegistry, WatcherId, SET_WATCHES_MAX_LENGTH};
 
-use crate::error::Error;
+use crate::error::{DialFailure, Error};
 use crate::proto::codes::{err, xid, EventType, OpCode, WatcherType};
 use crate::proto::{
     decode_frame, encode_frame, AuthPacket, ConnectRequest, ConnectResponse, Decode, Encode,
@@ -53,7 +53,7 @@ pub(crate) struct SessionConfig {
     /// Requested session timeout (the server clamps it to 2..20 ticks).
     pub(crate) session_timeout: Duration,
     /// How long the first session may take to establish before the session
-    /// gives up with [`Error::Timeout`].
+    /// gives up with [`Error::NoServerReachable`].
     pub(crate) connect_timeout: Duration,
     /// How long a request may wait unsent while disconnected before it fails
     /// with [`Error::ConnectionLoss`].
@@ -349,6 +349,9 @@ pub(crate) struct Session {
     events: VecDeque<Event>,
     /// The error requests get once terminal.
     terminal_err: Option<Error>,
+    /// The last failure of each host tried since the last established
+    /// connection, in the order first tried.
+    dial_failures: Vec<DialFailure>,
 }
 
 impl Session {
@@ -401,6 +404,7 @@ impl Session {
             close: CloseRequest::default(),
             events: VecDeque::new(),
             terminal_err: None,
+            dial_failures: Vec::new(),
         };
         if s.hosts.len() == 0 {
             s.terminate(SessionState::Closed, now);
@@ -695,10 +699,11 @@ impl Session {
         let _ = now;
     }
 
-    /// The transport asked for by [`Event::Dial`] could not be opened.
-    pub(crate) fn handle_connect_failed(&mut self, now: Instant) {
+    /// The transport asked for by [`Event::Dial`] could not be opened, for
+    /// `cause` (the connector's error).
+    pub(crate) fn handle_connect_failed(&mut self, now: Instant, cause: &str) {
         if matches!(self.conn, Conn::Dialing { .. }) {
-            self.attempt_failed(now, "connect failed");
+            self.attempt_failed(now, cause);
         }
     }
 
@@ -767,8 +772,30 @@ impl Session {
                     if self.ident.last_heard.is_none() {
                         // Never reached a server: whether a resumed session
                         // still exists is unknown, so this is a timeout.
-                        info!("no session established within the connect timeout");
-                        self.terminate_with(SessionState::Closed, Error::Timeout, now);
+                        // The attempt under way counts too.
+                        let pending = match self.conn {
+                            Conn::Dialing { .. } => Some("still connecting"),
+                            Conn::Handshaking { .. } => Some("no answer to the handshake"),
+                            _ => None,
+                        };
+                        if let (Some(why), Some(host)) = (pending, &self.wire.host) {
+                            let host = host.to_string();
+                            self.dial_failures.retain(|f| f.host != host);
+                            self.dial_failures.push(DialFailure {
+                                host,
+                                cause: why.to_string(),
+                            });
+                        }
+                        let attempts = self.dial_failures.clone();
+                        warn!(
+                            hosts = %DialFailure::list(&attempts),
+                            "no session established within the connect timeout"
+                        );
+                        let e = Error::NoServerReachable {
+                            timeout: self.cfg.connect_timeout,
+                            attempts,
+                        };
+                        self.terminate_with(SessionState::Closed, e, now);
                     } else {
                         info!(session = %self.session_id(), "no server reachable for 4/3 of the session timeout; session expired");
                         self.terminate(SessionState::Expired, now);
@@ -1049,6 +1076,16 @@ impl Session {
 
     fn attempt_failed(&mut self, now: Instant, why: &str) {
         debug!(why, "connection attempt failed");
+        if let Some(host) = &self.wire.host {
+            let host = host.to_string();
+            match self.dial_failures.iter_mut().find(|f| f.host == host) {
+                Some(f) => f.cause = why.to_string(),
+                None => self.dial_failures.push(DialFailure {
+                    host,
+                    cause: why.to_string(),
+                }),
+            }
+        }
         self.drop_connection(Error::ConnectionLoss);
         if self.close_given_up(now) {
             self.terminate(SessionState::Closed, now);
@@ -1059,6 +1096,12 @@ impl Session {
         if pause.is_zero() {
             self.dial(now);
         } else {
+            // A whole round over the hosts failed: say so, host by host.
+            warn!(
+                hosts = %DialFailure::list(&self.dial_failures),
+                retry_in_ms = pause.as_millis() as u64,
+                "no ZooKeeper server reachable"
+            );
             self.conn = Conn::Backoff { until: now + pause };
         }
     }
@@ -1239,6 +1282,7 @@ impl Session {
         self.ident.read_only_server = resp.read_only.unwrap_or(false);
         self.ident.last_heard = Some(now);
         self.hosts.on_connected(idx);
+        self.dial_failures.clear();
         self.conn = Conn::Connected(Connected {
             since: now,
             last_recv: now,

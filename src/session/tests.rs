@@ -250,7 +250,7 @@ impl Pair {
     fn dial_fail(&mut self) {
         assert!(matches!(self.link, Link::Dialing(_)), "{:?}", self.link);
         self.link = Link::Idle;
-        self.session.handle_connect_failed(self.now);
+        self.session.handle_connect_failed(self.now, "refused");
         self.drive();
     }
 
@@ -1818,6 +1818,21 @@ fn client_side_expiry_after_four_thirds_of_timeout_without_a_server() {
     assert_eq!(p.session.terminal_error(), Some(Error::SessionExpired));
 }
 
+/// The causes of a `NoServerReachable` after `timeout`, one per host.
+fn unreachable_causes(e: &Error, timeout: Duration) -> Vec<String> {
+    match e {
+        Error::NoServerReachable {
+            timeout: t,
+            attempts,
+        } if *t == timeout => {
+            let hosts: std::collections::HashSet<_> = attempts.iter().map(|a| &a.host).collect();
+            assert_eq!(hosts.len(), attempts.len(), "one entry per host: {e}");
+            attempts.iter().map(|a| a.cause.clone()).collect()
+        }
+        other => panic!("expected NoServerReachable after {timeout:?}, got {other:?}"),
+    }
+}
+
 #[test]
 fn new_session_gives_up_after_connect_timeout() {
     let mut cfg = config(2);
@@ -1837,11 +1852,18 @@ fn new_session_gives_up_after_connect_timeout() {
     assert!(replies(&p.events).is_empty());
     p.advance(ms(1));
     let ev = p.take_events();
-    assert_eq!(replies(&ev), vec![(r, Err(Error::Timeout))]);
+    let err = p.session.terminal_error().unwrap();
+    // The hanging handshake is the only attempt (its own time-out, 4 s, is
+    // later than the connect timeout): it is named, with why.
+    assert_eq!(
+        unreachable_causes(&err, ms(3_000)),
+        vec!["no answer to the handshake".to_string()],
+        "{err}"
+    );
+    assert_eq!(replies(&ev), vec![(r, Err(err.clone()))]);
     assert_eq!(states(&ev), vec![SessionState::Closed]);
-    assert_eq!(p.session.terminal_error(), Some(Error::Timeout));
     let late = p.submit(get_data("/late"));
-    assert_eq!(replies(&p.take_events()), vec![(late, Err(Error::Timeout))]);
+    assert_eq!(replies(&p.take_events()), vec![(late, Err(err))]);
     let dials = p.dials.len();
     p.advance(Duration::from_secs(60));
     assert_eq!(p.dials.len(), dials);
@@ -1865,11 +1887,16 @@ fn resumed_session_that_never_reaches_a_server_times_out() {
     ));
     assert_eq!(p.fail_until_terminal(), ms(3_000), "the connect timeout");
     let ev = p.take_events();
-    assert_eq!(replies(&ev), vec![(r, Err(Error::Timeout))]);
+    let err = p.session.terminal_error().unwrap();
+    assert_eq!(
+        unreachable_causes(&err, ms(3_000)),
+        vec!["no answer to the handshake".to_string()],
+        "{err}"
+    );
+    assert_eq!(replies(&ev), vec![(r, Err(err.clone()))]);
     assert_eq!(states(&ev), vec![SessionState::Closed], "not Expired");
-    assert_eq!(p.session.terminal_error(), Some(Error::Timeout));
     let late = p.submit(get_data("/late"));
-    assert_eq!(replies(&p.take_events()), vec![(late, Err(Error::Timeout))]);
+    assert_eq!(replies(&p.take_events()), vec![(late, Err(err))]);
     assert_eq!(p.session.poll_timeout(), None);
 }
 
