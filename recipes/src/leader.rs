@@ -412,14 +412,53 @@ impl Leader {
     }
 }
 
+/// How a term of a [`LeaderSelector`] ended (see
+/// [`on_term_end`](LeaderSelector::on_term_end)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TermEnd {
+    /// The task returned: leadership was given up.
+    Returned {
+        /// The term's fencing token.
+        token: i64,
+    },
+    /// The connection dropped and the task was cancelled (the default
+    /// suspend policy): leadership was in doubt.
+    Suspended {
+        /// The term's fencing token.
+        token: i64,
+    },
+    /// Leadership was lost for sure (our node is gone, or the session
+    /// expired); the task was cancelled.
+    Lost {
+        /// The term's fencing token.
+        token: i64,
+    },
+}
+
+type TermHook = Arc<dyn Fn(TermEnd) + Send + Sync>;
+
 /// Runs a task while leader ([`run`](Self::run)); the task is cancelled
 /// (dropped) as soon as leadership is lost — or suspended, unless
 /// [`cancel_on_suspend(false)`](Self::cancel_on_suspend).
-#[derive(Debug, Clone)]
+/// [`on_term_end`](Self::on_term_end) is told how each term ended.
+#[derive(Clone)]
 pub struct LeaderSelector {
     lock: Lock,
     auto_requeue: bool,
     cancel_on_suspend: bool,
+    on_term_end: Option<TermHook>,
+}
+
+impl std::fmt::Debug for LeaderSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaderSelector")
+            .field("lock", &self.lock)
+            .field("auto_requeue", &self.auto_requeue)
+            .field("cancel_on_suspend", &self.cancel_on_suspend)
+            .field("on_term_end", &self.on_term_end.is_some())
+            .finish()
+    }
 }
 
 impl LeaderSelector {
@@ -434,6 +473,7 @@ impl LeaderSelector {
             lock: Lock::with_options(source, path, LockOptions::default().data(id.as_bytes())),
             auto_requeue: false,
             cancel_on_suspend: true,
+            on_term_end: None,
         }
     }
 
@@ -446,9 +486,36 @@ impl LeaderSelector {
     }
 
     /// Cancel the task when the connection is lost (default true, the safe
-    /// policy), or only when leadership is lost for sure (false).
+    /// policy, as Curator's), or only when leadership is lost for sure
+    /// (false: the task keeps running while the connection is down, and
+    /// its writes must be fenced with [`Leader::guarded`] — they are
+    /// refused once the term is over).
     pub fn cancel_on_suspend(mut self, on: bool) -> Self {
         self.cancel_on_suspend = on;
+        self
+    }
+
+    /// Calls `hook` after each term, once the task has returned or has been
+    /// dropped, with how the term ended (Curator's
+    /// `stateChanged`/`takeLeadership` return, in one place): the place to
+    /// log, count or alert on lost leadership. Runs on the task calling
+    /// [`run`](Self::run); keep it short.
+    ///
+    /// ```no_run
+    /// # async fn demo(zk: zkit::Client) -> zkit::Result<()> {
+    /// use zkit_recipes::{leader::TermEnd, LeaderSelector};
+    /// let selector = LeaderSelector::new(&zk, "/election/jobs", "node-a")
+    ///     .auto_requeue(true)
+    ///     .on_term_end(|end| {
+    ///         if matches!(end, TermEnd::Lost { .. }) {
+    ///             eprintln!("leadership lost: {end:?}");
+    ///         }
+    ///     });
+    /// selector.run(|leader| async move { /* lead */ }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn on_term_end(mut self, hook: impl Fn(TermEnd) + Send + Sync + 'static) -> Self {
+        self.on_term_end = Some(Arc::new(hook));
         self
     }
 
@@ -474,18 +541,29 @@ impl LeaderSelector {
                 node: guard.node().to_string(),
                 token: guard.fencing_token(),
             };
+            let token = guard.fencing_token();
             let mut states = guard.state_watch();
             let cancel_on_suspend = self.cancel_on_suspend;
             let ended = async move {
-                let _ = states
+                match states
                     .wait_for(|s| {
                         *s == LockState::Lost || (cancel_on_suspend && *s == LockState::Suspended)
                     })
-                    .await;
+                    .await
+                {
+                    Ok(s) if *s == LockState::Suspended => TermEnd::Suspended { token },
+                    _ => TermEnd::Lost { token },
+                }
             };
-            tokio::select! {
-                () = task(leader) => {}
-                () = ended => tracing::info!(node = %guard.node(), "leadership lost: task cancelled"),
+            let end = tokio::select! {
+                () = task(leader) => TermEnd::Returned { token },
+                end = ended => {
+                    tracing::info!(node = %guard.node(), ?end, "leadership ended: task cancelled");
+                    end
+                }
+            };
+            if let Some(hook) = &self.on_term_end {
+                hook(end);
             }
             // Gives the node back (a lost node is gone already); with the
             // session over, the next acquire reports it.

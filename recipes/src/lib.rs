@@ -30,10 +30,15 @@
 //!
 //! # Sessions
 //!
-//! A zkit session's expiry is final. Recipes that hold ownership (locks,
-//! leases, leadership) report the loss and stop; recipes that must outlive a
-//! session (registrations, subscriptions, caches) take a [`Sessions`], which
-//! builds a new session when the old one expired.
+//! Every recipe is built from a [`SessionSource`]: `&client` or
+//! `&sessions`. A zkit [`Client`](zkit::Client)'s session expiry is final,
+//! and recipes built from it end with it. A [`Sessions`] (what a
+//! long-running service should keep) builds a new session when the old one
+//! expired. Ownership is never carried over: guards, leases, claims and
+//! terms of leadership of the old session report the loss as always. The
+//! recipes themselves work again on the new session without user code. See
+//! the [`sessions`] module for which to pick, and [`Sessions::events`] for
+//! the sessions' life.
 //!
 //! # Cancellation
 //!

@@ -258,3 +258,29 @@ async fn a_waiting_participant_leaving_moves_nobody_ahead_of_the_leader() {
     latches[2].take().unwrap().close().await.unwrap();
     clients[2].clone().close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_term_end_hook_hears_a_returned_term() {
+    let setup = client().await;
+    let dir = base(&setup, "termend").await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let selector = zkit_recipes::LeaderSelector::new(&setup, format!("{dir}/sel"), "me")
+        .on_term_end(move |end| {
+            let _ = tx.send(end);
+        });
+    let (tok_tx, mut tok_rx) = tokio::sync::mpsc::unbounded_channel();
+    selector
+        .run(|leader| {
+            let tok_tx = tok_tx.clone();
+            async move {
+                let _ = tok_tx.send(leader.fencing_token());
+            }
+        })
+        .await
+        .unwrap();
+    let token = tok_rx.recv().await.unwrap();
+    assert_eq!(
+        rx.recv().await,
+        Some(zkit_recipes::leader::TermEnd::Returned { token })
+    );
+}

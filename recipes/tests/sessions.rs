@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::{base, client, connect_string, eventually, SOON};
 use zkit::{Client, Error, SessionState, Version};
+use zkit_recipes::leader::TermEnd;
 use zkit_recipes::{
     Barrier, GroupMember, IdGenerator, LeaderLatch, LeaderSelector, Leadership, Lock, LockState,
     MemberSet, Queue, Semaphore, SessionEvent, Sessions, SharedCount,
@@ -219,7 +220,12 @@ async fn a_selector_with_requeue_leads_again_on_a_new_session() {
     let setup = client().await;
     let dir = base(&setup, "sesssel").await;
     let s = sessions();
-    let selector = LeaderSelector::new(&s, format!("{dir}/sel"), "me").auto_requeue(true);
+    let (ends_tx, mut ends) = tokio::sync::mpsc::unbounded_channel();
+    let selector = LeaderSelector::new(&s, format!("{dir}/sel"), "me")
+        .auto_requeue(true)
+        .on_term_end(move |end| {
+            let _ = ends_tx.send(end);
+        });
     let (terms_tx, mut terms) = tokio::sync::mpsc::unbounded_channel();
     let runner = tokio::spawn(async move {
         selector
@@ -242,6 +248,13 @@ async fn a_selector_with_requeue_leads_again_on_a_new_session() {
         .expect("a second term on a new session")
         .unwrap();
     assert!(second > first, "fencing tokens grow: {first} then {second}");
+    // The hook heard how the first term ended (suspended when the server
+    // cut the connection, or lost).
+    let end = ends.try_recv().expect("the first term's end was reported");
+    assert!(
+        matches!(end, TermEnd::Lost { token } | TermEnd::Suspended { token } if token == first),
+        "{end:?}"
+    );
     assert!(!runner.is_finished());
     runner.abort();
     s.close().await.unwrap();
