@@ -176,36 +176,51 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // 5. Queue ------------------------------------------------------------------
-    section(5, "work queue: producers and workers");
+    section(5, "work queue: jobs shared out, a crashed worker's job delivered again");
     let qpath = format!("{base}/jobs");
     let q = Queue::new(&admin, qpath.clone());
     for j in 1..=9 {
         q.put(format!("job-{j}").as_bytes()).await?;
     }
     println!("  queued 9 jobs");
+    // Worker 3 takes a job and crashes before finishing it: its session
+    // ends, its claim (an ephemeral node) goes with it, and the job goes
+    // back to the queue, never lost.
+    let crashing = Client::connect(&cs).await?;
+    let claim = Queue::new(&crashing, qpath.clone()).take_claimed().await?;
+    let crashed_job = String::from_utf8_lossy(claim.data()).into_owned();
+    crashing.close().await?; // the process dies: no complete()
+    drop(claim);
+    println!("  worker 3 took {crashed_job} and crashed before finishing it");
     let done = Arc::new(AtomicUsize::new(0));
     let mut drainers = Vec::new();
-    for w in 1..=3 {
+    for w in 1..=2 {
         let zk = Client::connect(&cs).await?;
         let q = Queue::new(&zk, qpath.clone());
         let done = done.clone();
         drainers.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             while let Some(claim) = q.poll_claimed(Duration::from_millis(300)).await? {
+                tokio::time::sleep(Duration::from_millis(20)).await; // the work
                 mine.push(String::from_utf8_lossy(claim.data()).into_owned());
                 claim.complete().await?; // at-least-once: removed only when done
                 done.fetch_add(1, Ordering::SeqCst);
             }
-            println!("  worker {w} processed {mine:?}");
             zk.close().await?;
-            Ok::<(), zkit::Error>(())
+            Ok::<(u32, Vec<String>), zkit::Error>((w, mine))
         }));
     }
     for d in drainers {
-        d.await??;
+        let (w, mine) = d.await??;
+        let again = if mine.contains(&crashed_job) {
+            format!(" (including {crashed_job}, delivered again after worker 3 crashed)")
+        } else {
+            String::new()
+        };
+        println!("  worker {w} processed {mine:?}{again}");
     }
     println!(
-        "  {} jobs done, queue empty: {}",
+        "  {} jobs done, none lost, none twice; queue empty: {}",
         done.load(Ordering::SeqCst),
         q.is_empty().await?
     );
