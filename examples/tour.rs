@@ -176,7 +176,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // 5. Queue ------------------------------------------------------------------
-    section(5, "work queue: jobs shared out, a crashed worker's job delivered again");
+    section(
+        5,
+        "work queue: jobs shared out, a crashed worker's job delivered again",
+    );
     let qpath = format!("{base}/jobs");
     let q = Queue::new(&admin, qpath.clone());
     for j in 1..=9 {

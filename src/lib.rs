@@ -128,11 +128,17 @@
 //! # Ok(()) }
 //! ```
 //!
-//! ## Watch delivery caveat
-//! ZooKeeper 3.8 keeps one watch mode per (connection, path): adding a
-//! one-shot data watch on a path that already has a persistent-recursive
-//! watch of the same session downgrades the persistent one (ZOOKEEPER-4466,
-//! fixed in 3.9). Avoid mixing modes on one path against older servers.
+//! ## One watch mode per path (ZOOKEEPER-4466)
+//! ZooKeeper before 3.9 keeps one watch mode per (session, path): a one-shot
+//! watch added on a path that has a persistent or persistent-recursive watch
+//! of the same session replaces it, and the persistent watch silently stops
+//! after its next event. zkit never sends such a one-shot watch: the read
+//! goes without its watch flag and the watcher is served from the persistent
+//! watch's events (a child watch beside a recursive watch gets its
+//! `NodeChildrenChanged` from the child's creation or deletion). So recipes
+//! and caches can share a path and a session safely. Adding a `Persistent`
+//! watch on a path that already has a `PersistentRecursive` one of the same
+//! session still downgrades it on those servers: don't mix those two.
 #![deny(missing_docs, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 

@@ -789,3 +789,58 @@ async fn dropping_a_persistent_watcher_keeps_a_oneshot_watch_set_meanwhile() {
         ev(EventType::NodeDataChanged, &base)
     );
 }
+
+/// ZooKeeper before 3.9 keeps one watch mode per session and path
+/// (ZOOKEEPER-4466): a one-shot watch on a path with a persistent watch of
+/// the same session used to replace it, so the persistent watch stopped
+/// after one event. The client serves such one-shot watches from the
+/// persistent watch instead of registering them on the server.
+#[tokio::test]
+async fn one_shot_watches_do_not_replace_a_persistent_watch_on_the_same_path() {
+    let c = client().await;
+    let writer = client().await;
+    let base = base(&c, "onemode").await;
+    let p = format!("{base}/p");
+    writer.create(&p, b"0", &d()).await.unwrap();
+    for mode in [AddWatchMode::PersistentRecursive, AddWatchMode::Persistent] {
+        let mut w = c.add_watch(&p, mode).await.unwrap();
+        let (_, _, data) = c.get_data_and_watch(&p).await.unwrap();
+        let (_, exists) = c.exists_and_watch(&p).await.unwrap();
+        let (_, _, children) = c.get_children_and_watch(&p).await.unwrap();
+
+        writer.set_data(&p, b"1", Version::Any).await.unwrap();
+        let e = soon("data watch", data.changed()).await.unwrap();
+        assert_eq!(kind(&e), ev(EventType::NodeDataChanged, &p));
+        let e = soon("exists watch", exists.changed()).await.unwrap();
+        assert_eq!(kind(&e), ev(EventType::NodeDataChanged, &p));
+        assert_eq!(
+            kind(&next(&mut w).await),
+            ev(EventType::NodeDataChanged, &p)
+        );
+
+        // The persistent watch is still there: a second change, and a child.
+        writer.set_data(&p, b"2", Version::Any).await.unwrap();
+        assert_eq!(
+            kind(&next(&mut w).await),
+            ev(EventType::NodeDataChanged, &p),
+            "{mode:?}"
+        );
+        let kid = format!("{p}/kid-{mode:?}");
+        writer.create(&kid, b"", &d()).await.unwrap();
+        let e = soon("child watch", children.changed()).await.unwrap();
+        assert_eq!(kind(&e), ev(EventType::NodeChildrenChanged, &p), "{mode:?}");
+        let want = match mode {
+            AddWatchMode::PersistentRecursive => ev(EventType::NodeCreated, &kid),
+            _ => ev(EventType::NodeChildrenChanged, &p),
+        };
+        assert_eq!(kind(&next(&mut w).await), want, "{mode:?}");
+        writer.set_data(&p, b"3", Version::Any).await.unwrap();
+        assert_eq!(
+            kind(&next(&mut w).await),
+            ev(EventType::NodeDataChanged, &p),
+            "{mode:?}"
+        );
+        drop(w);
+        writer.delete(&kid, Version::Any).await.unwrap();
+    }
+}

@@ -39,7 +39,7 @@ use crate::error::{DialFailure, Error};
 use crate::proto::codes::{err, xid, EventType, OpCode, WatcherType};
 use crate::proto::{
     decode_frame, encode_frame, AuthPacket, ConnectRequest, ConnectResponse, Decode, Encode,
-    ReplyHeader, RequestHeader, SetWatches, WatcherEvent, WatchesRequest,
+    PathWatchRequest, ReplyHeader, RequestHeader, SetWatches, WatcherEvent, WatchesRequest,
 };
 use crate::types::{SessionId, SessionState, WatchedEvent};
 
@@ -538,11 +538,65 @@ impl Session {
             return id;
         }
         debug_assert!(req.op != OpCode::Auth, "auth goes through add_auth");
+        let req = self.one_mode_per_path(req);
         self.requests.queue.push_back(Queued {
             out: Outgoing::User { id, req },
             queued_at: now,
         });
         id
+    }
+
+    /// ZooKeeper before 3.9 keeps one watch mode per session and path
+    /// (ZOOKEEPER-4466): a one-shot watch set on a path that has a
+    /// persistent or persistent-recursive watch of this session replaces
+    /// it, and the persistent watch silently stops after one event. So a
+    /// one-shot watch on such a path is not sent to the server: the read
+    /// goes without its watch flag, and the watcher is served from the
+    /// persistent watch's events (which include everything a one-shot data,
+    /// exist or child watch wants; children changes are derived from a
+    /// recursive watch's child events, see `handle_notification`).
+    fn one_mode_per_path(&self, mut req: Request) -> Request {
+        let Some(WatchAction::Register { kind, path, .. }) = &req.watch else {
+            return req;
+        };
+        if kind.is_persistent() || !self.persistent_watch_on(path) {
+            return req;
+        }
+        if !matches!(
+            req.op,
+            OpCode::GetData | OpCode::Exists | OpCode::GetChildren | OpCode::GetChildren2
+        ) {
+            return req;
+        }
+        let mut body = req.body.clone();
+        if let Ok(mut r) = PathWatchRequest::decode(&mut body) {
+            debug!(path = %r.path, "one-shot watch served by this session's persistent watch (ZOOKEEPER-4466)");
+            r.watch = false;
+            let mut out = BytesMut::new();
+            r.encode(&mut out);
+            req.body = out.freeze();
+        }
+        req
+    }
+
+    /// Whether this session has (or is setting up) a persistent or
+    /// persistent-recursive watch on exactly `path`.
+    fn persistent_watch_on(&self, path: &str) -> bool {
+        let registry = &self.watches.registry;
+        if registry.has(WatchKind::Persistent, path)
+            || registry.has(WatchKind::PersistentRecursive, path)
+        {
+            return true;
+        }
+        let setting_up = |w: Option<&WatchAction>| matches!(w, Some(WatchAction::Register { kind, path: p, .. }) if kind.is_persistent() && p == path);
+        self.requests.pending.iter().any(|p| match &p.kind {
+            PendingKind::User(_, w) => setting_up(w.as_ref()),
+            _ => false,
+        }) || self
+            .requests
+            .queue
+            .iter()
+            .any(|q| setting_up(q.out.watch()))
     }
 
     fn next_request_id(&mut self) -> u64 {
@@ -1442,6 +1496,35 @@ impl Session {
             return;
         };
         let watchers = self.watches.registry.on_notification(event_type, &ev.path);
+        // A child watch served by a recursive watch on its path (see
+        // `one_mode_per_path`): the recursive watch reports a child created
+        // or deleted, never NodeChildrenChanged; derive it.
+        if matches!(event_type, EventType::NodeCreated | EventType::NodeDeleted) && ev.path != "/" {
+            let parent = crate::proto::parent(&ev.path);
+            if self
+                .watches
+                .registry
+                .has(WatchKind::PersistentRecursive, parent)
+            {
+                let children: Vec<WatcherId> = self
+                    .watches
+                    .registry
+                    .remove_path(parent, &[WatchKind::Child])
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect();
+                if !children.is_empty() {
+                    self.events.push_back(Event::Watch {
+                        watchers: children,
+                        event: WatchedEvent {
+                            event_type: EventType::NodeChildrenChanged,
+                            path: self.chroot.to_client(parent),
+                            zxid,
+                        },
+                    });
+                }
+            }
+        }
         if watchers.is_empty() {
             debug!(path = %ev.path, ?event_type, "notification without a local watcher");
             return;

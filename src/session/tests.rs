@@ -2504,3 +2504,61 @@ fn request_too_large_fails_at_once_and_writes_nothing() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].2.len(), 92);
 }
+
+#[test]
+fn a_one_shot_watch_beside_a_persistent_one_is_served_locally() {
+    // ZOOKEEPER-4466: never register a one-shot watch on a path that has a
+    // persistent watch of this session; serve it from the persistent one.
+    let mut p = Pair::connected(config(1), 10_000);
+    p.roundtrip(add_watch("/a", true, 1), 5, 0);
+    let watch_flags = |p: &mut Pair| {
+        p.take_requests()
+            .into_iter()
+            .map(|(x, _, mut body)| (x, PathWatchRequest::decode(&mut body).unwrap().watch))
+            .collect::<Vec<_>>()
+    };
+    p.submit(get_data_watch("/a", 2));
+    p.submit(children_watch("/a", 3));
+    p.submit(get_data_watch("/b", 4));
+    let sent = watch_flags(&mut p);
+    assert_eq!(
+        sent.iter().map(|s| s.1).collect::<Vec<_>>(),
+        vec![false, false, true],
+        "only /b, with no persistent watch, is registered on the server"
+    );
+    for (x, _) in sent {
+        p.reply(x, 6, 0, b"");
+    }
+    p.take_events();
+    assert_eq!(
+        p.session.watcher_count(),
+        4,
+        "registered locally all the same"
+    );
+    let ev = |t, path: &str| WatchedEvent {
+        event_type: t,
+        path: path.into(),
+        zxid: 7,
+    };
+    // A child created: the recursive watcher sees it, and the child watch
+    // on /a gets the NodeChildrenChanged the server will not send.
+    p.notify(EventType::NodeCreated, "/a/x", 7);
+    assert_eq!(
+        watch_events(&p.take_events()),
+        vec![
+            (ids(&[3]), ev(EventType::NodeChildrenChanged, "/a")),
+            (ids(&[1]), ev(EventType::NodeCreated, "/a/x")),
+        ]
+    );
+    p.notify(EventType::NodeDataChanged, "/a", 7);
+    assert_eq!(
+        watch_events(&p.take_events()),
+        vec![(ids(&[1, 2]), ev(EventType::NodeDataChanged, "/a"))]
+    );
+    // Also while the persistent watch is still being set up.
+    p.submit(add_watch("/c", false, 5));
+    p.submit(get_data_watch("/c", 6));
+    let sent = p.take_requests();
+    let mut body = sent[1].2.clone();
+    assert!(!PathWatchRequest::decode(&mut body).unwrap().watch);
+}

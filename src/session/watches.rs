@@ -92,6 +92,11 @@ impl WatchRegistry {
         out
     }
 
+    /// Whether a watcher of `kind` is registered on exactly `path`.
+    pub(crate) fn has(&self, kind: WatchKind, path: &str) -> bool {
+        self.by_key.contains_key(&(kind, path.to_string()))
+    }
+
     /// Whether any watcher of any kind remains on `path`.
     pub(crate) fn has_path(&self, path: &str) -> bool {
         self.by_key.keys().any(|(_, p)| p == path)
