@@ -129,6 +129,9 @@ impl TreeCache {
     }
 }
 
+/// Dropping the cache stops its background task; the client removes the
+/// persistent watch when its last watcher is gone. Snapshots taken before
+/// stay as they are.
 impl Drop for TreeCache {
     fn drop(&mut self) {
         self.task.abort();

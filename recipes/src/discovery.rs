@@ -321,6 +321,10 @@ pub struct Registration<P> {
     held: Option<Held>,
 }
 
+/// Dropping the registration unregisters: the delete of the instance node
+/// is sent at once (registering the same id again right away keeps the new
+/// registration) and finished in the background; no new session re-creates
+/// it.
 impl<P> Drop for Registration<P> {
     fn drop(&mut self) {
         if self.held.is_none() {

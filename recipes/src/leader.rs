@@ -212,6 +212,8 @@ impl LeaderLatch {
     }
 }
 
+/// Dropping the latch leaves the election: its task stops and our node is
+/// deleted in the background (the next participant takes over at once).
 impl Drop for LeaderLatch {
     fn drop(&mut self) {
         if let Some(t) = lock(&self.inner.task).take() {

@@ -486,6 +486,8 @@ impl LockGuard {
     }
 }
 
+/// Dropping the guard releases the lock in the background: the delete of
+/// our node is sent at once and retried through connection losses.
 impl Drop for LockGuard {
     fn drop(&mut self) {
         if !self.released {

@@ -216,6 +216,9 @@ impl Drop for UndoJoin {
     }
 }
 
+/// Dropping the membership leaves the group: the delete is sent at once
+/// and finished in the background, and a membership joined from `Sessions`
+/// stops joining again.
 impl Drop for GroupMember {
     fn drop(&mut self) {
         if let Some(k) = self.keeper.take() {

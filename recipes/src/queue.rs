@@ -168,6 +168,8 @@ impl Claim {
     }
 }
 
+/// Dropping an uncompleted claim gives the item back: the claim node is
+/// deleted in the background, and the item is delivered again.
 impl Drop for Claim {
     fn drop(&mut self) {
         if !self.done {
