@@ -391,3 +391,82 @@ async fn membership_rejoins_and_the_member_set_follows_across_expiry() {
     s.close().await.unwrap();
     watcher.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_cache_converges_again_after_its_session_expired() {
+    use zkit_recipes::cache::TreeCache;
+    let setup = client().await;
+    let dir = base(&setup, "sesscache").await;
+    let root = format!("{dir}/tree");
+    setup
+        .create(&root, b"r", &zkit::CreateOptions::default())
+        .await
+        .unwrap();
+    let s = sessions();
+    let cache = TreeCache::start(s.clone(), root.clone());
+    cache.initialized().await;
+    expire_live(&s).await;
+    // Changes made while the cache has no session, then after.
+    setup
+        .create(&format!("{root}/a"), b"1", &zkit::CreateOptions::default())
+        .await
+        .unwrap();
+    setup.set_data(&root, b"r2", Version::Any).await.unwrap();
+    eventually("the cache converges on a new session", SOON, || async {
+        cache.get(&format!("{root}/a")).map(|n| n.data.to_vec()) == Some(b"1".to_vec())
+            && cache.get(&root).map(|n| n.data.to_vec()) == Some(b"r2".to_vec())
+    })
+    .await;
+    setup
+        .create(&format!("{root}/b"), b"2", &zkit::CreateOptions::default())
+        .await
+        .unwrap();
+    eventually("and keeps following", SOON, || async {
+        cache.children(&root) == ["a", "b"]
+    })
+    .await;
+    assert!(s.current().is_some(), "a live session");
+    s.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_double_barrier_member_enters_again_on_a_new_session() {
+    use zkit_recipes::DoubleBarrier;
+    let setup = client().await;
+    let dir = base(&setup, "sessdbar").await;
+    let path = format!("{dir}/batch");
+    let s = sessions();
+    let a = DoubleBarrier::new(&s, path.clone(), 2);
+    let entering = tokio::spawn(async move {
+        a.enter().await?;
+        Ok::<_, Error>(a)
+    });
+    // a is waiting for a second member; its session expires meanwhile.
+    eventually("a is in", SOON, || async {
+        setup
+            .get_children(&path)
+            .await
+            .map(|(c, _)| c.len())
+            .unwrap_or(0)
+            == 1
+    })
+    .await;
+    expire_live(&s).await;
+    let other = client().await;
+    let b = DoubleBarrier::new(&other, path.clone(), 2);
+    // The barrier opens only with two live members: a must have entered
+    // again on its new session.
+    tokio::time::timeout(SOON, b.enter())
+        .await
+        .expect("the barrier opens")
+        .unwrap();
+    let a = tokio::time::timeout(SOON, entering)
+        .await
+        .expect("a gets in")
+        .unwrap()
+        .unwrap();
+    let (leaving_a, leaving_b) = tokio::join!(a.leave(), b.leave());
+    leaving_a.unwrap();
+    leaving_b.unwrap();
+    s.close().await.unwrap();
+}
