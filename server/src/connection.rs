@@ -289,8 +289,6 @@ fn handshake(
         },
     );
     st.session_conn.insert(session, id);
-    let gate = st.gate();
-    drop(st);
     let resp = ConnectResponse {
         protocol_version: 0,
         timeout,
@@ -298,7 +296,12 @@ fn handshake(
         passwd: Bytes::copy_from_slice(&generate_password(session)),
         read_only,
     };
-    let _ = tx.send(Out::Frame(record_frame(&resp), gate));
+    // Queued under the lock: a handshake for the same session on another
+    // connection (which closes this one) must find the response queued
+    // before its close order, or this client would see the connection
+    // close with no answer.
+    let _ = tx.send(Out::Frame(record_frame(&resp), st.gate()));
+    drop(st);
     Some(Conn {
         id,
         session,

@@ -21,11 +21,8 @@ fn io_err(context: &str) -> impl FnOnce(std::io::Error) -> FixtureError + '_ {
     }
 }
 
-async fn read_frame(s: &mut TcpStream) -> Result<Vec<u8>, FixtureError> {
-    let len = s
-        .read_i32()
-        .await
-        .map_err(io_err("reading a frame length"))?;
+async fn read_frame(s: &mut TcpStream, what: &'static str) -> Result<Vec<u8>, FixtureError> {
+    let len = s.read_i32().await.map_err(io_err(what))?;
     if !(0..=1 << 20).contains(&len) {
         return Err(FixtureError::Protocol(format!("frame length {len}")));
     }
@@ -47,6 +44,33 @@ pub async fn expire_session(
     session_id: i64,
     password: &[u8],
 ) -> Result<bool, FixtureError> {
+    // The session's owner reconnects as soon as our handshake takes its
+    // connection over, and its handshake then closes ours, possibly before
+    // our closeSession was answered: try again until the server either
+    // answers the closeSession or no longer knows the session.
+    let mut inconclusive = false;
+    for _ in 0..20 {
+        match expire_once(addr, session_id, password).await {
+            Ok(killed) => return Ok(killed || inconclusive),
+            Err(FixtureError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                inconclusive = true;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(FixtureError::Protocol(
+        "the session's owner kept taking it back; not expired".into(),
+    ))
+}
+
+async fn expire_once(
+    addr: SocketAddr,
+    session_id: i64,
+    password: &[u8],
+) -> Result<bool, FixtureError> {
     let fut = async {
         let mut s = TcpStream::connect(addr)
             .await
@@ -63,10 +87,18 @@ pub async fn expire_session(
         req.push(0);
         let mut frame = (req.len() as i32).to_be_bytes().to_vec();
         frame.extend_from_slice(&req);
+        // closeSession (RequestHeader{xid 1, type -11}) in the same write:
+        // the server reads it right after the handshake, before the owner
+        // of the session (whose connection the handshake just took over)
+        // can reconnect and take the session back, which would close this
+        // connection first.
+        frame.extend_from_slice(&8i32.to_be_bytes());
+        frame.extend_from_slice(&1i32.to_be_bytes());
+        frame.extend_from_slice(&(-11i32).to_be_bytes());
         s.write_all(&frame)
             .await
-            .map_err(io_err("sending ConnectRequest"))?;
-        let resp = read_frame(&mut s).await?;
+            .map_err(io_err("sending ConnectRequest and closeSession"))?;
+        let resp = read_frame(&mut s, "reading the ConnectResponse").await?;
         if resp.len() < 16 {
             return Err(FixtureError::Protocol("short ConnectResponse".into()));
         }
@@ -75,15 +107,8 @@ pub async fn expire_session(
         if timeout <= 0 || sid == 0 {
             return Ok(false);
         }
-        // closeSession: RequestHeader{xid 1, type -11}.
-        let mut close = 8i32.to_be_bytes().to_vec();
-        close.extend_from_slice(&1i32.to_be_bytes());
-        close.extend_from_slice(&(-11i32).to_be_bytes());
-        s.write_all(&close)
-            .await
-            .map_err(io_err("sending closeSession"))?;
         // Reply header (xid, zxid, err); then the server closes.
-        let reply = read_frame(&mut s).await?;
+        let reply = read_frame(&mut s, "reading the closeSession reply").await?;
         if reply.len() < 16 {
             return Err(FixtureError::Protocol("short closeSession reply".into()));
         }
