@@ -22,7 +22,7 @@ mod watches;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -307,6 +307,26 @@ struct Watches {
     /// Paths whose unused server-side persistent watch could not be removed
     /// yet because a watch request on the same path was in flight.
     deferred: HashSet<String>,
+    /// Persistent watch registrations queued or in flight, per path (so a
+    /// one-shot watch beside one is found without scanning the queues).
+    persistent_setups: HashMap<String, usize>,
+}
+
+impl Watches {
+    /// A user request leaves the queue or the pending list: forget its
+    /// persistent registration, if it was one.
+    fn setup_done(&mut self, watch: Option<&WatchAction>) {
+        if let Some(WatchAction::Register { kind, path, .. }) = watch {
+            if kind.is_persistent() {
+                if let Some(n) = self.persistent_setups.get_mut(path) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.persistent_setups.remove(path);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The current connection's bytes.
@@ -539,6 +559,15 @@ impl Session {
         }
         debug_assert!(req.op != OpCode::Auth, "auth goes through add_auth");
         let req = self.one_mode_per_path(req);
+        if let Some(WatchAction::Register { kind, path, .. }) = &req.watch {
+            if kind.is_persistent() {
+                *self
+                    .watches
+                    .persistent_setups
+                    .entry(path.clone())
+                    .or_default() += 1;
+            }
+        }
         self.requests.queue.push_back(Queued {
             out: Outgoing::User { id, req },
             queued_at: now,
@@ -583,20 +612,9 @@ impl Session {
     /// persistent-recursive watch on exactly `path`.
     fn persistent_watch_on(&self, path: &str) -> bool {
         let registry = &self.watches.registry;
-        if registry.has(WatchKind::Persistent, path)
+        registry.has(WatchKind::Persistent, path)
             || registry.has(WatchKind::PersistentRecursive, path)
-        {
-            return true;
-        }
-        let setting_up = |w: Option<&WatchAction>| matches!(w, Some(WatchAction::Register { kind, path: p, .. }) if kind.is_persistent() && p == path);
-        self.requests.pending.iter().any(|p| match &p.kind {
-            PendingKind::User(_, w) => setting_up(w.as_ref()),
-            _ => false,
-        }) || self
-            .requests
-            .queue
-            .iter()
-            .any(|q| setting_up(q.out.watch()))
+            || self.watches.persistent_setups.contains_key(path)
     }
 
     fn next_request_id(&mut self) -> u64 {
@@ -1072,7 +1090,10 @@ impl Session {
     /// Answers a request that was never sent.
     fn fail_queued(&mut self, q: Queued, e: Error) {
         match q.out {
-            Outgoing::User { id, req } => self.reply_err(id, req.watch.as_ref(), e),
+            Outgoing::User { id, req } => {
+                self.watches.setup_done(req.watch.as_ref());
+                self.reply_err(id, req.watch.as_ref(), e);
+            }
             Outgoing::Auth { entry } => {
                 // Never sent: the credentials are forgotten (never
                 // replayed); the waiter is answered once.
@@ -1201,7 +1222,10 @@ impl Session {
     fn fail_pending(&mut self, e: Error) {
         for p in std::mem::take(&mut self.requests.pending) {
             match p.kind {
-                PendingKind::User(id, watch) => self.reply_err(id, watch.as_ref(), e.clone()),
+                PendingKind::User(id, watch) => {
+                    self.watches.setup_done(watch.as_ref());
+                    self.reply_err(id, watch.as_ref(), e.clone());
+                }
                 PendingKind::SetWatches
                 | PendingKind::InternalRemoveWatches
                 | PendingKind::Close => {}
@@ -1407,6 +1431,7 @@ impl Session {
         }
         match p.kind {
             PendingKind::User(id, watch) => {
+                self.watches.setup_done(watch.as_ref());
                 let ok = code == err::OK;
                 match watch {
                     Some(WatchAction::Register { id: w, kind, path }) => {

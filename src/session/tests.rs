@@ -2561,4 +2561,16 @@ fn a_one_shot_watch_beside_a_persistent_one_is_served_locally() {
     let sent = p.take_requests();
     let mut body = sent[1].2.clone();
     assert!(!PathWatchRequest::decode(&mut body).unwrap().watch);
+    // A persistent registration that failed leaves nothing behind: a later
+    // one-shot watch on its path is registered on the server as usual.
+    p.reply(sent[0].0, 8, err::NO_AUTH, b"");
+    p.reply(sent[1].0, 8, 0, b"");
+    p.take_events();
+    p.submit(add_watch("/d", false, 7));
+    let sent = p.take_requests();
+    p.reply(sent[0].0, 9, err::NO_AUTH, b"");
+    p.submit(get_data_watch("/d", 8));
+    let sent = p.take_requests();
+    let mut body = sent[0].2.clone();
+    assert!(PathWatchRequest::decode(&mut body).unwrap().watch);
 }
