@@ -148,6 +148,8 @@ mod path;
 #[doc(inline)]
 pub use zkit_proto as proto;
 mod session;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod transport;
 mod types;
 
@@ -162,4 +164,6 @@ pub use client::{
 pub use path::validate_path;
 pub use proto::digest_id;
 pub use session::{ConnectString, HostAddr, DEFAULT_PORT};
+#[cfg(feature = "tls")]
+pub use tls::TlsConfig;
 pub use transport::{BoxedIo, Connect, ConnectFuture, Io, TcpConnector};

@@ -46,6 +46,8 @@ mod persist;
 mod server;
 pub mod sessions;
 mod state;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod tree;
 pub mod watches;
 mod wire;
@@ -53,6 +55,8 @@ mod write;
 
 pub use config::{Config, ConfigError, FourLetterWords};
 pub use server::{RunningServer, Server, ServerBuilder};
+#[cfg(feature = "tls")]
+pub use tls::{ClientAuth, ServerTls};
 pub use tree::Compat;
 
 /// The version string the four-letter words report; clients parse it as 3.8.

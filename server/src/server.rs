@@ -46,6 +46,8 @@ impl Server {
 pub struct ServerBuilder {
     settings: Settings,
     wall_clock: Option<WallClock>,
+    #[cfg(feature = "tls")]
+    secure: Option<(SocketAddr, crate::tls::ServerTls)>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -53,7 +55,7 @@ impl std::fmt::Debug for ServerBuilder {
         f.debug_struct("ServerBuilder")
             .field("settings", &self.settings)
             .field("custom_wall_clock", &self.wall_clock.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -278,6 +280,17 @@ impl ServerBuilder {
         self
     }
 
+    /// Also serve clients over TLS on `addr` (ZooKeeper's
+    /// `secureClientPort`, next to the plain port), with `tls`: the
+    /// server's certificate and, for mutual TLS, the client CAs. The PEM
+    /// files are read again for every connection (rotated certificates need
+    /// no restart); [`start`](Self::start) fails if they cannot be used.
+    #[cfg(feature = "tls")]
+    pub fn secure_listen(mut self, addr: SocketAddr, tls: crate::tls::ServerTls) -> Self {
+        self.secure = Some((addr, tls));
+        self
+    }
+
     /// Binds the listener and starts the server's tasks. With a
     /// [`data_dir`](Self::data_dir), first recovers the state saved there.
     ///
@@ -289,7 +302,18 @@ impl ServerBuilder {
         let Self {
             settings,
             wall_clock,
+            #[cfg(feature = "tls")]
+            secure,
         } = self;
+        #[cfg(feature = "tls")]
+        let secure = match secure {
+            Some((addr, tls)) => {
+                tls.server_config()?; // usable files, or no start
+                let listener = TcpListener::bind(addr).await?;
+                Some((listener, tls))
+            }
+            None => None,
+        };
         let tick = i32::try_from(settings.tick_time.as_millis()).unwrap_or(i32::MAX);
         if tick <= 0 {
             return Err(io::Error::new(
@@ -367,10 +391,28 @@ impl ServerBuilder {
             cancel.clone(),
             tracker.clone(),
         ));
+        #[cfg(feature = "tls")]
+        let secure_addr = match secure {
+            Some((listener, tls)) => {
+                let addr = listener.local_addr()?;
+                tracker.spawn(secure_accept_loop(
+                    listener,
+                    tls,
+                    shared.clone(),
+                    cancel.clone(),
+                    tracker.clone(),
+                ));
+                Some(addr)
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        let secure_addr = None;
         tracker.spawn(expirer(shared.clone(), cancel.clone()));
         tracker.spawn(reaper(shared.clone(), cancel.clone(), reap_every));
         Ok(RunningServer {
             local_addr,
+            secure_addr,
             shared,
             cancel,
             tracker,
@@ -383,6 +425,7 @@ impl ServerBuilder {
 #[derive(Debug)]
 pub struct RunningServer {
     local_addr: SocketAddr,
+    secure_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -392,6 +435,12 @@ impl RunningServer {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the TLS client port, if one was set
+    /// ([`ServerBuilder::secure_listen`]).
+    pub fn secure_addr(&self) -> Option<SocketAddr> {
+        self.secure_addr
     }
 
     /// `host:port` for a client's connect string.
@@ -476,6 +525,56 @@ async fn accept_loop(
         let cancel = cancel.clone();
         tracker.spawn(async move {
             crate::connection::serve(stream, peer, shared.clone(), cancel).await;
+            shared.release(peer);
+        });
+    }
+}
+
+/// Accepts TLS clients: the handshake (bounded by the handshake timeout),
+/// with the certificate files read again for each connection, then the
+/// same connection task as plain clients.
+#[cfg(feature = "tls")]
+async fn secure_accept_loop(
+    listener: TcpListener,
+    tls: crate::tls::ServerTls,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if !shared.admit(peer) {
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let (shared, cancel, tls) = (shared.clone(), cancel.clone(), tls.clone());
+        tracker.spawn(async move {
+            let handshake = async {
+                let config = tls.server_config()?;
+                tokio_rustls::TlsAcceptor::from(Arc::new(config))
+                    .accept(stream)
+                    .await
+            };
+            let limit = shared.settings.handshake_timeout;
+            match tokio::time::timeout(limit, handshake).await {
+                Ok(Ok(stream)) => {
+                    crate::connection::serve(stream, peer, shared.clone(), cancel).await;
+                }
+                Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::warn!(%peer, "no TLS handshake in {limit:?}, closing"),
+            }
             shared.release(peer);
         });
     }

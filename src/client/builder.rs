@@ -159,6 +159,16 @@ impl ClientBuilder {
         self
     }
 
+    /// Reach every host over TLS with these settings (ZooKeeper's
+    /// `secureClientPort`; feature `tls`). See [`crate::tls`]. Replaces a
+    /// [`connector`](Self::connector) set before.
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls(mut self, config: crate::TlsConfig) -> Self {
+        self.connector = Some(Arc::new(crate::tls::TlsConnector::new(config)));
+        self
+    }
+
     /// Connects and resolves once a session is established. Must be called
     /// within a tokio runtime: the session's background task is spawned on it.
     ///

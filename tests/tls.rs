@@ -1,0 +1,214 @@
+//! TLS between the client and the bundled server's secure client port:
+//! server-name and chain checks, the typed failures (unknown CA, name
+//! mismatch, expired), mutual TLS, and certificate files read again for
+//! each new connection.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rcgen::{BasicConstraints, Certificate, CertificateParams, IsCa, KeyPair};
+use zkit::{Client, CreateOptions, Error, TlsConfig};
+use zkit_server::{ClientAuth, RunningServer, Server, ServerTls};
+
+/// A CA, or a certificate it signed, with its key.
+struct Issued {
+    cert: Certificate,
+    key: KeyPair,
+}
+
+fn new_ca(name: &str) -> Issued {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let cert = params.self_signed(&key).unwrap();
+    Issued { cert, key }
+}
+
+fn issue(by: &Issued, names: &[&str], expired: bool) -> Issued {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+    }
+    let cert = params.signed_by(&key, &by.cert, &by.key).unwrap();
+    Issued { cert, key }
+}
+
+/// A fresh directory for this test's PEM files.
+fn dir(tag: &str) -> PathBuf {
+    let d =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("tls-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Writes `issued`'s certificate and key; returns their paths.
+fn write(d: &Path, name: &str, issued: &Issued) -> (PathBuf, PathBuf) {
+    let cert = d.join(format!("{name}.pem"));
+    let key = d.join(format!("{name}.key"));
+    std::fs::write(&cert, issued.cert.pem()).unwrap();
+    std::fs::write(&key, issued.key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+async fn tls_server(tls: ServerTls) -> RunningServer {
+    Server::builder()
+        .secure_listen("127.0.0.1:0".parse().unwrap(), tls)
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn connect(server: &RunningServer, host: &str, tls: TlsConfig) -> Result<Client, Error> {
+    let port = server.secure_addr().unwrap().port();
+    Client::builder()
+        .connect_timeout(Duration::from_millis(1500))
+        .tls(tls)
+        .connect(&format!("{host}:{port}"))
+        .await
+}
+
+/// The single cause of a `NoServerReachable`.
+fn cause(r: Result<Client, Error>) -> String {
+    match r {
+        Err(Error::NoServerReachable { attempts, .. }) => {
+            assert_eq!(attempts.len(), 1, "{attempts:?}");
+            attempts[0].cause.clone()
+        }
+        Err(e) => panic!("expected NoServerReachable, got {e}"),
+        Ok(_) => panic!("expected NoServerReachable, got a session"),
+    }
+}
+
+#[tokio::test]
+async fn a_session_over_tls_with_name_and_chain_checked() {
+    let d = dir("basic");
+    let ca = new_ca("zkit test CA");
+    let (ca_pem, _) = write(&d, "ca", &ca);
+    let (cert, key) = write(
+        &d,
+        "server",
+        &issue(&ca, &["localhost", "127.0.0.1"], false),
+    );
+    let server = tls_server(ServerTls::new(cert, key)).await;
+    for host in ["localhost", "127.0.0.1"] {
+        let zk = connect(&server, host, TlsConfig::new().ca_file(&ca_pem))
+            .await
+            .unwrap();
+        let path = format!("/tls-{host}");
+        zk.create(&path, b"secret", &CreateOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(&zk.get_data(&path).await.unwrap().0[..], b"secret");
+        zk.close().await.unwrap();
+    }
+    // The plain port still works beside the secure one.
+    let plain = Client::connect(&server.connect_string()).await.unwrap();
+    assert!(plain.exists("/tls-localhost").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn handshake_failures_name_their_reason() {
+    let d = dir("fail");
+    let ca = new_ca("zkit test CA");
+    let other = new_ca("another CA");
+    let (ca_pem, _) = write(&d, "ca", &ca);
+    let (other_pem, _) = write(&d, "other", &other);
+    // A certificate for another name only.
+    let (cert, key) = write(&d, "named", &issue(&ca, &["zk.internal"], false));
+    let server = tls_server(ServerTls::new(cert, key)).await;
+    let unknown = cause(connect(&server, "127.0.0.1", TlsConfig::new().ca_file(&other_pem)).await);
+    assert!(unknown.contains("UnknownIssuer"), "{unknown}");
+    let mismatch = cause(connect(&server, "127.0.0.1", TlsConfig::new().ca_file(&ca_pem)).await);
+    assert!(mismatch.contains("not valid for name"), "{mismatch}");
+    // For IP-only ensembles: check against the certificates' shared name,
+    // or (as ssl.hostnameVerification=false) not at all.
+    let zk = connect(
+        &server,
+        "127.0.0.1",
+        TlsConfig::new().ca_file(&ca_pem).server_name("zk.internal"),
+    )
+    .await
+    .unwrap();
+    zk.close().await.unwrap();
+    let zk = connect(
+        &server,
+        "127.0.0.1",
+        TlsConfig::new().ca_file(&ca_pem).verify_hostname(false),
+    )
+    .await
+    .unwrap();
+    zk.close().await.unwrap();
+    // The chain is checked even then.
+    let still = cause(
+        connect(
+            &server,
+            "127.0.0.1",
+            TlsConfig::new().ca_file(&other_pem).verify_hostname(false),
+        )
+        .await,
+    );
+    assert!(still.contains("UnknownIssuer"), "{still}");
+
+    let (cert, key) = write(&d, "expired", &issue(&ca, &["127.0.0.1"], true));
+    let expired_server = tls_server(ServerTls::new(cert, key)).await;
+    let expired = cause(
+        connect(
+            &expired_server,
+            "127.0.0.1",
+            TlsConfig::new().ca_file(&ca_pem),
+        )
+        .await,
+    );
+    assert!(expired.contains("certificate expired"), "{expired}");
+}
+
+#[tokio::test]
+async fn mutual_tls_and_rotated_files() {
+    let d = dir("mutual");
+    let ca = new_ca("zkit test CA");
+    let clients = new_ca("client CA");
+    let (ca_pem, _) = write(&d, "ca", &ca);
+    let (clients_pem, _) = write(&d, "clients", &clients);
+    let (cert, key) = write(&d, "server", &issue(&ca, &["127.0.0.1"], false));
+    let (client_cert, client_key) = write(&d, "client", &issue(&clients, &["client-1"], false));
+    let server =
+        tls_server(ServerTls::new(cert, key).client_ca(&clients_pem, ClientAuth::Need)).await;
+    // Without a client certificate: refused.
+    assert!(
+        connect(&server, "127.0.0.1", TlsConfig::new().ca_file(&ca_pem))
+            .await
+            .is_err()
+    );
+    let zk = connect(
+        &server,
+        "127.0.0.1",
+        TlsConfig::new()
+            .ca_file(&ca_pem)
+            .client_cert(&client_cert, &client_key),
+    )
+    .await
+    .unwrap();
+    zk.close().await.unwrap();
+
+    // The client's CA file is read again for each connection: a file that
+    // held the wrong CA and now holds the right one needs no new client
+    // settings.
+    let rotating = d.join("rotating.pem");
+    std::fs::copy(&clients_pem, &rotating).unwrap();
+    let settings = TlsConfig::new()
+        .ca_file(&rotating)
+        .client_cert(&client_cert, &client_key);
+    assert!(connect(&server, "127.0.0.1", settings.clone())
+        .await
+        .is_err());
+    std::fs::copy(&ca_pem, &rotating).unwrap();
+    let zk = connect(&server, "127.0.0.1", settings).await.unwrap();
+    zk.close().await.unwrap();
+}
