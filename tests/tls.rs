@@ -212,3 +212,60 @@ async fn mutual_tls_and_rotated_files() {
     let zk = connect(&server, "127.0.0.1", settings).await.unwrap();
     zk.close().await.unwrap();
 }
+
+/// A `zoo.cfg` written for ZooKeeper (PEM key store holding the chain and
+/// the key in one file, a PEM trust store, `ssl.clientAuth=need`) gives the
+/// bundled server the same secure port.
+#[tokio::test]
+async fn a_zookeeper_zoo_cfg_with_tls_keys_serves_tls() {
+    let d = dir("zoocfg");
+    let ca = new_ca("zkit test CA");
+    let (ca_pem, _) = write(&d, "ca", &ca);
+    let server_cert = issue(&ca, &["127.0.0.1"], false);
+    let store = d.join("server-keystore.pem");
+    std::fs::write(
+        &store,
+        format!(
+            "{}{}",
+            server_cert.cert.pem(),
+            server_cert.key.serialize_pem()
+        ),
+    )
+    .unwrap();
+    let (client_cert, client_key) = write(&d, "client", &issue(&ca, &["client-1"], false));
+    let cfg = zkit_server::Config::parse(&format!(
+        "tickTime=2000\nclientPortAddress=127.0.0.1\nclientPort=0\nsecureClientPort=0\n\
+         serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+         ssl.keyStore.location={}\nssl.keyStore.type=PEM\nssl.trustStore.location={}\n\
+         ssl.clientAuth=need\n",
+        store.display(),
+        ca_pem.display()
+    ))
+    .unwrap();
+    let server = zkit_server::ServerBuilder::from_config(&cfg)
+        .start()
+        .await
+        .unwrap();
+    assert!(
+        connect(&server, "127.0.0.1", TlsConfig::new().ca_file(&ca_pem))
+            .await
+            .is_err(),
+        "a client certificate is needed"
+    );
+    let zk = connect(
+        &server,
+        "127.0.0.1",
+        TlsConfig::new()
+            .ca_file(&ca_pem)
+            .client_cert(&client_cert, &client_key),
+    )
+    .await
+    .unwrap();
+    assert!(zk.exists("/").await.unwrap().is_some());
+    zk.close().await.unwrap();
+    // A secure port without a key store is refused at parse time.
+    let e = zkit_server::Config::parse("secureClientPort=2281\n").unwrap_err();
+    assert!(e.to_string().contains("ssl.keyStore.location"), "{e}");
+    let e = zkit_server::Config::parse("ssl.keyStore.type=JKS\n").unwrap_err();
+    assert!(e.to_string().contains("PEM"), "{e}");
+}

@@ -25,6 +25,10 @@
 //! | `DigestAuthenticationProvider.superDigest` | `super:<base64 sha1>` |
 //! | `znode.container.checkIntervalMs` | milliseconds between container/TTL sweeps |
 //! | `jute.maxbuffer` | largest accepted request, bytes |
+//! | `secureClientPort`, `secureClientPortAddress` | a TLS client port (feature `tls`) |
+//! | `ssl.keyStore.location` | PEM file with the server's certificate chain and key (`ssl.keyStore.type` must be PEM) |
+//! | `ssl.trustStore.location` | PEM file of the client CAs (mutual TLS) |
+//! | `ssl.clientAuth` | `none`, `want` or `need` (default `need` with a trust store) |
 //!
 //! The system-property spellings (`zookeeper.4lw.commands.whitelist`,
 //! `zookeeper.extendedTypesEnabled`,
@@ -204,6 +208,19 @@ pub struct Config {
     pub container_check_interval: Option<Duration>,
     /// `jute.maxbuffer`.
     pub jute_maxbuffer: Option<usize>,
+    /// `secureClientPort`: a TLS client port (needs `ssl.keyStore.location`).
+    pub secure_client_port: Option<u16>,
+    /// `secureClientPortAddress` (default: `clientPortAddress`, else all
+    /// interfaces).
+    pub secure_client_port_address: Option<IpAddr>,
+    /// `ssl.keyStore.location`: a PEM file holding the server's certificate
+    /// chain and private key (ZooKeeper's PEM key store).
+    pub ssl_key_store: Option<PathBuf>,
+    /// `ssl.trustStore.location`: a PEM file of the CAs client
+    /// certificates must chain to.
+    pub ssl_trust_store: Option<PathBuf>,
+    /// `ssl.clientAuth`: `none`, `want` or `need` (ZooKeeper's default).
+    pub ssl_client_auth: Option<String>,
 }
 
 impl Config {
@@ -227,6 +244,7 @@ impl Config {
     /// value.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let mut cfg = Self::default();
+        let mut secure_at: Option<(usize, String)> = None;
         for (line, key, value) in properties(text) {
             let bad = |reason: &str| ConfigError::Invalid {
                 line,
@@ -327,6 +345,35 @@ impl Config {
                     }
                     cfg.container_check_interval = Some(Duration::from_millis(ms));
                 }
+                "secureClientPort" => {
+                    cfg.secure_client_port = Some(v.parse().map_err(|_| bad("not a port number"))?);
+                    secure_at = Some((line, value.clone()));
+                }
+                "secureClientPortAddress" => {
+                    cfg.secure_client_port_address =
+                        Some(v.parse().map_err(|_| bad("not an IP address"))?);
+                }
+                "ssl.keyStore.location" | "zookeeper.ssl.keyStore.location" => {
+                    cfg.ssl_key_store = Some(PathBuf::from(v));
+                }
+                "ssl.trustStore.location" | "zookeeper.ssl.trustStore.location" => {
+                    cfg.ssl_trust_store = Some(PathBuf::from(v));
+                }
+                "ssl.keyStore.type"
+                | "zookeeper.ssl.keyStore.type"
+                | "ssl.trustStore.type"
+                | "zookeeper.ssl.trustStore.type" => {
+                    if !v.eq_ignore_ascii_case("PEM") {
+                        return Err(bad("only PEM key and trust stores are supported"));
+                    }
+                }
+                "ssl.clientAuth" | "zookeeper.ssl.clientAuth" => {
+                    let auth = v.to_ascii_lowercase();
+                    if !matches!(auth.as_str(), "none" | "want" | "need") {
+                        return Err(bad("expected none, want or need"));
+                    }
+                    cfg.ssl_client_auth = Some(auth);
+                }
                 "jute.maxbuffer" | "zookeeper.jute.maxbuffer" => {
                     let n: usize = v.parse().map_err(|_| bad("not a number of bytes"))?;
                     if n == 0 || n > i32::MAX as usize {
@@ -337,7 +384,27 @@ impl Config {
                 _ => tracing::debug!(line, key, value, "ignoring unsupported zoo.cfg key"),
             }
         }
+        if let (Some((line, value)), None) = (secure_at, &cfg.ssl_key_store) {
+            return Err(ConfigError::Invalid {
+                line,
+                key: "secureClientPort".into(),
+                value,
+                reason: "needs ssl.keyStore.location (the server's PEM certificate and key)".into(),
+            });
+        }
         Ok(cfg)
+    }
+
+    /// The TLS client port's address, if `secureClientPort` is set:
+    /// `secureClientPortAddress`, else `clientPortAddress`, else all
+    /// interfaces.
+    pub fn secure_listen_addr(&self) -> Option<SocketAddr> {
+        let port = self.secure_client_port?;
+        let ip = self
+            .secure_client_port_address
+            .or(self.client_port_address)
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        Some(SocketAddr::new(ip, port))
     }
 
     /// The address to listen on: `clientPortAddress` (default `0.0.0.0`,

@@ -183,6 +183,9 @@ async fn main() -> ExitCode {
         }
     };
     println!("zkit-server listening on {}", server.local_addr());
+    if let Some(secure) = server.secure_addr() {
+        println!("zkit-server listening on {secure} (TLS)");
+    }
     let _ = std::io::stdout().flush();
     match &cfg.data_dir {
         Some(dir) => tracing::info!(

@@ -95,6 +95,20 @@ impl ServerBuilder {
         if let Some(n) = cfg.jute_maxbuffer {
             s.max_frame = n;
         }
+        #[cfg(feature = "tls")]
+        if let (Some(addr), Some(store)) = (cfg.secure_listen_addr(), &cfg.ssl_key_store) {
+            let mut tls = crate::tls::ServerTls::new(store.clone(), store.clone());
+            if let Some(trust) = &cfg.ssl_trust_store {
+                let auth = match cfg.ssl_client_auth.as_deref() {
+                    Some("none") => crate::tls::ClientAuth::None,
+                    Some("want") => crate::tls::ClientAuth::Want,
+                    _ => crate::tls::ClientAuth::Need,
+                };
+                tls = tls.client_ca(trust.clone(), auth);
+            }
+            b.secure = Some((addr, tls));
+        }
+        let s = &mut b.settings;
         s.data_dir = cfg.data_dir.clone().or(s.data_dir.take());
         s.data_log_dir = cfg.data_log_dir.clone().or(s.data_log_dir.take());
         if let Some(n) = cfg.snap_count {
