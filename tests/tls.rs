@@ -269,3 +269,83 @@ async fn a_zookeeper_zoo_cfg_with_tls_keys_serves_tls() {
     let e = zkit_server::Config::parse("ssl.keyStore.type=JKS\n").unwrap_err();
     assert!(e.to_string().contains("PEM"), "{e}");
 }
+
+/// Real ZooKeeper 3.8 with a secure client port (Netty, PEM key and trust
+/// stores, `ssl.clientAuth=need`): the zkit client connects over TLS with
+/// its certificate, and is refused without one or with a wrong CA.
+#[tokio::test]
+async fn real_zookeeper_over_tls() {
+    if zkit_testcontainers::skip_without_real_zookeeper("ZooKeeper over TLS") {
+        return;
+    }
+    let d = dir("real");
+    let ca = new_ca("zkit test CA");
+    let (ca_pem, _) = write(&d, "ca", &ca);
+    let server_cert = issue(&ca, &["localhost", "127.0.0.1"], false);
+    let store = d.join("server-keystore.pem");
+    std::fs::write(
+        &store,
+        format!(
+            "{}{}",
+            server_cert.cert.pem(),
+            server_cert.key.serialize_pem()
+        ),
+    )
+    .unwrap();
+    let (client_cert, client_key) = write(&d, "client", &issue(&ca, &["client-1"], false));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let zk = zkit_testcontainers::Ensemble::builder()
+        .size(1)
+        .config("secureClientPortAddress", "127.0.0.1")
+        .config("secureClientPort", port.to_string())
+        .config(
+            "serverCnxnFactory",
+            "org.apache.zookeeper.server.NettyServerCnxnFactory",
+        )
+        .config("ssl.keyStore.location", store.display().to_string())
+        .config("ssl.keyStore.type", "PEM")
+        .config("ssl.trustStore.location", ca_pem.display().to_string())
+        .config("ssl.trustStore.type", "PEM")
+        .config("ssl.clientAuth", "need")
+        .start()
+        .await
+        .expect("a TLS ZooKeeper starts");
+    let hosts = format!("localhost:{port}");
+    let builder = || Client::builder().connect_timeout(Duration::from_secs(3));
+    let c = builder()
+        .tls(
+            TlsConfig::new()
+                .ca_file(&ca_pem)
+                .client_cert(&client_cert, &client_key),
+        )
+        .connect(&hosts)
+        .await
+        .expect("a session over TLS");
+    c.create("/over-tls", b"x", &CreateOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(&c.get_data("/over-tls").await.unwrap().0[..], b"x");
+    c.close().await.unwrap();
+    // No client certificate, or the wrong CA: named failures, no session.
+    let other = new_ca("another CA");
+    let (other_pem, _) = write(&d, "other", &other);
+    let r = builder()
+        .tls(TlsConfig::new().ca_file(&other_pem))
+        .connect(&hosts)
+        .await;
+    let unknown = cause(r);
+    assert!(unknown.contains("UnknownIssuer"), "{unknown}");
+    let r = builder()
+        .tls(TlsConfig::new().ca_file(&ca_pem))
+        .connect(&hosts)
+        .await;
+    assert!(
+        r.is_err(),
+        "ssl.clientAuth=need refuses a client without a certificate"
+    );
+    drop(zk);
+}

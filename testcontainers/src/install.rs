@@ -23,6 +23,10 @@ const DEBIAN_JAVA_DIR: &str = "/usr/share/java";
 /// member log files are actually written.
 const DEBIAN_REQUIRED: &[&str] = &["zookeeper.jar"];
 const DEBIAN_LOGGING: &[&str] = &["slf4j-log4j12.jar", "log4j-1.2.jar"];
+/// Netty jars the `Class-Path` of Debian's `zookeeper.jar` leaves out although its Netty
+/// server (`serverCnxnFactory=...NettyServerCnxnFactory`, needed for TLS) uses them
+/// (../shared/SECURITY.md §4.0): added when present.
+const DEBIAN_NETTY: &[&str] = &["netty-codec.jar", "netty-resolver.jar"];
 
 /// Resolved `java` executable plus classpath.
 #[derive(Debug, Clone)]
@@ -205,6 +209,7 @@ pub(crate) fn debian_classpath(dir: &Path) -> Result<OsString, String> {
     let jars = DEBIAN_REQUIRED
         .iter()
         .chain(DEBIAN_LOGGING)
+        .chain(DEBIAN_NETTY)
         .map(|jar| dir.join(jar))
         .filter(|p| p.is_file());
     env::join_paths(jars).map_err(|e| format!("Debian classpath: {e}"))
