@@ -147,6 +147,7 @@ mod error;
 mod path;
 #[doc(inline)]
 pub use zkit_proto as proto;
+mod sasl;
 mod session;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -38,6 +38,7 @@ pub struct ClientBuilder {
     seed: Option<u64>,
     resume: Option<(i64, Bytes)>,
     connector: Option<Arc<dyn Connect>>,
+    sasl: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -55,6 +56,7 @@ impl std::fmt::Debug for ClientBuilder {
             .field("max_frame", &self.max_frame)
             .field("resume", &self.resume.as_ref().map(|r| SessionId(r.0)))
             .field("custom_connector", &self.connector.is_some())
+            .field("sasl_user", &self.sasl.as_ref().map(|s| &s.0))
             .finish()
     }
 }
@@ -71,6 +73,7 @@ impl Default for ClientBuilder {
             seed: None,
             resume: None,
             connector: None,
+            sasl: None,
         }
     }
 }
@@ -122,6 +125,20 @@ impl ClientBuilder {
     #[must_use]
     pub fn digest_auth(self, user: &str, password: &str) -> Self {
         self.auth("digest", format!("{user}:{password}").as_bytes())
+    }
+
+    /// SASL DIGEST-MD5 credentials (a `DigestLoginModule` user of the
+    /// server's JAAS `Server` section). Every connection authenticates
+    /// first, before credentials, watches and requests go out; the session
+    /// reports `Connected` only once authenticated (the server then knows
+    /// the connection as `sasl:<user>`). A refusal ends the session as
+    /// [`SessionState::AuthFailed`] with [`Error::AuthFailed`], or
+    /// [`Error::SessionClosedRequireSaslAuth`] when the server requires SASL.
+    /// Digest `add_auth` credentials work beside it.
+    #[must_use]
+    pub fn sasl_digest(mut self, user: &str, password: &str) -> Self {
+        self.sasl = Some((user.to_string(), password.to_string()));
+        self
     }
 
     /// The largest request frame sent (default 1,048,575 bytes, ZooKeeper's
@@ -193,6 +210,7 @@ impl ClientBuilder {
         cfg.request_timeout = self.request_timeout.unwrap_or(self.session_timeout);
         cfg.read_only = self.read_only;
         cfg.auth = self.auth;
+        cfg.sasl = self.sasl;
         cfg.max_request = self.max_frame;
         cfg.max_reply = self.max_frame.saturating_mul(2);
         cfg.seed = seed;

@@ -39,7 +39,8 @@ use crate::error::{DialFailure, Error};
 use crate::proto::codes::{err, xid, EventType, OpCode, WatcherType};
 use crate::proto::{
     decode_frame, encode_frame, AuthPacket, ConnectRequest, ConnectResponse, Decode, Encode,
-    PathWatchRequest, ReplyHeader, RequestHeader, SetWatches, WatcherEvent, WatchesRequest,
+    PathWatchRequest, ReplyHeader, RequestHeader, SaslToken, SetWatches, WatcherEvent,
+    WatchesRequest,
 };
 use crate::types::{SessionId, SessionState, WatchedEvent};
 
@@ -62,6 +63,9 @@ pub(crate) struct SessionConfig {
     pub(crate) read_only: bool,
     /// Auth credentials sent on every connection: (scheme, auth bytes).
     pub(crate) auth: Vec<(String, Bytes)>,
+    /// SASL DIGEST-MD5 credentials (user, password): authenticated on every
+    /// connection before anything else is sent.
+    pub(crate) sasl: Option<(String, String)>,
     /// Largest request frame sent (the server's `jute.maxbuffer`).
     pub(crate) max_request: usize,
     /// Largest reply frame accepted.
@@ -83,6 +87,7 @@ impl SessionConfig {
             request_timeout: Duration::from_secs(10),
             read_only: false,
             auth: Vec::new(),
+            sasl: None,
             max_request: crate::proto::DEFAULT_JUTE_MAXBUFFER,
             max_reply: 2 * crate::proto::DEFAULT_JUTE_MAXBUFFER,
             seed: 0,
@@ -242,6 +247,8 @@ enum PendingKind {
     InternalRemoveWatches,
     /// closeSession.
     Close,
+    /// A SASL token (op 102) of the exchange under way.
+    Sasl,
 }
 
 #[derive(Debug)]
@@ -292,6 +299,9 @@ struct Requests {
 /// that wait for their reply. A multi-step exchange (SASL) belongs here.
 #[derive(Debug, Default)]
 struct Auth {
+    /// The SASL exchange under way on this connection: nothing else is
+    /// sent until it is done.
+    sasl: Option<crate::sasl::DigestMd5>,
     entries: Vec<AuthEntry>,
     /// Indexes into `entries` of auth packets sent on this connection, in
     /// order.
@@ -416,6 +426,7 @@ impl Session {
                 counter: 0,
             },
             auth: Auth {
+                sasl: None,
                 entries: auths,
                 on_conn: VecDeque::new(),
             },
@@ -933,7 +944,8 @@ impl Session {
             Conn::Connected(_) | Conn::Closing { .. } => {
                 out.extend_from_slice(&self.wire.priority);
                 self.wire.priority.clear();
-                if matches!(self.conn, Conn::Connected(_)) {
+                // While SASL runs, only its tokens (and pings) go out.
+                if matches!(self.conn, Conn::Connected(_)) && self.auth.sasl.is_none() {
                     while let Some(q) = self.requests.queue.pop_front() {
                         self.write_request(q, out);
                     }
@@ -1146,6 +1158,7 @@ impl Session {
         self.wire.inbuf.clear();
         self.wire.priority.clear();
         self.auth.on_conn.clear();
+        self.auth.sasl = None;
         self.fail_pending(e);
     }
 
@@ -1228,7 +1241,8 @@ impl Session {
                 }
                 PendingKind::SetWatches
                 | PendingKind::InternalRemoveWatches
-                | PendingKind::Close => {}
+                | PendingKind::Close
+                | PendingKind::Sasl => {}
             }
         }
     }
@@ -1373,9 +1387,82 @@ impl Session {
             fresh,
             "session established"
         );
-        // Order on a new connection (Java primeConnection): auth first (so
-        // ACL-checked watch delivery works), then watches, then requests.
         self.wire.priority.clear();
+        if let Some((user, password)) = self.cfg.sasl.clone() {
+            // SASL first, before credentials, watches and requests (Java's
+            // order); the rest follows once it succeeded.
+            let mut mech = crate::sasl::DigestMd5::new(&user, &password);
+            let token = mech.initial();
+            self.auth.sasl = Some(mech);
+            self.write_sasl(&token);
+            return Ok(());
+        }
+        self.prime_connection();
+        Ok(())
+    }
+
+    /// Sends a SASL token (op 102) right away.
+    fn write_sasl(&mut self, token: &[u8]) {
+        let xid = self.take_xid();
+        encode_frame(&mut self.wire.priority, |b| {
+            RequestHeader {
+                xid,
+                op: OpCode::Sasl.code(),
+            }
+            .encode(b);
+            SaslToken {
+                token: Bytes::copy_from_slice(token),
+            }
+            .encode(b);
+        });
+        self.requests.pending.push_back(Pending {
+            xid,
+            op: OpCode::Sasl,
+            kind: PendingKind::Sasl,
+        });
+    }
+
+    /// A SASL reply: the next token, success, or the end of the session.
+    fn handle_sasl_reply(&mut self, now: Instant, code: i32, mut body: Bytes) {
+        let failed = |s: &mut Self, why: String, e: Error| {
+            warn!(%why, "SASL authentication failed");
+            s.terminate_with(SessionState::AuthFailed, e, now);
+        };
+        if code != err::OK {
+            let e = if code == err::SESSION_CLOSED_REQUIRE_SASL_AUTH {
+                Error::SessionClosedRequireSaslAuth
+            } else {
+                Error::AuthFailed
+            };
+            return failed(self, format!("server error {code}"), e);
+        }
+        let token = match SaslToken::decode(&mut body) {
+            Ok(t) => t.token,
+            Err(e) => return failed(self, format!("bad SASL reply: {e}"), Error::AuthFailed),
+        };
+        let Some(mut mech) = self.auth.sasl.take() else {
+            return;
+        };
+        let cnonce: String = (0..16)
+            .map(|_| format!("{:02x}", rand::Rng::random::<u8>(&mut self.rng)))
+            .collect();
+        match mech.step(&token, &cnonce) {
+            Ok(crate::sasl::Step::Send(t)) => {
+                self.auth.sasl = Some(mech);
+                self.write_sasl(&t);
+            }
+            Ok(crate::sasl::Step::Done) => {
+                info!(session = %self.session_id(), "SASL authenticated");
+                self.prime_connection();
+            }
+            Err(why) => failed(self, why, Error::AuthFailed),
+        }
+    }
+
+    /// What follows the handshake (and SASL) on a new connection, in Java's
+    /// primeConnection order: credentials first (so ACL-checked watch
+    /// delivery works), then watches, then requests (`poll_transmit`).
+    fn prime_connection(&mut self) {
         for i in 0..self.auth.entries.len() {
             if self.auth.entries[i].replay {
                 self.write_auth(i);
@@ -1419,7 +1506,6 @@ impl Session {
         } else {
             SessionState::Connected
         });
-        Ok(())
     }
 
     fn handle_reply(&mut self, now: Instant, p: Pending, code: i32, body: Bytes) {
@@ -1466,6 +1552,7 @@ impl Session {
                 };
                 self.events.push_back(Event::Reply { id, result });
             }
+            PendingKind::Sasl => self.handle_sasl_reply(now, code, body),
             PendingKind::SetWatches => {
                 if code != err::OK {
                     warn!(code, "re-registering watches failed");

@@ -27,8 +27,8 @@ use crate::error::Error;
 use crate::proto::codes::{err, xid, EventType, OpCode, WatcherType};
 use crate::proto::{
     decode_exact, decode_frame, encode_frame, AddWatchRequest, AuthPacket, ConnectRequest,
-    ConnectResponse, Decode, Encode, PathWatchRequest, ReplyHeader, RequestHeader, SetWatches,
-    SetWatches2, WatcherEvent, WatchesRequest,
+    ConnectResponse, Decode, Encode, PathWatchRequest, ReplyHeader, RequestHeader, SaslToken,
+    SetWatches, SetWatches2, WatcherEvent, WatchesRequest,
 };
 use crate::types::{SessionState, WatchedEvent};
 
@@ -2573,4 +2573,34 @@ fn a_one_shot_watch_beside_a_persistent_one_is_served_locally() {
     let sent = p.take_requests();
     let mut body = sent[0].2.clone();
     assert!(PathWatchRequest::decode(&mut body).unwrap().watch);
+}
+
+#[test]
+fn sasl_runs_before_anything_else_and_a_refusal_is_final() {
+    let mut cfg = config(1);
+    cfg.sasl = Some(("bob".into(), "bob-secret".into()));
+    cfg.auth = vec![("digest".into(), Bytes::from_static(b"u:p"))];
+    let mut p = Pair::new(cfg);
+    p.dial_ok();
+    p.take_frames();
+    let q = p.submit(get_data("/a"));
+    p.accept(10_000);
+    // Only the first SASL token (empty, DIGEST-MD5) goes out; the digest
+    // credentials and the queued request wait.
+    let sent = p.take_requests();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].1, OpCode::Sasl.code());
+    let mut body = sent[0].2.clone();
+    assert!(SaslToken::decode(&mut body).unwrap().token.is_empty());
+    assert!(
+        states(&p.take_events()).is_empty(),
+        "not Connected before SASL"
+    );
+    // The server refuses: the session ends, AuthFailed, and the queued
+    // request fails with it.
+    p.reply(sent[0].0, 0, err::AUTH_FAILED, &[0xff, 0xff, 0xff, 0xff]);
+    let ev = p.take_events();
+    assert_eq!(states(&ev), vec![SessionState::AuthFailed]);
+    assert_eq!(replies(&ev), vec![(q, Err(Error::AuthFailed))]);
+    assert!(p.take_requests().is_empty());
 }
