@@ -349,3 +349,87 @@ async fn real_zookeeper_over_tls() {
     );
     drop(zk);
 }
+
+/// TLS and SASL together on real ZooKeeper 3.8: a session over TLS
+/// (server-only) authenticated by SASL DIGEST-MD5; a `sasl:` ACL refuses
+/// another identity over the same TLS port.
+#[tokio::test]
+async fn real_zookeeper_over_tls_with_sasl() {
+    if zkit_testcontainers::skip_without_real_zookeeper("ZooKeeper over TLS with SASL") {
+        return;
+    }
+    let d = dir("tlssasl");
+    let ca = new_ca("zkit test CA");
+    let (ca_pem, _) = write(&d, "ca", &ca);
+    let server_cert = issue(&ca, &["localhost", "127.0.0.1"], false);
+    let store = d.join("server-keystore.pem");
+    std::fs::write(
+        &store,
+        format!(
+            "{}{}",
+            server_cert.cert.pem(),
+            server_cert.key.serialize_pem()
+        ),
+    )
+    .unwrap();
+    let jaas = d.join("jaas.conf");
+    std::fs::write(
+        &jaas,
+        "Server {\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  user_bob=\"bob-secret\"\n  user_eve=\"eve-secret\";\n};\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let zk = zkit_testcontainers::Ensemble::builder()
+        .size(1)
+        .jvm_prop(
+            "java.security.auth.login.config",
+            jaas.display().to_string(),
+        )
+        .config(
+            "authProvider.1",
+            "org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+        )
+        .config("secureClientPortAddress", "127.0.0.1")
+        .config("secureClientPort", port.to_string())
+        .config(
+            "serverCnxnFactory",
+            "org.apache.zookeeper.server.NettyServerCnxnFactory",
+        )
+        .config("ssl.keyStore.location", store.display().to_string())
+        .config("ssl.keyStore.type", "PEM")
+        .config("ssl.clientAuth", "none")
+        .start()
+        .await
+        .expect("a TLS + SASL ZooKeeper starts");
+    let hosts = format!("127.0.0.1:{port}");
+    let as_user = |user: &str, pw: &str| {
+        Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .tls(TlsConfig::new().ca_file(&ca_pem))
+            .sasl_digest(user, pw)
+            .connect(&hosts)
+    };
+    let bob = as_user("bob", "bob-secret")
+        .await
+        .expect("bob over TLS + SASL");
+    let acl = vec![zkit::Acl::new(zkit::Perms::ALL, "sasl", "bob")];
+    bob.create("/bob-tls", b"x", &CreateOptions::default().acl(acl))
+        .await
+        .unwrap();
+    let eve = as_user("eve", "eve-secret")
+        .await
+        .expect("eve over TLS + SASL");
+    assert_eq!(eve.get_data("/bob-tls").await.unwrap_err(), Error::NoAuth);
+    assert_eq!(&bob.get_data("/bob-tls").await.unwrap().0[..], b"x");
+    assert_eq!(
+        as_user("bob", "wrong").await.unwrap_err(),
+        Error::AuthFailed
+    );
+    bob.close().await.unwrap();
+    eve.close().await.unwrap();
+    drop(zk);
+}
