@@ -108,3 +108,52 @@ async fn a_refused_password_ends_the_session() {
         .await;
     assert_eq!(r.unwrap_err(), Error::AuthFailed);
 }
+
+/// The bundled server's SASL DIGEST-MD5 (a JAAS Server section, the `sasl`
+/// ACL scheme registered): the same cases as against real ZooKeeper.
+#[tokio::test]
+async fn the_bundled_server_speaks_digest_md5() {
+    let users = zkit_server::SaslUsers::from_jaas(
+        "Server {\n org.apache.zookeeper.server.auth.DigestLoginModule required\n user_bob=\"bob-secret\";\n};\n",
+    )
+    .unwrap();
+    let server = zkit_server::Server::builder()
+        .sasl(users)
+        .sasl_auth_provider(true)
+        .start()
+        .await
+        .unwrap();
+    let cs = server.connect_string();
+    let bob = Client::builder()
+        .sasl_digest("bob", "bob-secret")
+        .connect(&cs)
+        .await
+        .expect("authenticated");
+    let ids = bob.who_am_i().await.unwrap();
+    assert!(
+        ids.iter()
+            .any(|i| i.auth_scheme == "sasl" && i.user == "bob"),
+        "{ids:?}"
+    );
+    let acl = vec![Acl::new(Perms::ALL, "sasl", "bob")];
+    bob.create("/bobs", b"mine", &CreateOptions::default().acl(acl))
+        .await
+        .unwrap();
+    let anon = Client::connect(&cs).await.unwrap();
+    assert_eq!(anon.get_data("/bobs").await.unwrap_err(), Error::NoAuth);
+    assert_eq!(&bob.get_data("/bobs").await.unwrap().0[..], b"mine");
+    let r = Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .sasl_digest("bob", "wrong")
+        .connect(&cs)
+        .await;
+    assert_eq!(r.unwrap_err(), Error::AuthFailed);
+    // Without a JAAS Server section: a null token, refused by the client.
+    let plain = zkit_server::Server::builder().start().await.unwrap();
+    let r = Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .sasl_digest("bob", "bob-secret")
+        .connect(&plain.connect_string())
+        .await;
+    assert_eq!(r.unwrap_err(), Error::AuthFailed);
+}

@@ -28,6 +28,7 @@ pub mod frame;
 pub mod jute;
 mod path;
 mod records;
+pub mod sasl;
 
 pub use acl::Perms;
 pub use digest::{digest_id, generate_digest};

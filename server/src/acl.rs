@@ -28,6 +28,8 @@ use crate::{ErrorCode, ServerResult};
 pub const SCHEME_IP: &str = "ip";
 /// The `digest` scheme.
 pub const SCHEME_DIGEST: &str = "digest";
+/// The `sasl` scheme (SASL-authenticated users).
+pub const SCHEME_SASL: &str = "sasl";
 /// The `world` scheme (only `world:anyone` is valid).
 pub const SCHEME_WORLD: &str = "world";
 /// The `auth` pseudo-scheme: expands to the caller's authenticated ids.
@@ -143,6 +145,11 @@ pub struct AclPolicy {
     /// IPv4: `ip` ACLs with IPv6 addresses are InvalidACL and IPv6 clients
     /// match no `ip` entry. Default true.
     pub ipv6: bool,
+    /// The `sasl` scheme is registered (ZooKeeper's
+    /// `authProvider.<n>=org.apache.zookeeper.server.auth.SASLAuthenticationProvider`):
+    /// `sasl` ACL ids are valid and match the SASL-authenticated user (or
+    /// `super`). Default false, as in ZooKeeper.
+    pub sasl_enabled: bool,
 }
 
 impl Default for AclPolicy {
@@ -152,6 +159,7 @@ impl Default for AclPolicy {
             digest_enabled: true,
             skip_acl: false,
             ipv6: true,
+            sasl_enabled: false,
         }
     }
 }
@@ -167,7 +175,9 @@ impl AclPolicy {
     }
 
     fn has_provider(&self, scheme: &str) -> bool {
-        scheme == SCHEME_IP || (scheme == SCHEME_DIGEST && self.digest_enabled)
+        scheme == SCHEME_IP
+            || (scheme == SCHEME_DIGEST && self.digest_enabled)
+            || (scheme == SCHEME_SASL && self.sasl_enabled)
     }
 
     /// An `auth` packet (`processPacket`, OpCode.auth): the provider for
@@ -222,6 +232,8 @@ impl AclPolicy {
                     id.id.clone()
                 } else if id.scheme == SCHEME_DIGEST && self.digest_enabled {
                     id.id.split(':').next().unwrap_or("").to_string()
+                } else if id.scheme == SCHEME_SASL && self.sasl_enabled {
+                    id.id.clone()
                 } else {
                     String::new()
                 };
@@ -241,6 +253,10 @@ impl AclPolicy {
     pub fn is_valid_id(&self, id: &Id) -> bool {
         if id.scheme == SCHEME_DIGEST && self.digest_enabled {
             java_split_len(&id.id, ':') == 2
+        } else if id.scheme == SCHEME_SASL && self.sasl_enabled {
+            // `SASLAuthenticationProvider.isValid`: parseable as a Kerberos
+            // name, which any non-empty name without a second '@' is.
+            !id.id.is_empty() && id.id.matches('@').count() <= 1
         } else if id.scheme == SCHEME_IP {
             self.ip_is_valid(&id.id)
         } else {
@@ -336,6 +352,9 @@ impl AclPolicy {
     fn matches(&self, scheme: &str, id: &str, acl_expr: &str) -> bool {
         if scheme == SCHEME_DIGEST {
             id == acl_expr
+        } else if scheme == SCHEME_SASL {
+            // `SASLAuthenticationProvider.matches`.
+            id == acl_expr || id == "super"
         } else {
             self.ip_matches(id, acl_expr)
         }

@@ -221,6 +221,9 @@ pub struct Config {
     pub ssl_trust_store: Option<PathBuf>,
     /// `ssl.clientAuth`: `none`, `want` or `need` (ZooKeeper's default).
     pub ssl_client_auth: Option<String>,
+    /// An `authProvider.<n>` names `SASLAuthenticationProvider`: the `sasl`
+    /// ACL scheme is registered.
+    pub sasl_auth_provider: bool,
 }
 
 impl Config {
@@ -373,6 +376,18 @@ impl Config {
                         return Err(bad("expected none, want or need"));
                     }
                     cfg.ssl_client_auth = Some(auth);
+                }
+                k if k.starts_with("authProvider.") || k.starts_with("zookeeper.authProvider.") => {
+                    if v == "org.apache.zookeeper.server.auth.SASLAuthenticationProvider" {
+                        cfg.sasl_auth_provider = true;
+                    } else {
+                        tracing::debug!(
+                            line,
+                            key,
+                            value,
+                            "ignoring an auth provider zkit-server does not have"
+                        );
+                    }
                 }
                 "jute.maxbuffer" | "zookeeper.jute.maxbuffer" => {
                     let n: usize = v.parse().map_err(|_| bad("not a number of bytes"))?;

@@ -307,6 +307,7 @@ fn handshake(
         session,
         auth: AuthInfo::new(peer.ip()),
         tx: tx.clone(),
+        sasl: crate::sasl::SaslServer::Start,
     })
 }
 

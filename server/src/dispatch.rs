@@ -7,7 +7,7 @@ use zkit_proto::{
     Acl, AddWatchRequest, AuthPacket, Decode, Encode, GetAclResponse, GetChildren2Response,
     GetChildrenResponse, GetDataResponse, Id, IntResponse, MultiRequest, MultiResponse,
     PathRequest, PathResponse, PathWatchRequest, ReconfigRequest, ReplyHeader, RequestHeader,
-    SetWatches, SetWatches2, StatResponse, WatchesRequest, WhoAmIResponse,
+    SaslToken, SetWatches, SetWatches2, StatResponse, WatchesRequest, WhoAmIResponse,
 };
 
 use crate::acl::AclPolicy;
@@ -259,6 +259,49 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
                 let _ = conn.tx.send(Out::Frame(reply_frame(hdr, None), st.gate()));
                 None
             }
+            OpCode::Sasl => {
+                let Some(req) = decode::<SaslToken>(&mut body) else {
+                    return bad_request(xid, op);
+                };
+                let (code, token) = match &shared.settings.sasl_users {
+                    // No JAAS Server section: ZooKeeper answers every token
+                    // with success and a null token (SECURITY.md §3.2).
+                    None => (0, None),
+                    Some(users) => match conn.sasl.step(users, &req.token, &sasl_nonce()) {
+                        crate::sasl::Outcome::Reply(t) => (0, Some(t)),
+                        crate::sasl::Outcome::Authenticated { user, token } => {
+                            tracing::debug!(%user, "SASL authenticated");
+                            conn.auth.insert(Id {
+                                scheme: "sasl".into(),
+                                id: user,
+                            });
+                            (0, Some(token))
+                        }
+                        crate::sasl::Outcome::Failed(why) => {
+                            tracing::info!(%why, "SASL authentication failed, closing connection");
+                            flow = Flow::Close;
+                            (err::AUTH_FAILED, None)
+                        }
+                    },
+                };
+                let hdr = ReplyHeader {
+                    xid,
+                    zxid: 0,
+                    err: code,
+                };
+                let frame = match token {
+                    Some(t) => reply_frame(
+                        hdr,
+                        Some(&SaslToken {
+                            token: Bytes::from(t),
+                        }),
+                    ),
+                    // A null buffer: length -1.
+                    None => reply_frame(hdr, Some(&NullBuffer)),
+                };
+                let _ = conn.tx.send(Out::Frame(frame, st.gate()));
+                None
+            }
             OpCode::CloseSession => {
                 // This connection closes itself after the reply.
                 if st.session_conn.get(&conn.session) == Some(&conn.id) {
@@ -394,6 +437,29 @@ pub(crate) fn replay(st: &mut State, rec: Record, now_ms: u64) {
             let _ = st.tree.delete_container(&path, zxid);
         }
     }
+}
+
+/// A jute null buffer (length -1), the token of a SASL reply that has none.
+struct NullBuffer;
+
+impl Encode for NullBuffer {
+    fn encode(&self, buf: &mut bytes::BytesMut) {
+        bytes::BufMut::put_i32(buf, -1);
+    }
+}
+
+/// A fresh DIGEST-MD5 nonce: 48 hex digits from the standard library's
+/// randomly seeded hasher keys (unpredictable enough for a nonce, which
+/// only has to be fresh; no random-number crate needed).
+fn sasl_nonce() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    (0..3)
+        .map(|i| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(i);
+            format!("{:016x}", h.finish())
+        })
+        .collect()
 }
 
 /// The only path check of ZooKeeper's read ops: a NUL is BadArguments;

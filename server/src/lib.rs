@@ -43,6 +43,7 @@ mod connection;
 mod dispatch;
 mod fourlw;
 mod persist;
+pub mod sasl;
 mod server;
 pub mod sessions;
 mod state;
@@ -54,6 +55,7 @@ mod wire;
 mod write;
 
 pub use config::{Config, ConfigError, FourLetterWords};
+pub use sasl::SaslUsers;
 pub use server::{RunningServer, Server, ServerBuilder};
 #[cfg(feature = "tls")]
 pub use tls::{ClientAuth, ServerTls};

@@ -31,6 +31,9 @@ Options:
   --config FILE               read settings from a ZooKeeper zoo.cfg
   --four-letter-words LIST    comma-separated 4lw whitelist, `*` = all
                               (default: srvr)
+  --jaas FILE                 SASL DIGEST-MD5 users from this JAAS file's
+                              Server section (ZooKeeper's
+                              -Djava.security.auth.login.config)
   --data-dir DIR              persist here (snapshots and transaction log;
                               recovered at start); default: in-memory
   -h, --help                  print this help
@@ -46,6 +49,7 @@ struct Args {
     config: Option<PathBuf>,
     four_letter_words: Option<String>,
     data_dir: Option<PathBuf>,
+    jaas: Option<PathBuf>,
     help: bool,
 }
 
@@ -86,6 +90,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--config" => args.config = Some(PathBuf::from(value()?)),
             "--four-letter-words" => args.four_letter_words = Some(value()?),
             "--data-dir" => args.data_dir = Some(PathBuf::from(value()?)),
+            "--jaas" => args.jaas = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -168,7 +173,17 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match ServerBuilder::from_config(&cfg).start().await {
+    let mut builder = ServerBuilder::from_config(&cfg);
+    if let Some(jaas) = &args.jaas {
+        match zkit_server::SaslUsers::from_jaas_file(jaas) {
+            Ok(users) => builder = builder.sasl(users),
+            Err(e) => {
+                eprintln!("zkit-server: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let server = match builder.start().await {
         Ok(s) => s,
         Err(e) => {
             match &cfg.data_dir {

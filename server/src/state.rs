@@ -56,6 +56,10 @@ pub(crate) struct Settings {
     pub(crate) snap_retain_count: usize,
     pub(crate) prealloc_size: u64,
     pub(crate) force_sync: bool,
+    /// The JAAS `Server` section's DIGEST-MD5 users (`None`: no SASL).
+    pub(crate) sasl_users: Option<crate::sasl::SaslUsers>,
+    /// The `sasl` ACL scheme is registered (`authProvider.*=…SASLAuthenticationProvider`).
+    pub(crate) sasl_auth_provider: bool,
 }
 
 impl Default for Settings {
@@ -80,6 +84,8 @@ impl Default for Settings {
             snap_retain_count: 3,
             prealloc_size: 16 << 20,
             force_sync: true,
+            sasl_users: None,
+            sasl_auth_provider: false,
         }
     }
 }
@@ -116,6 +122,8 @@ pub(crate) struct Conn {
     pub(crate) session: ServerSessionId,
     pub(crate) auth: AuthInfo,
     pub(crate) tx: mpsc::UnboundedSender<Out>,
+    /// This connection's SASL exchange.
+    pub(crate) sasl: crate::sasl::SaslServer,
 }
 
 /// Everything behind the lock.
