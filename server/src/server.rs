@@ -424,6 +424,7 @@ impl ServerBuilder {
         let tracker = TaskTracker::new();
         tracker.spawn(accept_loop(
             listener,
+            None,
             shared.clone(),
             cancel.clone(),
             tracker.clone(),
@@ -432,9 +433,9 @@ impl ServerBuilder {
         let secure_addr = match secure {
             Some((listener, tls)) => {
                 let addr = listener.local_addr()?;
-                tracker.spawn(secure_accept_loop(
+                tracker.spawn(accept_loop(
                     listener,
-                    tls,
+                    Some(tls),
                     shared.clone(),
                     cancel.clone(),
                     tracker.clone(),
@@ -534,46 +535,18 @@ impl Drop for RunningServer {
     }
 }
 
+/// The TLS settings of a listener (`None`: plain TCP).
+#[cfg(feature = "tls")]
+type ListenerTls = Option<crate::tls::ServerTls>;
+#[cfg(not(feature = "tls"))]
+type ListenerTls = Option<std::convert::Infallible>;
+
+/// Accepts clients on one listener: plain, or TLS (the handshake bounded by
+/// the handshake timeout, with the certificate files read again for each
+/// connection), then the same connection task.
 async fn accept_loop(
     listener: TcpListener,
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
-) {
-    loop {
-        let accepted = tokio::select! {
-            _ = cancel.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        if !shared.admit(peer) {
-            drop(stream);
-            continue;
-        }
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let cancel = cancel.clone();
-        tracker.spawn(async move {
-            crate::connection::serve(stream, peer, shared.clone(), cancel).await;
-            shared.release(peer);
-        });
-    }
-}
-
-/// Accepts TLS clients: the handshake (bounded by the handshake timeout),
-/// with the certificate files read again for each connection, then the
-/// same connection task as plain clients.
-#[cfg(feature = "tls")]
-async fn secure_accept_loop(
-    listener: TcpListener,
-    tls: crate::tls::ServerTls,
+    tls: ListenerTls,
     shared: Arc<Shared>,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -598,19 +571,27 @@ async fn secure_accept_loop(
         let _ = stream.set_nodelay(true);
         let (shared, cancel, tls) = (shared.clone(), cancel.clone(), tls.clone());
         tracker.spawn(async move {
-            let handshake = async {
-                let config = tls.server_config()?;
-                tokio_rustls::TlsAcceptor::from(Arc::new(config))
-                    .accept(stream)
-                    .await
-            };
-            let limit = shared.settings.handshake_timeout;
-            match tokio::time::timeout(limit, handshake).await {
-                Ok(Ok(stream)) => {
-                    crate::connection::serve(stream, peer, shared.clone(), cancel).await;
+            match tls {
+                None => crate::connection::serve(stream, peer, shared.clone(), cancel).await,
+                #[cfg(feature = "tls")]
+                Some(tls) => {
+                    let handshake = async {
+                        let config = tls.server_config()?;
+                        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+                            .accept(stream)
+                            .await
+                    };
+                    let limit = shared.settings.handshake_timeout;
+                    match tokio::time::timeout(limit, handshake).await {
+                        Ok(Ok(stream)) => {
+                            crate::connection::serve(stream, peer, shared.clone(), cancel).await;
+                        }
+                        Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::warn!(%peer, "no TLS handshake in {limit:?}, closing"),
+                    }
                 }
-                Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::warn!(%peer, "no TLS handshake in {limit:?}, closing"),
+                #[cfg(not(feature = "tls"))]
+                Some(never) => match never {},
             }
             shared.release(peer);
         });
