@@ -30,6 +30,8 @@ pub const SCHEME_IP: &str = "ip";
 pub const SCHEME_DIGEST: &str = "digest";
 /// The `sasl` scheme (SASL-authenticated users).
 pub const SCHEME_SASL: &str = "sasl";
+/// The x509 scheme: ids are a client certificate's subject DN (RFC 2253).
+pub const SCHEME_X509: &str = "x509";
 /// The `world` scheme (only `world:anyone` is valid).
 pub const SCHEME_WORLD: &str = "world";
 /// The `auth` pseudo-scheme: expands to the caller's authenticated ids.
@@ -150,6 +152,14 @@ pub struct AclPolicy {
     /// `sasl` ACL ids are valid and match the SASL-authenticated user (or
     /// `super`). Default false, as in ZooKeeper.
     pub sasl_enabled: bool,
+    /// The `x509` scheme is registered (a secure client port, or
+    /// `authProvider.<n>=org.apache.zookeeper.server.auth.X509AuthenticationProvider`):
+    /// `x509` ACL ids are valid and match a verified client certificate's
+    /// subject DN exactly. Default false.
+    pub x509_enabled: bool,
+    /// `zookeeper.X509AuthenticationProvider.superUser`: the subject DN of
+    /// a certificate that is also super; `x509` ACL entries match it too.
+    pub x509_super_user: Option<String>,
 }
 
 impl Default for AclPolicy {
@@ -160,6 +170,8 @@ impl Default for AclPolicy {
             skip_acl: false,
             ipv6: true,
             sasl_enabled: false,
+            x509_enabled: false,
+            x509_super_user: None,
         }
     }
 }
@@ -178,6 +190,21 @@ impl AclPolicy {
         scheme == SCHEME_IP
             || (scheme == SCHEME_DIGEST && self.digest_enabled)
             || (scheme == SCHEME_SASL && self.sasl_enabled)
+            || (scheme == SCHEME_X509 && self.x509_enabled)
+    }
+
+    /// Whether ids of `scheme` are authenticated identities
+    /// (`isAuthenticated()`: what an `auth` ACL entry expands to): `digest`,
+    /// `sasl` and `x509` when registered; not `ip`.
+    fn is_authenticated(&self, scheme: &str) -> bool {
+        scheme != SCHEME_IP && self.has_provider(scheme)
+    }
+
+    /// Whether `scheme` has an auth provider on this server (what
+    /// `enforce.auth.schemes` may name): `ip`, plus `digest`, `sasl`, `x509`
+    /// as configured.
+    pub fn is_registered(&self, scheme: &str) -> bool {
+        self.has_provider(scheme)
     }
 
     /// An `auth` packet (`processPacket`, OpCode.auth): the provider for
@@ -232,7 +259,9 @@ impl AclPolicy {
                     id.id.clone()
                 } else if id.scheme == SCHEME_DIGEST && self.digest_enabled {
                     id.id.split(':').next().unwrap_or("").to_string()
-                } else if id.scheme == SCHEME_SASL && self.sasl_enabled {
+                } else if (id.scheme == SCHEME_SASL && self.sasl_enabled)
+                    || (id.scheme == SCHEME_X509 && self.x509_enabled)
+                {
                     id.id.clone()
                 } else {
                     String::new()
@@ -257,6 +286,9 @@ impl AclPolicy {
             // `SASLAuthenticationProvider.isValid`: parseable as a Kerberos
             // name, which any non-empty name without a second '@' is.
             !id.id.is_empty() && id.id.matches('@').count() <= 1
+        } else if id.scheme == SCHEME_X509 && self.x509_enabled {
+            // `new X500Principal(id)` parses: a list of type=value pairs.
+            x500_name_is_valid(&id.id)
         } else if id.scheme == SCHEME_IP {
             self.ip_is_valid(&id.id)
         } else {
@@ -271,7 +303,8 @@ impl AclPolicy {
     /// 2. `world:anyone` is kept as is (`world` with any other id is
     ///    InvalidACL);
     /// 3. `auth` (any id) becomes one entry with its perms per auth id whose
-    ///    provider authenticates (`digest`; not `ip`, not `super`), in
+    ///    provider authenticates (`digest`, and `sasl` and `x509` when
+    ///    registered; not `ip`, not `super`), in
     ///    auth-id order; none is InvalidACL;
     /// 4. any other entry must pass [`is_valid_id`](Self::is_valid_id), else
     ///    InvalidACL.
@@ -296,7 +329,7 @@ impl AclPolicy {
             } else if a.id.scheme == SCHEME_AUTH {
                 let mut any = false;
                 for cid in auth_ids {
-                    if cid.scheme == SCHEME_DIGEST && self.digest_enabled {
+                    if self.is_authenticated(&cid.scheme) {
                         any = true;
                         out.push(Acl {
                             perms: a.perms,
@@ -355,6 +388,10 @@ impl AclPolicy {
         } else if scheme == SCHEME_SASL {
             // `SASLAuthenticationProvider.matches`.
             id == acl_expr || id == "super"
+        } else if scheme == SCHEME_X509 {
+            // `X509AuthenticationProvider.matches`: the super user's DN
+            // matches every x509 entry.
+            id == acl_expr || self.x509_super_user.as_deref() == Some(id)
         } else {
             self.ip_matches(id, acl_expr)
         }
@@ -423,6 +460,60 @@ impl AclPolicy {
         mask(&mut remote, bits);
         remote == acl_addr
     }
+}
+
+/// Whether `name` reads as an X.500 name the way `new X500Principal(name)`
+/// accepts it: comma- (or semicolon-) separated RDNs, each one or more
+/// `+`-joined `type=value` with a keyword or dotted OID type; backslash
+/// escapes and quoted values allowed.
+fn x500_name_is_valid(name: &str) -> bool {
+    fn valid_type(t: &str) -> bool {
+        let t = t.trim();
+        let t = t
+            .strip_prefix("OID.")
+            .or_else(|| t.strip_prefix("oid."))
+            .unwrap_or(t);
+        if t.is_empty() {
+            return false;
+        }
+        if t.starts_with(|c: char| c.is_ascii_digit()) {
+            t.split('.')
+                .all(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()))
+        } else {
+            t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && t.starts_with(|c: char| c.is_ascii_alphabetic())
+        }
+    }
+    if name.trim().is_empty() {
+        return true; // the empty DN is a valid principal
+    }
+    // Split into AVAs at unescaped, unquoted separators.
+    let mut avas: Vec<String> = vec![String::new()];
+    let (mut escaped, mut quoted) = (false, false);
+    for c in name.chars() {
+        let cur = avas.last_mut().expect("never empty");
+        if escaped {
+            cur.push(c);
+            escaped = false;
+        } else if c == '\\' {
+            cur.push(c);
+            escaped = true;
+        } else if c == '"' {
+            cur.push(c);
+            quoted = !quoted;
+        } else if !quoted && matches!(c, ',' | ';' | '+') {
+            avas.push(String::new());
+        } else {
+            cur.push(c);
+        }
+    }
+    if escaped || quoted {
+        return false;
+    }
+    avas.iter().all(|ava| match ava.split_once('=') {
+        Some((t, _)) => valid_type(t),
+        None => false,
+    })
 }
 
 /// getACL's view for callers without ADMIN: in every `digest` id, each `:`

@@ -29,13 +29,18 @@
 //! | `ssl.keyStore.location` | PEM file with the server's certificate chain and key (`ssl.keyStore.type` must be PEM) |
 //! | `ssl.trustStore.location` | PEM file of the client CAs (mutual TLS) |
 //! | `ssl.clientAuth` | `none`, `want` or `need` (default `need` with a trust store) |
+//! | `authProvider.<n>` | `org.apache.zookeeper.server.auth.SASLAuthenticationProvider` (the `sasl` scheme) or `…X509AuthenticationProvider` (`x509`; a secure port registers it anyway) |
+//! | `superUser`, `superUser.<suffix>` | a SASL user who is also super |
+//! | `X509AuthenticationProvider.superUser` | a certificate subject DN (RFC 2253) that is also super |
+//! | `enforce.auth.enabled`, `enforce.auth.schemes` | `true` + a comma list of schemes: a connection without an id of one of them gets -124 and is closed |
+//! | `sessionRequireClientSASLAuth` | `true`: shorthand for enforcing `sasl` |
 //!
 //! The system-property spellings (`zookeeper.4lw.commands.whitelist`,
 //! `zookeeper.extendedTypesEnabled`,
 //! `zookeeper.DigestAuthenticationProvider.superDigest`,
 //! `zookeeper.znode.container.checkIntervalMs`, `zookeeper.jute.maxbuffer`,
-//! `zookeeper.snapCount`, `zookeeper.preAllocSize`, `zookeeper.forceSync`)
-//! are accepted too.
+//! `zookeeper.snapCount`, `zookeeper.preAllocSize`, `zookeeper.forceSync`,
+//! and `zookeeper.` before every security key) are accepted too.
 //!
 //! ```
 //! let cfg = zkit_server::config::Config::parse("tickTime=500\nclientPort=2181\n")?;
@@ -224,6 +229,16 @@ pub struct Config {
     /// An `authProvider.<n>` names `SASLAuthenticationProvider`: the `sasl`
     /// ACL scheme is registered.
     pub sasl_auth_provider: bool,
+    /// An `authProvider.<n>` names `X509AuthenticationProvider`.
+    pub x509_auth_provider: bool,
+    /// `superUser` and `superUser.<suffix>`: SASL users who are also super.
+    pub sasl_super_users: Vec<String>,
+    /// `X509AuthenticationProvider.superUser`.
+    pub x509_super_user: Option<String>,
+    /// The schemes `enforce.auth.enabled=true` + `enforce.auth.schemes`
+    /// (or `sessionRequireClientSASLAuth=true`: `sasl`) require; empty when
+    /// enforcement is off.
+    pub enforce_auth_schemes: Vec<String>,
 }
 
 impl Config {
@@ -248,6 +263,9 @@ impl Config {
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let mut cfg = Self::default();
         let mut secure_at: Option<(usize, String)> = None;
+        let mut enforce_enabled: Option<(usize, String)> = None;
+        let mut enforce_schemes: Vec<String> = Vec::new();
+        let mut require_sasl = false;
         for (line, key, value) in properties(text) {
             let bad = |reason: &str| ConfigError::Invalid {
                 line,
@@ -380,6 +398,8 @@ impl Config {
                 k if k.starts_with("authProvider.") || k.starts_with("zookeeper.authProvider.") => {
                     if v == "org.apache.zookeeper.server.auth.SASLAuthenticationProvider" {
                         cfg.sasl_auth_provider = true;
+                    } else if v == "org.apache.zookeeper.server.auth.X509AuthenticationProvider" {
+                        cfg.x509_auth_provider = true;
                     } else {
                         tracing::debug!(
                             line,
@@ -389,6 +409,35 @@ impl Config {
                         );
                     }
                 }
+                k if k.strip_prefix("zookeeper.").unwrap_or(k) == "superUser"
+                    || k.strip_prefix("zookeeper.")
+                        .unwrap_or(k)
+                        .starts_with("superUser.") =>
+                {
+                    if v.is_empty() {
+                        return Err(bad("expected a SASL user name"));
+                    }
+                    cfg.sasl_super_users.push(v.to_string());
+                }
+                "X509AuthenticationProvider.superUser"
+                | "zookeeper.X509AuthenticationProvider.superUser" => {
+                    cfg.x509_super_user = Some(v.to_string());
+                }
+                "enforce.auth.enabled" | "zookeeper.enforce.auth.enabled" => {
+                    enforce_enabled = Some((line, v.to_string()));
+                }
+                "enforce.auth.schemes" | "zookeeper.enforce.auth.schemes" => {
+                    enforce_schemes = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                }
+                "sessionRequireClientSASLAuth" | "zookeeper.sessionRequireClientSASLAuth" => {
+                    // Java's Boolean.parseBoolean: "true" in any case, else false.
+                    require_sasl = v.eq_ignore_ascii_case("true");
+                }
                 "jute.maxbuffer" | "zookeeper.jute.maxbuffer" => {
                     let n: usize = v.parse().map_err(|_| bad("not a number of bytes"))?;
                     if n == 0 || n > i32::MAX as usize {
@@ -397,6 +446,21 @@ impl Config {
                     cfg.jute_maxbuffer = Some(n);
                 }
                 _ => tracing::debug!(line, key, value, "ignoring unsupported zoo.cfg key"),
+            }
+        }
+        if require_sasl {
+            cfg.enforce_auth_schemes = vec!["sasl".to_string()];
+        } else if let Some((line, value)) = enforce_enabled {
+            if value.eq_ignore_ascii_case("true") {
+                if enforce_schemes.is_empty() {
+                    return Err(ConfigError::Invalid {
+                        line,
+                        key: "enforce.auth.enabled".into(),
+                        value,
+                        reason: "enforce.auth.schemes must name at least one scheme".into(),
+                    });
+                }
+                cfg.enforce_auth_schemes = enforce_schemes;
             }
         }
         if let (Some((line, value)), None) = (secure_at, &cfg.ssl_key_store) {

@@ -33,9 +33,12 @@ const PAUSE_READING_BYTES: usize = 4 << 20;
 const MAX_QUEUED_BYTES: usize = 64 << 20;
 
 /// Serves one connection until it ends. Never panics on client input.
+/// `auth` holds the ids the transport established (the peer's `ip`, and
+/// `x509` for a verified client certificate).
 pub(crate) async fn serve<IO>(
     mut io: IO,
     peer: SocketAddr,
+    auth: AuthInfo,
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) where
@@ -153,7 +156,7 @@ pub(crate) async fn serve<IO>(
                     };
                     shared.received.fetch_add(1, Ordering::Relaxed);
                     match conn.as_mut() {
-                        None => match handshake(frame, peer, &shared, &tx) {
+                        None => match handshake(frame, peer, &auth, &shared, &tx) {
                             Some(c) => conn = Some(c),
                             None => {
                                 closing = true;
@@ -205,6 +208,7 @@ pub(crate) async fn serve<IO>(
 fn handshake(
     frame: Bytes,
     peer: SocketAddr,
+    auth: &AuthInfo,
     shared: &Shared,
     tx: &mpsc::UnboundedSender<Out>,
 ) -> Option<Conn> {
@@ -305,7 +309,7 @@ fn handshake(
     Some(Conn {
         id,
         session,
-        auth: AuthInfo::new(peer.ip()),
+        auth: auth.clone(),
         tx: tx.clone(),
         sasl: crate::sasl::SaslServer::Start,
     })

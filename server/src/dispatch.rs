@@ -59,6 +59,9 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
         tracing::warn!("undecodable request header, closing connection");
         return Flow::Close;
     };
+    if let Some(flow) = enforce_auth(conn, &hdr, shared) {
+        return flow;
+    }
     let raw = body.clone();
     let now = shared.clock.wall_ms();
     let mut st = shared.lock();
@@ -271,6 +274,12 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
                         crate::sasl::Outcome::Reply(t) => (0, Some(t)),
                         crate::sasl::Outcome::Authenticated { user, token } => {
                             tracing::debug!(%user, "SASL authenticated");
+                            if shared.settings.sasl_super_users.contains(&user) {
+                                conn.auth.insert(Id {
+                                    scheme: "super".into(),
+                                    id: String::new(),
+                                });
+                            }
                             conn.auth.insert(Id {
                                 scheme: "sasl".into(),
                                 id: user,
@@ -280,7 +289,11 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
                         crate::sasl::Outcome::Failed(why) => {
                             tracing::info!(%why, "SASL authentication failed, closing connection");
                             flow = Flow::Close;
-                            (err::AUTH_FAILED, None)
+                            if shared.settings.sasl_required() {
+                                (err::SESSION_CLOSED_REQUIRE_SASL_AUTH, None)
+                            } else {
+                                (err::AUTH_FAILED, None)
+                            }
                         }
                     },
                 };
@@ -497,6 +510,37 @@ fn unimplemented(conn: &Conn, xid: i32, op: i32) -> Flow {
     // frames in order anyway.
     let _ = conn.tx.send(Out::Frame(reply_frame(hdr, None), 0));
     Flow::Close
+}
+
+/// `enforce.auth` (ZooKeeper's `AuthenticationHelper`): a request other than
+/// auth (100) or SASL (102) from a connection with no id of an enforced
+/// scheme gets a header-only `(xid, 0, -124)` and the connection closes.
+/// Pings are requests too. `None`: the request may go on.
+fn enforce_auth(conn: &Conn, hdr: &RequestHeader, shared: &Shared) -> Option<Flow> {
+    let schemes = &shared.settings.enforce_auth_schemes;
+    if schemes.is_empty()
+        || hdr.op == OpCode::Auth.code()
+        || hdr.op == OpCode::Sasl.code()
+        || conn
+            .auth
+            .ids()
+            .iter()
+            .any(|id| schemes.contains(&id.scheme))
+    {
+        return None;
+    }
+    tracing::warn!(
+        schemes = ?conn.auth.ids().iter().map(|id| id.scheme.as_str()).collect::<Vec<_>>(),
+        required = ?schemes,
+        "client is not authenticated with a required scheme, closing connection"
+    );
+    let hdr = ReplyHeader {
+        xid: hdr.xid,
+        zxid: 0,
+        err: err::SESSION_CLOSED_REQUIRE_SASL_AUTH,
+    };
+    let _ = conn.tx.send(Out::Frame(reply_frame(hdr, None), 0));
+    Some(Flow::Close)
 }
 
 /// The auth ids in the order ZooKeeper reports them: its `ServerCnxn.authInfo`

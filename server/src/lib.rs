@@ -53,6 +53,8 @@ pub mod tree;
 pub mod watches;
 mod wire;
 mod write;
+#[cfg(feature = "tls")]
+mod x509;
 
 pub use config::{Config, ConfigError, FourLetterWords};
 pub use sasl::SaslUsers;

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::acl::AclPolicy;
+use crate::acl::{AclPolicy, AuthInfo};
 use crate::clock::{Clock, WallClock};
 use crate::config::{Config, FourLetterWords, DEFAULT_MAX_CLIENT_CNXNS};
 use crate::persist::{self, RecordKind, Storage, TxnLog};
@@ -110,6 +110,13 @@ impl ServerBuilder {
         }
         let s = &mut b.settings;
         s.sasl_auth_provider = cfg.sasl_auth_provider;
+        s.x509_auth_provider = cfg.x509_auth_provider;
+        s.sasl_super_users
+            .extend(cfg.sasl_super_users.iter().cloned());
+        s.x509_super_user = cfg.x509_super_user.clone().or(s.x509_super_user.take());
+        if !cfg.enforce_auth_schemes.is_empty() {
+            s.enforce_auth_schemes = cfg.enforce_auth_schemes.clone();
+        }
         s.data_dir = cfg.data_dir.clone().or(s.data_dir.take());
         s.data_log_dir = cfg.data_log_dir.clone().or(s.data_log_dir.take());
         if let Some(n) = cfg.snap_count {
@@ -327,6 +334,54 @@ impl ServerBuilder {
         self
     }
 
+    /// Registers the `x509` ACL scheme without a secure port (ZooKeeper's
+    /// `authProvider.<n>=org.apache.zookeeper.server.auth.X509AuthenticationProvider`,
+    /// needed there with port unification). A
+    /// [`secure_listen`](Self::secure_listen) port registers it anyway: a
+    /// verified client certificate then authenticates the connection as
+    /// `x509:<subject DN>`, the DN in RFC 2253 form
+    /// (`CN=alice,OU=tests,O=zkit`), usable in ACLs.
+    pub fn x509_auth_provider(mut self, on: bool) -> Self {
+        self.settings.x509_auth_provider = on;
+        self
+    }
+
+    /// A certificate subject DN whose holder is also super
+    /// (`zookeeper.X509AuthenticationProvider.superUser`): it passes every
+    /// ACL check.
+    pub fn x509_super_user(mut self, dn: impl Into<String>) -> Self {
+        self.settings.x509_super_user = Some(dn.into());
+        self
+    }
+
+    /// A SASL user who is also super (`zookeeper.superUser`; call again for
+    /// more, as `zookeeper.superUser.<suffix>`).
+    pub fn sasl_super_user(mut self, user: impl Into<String>) -> Self {
+        self.settings.sasl_super_users.push(user.into());
+        self
+    }
+
+    /// Requires every connection to be authenticated with one of `schemes`
+    /// (`enforce.auth.enabled=true` + `enforce.auth.schemes`; `["sasl"]` is
+    /// `sessionRequireClientSASLAuth=true`). A connection without such an id
+    /// gets `SessionClosedRequireSaslAuth` (-124) with no body for any
+    /// request but auth and SASL (pings included), and is closed, as in
+    /// ZooKeeper; a failed SASL exchange answers -124 too when `sasl` is
+    /// required. An empty list turns enforcement off.
+    ///
+    /// [`start`](Self::start) fails if a scheme has no provider (`ip`,
+    /// `digest`, `sasl` with [`sasl_auth_provider`](Self::sasl_auth_provider),
+    /// `x509` with a secure port or
+    /// [`x509_auth_provider`](Self::x509_auth_provider)).
+    pub fn enforce_auth<I, S>(mut self, schemes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.settings.enforce_auth_schemes = schemes.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Binds the listener and starts the server's tasks. With a
     /// [`data_dir`](Self::data_dir), first recovers the state saved there.
     ///
@@ -350,6 +405,10 @@ impl ServerBuilder {
             }
             None => None,
         };
+        #[cfg(feature = "tls")]
+        let has_secure_port = secure.is_some();
+        #[cfg(not(feature = "tls"))]
+        let has_secure_port = false;
         let tick = i32::try_from(settings.tick_time.as_millis()).unwrap_or(i32::MAX);
         if tick <= 0 {
             return Err(io::Error::new(
@@ -403,8 +462,20 @@ impl ServerBuilder {
         let policy = AclPolicy {
             super_digest: settings.super_digest.clone(),
             sasl_enabled: settings.sasl_auth_provider,
+            x509_enabled: settings.x509_auth_provider || has_secure_port,
+            x509_super_user: settings.x509_super_user.clone(),
             ..AclPolicy::default()
         };
+        if let Some(s) = settings
+            .enforce_auth_schemes
+            .iter()
+            .find(|s| !policy.is_registered(s))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("enforce.auth.schemes: authentication scheme {s} is not available"),
+            ));
+        }
         let reap_every = settings.container_check_interval;
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -510,7 +581,8 @@ impl RunningServer {
             return;
         }
         self.tracker.spawn(async move {
-            crate::connection::serve(io, peer, shared.clone(), cancel).await;
+            let auth = AuthInfo::new(peer.ip());
+            crate::connection::serve(io, peer, auth, shared.clone(), cancel).await;
             shared.release(peer);
         });
     }
@@ -572,7 +644,10 @@ async fn accept_loop(
         let (shared, cancel, tls) = (shared.clone(), cancel.clone(), tls.clone());
         tracker.spawn(async move {
             match tls {
-                None => crate::connection::serve(stream, peer, shared.clone(), cancel).await,
+                None => {
+                    let auth = AuthInfo::new(peer.ip());
+                    crate::connection::serve(stream, peer, auth, shared.clone(), cancel).await;
+                }
                 #[cfg(feature = "tls")]
                 Some(tls) => {
                     let handshake = async {
@@ -583,9 +658,24 @@ async fn accept_loop(
                     };
                     let limit = shared.settings.handshake_timeout;
                     match tokio::time::timeout(limit, handshake).await {
-                        Ok(Ok(stream)) => {
-                            crate::connection::serve(stream, peer, shared.clone(), cancel).await;
-                        }
+                        Ok(Ok(stream)) => match tls_auth(&stream, peer, &shared) {
+                            Some(auth) => {
+                                crate::connection::serve(
+                                    stream,
+                                    peer,
+                                    auth,
+                                    shared.clone(),
+                                    cancel,
+                                )
+                                .await;
+                            }
+                            None => {
+                                // ZooKeeper closes a connection whose
+                                // certificate it cannot authenticate.
+                                let mut stream = stream;
+                                let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+                            }
+                        },
                         Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::warn!(%peer, "no TLS handshake in {limit:?}, closing"),
                     }
@@ -596,6 +686,44 @@ async fn accept_loop(
             shared.release(peer);
         });
     }
+}
+
+/// The ids a TLS connection starts with: its `ip`, and for a verified client
+/// certificate `x509:<subject DN>` (with `super` first for the
+/// `X509AuthenticationProvider.superUser`), as ZooKeeper's
+/// `X509AuthenticationProvider.handleAuthentication`. `None`: a certificate
+/// whose subject cannot be read (logged; the connection is closed).
+#[cfg(feature = "tls")]
+fn tls_auth(
+    stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Option<AuthInfo> {
+    let mut auth = AuthInfo::new(peer.ip());
+    let Some(leaf) = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+    else {
+        return Some(auth); // no certificate asked for, or `want` and none given
+    };
+    let Some(dn) = crate::x509::subject_dn(leaf) else {
+        tracing::warn!(%peer, "cannot read the client certificate's subject, closing");
+        return None;
+    };
+    tracing::debug!(%peer, %dn, "x509 authenticated");
+    if shared.policy.x509_super_user.as_deref() == Some(dn.as_str()) {
+        auth.insert(zkit_proto::Id {
+            scheme: crate::acl::SCHEME_SUPER.into(),
+            id: dn.clone(),
+        });
+    }
+    auth.insert(zkit_proto::Id {
+        scheme: crate::acl::SCHEME_X509.into(),
+        id: dn,
+    });
+    Some(auth)
 }
 
 /// Expires sessions: sleeps until the next expiry bucket (or a new session

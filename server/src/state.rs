@@ -60,6 +60,19 @@ pub(crate) struct Settings {
     pub(crate) sasl_users: Option<crate::sasl::SaslUsers>,
     /// The `sasl` ACL scheme is registered (`authProvider.*=…SASLAuthenticationProvider`).
     pub(crate) sasl_auth_provider: bool,
+    /// `zookeeper.superUser` (and `.superUser.<suffix>`): SASL users who are
+    /// also super.
+    pub(crate) sasl_super_users: Vec<String>,
+    /// The `x509` scheme is registered explicitly (`authProvider.*`); a
+    /// secure port registers it too.
+    pub(crate) x509_auth_provider: bool,
+    /// `zookeeper.X509AuthenticationProvider.superUser`.
+    pub(crate) x509_super_user: Option<String>,
+    /// `enforce.auth.enabled` + `enforce.auth.schemes` (or
+    /// `sessionRequireClientSASLAuth`): a connection without an id of one of
+    /// these schemes gets -124 for any request but auth and SASL, and is
+    /// closed. Empty: no enforcement.
+    pub(crate) enforce_auth_schemes: Vec<String>,
 }
 
 impl Default for Settings {
@@ -86,6 +99,10 @@ impl Default for Settings {
             force_sync: true,
             sasl_users: None,
             sasl_auth_provider: false,
+            sasl_super_users: Vec::new(),
+            x509_auth_provider: false,
+            x509_super_user: None,
+            enforce_auth_schemes: Vec::new(),
         }
     }
 }
@@ -94,6 +111,12 @@ impl Settings {
     /// Where the transaction log goes: `dataLogDir`, else `dataDir`.
     pub(crate) fn log_dir(&self) -> Option<&PathBuf> {
         self.data_log_dir.as_ref().or(self.data_dir.as_ref())
+    }
+
+    /// SASL is required (enforcement names `sasl`): a failed SASL exchange
+    /// answers -124 rather than -115.
+    pub(crate) fn sasl_required(&self) -> bool {
+        self.enforce_auth_schemes.iter().any(|s| s == "sasl")
     }
 }
 
