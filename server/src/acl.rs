@@ -283,9 +283,15 @@ impl AclPolicy {
         if id.scheme == SCHEME_DIGEST && self.digest_enabled {
             java_split_len(&id.id, ':') == 2
         } else if id.scheme == SCHEME_SASL && self.sasl_enabled {
-            // `SASLAuthenticationProvider.isValid`: parseable as a Kerberos
-            // name, which any non-empty name without a second '@' is.
-            !id.id.is_empty() && id.id.matches('@').count() <= 1
+            // `SASLAuthenticationProvider.isValid`: `new KerberosName(id)`
+            // accepts any name without '@'; one with '@' must read
+            // `primary[/instance]@REALM` (no other '/' or '@').
+            match id.id.split_once('@') {
+                None => true,
+                Some((principal, realm)) => {
+                    !realm.contains(['@', '/']) && principal.matches('/').count() <= 1
+                }
+            }
         } else if id.scheme == SCHEME_X509 && self.x509_enabled {
             // `new X500Principal(id)` parses: a list of type=value pairs.
             x500_name_is_valid(&id.id)
@@ -1274,5 +1280,65 @@ mod tests {
         assert_eq!(v6_addr_to_bytes("1::").unwrap()[..2], [0, 1]);
         assert_eq!(v6_addr_to_bytes("::"), Some([0; 16]));
         assert_eq!(v6_addr_to_bytes(":::"), None);
+    }
+
+    #[test]
+    fn sasl_and_x509_ids_validate_and_match_as_zookeeper() {
+        let off = AclPolicy::default();
+        let on = AclPolicy {
+            sasl_enabled: true,
+            x509_enabled: true,
+            x509_super_user: Some("CN=admin,O=zkit".into()),
+            ..AclPolicy::default()
+        };
+        // Without their providers the schemes are unknown.
+        assert!(!off.is_valid_id(&id("sasl", "bob")));
+        assert!(!off.is_valid_id(&id("x509", "CN=a")));
+        // KerberosName: anything without '@'; with '@', primary[/instance]@REALM.
+        for ok in ["bob", "a/b/c", "svc/host@REALM", "bob@R", ""] {
+            assert!(on.is_valid_id(&id("sasl", ok)), "{ok:?}");
+        }
+        for bad in ["a@b@c", "a/b/c@R", "a@R/x"] {
+            assert!(!on.is_valid_id(&id("sasl", bad)), "{bad:?}");
+        }
+        // X500Principal: type=value pairs.
+        for ok in [
+            "CN=alice,OU=tests,O=zkit",
+            "CN=a+UID=b",
+            "1.2.3=#0101",
+            "CN=a\\,b",
+            "",
+        ] {
+            assert!(on.is_valid_id(&id("x509", ok)), "{ok:?}");
+        }
+        for bad in ["alice", "CN=a,bob", "=x", "CN=\"open"] {
+            assert!(!on.is_valid_id(&id("x509", bad)), "{bad:?}");
+        }
+        let x = |i: &str| acl(perms::READ, "x509", i);
+        let client = [id("x509", "CN=client,O=zkit")];
+        assert_eq!(
+            on.check_perm(&[x("CN=client,O=zkit")], &client, perms::READ),
+            Ok(())
+        );
+        assert_eq!(
+            on.check_perm(&[x("CN=other")], &client, perms::READ),
+            no_auth()
+        );
+        // The x509 super user matches every x509 entry.
+        let admin = [id("x509", "CN=admin,O=zkit")];
+        assert_eq!(on.check_perm(&[x("CN=other")], &admin, perms::READ), Ok(()));
+        // `auth` expands to sasl and x509 ids, not ip.
+        let ids = [id("ip", "127.0.0.1"), id("sasl", "bob"), id("x509", "CN=c")];
+        assert_eq!(
+            on.fixup_acl(&[acl(perms::ALL, "auth", "")], &ids),
+            Ok(vec![
+                acl(perms::ALL, "sasl", "bob"),
+                acl(perms::ALL, "x509", "CN=c")
+            ])
+        );
+        assert_eq!(
+            off.fixup_acl(&[acl(perms::ALL, "auth", "")], &ids),
+            invalid()
+        );
     }
 }

@@ -35,7 +35,13 @@ struct ConnAcl<'a> {
 
 impl AclHook for ConnAcl<'_> {
     fn fixup(&self, _path: &str, acl: &[Acl]) -> ServerResult<Vec<Acl>> {
-        self.policy.fixup_acl(acl, self.ids)
+        if acl.iter().any(|a| a.id.scheme == crate::acl::SCHEME_AUTH) {
+            // `auth` expands in the order ZooKeeper iterates the
+            // connection's ids (its hash set), as whoAmI lists them.
+            self.policy.fixup_acl(acl, &java_auth_order(self.ids))
+        } else {
+            self.policy.fixup_acl(acl, self.ids)
+        }
     }
 
     fn check(&self, _path: &str, acl: &[Acl], perm: i32) -> ServerResult<()> {

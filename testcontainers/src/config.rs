@@ -10,6 +10,8 @@ pub(crate) struct ServerConfig<'a> {
     pub(crate) tick_time: Duration,
     pub(crate) data_dir: &'a Path,
     pub(crate) client_port: u16,
+    /// `secureClientPort` on 127.0.0.1, for a TLS fixture.
+    pub(crate) secure_port: Option<u16>,
     /// `(myid, quorum port, election port)` of every member; empty for standalone.
     pub(crate) servers: &'a [(u64, u16, u16)],
     /// Builder overrides, applied in order; a key already present is replaced in place.
@@ -31,6 +33,10 @@ impl ServerConfig<'_> {
             ("4lw.commands.whitelist".into(), "*".into()),
             ("admin.enableServer".into(), "false".into()),
         ];
+        if let Some(port) = self.secure_port {
+            entries.push(("secureClientPort".into(), port.to_string()));
+            entries.push(("secureClientPortAddress".into(), "127.0.0.1".into()));
+        }
         if !self.servers.is_empty() {
             // In ticks: 6 s to connect and sync to a leader at the default 200 ms tick, and
             // 2 s before a silent (paused) peer is dropped from the quorum.

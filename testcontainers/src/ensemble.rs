@@ -159,6 +159,8 @@ pub struct EnsembleBuilder {
     java: Option<PathBuf>,
     classpath: Option<String>,
     backend: Backend,
+    tls: Option<crate::ClientAuth>,
+    sasl_users: Vec<(String, String)>,
 }
 
 impl Default for EnsembleBuilder {
@@ -173,6 +175,8 @@ impl Default for EnsembleBuilder {
             java: None,
             classpath: None,
             backend: Backend::ZooKeeper,
+            tls: None,
+            sasl_users: Vec::new(),
         }
     }
 }
@@ -232,6 +236,35 @@ impl EnsembleBuilder {
     /// `zoo.cfg` (JVM settings do not apply) and only supports size 1.
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = backend;
+        self
+    }
+
+    /// Gives every member a TLS client port next to its plain one
+    /// (`secureClientPort` on `127.0.0.1`; real ZooKeeper runs the Netty
+    /// connection factory), with certificates made at start
+    /// ([`Ensemble::tls_files`]: a CA, a server certificate for `localhost`
+    /// and `127.0.0.1`, a client certificate) and `ssl.clientAuth` as given.
+    /// The x509 scheme is registered, so the client certificate
+    /// authenticates as `x509:CN=client,OU=tests,O=zkit`
+    /// ([`CLIENT_DN`](crate::CLIENT_DN)). Connect with
+    /// [`Ensemble::secure_connect_string`]. Works with both backends.
+    pub fn tls(mut self, client_auth: crate::ClientAuth) -> Self {
+        self.tls = Some(client_auth);
+        self
+    }
+
+    /// Adds a SASL DIGEST-MD5 user: the fixture writes a JAAS file with a
+    /// `Server` section (`DigestLoginModule`, `user_<name>="<password>"`),
+    /// points the server at it (real ZooKeeper:
+    /// `-Djava.security.auth.login.config`; zkit-server: `--jaas`) and
+    /// registers the `sasl` ACL scheme (`authProvider.sasl`). Works with both
+    /// backends.
+    pub fn sasl_digest_user(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.sasl_users.push((user.into(), password.into()));
         self
     }
 
@@ -380,7 +413,59 @@ impl EnsembleBuilder {
             )
             .ok();
         let standalone = self.size == 1;
-        let per_member = if standalone { 1 } else { 3 };
+        let tls = match self.tls {
+            Some(_) => Some(crate::TlsFiles::generate(&root.path().join("tls"))?),
+            None => None,
+        };
+        let mut overrides: Vec<(String, String)> = Vec::new();
+        let mut jvm_props = self.jvm_props.clone();
+        if let (Some(files), Some(auth)) = (&tls, self.tls) {
+            let path = |p: PathBuf| p.display().to_string();
+            for (k, v) in [
+                (
+                    "serverCnxnFactory",
+                    "org.apache.zookeeper.server.NettyServerCnxnFactory".to_string(),
+                ),
+                ("ssl.keyStore.location", path(files.server_key_store())),
+                ("ssl.keyStore.type", "PEM".into()),
+                ("ssl.trustStore.location", path(files.ca_file())),
+                ("ssl.trustStore.type", "PEM".into()),
+                ("ssl.clientAuth", auth.as_str().into()),
+            ] {
+                upsert(&mut overrides, k.into(), v);
+            }
+        }
+        if !self.sasl_users.is_empty() {
+            let jaas = root.path().join("jaas.conf");
+            fs::write(
+                &jaas,
+                crate::security::jaas_server_section(&self.sasl_users),
+            )
+            .map_err(|e| FixtureError::io(format!("write {}", jaas.display()), e))?;
+            upsert(
+                &mut jvm_props,
+                "java.security.auth.login.config".into(),
+                jaas.display().to_string(),
+            );
+            upsert(
+                &mut overrides,
+                "authProvider.sasl".into(),
+                "org.apache.zookeeper.server.auth.SASLAuthenticationProvider".into(),
+            );
+        }
+        if install.bundled {
+            // ZooKeeper reads `zookeeper.*` system properties where zkit-server
+            // reads zoo.cfg keys (it accepts the `zookeeper.` spellings).
+            for (k, v) in &jvm_props {
+                if k.starts_with("zookeeper.") {
+                    upsert(&mut overrides, k.clone(), v.clone());
+                }
+            }
+        }
+        for (k, v) in &self.config {
+            upsert(&mut overrides, k.clone(), v.clone());
+        }
+        let per_member = usize::from(tls.is_some()) + if standalone { 1 } else { 3 };
         let ports = free_ports(self.size * per_member)
             .map_err(|e| FixtureError::io("pick free ports on 127.0.0.1", e))?;
         let servers: Vec<(u64, u16, u16)> = if standalone {
@@ -395,12 +480,16 @@ impl EnsembleBuilder {
             let dir = root.path().join(format!("node{}", index + 1));
             let data_dir = dir.join("data");
             let client_port = ports[index * per_member];
+            let secure_port = tls
+                .as_ref()
+                .map(|_| ports[index * per_member + per_member - 1]);
             let cfg = ServerConfig {
                 tick_time: self.tick_time,
                 data_dir: &data_dir,
                 client_port,
+                secure_port,
                 servers: &servers,
-                overrides: &self.config,
+                overrides: &overrides,
             };
             let write = |name: &str, contents: String| {
                 let path = dir.join(name);
@@ -418,6 +507,7 @@ impl EnsembleBuilder {
             members.push(Member {
                 index,
                 client_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, client_port)),
+                secure_addr: secure_port.map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p))),
                 dir,
                 proc: Mutex::default(),
             });
@@ -433,11 +523,12 @@ impl EnsembleBuilder {
                 } else {
                     QUORUM_MAIN
                 },
-                jvm_props: self.jvm_props.clone(),
+                jvm_props,
                 jvm_args: self.jvm_args.clone(),
             },
             start_timeout: self.start_timeout,
             watchdog,
+            tls,
             root,
         })
     }
@@ -493,6 +584,13 @@ impl Launch {
     fn command(&self, dir: &Path) -> Command {
         if self.bundled {
             let mut cmd = Command::new(&self.java);
+            if let Some((_, jaas)) = self
+                .jvm_props
+                .iter()
+                .find(|(k, _)| k == "java.security.auth.login.config")
+            {
+                cmd.arg("--jaas").arg(jaas);
+            }
             cmd.arg("--config")
                 .arg(dir.join(CONFIG_FILE))
                 .env(
@@ -540,6 +638,8 @@ impl Launch {
 struct Member {
     index: usize,
     client_addr: SocketAddr,
+    /// The TLS client port, for a [`EnsembleBuilder::tls`] fixture.
+    secure_addr: Option<SocketAddr>,
     dir: PathBuf,
     proc: Mutex<Proc>,
 }
@@ -709,6 +809,7 @@ pub struct Ensemble {
     start_timeout: Duration,
     /// Kills the JVMs if this process dies without dropping the fixture.
     watchdog: Option<Watchdog>,
+    tls: Option<crate::TlsFiles>,
     // Declared last so it is dropped (deleted) after `Drop::drop` has reaped every process.
     root: TempDir,
 }
@@ -740,6 +841,29 @@ impl Ensemble {
         addrs.join(",")
     }
 
+    /// The certificates of a [`EnsembleBuilder::tls`] fixture.
+    pub fn tls_files(&self) -> Option<&crate::TlsFiles> {
+        self.tls.as_ref()
+    }
+
+    /// The TLS client address of member `i`, for a [`EnsembleBuilder::tls`]
+    /// fixture. Stable across [`restart`](Self::restart).
+    pub fn secure_addr(&self, i: usize) -> Option<SocketAddr> {
+        self.member(i).secure_addr
+    }
+
+    /// The TLS connect string of all members, in index order
+    /// (`127.0.0.1:s1,127.0.0.1:s2,…`); empty without
+    /// [`EnsembleBuilder::tls`].
+    pub fn secure_connect_string(&self) -> String {
+        let addrs: Vec<String> = self
+            .members
+            .iter()
+            .filter_map(|m| m.secure_addr.map(|a| a.to_string()))
+            .collect();
+        addrs.join(",")
+    }
+
     /// Client address of member `i`. Stable across [`restart`](Self::restart).
     pub fn client_addr(&self, i: usize) -> SocketAddr {
         self.member(i).client_addr
@@ -750,16 +874,18 @@ impl Ensemble {
         self.members.iter().map(|m| m.client_addr).collect()
     }
 
-    /// The member whose client address is `addr`, if any.
+    /// The member whose client address (plain or TLS) is `addr`, if any.
     pub fn member_of(&self, addr: SocketAddr) -> Option<usize> {
-        self.members.iter().position(|m| m.client_addr == addr)
-    }
-
-    /// The member whose client port is `port`, if any.
-    pub fn member_of_port(&self, port: u16) -> Option<usize> {
         self.members
             .iter()
-            .position(|m| m.client_addr.port() == port)
+            .position(|m| m.client_addr == addr || m.secure_addr == Some(addr))
+    }
+
+    /// The member whose client port (plain or TLS) is `port`, if any.
+    pub fn member_of_port(&self, port: u16) -> Option<usize> {
+        self.members.iter().position(|m| {
+            m.client_addr.port() == port || m.secure_addr.map(|a| a.port()) == Some(port)
+        })
     }
 
     /// Directory of member `i`: `zoo.cfg`, `data/` (snapshots, txn logs, `myid`),

@@ -75,6 +75,7 @@ mod expire;
 mod four_letter;
 mod install;
 mod proxy;
+mod security;
 mod tempdir;
 mod watchdog;
 
@@ -87,6 +88,7 @@ pub use expire::expire_session;
 pub use four_letter::{Mode, ServerVersion};
 pub use install::{CLASSPATH_ENV, SERVER_BIN_ENV};
 pub use proxy::{proxy_connect_string, FaultMode, FaultProxy};
+pub use security::{ClientAuth, TlsFiles, CLIENT_DN};
 
 /// Starts one standalone ZooKeeper server with the default settings:
 /// `Ensemble::builder().start().await`.
