@@ -71,8 +71,17 @@ pub enum Error {
     /// The server throttled the request (-127); retry later.
     #[error("request throttled")]
     Throttled,
-    /// The session must authenticate with SASL (-124).
-    #[error("session closed: SASL authentication required")]
+    /// The server requires authentication this client did not provide
+    /// (-124): ZooKeeper's `sessionRequireClientSASLAuth`, or
+    /// `enforce.auth.enabled` with `enforce.auth.schemes` naming schemes
+    /// (`sasl`, `x509`, ...) the connection is not authenticated with, or a
+    /// failed SASL exchange on such a server. The server closes the
+    /// connection; zkit ends the session as
+    /// [`SessionState::AuthFailed`](crate::SessionState::AuthFailed) (the
+    /// same credentials would be refused again), so every pending and later
+    /// call fails with this error. Fix: [`sasl_digest`](crate::ClientBuilder::sasl_digest)
+    /// credentials, or a client certificate over TLS.
+    #[error("session closed: the server requires authentication (SASL or a required scheme)")]
     SessionClosedRequireSaslAuth,
     /// A multi op after the one that failed (-2).
     #[error("runtime inconsistency")]

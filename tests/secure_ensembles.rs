@@ -299,3 +299,112 @@ async fn x509_and_sasl_acls_as_real_zookeeper() {
         assert_eq!(got.len(), want.len(), "{backend:?}: transcript length");
     }
 }
+
+/// `sessionRequireClientSASLAuth=true`: a client without SASL gets -124 on
+/// its first request and its session ends as AuthFailed; a wrong password
+/// is -124 too (not -115); the right one works. Same on both backends.
+#[tokio::test]
+async fn a_server_requiring_sasl_refuses_unauthenticated_sessions() {
+    for backend in backends() {
+        let zk = Ensemble::builder()
+            .backend(backend)
+            .sasl_digest_user("bob", "bob-secret")
+            .config("sessionRequireClientSASLAuth", "true")
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+        let builder = || Client::builder().connect_timeout(Duration::from_secs(5));
+        let anon = builder().connect(&zk.connect_string()).await.unwrap();
+        let mut states = anon.state_stream();
+        assert_eq!(
+            anon.get_data("/").await.unwrap_err(),
+            Error::SessionClosedRequireSaslAuth,
+            "{backend:?}"
+        );
+        let terminal = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(s) = futures::StreamExt::next(&mut states).await {
+                if s.is_terminal() {
+                    return s;
+                }
+            }
+            panic!("state stream ended");
+        })
+        .await
+        .expect("a terminal state");
+        assert_eq!(terminal, zkit::SessionState::AuthFailed, "{backend:?}");
+        assert_eq!(
+            anon.exists("/").await.unwrap_err(),
+            Error::SessionClosedRequireSaslAuth,
+            "{backend:?}: later calls fail the same way"
+        );
+        let wrong = builder()
+            .sasl_digest("bob", "wrong")
+            .connect(&zk.connect_string())
+            .await;
+        assert_eq!(
+            wrong.unwrap_err(),
+            Error::SessionClosedRequireSaslAuth,
+            "{backend:?}: a refused SASL on a server requiring it"
+        );
+        let bob = builder()
+            .sasl_digest("bob", "bob-secret")
+            .connect(&zk.connect_string())
+            .await
+            .unwrap();
+        bob.create("/required", b"x", &CreateOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(&bob.get_data("/required").await.unwrap().0[..], b"x");
+        bob.close().await.unwrap();
+    }
+}
+
+/// `enforce.auth.enabled=true` + `enforce.auth.schemes=x509`: only clients
+/// with a certificate get in; SASL does not help on the plain port.
+#[tokio::test]
+async fn enforced_x509_admits_certificate_holders_only() {
+    for backend in backends() {
+        let zk = Ensemble::builder()
+            .backend(backend)
+            .tls(ClientAuth::Want)
+            .sasl_digest_user("bob", "bob-secret")
+            .config("enforce.auth.enabled", "true")
+            .config("enforce.auth.schemes", "x509")
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+        let files = zk.tls_files().unwrap();
+        let builder = || Client::builder().connect_timeout(Duration::from_secs(5));
+        let sasl_only = builder()
+            .sasl_digest("bob", "bob-secret")
+            .connect(&zk.connect_string())
+            .await
+            .unwrap();
+        assert_eq!(
+            sasl_only.get_data("/").await.unwrap_err(),
+            Error::SessionClosedRequireSaslAuth,
+            "{backend:?}"
+        );
+        let no_cert = builder()
+            .tls(TlsConfig::new().ca_file(files.ca_file()))
+            .connect(&zk.secure_connect_string())
+            .await
+            .unwrap();
+        assert_eq!(
+            no_cert.get_data("/").await.unwrap_err(),
+            Error::SessionClosedRequireSaslAuth,
+            "{backend:?}"
+        );
+        let holder = builder()
+            .tls(
+                TlsConfig::new()
+                    .ca_file(files.ca_file())
+                    .client_cert(files.client_cert(), files.client_key()),
+            )
+            .connect(&zk.secure_connect_string())
+            .await
+            .unwrap();
+        holder.get_data("/").await.unwrap();
+        holder.close().await.unwrap();
+    }
+}

@@ -1296,6 +1296,9 @@ impl Session {
                 if let Conn::Connected(c) = &mut self.conn {
                     c.ping_outstanding = false;
                 }
+                if hdr.err == err::SESSION_CLOSED_REQUIRE_SASL_AUTH {
+                    self.refused_unauthenticated(now);
+                }
                 Ok(())
             }
             xid::AUTH => {
@@ -1342,9 +1345,26 @@ impl Session {
                     self.ident.last_zxid = self.ident.last_zxid.max(hdr.zxid);
                 }
                 self.handle_reply(now, p, hdr.err, frame);
+                if hdr.err == err::SESSION_CLOSED_REQUIRE_SASL_AUTH {
+                    self.refused_unauthenticated(now);
+                }
                 Ok(())
             }
         }
+    }
+
+    /// The server enforces authentication (`enforce.auth.*`,
+    /// `sessionRequireClientSASLAuth`) and this connection has no id of a
+    /// required scheme: it answered -124 and closes. Another connection with
+    /// the same credentials would be refused the same way, so the session
+    /// ends as AuthFailed, as when SASL itself is refused.
+    fn refused_unauthenticated(&mut self, now: Instant) {
+        warn!("the server requires authentication this client does not have (-124)");
+        self.terminate_with(
+            SessionState::AuthFailed,
+            Error::SessionClosedRequireSaslAuth,
+            now,
+        );
     }
 
     fn handle_connect_response(
