@@ -408,3 +408,65 @@ async fn enforced_x509_admits_certificate_holders_only() {
         holder.close().await.unwrap();
     }
 }
+
+/// Failover across a 3-member real ZooKeeper ensemble over mutual TLS: the
+/// member the client is connected to is killed; the session, its ephemeral
+/// node, its x509 identity and its watch move to another member over TLS.
+#[tokio::test]
+async fn failover_across_a_tls_ensemble_keeps_session_and_watches() {
+    if zkit_testcontainers::skip_without_real_zookeeper("TLS ensemble failover") {
+        return;
+    }
+    let zk = Ensemble::builder()
+        .size(3)
+        .tls(ClientAuth::Need)
+        .start()
+        .await
+        .expect("a TLS ensemble starts");
+    let files = zk.tls_files().unwrap();
+    let tls = TlsConfig::new()
+        .ca_file(files.ca_file())
+        .client_cert(files.client_cert(), files.client_key());
+    let c = Client::builder()
+        .session_timeout(Duration::from_secs(6))
+        .connect_timeout(Duration::from_secs(3))
+        .tls(tls.clone())
+        .connect(&zk.secure_connect_string())
+        .await
+        .unwrap();
+    let sid = c.session_id();
+    let mine = vec![Acl::new(Perms::ALL, "x509", CLIENT_DN)];
+    c.create(
+        "/tls-failover",
+        b"1",
+        &CreateOptions::new(zkit::CreateMode::Ephemeral).acl(mine),
+    )
+    .await
+    .unwrap();
+    let (_, _, watch) = c.get_data_and_watch("/tls-failover").await.unwrap();
+    let port = c.connected_server().expect("connected").port;
+    let victim = zk.member_of_port(port).expect("a member's TLS port");
+    assert_eq!(zk.secure_addr(victim).unwrap().port(), port);
+    zk.kill(victim).await.unwrap();
+    // The next call succeeds on another member, in the same session.
+    let (data, stat) = tokio::time::timeout(Duration::from_secs(10), c.get_data("/tls-failover"))
+        .await
+        .expect("served again within 10 s")
+        .unwrap();
+    assert_eq!(&data[..], b"1");
+    assert_eq!(stat.ephemeral_owner, sid.0);
+    assert_eq!(c.session_id(), sid);
+    let now = c.connected_server().expect("connected").port;
+    assert_ne!(now, port, "moved to another member");
+    assert!(zk.member_of_port(now).is_some_and(|m| m != victim));
+    // The watch was set again on the new member: a change fires it.
+    c.set_data("/tls-failover", b"2", Version::Any)
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), watch.changed())
+        .await
+        .expect("the watch fires after failover")
+        .unwrap();
+    assert_eq!(ev.path, "/tls-failover");
+    c.close().await.unwrap();
+}

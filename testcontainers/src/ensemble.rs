@@ -472,7 +472,13 @@ impl EnsembleBuilder {
             Vec::new()
         } else {
             (0..self.size)
-                .map(|i| (i as u64 + 1, ports[3 * i + 1], ports[3 * i + 2]))
+                .map(|i| {
+                    (
+                        i as u64 + 1,
+                        ports[per_member * i + 1],
+                        ports[per_member * i + 2],
+                    )
+                })
                 .collect()
         };
         let mut members = Vec::with_capacity(self.size);
