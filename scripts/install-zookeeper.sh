@@ -16,7 +16,7 @@ set -euo pipefail
 log() { echo "install-zookeeper: $*" >&2; }
 
 DEBIAN_JARS=(/usr/share/java/zookeeper.jar /usr/share/java/slf4j-log4j12.jar /usr/share/java/log4j-1.2.jar)
-OPTIONAL_PKGS=(python3-kazoo libzookeeper-mt-dev libcurator-recipes-java libcurator-framework-java
+OPTIONAL_PKGS=(python3-kazoo python3-pure-sasl libzookeeper-mt-dev libcurator-recipes-java libcurator-framework-java
   libcurator-client-java libcurator-discovery-java libslf4j-java)
 
 have_java() {
