@@ -433,3 +433,142 @@ async fn real_zookeeper_over_tls_with_sasl() {
     eve.close().await.unwrap();
     drop(zk);
 }
+
+/// Bad input on the secured ports: a plain-text handshake on the TLS port, a
+/// TLS ClientHello on the plain port, garbage, a handshake that stops half
+/// way, a client certificate from an unknown CA. Each connection is closed
+/// (promptly, or at the handshake timeout for the stalled one) and the
+/// server keeps serving TLS and plain clients.
+#[tokio::test]
+async fn bad_input_on_the_secured_ports_closes_only_that_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use zkit::proto::{encode_frame, ConnectRequest, Encode};
+
+    let d = dir("bad");
+    let ca = new_ca("zkit test CA");
+    let (ca_pem, _) = write(&d, "ca", &ca);
+    let (cert, key) = write(&d, "server", &issue(&ca, &["localhost", "127.0.0.1"], false));
+    let (client_cert, client_key) = write(&d, "client", &issue(&ca, &["client"], false));
+    let stranger_ca = new_ca("stranger CA");
+    let (stranger_cert, stranger_key) =
+        write(&d, "stranger", &issue(&stranger_ca, &["stranger"], false));
+    let server = Server::builder()
+        .handshake_timeout(Duration::from_millis(800))
+        .secure_listen(
+            "127.0.0.1:0".parse().unwrap(),
+            ServerTls::new(cert, key).client_ca(&ca_pem, ClientAuth::Need),
+        )
+        .start()
+        .await
+        .unwrap();
+    let secure = server.secure_addr().unwrap();
+    let plain = server.local_addr();
+    let good_tls = || {
+        TlsConfig::new()
+            .ca_file(&ca_pem)
+            .client_cert(&client_cert, &client_key)
+    };
+    let keeper = connect(&server, "127.0.0.1", good_tls()).await.unwrap();
+    keeper
+        .create("/bad-input", b"kept", &CreateOptions::default())
+        .await
+        .unwrap();
+
+    /// Sends `bytes`, then expects the server to close within `within`
+    /// (EOF or reset), having sent nothing that parses as a reply.
+    async fn closed_after(
+        addr: std::net::SocketAddr,
+        bytes: &[u8],
+        within: Duration,
+    ) -> Result<Vec<u8>, String> {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(bytes).await.unwrap();
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(within, async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        match read {
+            Ok(()) => Ok(got),
+            Err(_) => Err(format!("still open after {within:?}")),
+        }
+    }
+
+    let mut connect_frame = bytes::BytesMut::new();
+    encode_frame(&mut connect_frame, |b| {
+        ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout: 30_000,
+            session_id: 0,
+            passwd: bytes::Bytes::from_static(&[0; 16]),
+            read_only: Some(false),
+        }
+        .encode(b)
+    });
+    // Plain text on the TLS port: not a TLS record; closed at once. (rustls
+    // may answer with an alert record first, never a ZooKeeper reply.)
+    let got = closed_after(secure, &connect_frame, Duration::from_secs(2))
+        .await
+        .expect("plain text on the TLS port is closed");
+    assert!(
+        got.is_empty() || got[0] == 0x15,
+        "only a TLS alert may come back: {got:?}"
+    );
+    // A TLS ClientHello on the plain port reads as a 369 MB frame: closed.
+    let hello = [0x16, 0x03, 0x01, 0x00, 0xf4, 0x01, 0x00, 0x00, 0xf0, 0x03, 0x03];
+    let got = closed_after(plain, &hello, Duration::from_secs(2))
+        .await
+        .expect("TLS on the plain port is closed");
+    assert!(got.is_empty(), "no reply to a TLS hello: {got:?}");
+    // Garbage on the TLS port.
+    let garbage: Vec<u8> = (0..300u32).map(|i| (i * 37 % 251) as u8).collect();
+    closed_after(secure, &garbage, Duration::from_secs(2))
+        .await
+        .expect("garbage on the TLS port is closed");
+    // A handshake that stops half way: closed at the handshake timeout.
+    let t0 = std::time::Instant::now();
+    closed_after(secure, &hello[..7], Duration::from_secs(3))
+        .await
+        .expect("a stalled TLS handshake is closed");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(700),
+        "closed at the handshake timeout, not before ({:?})",
+        t0.elapsed()
+    );
+    // A client certificate from an unknown CA: no session.
+    let stranger = connect(
+        &server,
+        "127.0.0.1",
+        TlsConfig::new()
+            .ca_file(&ca_pem)
+            .client_cert(&stranger_cert, &stranger_key),
+    )
+    .await;
+    assert!(stranger.is_err(), "a certificate from an unknown CA is refused");
+    // Everyone else is still served: the session from before, and new ones
+    // on both ports.
+    assert_eq!(
+        &keeper.get_data("/bad-input").await.unwrap().0[..],
+        b"kept"
+    );
+    let again = connect(&server, "127.0.0.1", good_tls()).await.unwrap();
+    assert_eq!(&again.get_data("/bad-input").await.unwrap().0[..], b"kept");
+    let plain_client = Client::builder()
+        .connect(&server.connect_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        &plain_client.get_data("/bad-input").await.unwrap().0[..],
+        b"kept"
+    );
+    for c in [keeper, again, plain_client] {
+        c.close().await.unwrap();
+    }
+}
