@@ -35,6 +35,10 @@ ZKIT_TEST_BACKEND=bundled run cargo test -p zkit -p zkit-recipes --tests
 # Once more with a data directory: every reply waits for the transaction log.
 ZKIT_TEST_BACKEND=bundled-durable run cargo test -p zkit --test ops --test watches --test multi --test acl \
   --test chroot --test pipeline --test session
+# The recipes' lock and leader suites once more over mutual TLS + SASL
+# DIGEST-MD5, against real ZooKeeper and the bundled server.
+ZKIT_TEST_BACKEND=zookeeper ZKIT_TEST_SECURE=1 run cargo test -p zkit-recipes --test lock --test leader
+ZKIT_TEST_BACKEND=bundled ZKIT_TEST_SECURE=1 run cargo test -p zkit-recipes --test lock --test leader
 # The fuzz targets (a crate of their own: cargo-fuzz wants nightly to fuzz with
 # coverage) build on stable and each runs over a few thousand random inputs.
 run cargo build --quiet --release --manifest-path fuzz/Cargo.toml

@@ -447,7 +447,11 @@ async fn bad_input_on_the_secured_ports_closes_only_that_connection() {
     let d = dir("bad");
     let ca = new_ca("zkit test CA");
     let (ca_pem, _) = write(&d, "ca", &ca);
-    let (cert, key) = write(&d, "server", &issue(&ca, &["localhost", "127.0.0.1"], false));
+    let (cert, key) = write(
+        &d,
+        "server",
+        &issue(&ca, &["localhost", "127.0.0.1"], false),
+    );
     let (client_cert, client_key) = write(&d, "client", &issue(&ca, &["client"], false));
     let stranger_ca = new_ca("stranger CA");
     let (stranger_cert, stranger_key) =
@@ -522,7 +526,9 @@ async fn bad_input_on_the_secured_ports_closes_only_that_connection() {
         "only a TLS alert may come back: {got:?}"
     );
     // A TLS ClientHello on the plain port reads as a 369 MB frame: closed.
-    let hello = [0x16, 0x03, 0x01, 0x00, 0xf4, 0x01, 0x00, 0x00, 0xf0, 0x03, 0x03];
+    let hello = [
+        0x16, 0x03, 0x01, 0x00, 0xf4, 0x01, 0x00, 0x00, 0xf0, 0x03, 0x03,
+    ];
     let got = closed_after(plain, &hello, Duration::from_secs(2))
         .await
         .expect("TLS on the plain port is closed");
@@ -551,13 +557,13 @@ async fn bad_input_on_the_secured_ports_closes_only_that_connection() {
             .client_cert(&stranger_cert, &stranger_key),
     )
     .await;
-    assert!(stranger.is_err(), "a certificate from an unknown CA is refused");
+    assert!(
+        stranger.is_err(),
+        "a certificate from an unknown CA is refused"
+    );
     // Everyone else is still served: the session from before, and new ones
     // on both ports.
-    assert_eq!(
-        &keeper.get_data("/bad-input").await.unwrap().0[..],
-        b"kept"
-    );
+    assert_eq!(&keeper.get_data("/bad-input").await.unwrap().0[..], b"kept");
     let again = connect(&server, "127.0.0.1", good_tls()).await.unwrap();
     assert_eq!(&again.get_data("/bad-input").await.unwrap().0[..], b"kept");
     let plain_client = Client::builder()

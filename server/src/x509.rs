@@ -128,7 +128,7 @@ fn ava_rfc2253(oid: &[u8], value: &Tlv<'_>) -> Option<String> {
     match (keyword, directory_string(value)) {
         (Some(k), Some(text)) => Some(format!("{k}={}", escape(&text))),
         (k, _) => {
-            let mut s = format!("{}=#", k.map_or(dotted.clone(), str::to_string));
+            let mut s = format!("{}=#", k.map_or(dotted, str::to_string));
             for b in value.whole {
                 s.push_str(&format!("{b:02x}"));
             }
@@ -147,7 +147,7 @@ fn directory_string(value: &Tlv<'_>) -> Option<String> {
         0x14 => Some(c.iter().map(|&b| char::from(b)).collect()),
         // BMPString: UTF-16BE.
         0x1e => {
-            if c.len() % 2 != 0 {
+            if !c.len().is_multiple_of(2) {
                 return None;
             }
             let units: Vec<u16> = c
@@ -158,7 +158,7 @@ fn directory_string(value: &Tlv<'_>) -> Option<String> {
         }
         // UniversalString: UTF-32BE.
         0x1c => {
-            if c.len() % 4 != 0 {
+            if !c.len().is_multiple_of(4) {
                 return None;
             }
             c.chunks(4)

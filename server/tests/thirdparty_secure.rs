@@ -29,7 +29,10 @@ fn require(what: &str, ok: bool) -> bool {
     if zkit_testcontainers::skip_without_peers(what) {
         return false;
     }
-    assert!(ok, "{what} is not installed; run scripts/install-zookeeper.sh");
+    assert!(
+        ok,
+        "{what} is not installed; run scripts/install-zookeeper.sh"
+    );
     true
 }
 
@@ -115,10 +118,8 @@ async fn zkcli(connect: &str, jvm_flags: &str, script: &Path) -> String {
 }
 
 fn scratch(tag: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "thirdparty-secure-{tag}-{}",
-        std::process::id()
-    ));
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("thirdparty-secure-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d

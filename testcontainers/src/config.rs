@@ -112,6 +112,7 @@ mod tests {
             tick_time: Duration::from_millis(200),
             data_dir: Path::new("/tmp/x/data"),
             client_port: 12345,
+            secure_port: None,
             servers: &[],
             overrides: &[],
         }
@@ -142,6 +143,7 @@ mod tests {
             tick_time: Duration::from_millis(500),
             data_dir: Path::new("/d"),
             client_port: 1,
+            secure_port: None,
             servers: &[(1, 11, 21), (2, 12, 22), (3, 13, 23)],
             overrides: &overrides,
         }

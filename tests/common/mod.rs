@@ -6,6 +6,11 @@
 //! process), `bundled-durable` the same with a data directory, `zookeeper` a
 //! real Apache ZooKeeper 3.8 standalone server (same tickTime).
 //!
+//! With `ZKIT_TEST_SECURE=1` the server is a fixture process (the selected
+//! backend) with a TLS port (`ssl.clientAuth=need`) and a SASL DIGEST-MD5
+//! user, and [`client`]/[`connect_with`] sessions use mutual TLS + SASL;
+//! [`connect_string`] stays the plain port (four-letter words, proxies).
+//!
 //! The server is owned by a dedicated thread (with its own tokio runtime), so
 //! it outlives every `#[tokio::test]` runtime. Statics are never dropped, so a
 //! small watchdog process (`sh`) kills the server and deletes its directory
@@ -32,6 +37,8 @@ pub const QUIET: Duration = Duration::from_millis(300);
 
 struct Shared {
     connect: String,
+    /// `ZKIT_TEST_SECURE=1`: the TLS connect string and the certificates.
+    secure: Option<(String, zkit_testcontainers::TlsFiles)>,
     /// Closing this pipe (at process exit) makes the watchdog kill the server
     /// (real ZooKeeper only).
     _watchdog: Option<Mutex<ChildStdin>>,
@@ -103,12 +110,21 @@ fn start_bundled() -> Result<Shared, String> {
     let connect = rx.recv().map_err(|_| "fixture thread died".to_string())??;
     Ok(Shared {
         connect,
+        secure: None,
         _watchdog: None,
     })
 }
 
+/// `ZKIT_TEST_SECURE=1`: sessions over mutual TLS + SASL DIGEST-MD5.
+pub fn secure() -> bool {
+    std::env::var("ZKIT_TEST_SECURE").is_ok_and(|v| v == "1")
+}
+
+/// The SASL user of a secure fixture.
+pub const SASL_USER: (&str, &str) = ("zkit", "zkit-secret");
+
 fn start_shared() -> Result<Shared, String> {
-    if bundled() {
+    if bundled() && !secure() {
         return start_bundled();
     }
     let (tx, rx) = std::sync::mpsc::channel();
@@ -120,10 +136,23 @@ fn start_shared() -> Result<Shared, String> {
                 .build()
                 .expect("fixture runtime");
             rt.block_on(async move {
-                match Ensemble::builder().size(1).tick_time(TICK).start().await {
+                let mut fixture = Ensemble::builder().size(1).tick_time(TICK);
+                if secure() {
+                    fixture = fixture
+                        .tls(zkit_testcontainers::ClientAuth::Need)
+                        .sasl_digest_user(SASL_USER.0, SASL_USER.1);
+                    if bundled() {
+                        fixture = fixture.backend(zkit_testcontainers::Backend::Bundled);
+                    }
+                }
+                match fixture.start().await {
                     Ok(zk) => {
+                        let secure = zk
+                            .tls_files()
+                            .map(|f| (zk.secure_connect_string(), f.clone()));
                         let info = (
                             zk.connect_string(),
+                            secure,
                             zk.pid(0).expect("server running"),
                             zk.root_dir().to_path_buf(),
                         );
@@ -139,7 +168,8 @@ fn start_shared() -> Result<Shared, String> {
             });
         })
         .map_err(|e| format!("spawn fixture thread: {e}"))?;
-    let (connect, pid, dir) = rx.recv().map_err(|_| "fixture thread died".to_string())??;
+    let (connect, secure, pid, dir) =
+        rx.recv().map_err(|_| "fixture thread died".to_string())??;
     let mut watchdog = Command::new("sh")
         .arg("-c")
         .arg(r#"read _unused; kill -9 "$1" 2>/dev/null; sleep 0.2; rm -rf "$2""#)
@@ -154,6 +184,7 @@ fn start_shared() -> Result<Shared, String> {
     let stdin = watchdog.stdin.take().expect("piped stdin");
     Ok(Shared {
         connect,
+        secure,
         _watchdog: Some(Mutex::new(stdin)),
     })
 }
@@ -171,8 +202,35 @@ pub async fn client() -> Client {
 /// A new session on the shared server with `builder`'s settings and an
 /// optional chroot suffix (`""` or `"/some/root"`).
 pub async fn connect_with(builder: ClientBuilder, chroot: &str) -> Client {
-    let cs = format!("{}{chroot}", connect_string());
+    let (builder, hosts) = match &shared().secure {
+        Some((hosts, files)) => (
+            builder
+                .tls(
+                    zkit::TlsConfig::new()
+                        .ca_file(files.ca_file())
+                        .client_cert(files.client_cert(), files.client_key()),
+                )
+                .sasl_digest(SASL_USER.0, SASL_USER.1),
+            hosts.clone(),
+        ),
+        None => (builder, connect_string()),
+    };
+    let cs = format!("{hosts}{chroot}");
     match tokio::time::timeout(SOON, builder.connect(&cs)).await {
+        Ok(Ok(c)) if shared().secure.is_some() => {
+            // Once per test binary: the sessions really are x509 + sasl.
+            static CHECKED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if !CHECKED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                let ids = c.who_am_i().await.expect("whoAmI");
+                let schemes: Vec<&str> = ids.iter().map(|i| i.auth_scheme.as_str()).collect();
+                assert!(
+                    schemes.contains(&"x509") && schemes.contains(&"sasl"),
+                    "a secure session is x509 + sasl authenticated: {schemes:?}"
+                );
+            }
+            c
+        }
         Ok(Ok(c)) => c,
         Ok(Err(e)) => panic!("connect to {cs}: {e:?}"),
         Err(_) => panic!("connect to {cs}: no session within {SOON:?}"),
