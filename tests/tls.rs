@@ -578,3 +578,80 @@ async fn bad_input_on_the_secured_ports_closes_only_that_connection() {
         c.close().await.unwrap();
     }
 }
+
+/// `ssl.protocol` / `ssl.enabledProtocols` as ZooKeeper 3.8 reads them: by
+/// default only TLS 1.2 (a TLS 1.3-only client is refused, as real
+/// ZooKeeper answers it with alert 70); `TLSv1.3` in the list admits it.
+#[tokio::test]
+async fn zoo_cfg_protocols_default_to_tls12_as_zookeeper() {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+    let d = dir("protocols");
+    let ca = new_ca("zkit test CA");
+    let (ca_pem, _) = write(&d, "ca", &ca);
+    let server_cert = issue(&ca, &["127.0.0.1"], false);
+    let store = d.join("server-keystore.pem");
+    std::fs::write(
+        &store,
+        format!(
+            "{}{}",
+            server_cert.cert.pem(),
+            server_cert.key.serialize_pem()
+        ),
+    )
+    .unwrap();
+    let handshake = |port: u16, versions: &'static [&'static rustls::SupportedProtocolVersion]| {
+        let ca_pem = ca_pem.clone();
+        async move {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(&ca_pem).unwrap() {
+                roots.add(c.unwrap()).unwrap();
+            }
+            #[allow(deprecated)]
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+                .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+                .await
+                .map(|s| s.get_ref().1.protocol_version())
+        }
+    };
+    let start = |extra: &str| {
+        let cfg = zkit_server::Config::parse(&format!(
+            "clientPortAddress=127.0.0.1\nclientPort=0\nsecureClientPort=0\n\
+             ssl.keyStore.location={}\n{extra}",
+            store.display()
+        ))
+        .unwrap();
+        zkit_server::ServerBuilder::from_config(&cfg).start()
+    };
+    static TLS13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+    let tls13: &'static [&'static rustls::SupportedProtocolVersion] = &TLS13;
+    let any = rustls::DEFAULT_VERSIONS;
+    let default = start("").await.unwrap();
+    let port = default.secure_addr().unwrap().port();
+    assert!(
+        handshake(port, tls13).await.is_err(),
+        "TLS 1.3 only: refused"
+    );
+    assert_eq!(
+        handshake(port, any).await.unwrap(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    let both = start("ssl.enabledProtocols=TLSv1.2,TLSv1.3\n")
+        .await
+        .unwrap();
+    let port = both.secure_addr().unwrap().port();
+    assert_eq!(
+        handshake(port, tls13).await.unwrap(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    let e = zkit_server::Config::parse("ssl.protocol=SSLv3\n").unwrap_err();
+    assert!(e.to_string().contains("TLSv1.2"), "{e}");
+}

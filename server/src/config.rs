@@ -29,6 +29,7 @@
 //! | `ssl.keyStore.location` | PEM file with the server's certificate chain and key (`ssl.keyStore.type` must be PEM) |
 //! | `ssl.trustStore.location` | PEM file of the client CAs (mutual TLS) |
 //! | `ssl.clientAuth` | `none`, `want` or `need` (default `need` with a trust store) |
+//! | `ssl.protocol`, `ssl.enabledProtocols` | `TLSv1.2`, `TLSv1.3` (or `TLS`: both); as in ZooKeeper the enabled list defaults to the one protocol, `TLSv1.2` |
 //! | `authProvider.<n>` | `org.apache.zookeeper.server.auth.SASLAuthenticationProvider` (the `sasl` scheme) or `…X509AuthenticationProvider` (`x509`; a secure port registers it anyway) |
 //! | `superUser`, `superUser.<suffix>` | a SASL user who is also super |
 //! | `X509AuthenticationProvider.superUser` | a certificate subject DN (RFC 2253) that is also super |
@@ -226,6 +227,10 @@ pub struct Config {
     pub ssl_trust_store: Option<PathBuf>,
     /// `ssl.clientAuth`: `none`, `want` or `need` (ZooKeeper's default).
     pub ssl_client_auth: Option<String>,
+    /// `ssl.protocol` (Java names: `TLSv1.2`, `TLSv1.3`, `TLS`).
+    pub ssl_protocol: Option<String>,
+    /// `ssl.enabledProtocols`: a comma list of Java protocol names.
+    pub ssl_enabled_protocols: Option<Vec<String>>,
     /// An `authProvider.<n>` names `SASLAuthenticationProvider`: the `sasl`
     /// ACL scheme is registered.
     pub sasl_auth_provider: bool,
@@ -387,6 +392,28 @@ impl Config {
                     if !v.eq_ignore_ascii_case("PEM") {
                         return Err(bad("only PEM key and trust stores are supported"));
                     }
+                }
+                "ssl.protocol" | "zookeeper.ssl.protocol" => {
+                    if !matches!(v, "TLSv1.2" | "TLSv1.3" | "TLS") {
+                        return Err(bad("expected TLSv1.2, TLSv1.3 or TLS"));
+                    }
+                    cfg.ssl_protocol = Some(v.to_string());
+                }
+                "ssl.enabledProtocols" | "zookeeper.ssl.enabledProtocols" => {
+                    let list: Vec<String> = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                    if list.is_empty()
+                        || list
+                            .iter()
+                            .any(|p| !matches!(p.as_str(), "TLSv1.2" | "TLSv1.3" | "TLS"))
+                    {
+                        return Err(bad("expected a comma list of TLSv1.2, TLSv1.3, TLS"));
+                    }
+                    cfg.ssl_enabled_protocols = Some(list);
                 }
                 "ssl.clientAuth" | "zookeeper.ssl.clientAuth" => {
                     let auth = v.to_ascii_lowercase();

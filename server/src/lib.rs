@@ -60,7 +60,7 @@ pub use config::{Config, ConfigError, FourLetterWords};
 pub use sasl::SaslUsers;
 pub use server::{RunningServer, Server, ServerBuilder};
 #[cfg(feature = "tls")]
-pub use tls::{ClientAuth, ServerTls};
+pub use tls::{ClientAuth, ServerTls, TlsVersion};
 pub use tree::Compat;
 
 /// The version string the four-letter words report; clients parse it as 3.8.

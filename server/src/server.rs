@@ -98,6 +98,19 @@ impl ServerBuilder {
         #[cfg(feature = "tls")]
         if let (Some(addr), Some(store)) = (cfg.secure_listen_addr(), &cfg.ssl_key_store) {
             let mut tls = crate::tls::ServerTls::new(store.clone(), store.clone());
+            // ZooKeeper: enabledProtocols, else [protocol], else TLSv1.2.
+            let names = cfg.ssl_enabled_protocols.clone().unwrap_or_else(|| {
+                vec![cfg
+                    .ssl_protocol
+                    .clone()
+                    .unwrap_or_else(|| "TLSv1.2".to_string())]
+            });
+            let versions: Vec<crate::tls::TlsVersion> = names
+                .iter()
+                .filter_map(|n| crate::tls::TlsVersion::parse_java(n))
+                .flatten()
+                .collect();
+            tls = tls.versions(&versions);
             if let Some(trust) = &cfg.ssl_trust_store {
                 let auth = match cfg.ssl_client_auth.as_deref() {
                     Some("none") => crate::tls::ClientAuth::None,

@@ -27,6 +27,36 @@ pub enum ClientAuth {
     Need,
 }
 
+/// A TLS protocol version (`ssl.protocol`, `ssl.enabledProtocols`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsVersion {
+    /// `TLSv1.2`.
+    Tls12,
+    /// `TLSv1.3`.
+    Tls13,
+}
+
+impl TlsVersion {
+    /// Java's name for it: `TLSv1.2`, `TLSv1.3`.
+    pub fn java_name(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLSv1.2",
+            TlsVersion::Tls13 => "TLSv1.3",
+        }
+    }
+
+    /// Parses a Java protocol name; `TLS` means every version.
+    pub fn parse_java(name: &str) -> Option<Vec<TlsVersion>> {
+        match name.trim() {
+            "TLSv1.2" => Some(vec![TlsVersion::Tls12]),
+            "TLSv1.3" => Some(vec![TlsVersion::Tls13]),
+            "TLS" => Some(vec![TlsVersion::Tls12, TlsVersion::Tls13]),
+            _ => None,
+        }
+    }
+}
+
 /// The TLS settings of a secure client port
 /// ([`ServerBuilder::secure_listen`](crate::ServerBuilder::secure_listen)).
 #[derive(Debug, Clone)]
@@ -35,6 +65,7 @@ pub struct ServerTls {
     key: PathBuf,
     client_ca: Option<PathBuf>,
     client_auth: ClientAuth,
+    versions: Vec<TlsVersion>,
 }
 
 impl ServerTls {
@@ -47,7 +78,20 @@ impl ServerTls {
             key: key.into(),
             client_ca: None,
             client_auth: ClientAuth::None,
+            versions: vec![TlsVersion::Tls12, TlsVersion::Tls13],
         }
+    }
+
+    /// The protocol versions offered (default TLS 1.2 and 1.3). A
+    /// `zoo.cfg` without `ssl.protocol` / `ssl.enabledProtocols` gets
+    /// ZooKeeper 3.8's default instead: TLS 1.2 only. An empty list keeps
+    /// the default.
+    #[must_use]
+    pub fn versions(mut self, versions: &[TlsVersion]) -> Self {
+        if !versions.is_empty() {
+            self.versions = versions.to_vec();
+        }
+        self
     }
 
     /// The CAs client certificates must chain to (PEM;
@@ -66,8 +110,16 @@ impl ServerTls {
         // exchange, which ZooKeeper's JVM clients do not offer either).
         #[allow(deprecated)]
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let versions: Vec<&'static rustls::SupportedProtocolVersion> = self
+            .versions
+            .iter()
+            .map(|v| match v {
+                TlsVersion::Tls12 => &rustls::version::TLS12,
+                TlsVersion::Tls13 => &rustls::version::TLS13,
+            })
+            .collect();
         let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(&versions)
             .map_err(|e| io::Error::other(e.to_string()))?;
         let builder = match (&self.client_ca, self.client_auth) {
             (Some(ca), auth) if auth != ClientAuth::None => {
