@@ -3,7 +3,9 @@
 #   required: Java and Apache ZooKeeper 3.8 (Debian package `zookeeper` -> libzookeeper-java:
 #             /usr/share/java/zookeeper.jar, plus the slf4j-log4j12 and log4j 1.2 jars the
 #             zkit-testcontainers fixture puts on the classpath for logging)
-#   optional: python3-kazoo (reference client), libzookeeper-mt-dev (C client), Apache
+#   optional: python3-kazoo and python3-pure-sasl (reference client, also over SASL),
+#             libzookeeper-mt-dev (C client), an MIT Kerberos KDC (krb5-kdc, krb5-admin-server,
+#             krb5-user) plus libkrb5-dev and libclang-dev to build zkit's `gssapi` feature, Apache
 #             Curator 5.4 (libcurator-*-java) and a JDK's javac for the recipes' interop tests;
 #             failures to install these are only warnings. ZKIT_INSTALL_OPTIONAL=0 skips them.
 #
@@ -16,7 +18,7 @@ set -euo pipefail
 log() { echo "install-zookeeper: $*" >&2; }
 
 DEBIAN_JARS=(/usr/share/java/zookeeper.jar /usr/share/java/slf4j-log4j12.jar /usr/share/java/log4j-1.2.jar)
-OPTIONAL_PKGS=(python3-kazoo python3-pure-sasl libzookeeper-mt-dev libcurator-recipes-java libcurator-framework-java
+OPTIONAL_PKGS=(python3-kazoo python3-pure-sasl libzookeeper-mt-dev krb5-kdc krb5-admin-server krb5-user libkrb5-dev libclang-dev libcurator-recipes-java libcurator-framework-java
   libcurator-client-java libcurator-discovery-java libslf4j-java)
 
 have_java() {

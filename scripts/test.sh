@@ -19,6 +19,7 @@ if grep -rnE 'tokio|std::net|Instant::now|SystemTime::now|thread_rng|rand::rng\(
 fi
 run cargo fmt --all -- --check
 run cargo clippy --workspace --all-targets -- -D warnings
+run cargo clippy -p zkit --all-targets --features gssapi -- -D warnings
 # The fixtures' bundled backend runs the zkit-server binary: build it once, up
 # front, instead of letting the first test that needs it build it mid-run.
 run cargo build --quiet -p zkit-server --bin zkit-server
@@ -35,6 +36,8 @@ ZKIT_TEST_BACKEND=bundled run cargo test -p zkit -p zkit-recipes --tests
 # Once more with a data directory: every reply waits for the transaction log.
 ZKIT_TEST_BACKEND=bundled-durable run cargo test -p zkit --test ops --test watches --test multi --test acl \
   --test chroot --test pipeline --test session
+# SASL GSSAPI (feature `gssapi`) against real ZooKeeper with a private MIT KDC.
+ZKIT_TEST_BACKEND=zookeeper run cargo test -p zkit --features gssapi --lib --test gssapi
 # The recipes' lock and leader suites once more over mutual TLS + SASL
 # DIGEST-MD5, against real ZooKeeper and the bundled server.
 ZKIT_TEST_BACKEND=zookeeper ZKIT_TEST_SECURE=1 run cargo test -p zkit-recipes --test lock --test leader

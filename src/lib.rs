@@ -144,6 +144,8 @@
 
 mod client;
 mod error;
+#[cfg(feature = "gssapi")]
+mod gssapi;
 mod path;
 #[doc(inline)]
 pub use zkit_proto as proto;
@@ -162,6 +164,8 @@ pub use client::{
     Client, ClientBuilder, MultiRead, MultiWrite, OneshotWatcher, OpResult, PersistentWatcher,
     ReadResult, StateStream, CONFIG_NODE, MAX_TTL,
 };
+#[cfg(feature = "gssapi")]
+pub use gssapi::GssapiConfig;
 pub use path::validate_path;
 pub use proto::digest_id;
 pub use session::{ConnectString, HostAddr, DEFAULT_PORT};

@@ -121,6 +121,20 @@ fn quote(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
+/// A SASL mechanism the session runs outside its sans-IO core (GSSAPI): the
+/// driver calls it on a blocking thread, one step per server token.
+pub(crate) trait ExternalMechanism: Send {
+    /// One step: the server's token (`None` for the first step; empty for
+    /// a null token). Returns the token to send, or `None` when the
+    /// exchange is complete.
+    fn step(&mut self, token: Option<&[u8]>) -> Result<Option<Vec<u8>>, String>;
+}
+
+/// Makes a fresh mechanism for a connection to a host (as dialled).
+pub(crate) type MechanismFactory = std::sync::Arc<
+    dyn Fn(&crate::session::HostAddr) -> Result<Box<dyn ExternalMechanism>, String> + Send + Sync,
+>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,6 +39,7 @@ pub struct ClientBuilder {
     resume: Option<(i64, Bytes)>,
     connector: Option<Arc<dyn Connect>>,
     sasl: Option<(String, String)>,
+    sasl_mechanism: Option<crate::sasl::MechanismFactory>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -57,6 +58,7 @@ impl std::fmt::Debug for ClientBuilder {
             .field("resume", &self.resume.as_ref().map(|r| SessionId(r.0)))
             .field("custom_connector", &self.connector.is_some())
             .field("sasl_user", &self.sasl.as_ref().map(|s| &s.0))
+            .field("sasl_gssapi", &self.sasl_mechanism.is_some())
             .finish()
     }
 }
@@ -74,6 +76,7 @@ impl Default for ClientBuilder {
             resume: None,
             connector: None,
             sasl: None,
+            sasl_mechanism: None,
         }
     }
 }
@@ -137,7 +140,30 @@ impl ClientBuilder {
     /// Digest `add_auth` credentials work beside it.
     #[must_use]
     pub fn sasl_digest(mut self, user: &str, password: &str) -> Self {
+        self.sasl_mechanism = None;
         self.sasl = Some((user.to_string(), password.to_string()));
+        self
+    }
+
+    /// SASL GSSAPI (Kerberos v5) instead of DIGEST-MD5 (feature `gssapi`).
+    /// Every connection authenticates first, as with
+    /// [`sasl_digest`](Self::sasl_digest); the server then knows the
+    /// connection as `sasl:<principal>` (shortened by its
+    /// `kerberos.removeRealmFromPrincipal` / `removeHostFromPrincipal`).
+    /// Credentials come from the environment (`KRB5CCNAME` ticket cache or
+    /// `KRB5_CLIENT_KTNAME` keytab, `KRB5_CONFIG`); see [`GssapiConfig`](crate::GssapiConfig).
+    /// The GSS-API calls (which may wait on the KDC) run on a blocking
+    /// thread, never on the session's task. A failure (no ticket, unknown
+    /// server principal, refused by the server) ends the session as
+    /// [`SessionState::AuthFailed`].
+    #[cfg(feature = "gssapi")]
+    #[must_use]
+    pub fn sasl_gssapi(mut self, config: crate::GssapiConfig) -> Self {
+        self.sasl = None;
+        self.sasl_mechanism = Some(Arc::new(move |host: &crate::session::HostAddr| {
+            crate::gssapi::Gssapi::new(&config, host)
+                .map(|m| Box::new(m) as Box<dyn crate::sasl::ExternalMechanism>)
+        }));
         self
     }
 
@@ -211,6 +237,7 @@ impl ClientBuilder {
         cfg.read_only = self.read_only;
         cfg.auth = self.auth;
         cfg.sasl = self.sasl;
+        cfg.sasl_external = self.sasl_mechanism.is_some();
         cfg.max_request = self.max_frame;
         cfg.max_reply = self.max_frame.saturating_mul(2);
         cfg.seed = seed;
@@ -221,7 +248,14 @@ impl ClientBuilder {
         let (state_tx, mut state_rx) = watch::channel(SessionState::Connecting);
         let info = Arc::new(Mutex::new(SessionInfo::default()));
         let connector = self.connector.unwrap_or_else(|| Arc::new(TcpConnector));
-        let driver = Driver::new(session, cmd_rx, state_tx, info.clone(), connector);
+        let driver = Driver::new(
+            session,
+            cmd_rx,
+            state_tx,
+            info.clone(),
+            connector,
+            self.sasl_mechanism,
+        );
         tokio::spawn(driver.run());
         let client = Client::from_parts(cmd_tx, state_rx.clone(), info.clone(), cs.chroot);
         // Wait for the first session (or a terminal state).

@@ -14,6 +14,7 @@ use tokio::time::Instant as TokioInstant;
 use tracing::{debug, trace};
 
 use crate::error::Error;
+use crate::sasl::{ExternalMechanism, MechanismFactory};
 use crate::session::{Event, HostAddr, Request, RequestId, Session, WatcherId};
 use crate::transport::{BoxedIo, Connect, ConnectFuture};
 use crate::types::{EventType, SessionId, SessionState, WatchedEvent};
@@ -78,7 +79,20 @@ pub(crate) struct Driver {
     inbuf: BytesMut,
     outbuf: BytesMut,
     commands_open: bool,
+    /// The external SASL mechanism's factory (GSSAPI), its mechanism for
+    /// the current connection, and the step running on a blocking thread.
+    sasl: Option<MechanismFactory>,
+    sasl_mech: Option<Box<dyn ExternalMechanism>>,
+    sasl_step: Option<tokio::task::JoinHandle<SaslStepDone>>,
 }
+
+/// A finished external SASL step: the generation, the mechanism (to keep
+/// for the next step) and its result.
+type SaslStepDone = (
+    u64,
+    Option<Box<dyn ExternalMechanism>>,
+    Result<Option<Vec<u8>>, String>,
+);
 
 impl Driver {
     pub(crate) fn new(
@@ -87,6 +101,7 @@ impl Driver {
         state_tx: watch::Sender<SessionState>,
         info: Arc<Mutex<SessionInfo>>,
         connector: Arc<dyn Connect>,
+        sasl: Option<MechanismFactory>,
     ) -> Self {
         Self {
             session,
@@ -104,6 +119,9 @@ impl Driver {
             inbuf: BytesMut::with_capacity(64 * 1024),
             outbuf: BytesMut::with_capacity(64 * 1024),
             commands_open: true,
+            sasl,
+            sasl_mech: None,
+            sasl_step: None,
         }
     }
 
@@ -189,6 +207,15 @@ impl Driver {
                         }
                     }
                 }
+                r = poll_sasl(&mut self.sasl_step), if self.sasl_step.is_some() => {
+                    self.sasl_step = None;
+                    let (generation, mech, result) = match r {
+                        Ok(done) => done,
+                        Err(e) => (0, None, Err(format!("SASL step panicked: {e}"))),
+                    };
+                    self.sasl_mech = mech;
+                    self.session.handle_sasl_step(now(), generation, result);
+                }
                 () = &mut timer, if armed.is_some() => {
                     armed = None;
                     self.session.handle_timeout(now());
@@ -260,6 +287,40 @@ impl Driver {
         }
     }
 
+    /// Runs one external SASL step on a blocking thread (a mechanism may
+    /// wait on its KDC); the result comes back through `poll_sasl`.
+    fn start_sasl_step(&mut self, generation: u64, host: &HostAddr, token: Option<Bytes>) {
+        let Some(factory) = self.sasl.clone() else {
+            self.session.handle_sasl_step(
+                now(),
+                generation,
+                Err("no SASL mechanism configured".into()),
+            );
+            return;
+        };
+        // A new exchange gets a new mechanism; a step of the current one
+        // continues it.
+        let mech = if token.is_some() {
+            self.sasl_mech.take()
+        } else {
+            None
+        };
+        let host = host.clone();
+        // A step of an older connection still running is left to finish
+        // and its result dropped (the session would ignore it anyway).
+        self.sasl_step = Some(tokio::task::spawn_blocking(move || {
+            let mut mech = match mech {
+                Some(m) => m,
+                None => match factory(&host) {
+                    Ok(m) => m,
+                    Err(e) => return (generation, None, Err(e)),
+                },
+            };
+            let result = mech.step(token.as_deref());
+            (generation, Some(mech), result)
+        }));
+    }
+
     fn drop_transport(&mut self) {
         self.reader = None;
         self.writer = None;
@@ -289,6 +350,11 @@ impl Driver {
                 Event::WatchAbandoned(w) => {
                     self.watchers.remove(&w);
                 }
+                Event::SaslStep {
+                    generation,
+                    host,
+                    token,
+                } => self.start_sasl_step(generation, &host, token),
                 Event::State(s) => {
                     trace!(?s, "state");
                     self.update_info();
@@ -360,6 +426,15 @@ async fn write_some(
 ) -> io::Result<usize> {
     match writer {
         Some(w) => w.write_buf(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn poll_sasl(
+    step: &mut Option<tokio::task::JoinHandle<SaslStepDone>>,
+) -> Result<SaslStepDone, tokio::task::JoinError> {
+    match step {
+        Some(h) => h.await,
         None => std::future::pending().await,
     }
 }

@@ -66,6 +66,10 @@ pub(crate) struct SessionConfig {
     /// SASL DIGEST-MD5 credentials (user, password): authenticated on every
     /// connection before anything else is sent.
     pub(crate) sasl: Option<(String, String)>,
+    /// A SASL mechanism run outside the core (GSSAPI): every connection
+    /// authenticates first through [`Event::SaslStep`] /
+    /// [`Session::handle_sasl_step`].
+    pub(crate) sasl_external: bool,
     /// Largest request frame sent (the server's `jute.maxbuffer`).
     pub(crate) max_request: usize,
     /// Largest reply frame accepted.
@@ -88,6 +92,7 @@ impl SessionConfig {
             read_only: false,
             auth: Vec::new(),
             sasl: None,
+            sasl_external: false,
             max_request: crate::proto::DEFAULT_JUTE_MAXBUFFER,
             max_reply: 2 * crate::proto::DEFAULT_JUTE_MAXBUFFER,
             seed: 0,
@@ -164,6 +169,19 @@ pub(crate) enum Event {
     },
     /// A watcher registration was not made (its request failed).
     WatchAbandoned(WatcherId),
+    /// Run one step of the external SASL mechanism (off the session's
+    /// task: it may block, e.g. on a KDC) and report with
+    /// [`Session::handle_sasl_step`]. `token: None` starts a new exchange
+    /// (a new mechanism for `host`); otherwise it is the server's token
+    /// (empty for a null one).
+    SaslStep {
+        /// Which exchange.
+        generation: u64,
+        /// The server being authenticated to, as dialled.
+        host: HostAddr,
+        /// The server's token.
+        token: Option<Bytes>,
+    },
     /// The public session state changed. After a terminal state no more
     /// events follow and every watcher is finished.
     State(SessionState),
@@ -302,6 +320,11 @@ struct Auth {
     /// The SASL exchange under way on this connection: nothing else is
     /// sent until it is done.
     sasl: Option<crate::sasl::DigestMd5>,
+    /// An external SASL exchange under way on this connection: its
+    /// generation (steps of an older connection's exchange are stale).
+    sasl_external: Option<u64>,
+    /// Generations handed out.
+    sasl_generations: u64,
     entries: Vec<AuthEntry>,
     /// Indexes into `entries` of auth packets sent on this connection, in
     /// order.
@@ -427,6 +450,8 @@ impl Session {
             },
             auth: Auth {
                 sasl: None,
+                sasl_external: None,
+                sasl_generations: 0,
                 entries: auths,
                 on_conn: VecDeque::new(),
             },
@@ -945,7 +970,10 @@ impl Session {
                 out.extend_from_slice(&self.wire.priority);
                 self.wire.priority.clear();
                 // While SASL runs, only its tokens (and pings) go out.
-                if matches!(self.conn, Conn::Connected(_)) && self.auth.sasl.is_none() {
+                if matches!(self.conn, Conn::Connected(_))
+                    && self.auth.sasl.is_none()
+                    && self.auth.sasl_external.is_none()
+                {
                     while let Some(q) = self.requests.queue.pop_front() {
                         self.write_request(q, out);
                     }
@@ -1159,6 +1187,7 @@ impl Session {
         self.wire.priority.clear();
         self.auth.on_conn.clear();
         self.auth.sasl = None;
+        self.auth.sasl_external = None;
         self.fail_pending(e);
     }
 
@@ -1408,6 +1437,18 @@ impl Session {
             "session established"
         );
         self.wire.priority.clear();
+        if self.cfg.sasl_external {
+            self.auth.sasl_generations += 1;
+            let generation = self.auth.sasl_generations;
+            self.auth.sasl_external = Some(generation);
+            let host = self.cfg.hosts[idx].clone();
+            self.events.push_back(Event::SaslStep {
+                generation,
+                host,
+                token: None,
+            });
+            return Ok(());
+        }
         if let Some((user, password)) = self.cfg.sasl.clone() {
             // SASL first, before credentials, watches and requests (Java's
             // order); the rest follows once it succeeded.
@@ -1460,6 +1501,18 @@ impl Session {
             Ok(t) => t.token,
             Err(e) => return failed(self, format!("bad SASL reply: {e}"), Error::AuthFailed),
         };
+        if let Some(generation) = self.auth.sasl_external {
+            let host = self
+                .connected_host()
+                .cloned()
+                .unwrap_or_else(|| self.cfg.hosts[0].clone());
+            self.events.push_back(Event::SaslStep {
+                generation,
+                host,
+                token: Some(token),
+            });
+            return;
+        }
         let Some(mut mech) = self.auth.sasl.take() else {
             return;
         };
@@ -1476,6 +1529,33 @@ impl Session {
                 self.prime_connection();
             }
             Err(why) => failed(self, why, Error::AuthFailed),
+        }
+    }
+
+    /// The outcome of an external SASL step ([`Event::SaslStep`]): a token
+    /// to send, `None` when the mechanism is done (authenticated), or why
+    /// it failed (the session ends as AuthFailed). Steps of an exchange
+    /// that is no longer under way (the connection changed) are ignored.
+    pub(crate) fn handle_sasl_step(
+        &mut self,
+        now: Instant,
+        generation: u64,
+        result: Result<Option<Vec<u8>>, String>,
+    ) {
+        if self.auth.sasl_external != Some(generation) || !matches!(self.conn, Conn::Connected(_)) {
+            return;
+        }
+        match result {
+            Ok(Some(token)) => self.write_sasl(&token),
+            Ok(None) => {
+                self.auth.sasl_external = None;
+                info!(session = %self.session_id(), "SASL authenticated");
+                self.prime_connection();
+            }
+            Err(why) => {
+                warn!(%why, "SASL authentication failed");
+                self.terminate_with(SessionState::AuthFailed, Error::AuthFailed, now);
+            }
         }
     }
 

@@ -2604,3 +2604,89 @@ fn sasl_runs_before_anything_else_and_a_refusal_is_final() {
     assert_eq!(replies(&ev), vec![(q, Err(Error::AuthFailed))]);
     assert!(p.take_requests().is_empty());
 }
+
+fn sasl_steps(ev: &[Event]) -> Vec<(u64, Option<Bytes>)> {
+    ev.iter()
+        .filter_map(|e| match e {
+            Event::SaslStep {
+                generation, token, ..
+            } => Some((*generation, token.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_external_sasl_mechanism_runs_first_on_every_connection() {
+    let mut cfg = config(1);
+    cfg.sasl_external = true;
+    let mut p = Pair::new(cfg);
+    p.dial_ok();
+    p.take_frames();
+    let q = p.submit(get_data("/a"));
+    p.accept(10_000);
+    // The driver is asked for the first token; nothing goes out meanwhile.
+    let ev = p.take_events();
+    let steps = sasl_steps(&ev);
+    assert_eq!(steps.len(), 1, "{ev:?}");
+    let (g1, first) = steps[0].clone();
+    assert_eq!(first, None, "a new exchange starts without a token");
+    assert!(states(&ev).is_empty(), "not Connected before SASL");
+    p.drive();
+    assert!(p.take_requests().is_empty());
+    // The mechanism's token goes out as op 102; the server's answer comes
+    // back as the next step.
+    p.session
+        .handle_sasl_step(p.now, g1, Ok(Some(b"ap-req".to_vec())));
+    p.drive();
+    let sent = p.take_requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1, OpCode::Sasl.code());
+    let mut body = sent[0].2.clone();
+    assert_eq!(&SaslToken::decode(&mut body).unwrap().token[..], b"ap-req");
+    let mut reply = BytesMut::new();
+    SaslToken {
+        token: Bytes::from_static(b"offer"),
+    }
+    .encode(&mut reply);
+    p.reply(sent[0].0, 0, 0, &reply);
+    let ev = p.take_events();
+    assert_eq!(
+        sasl_steps(&ev),
+        vec![(g1, Some(Bytes::from_static(b"offer")))]
+    );
+    // Done: Connected, then the queued request.
+    p.session.handle_sasl_step(p.now, g1, Ok(None));
+    p.drive();
+    assert_eq!(states(&p.take_events()), vec![SessionState::Connected]);
+    let sent = p.take_requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1, OpCode::GetData.code());
+    p.reply(sent[0].0, 5, 0, b"");
+    assert_eq!(replies(&p.take_events()).len(), 1);
+    let _ = q;
+    // A new connection starts a new exchange; a late step of the old one
+    // is ignored.
+    p.eof();
+    p.advance(ms(1_000)); // past the back-off before the same host
+    p.take_events();
+    p.dial_ok();
+    p.take_frames();
+    p.accept(10_000);
+    let steps = sasl_steps(&p.take_events());
+    assert_eq!(steps.len(), 1);
+    let g2 = steps[0].0;
+    assert_ne!(g1, g2);
+    p.session
+        .handle_sasl_step(p.now, g1, Ok(Some(b"stale".to_vec())));
+    p.drive();
+    assert!(p.take_requests().is_empty(), "a stale step sends nothing");
+    // A failed step ends the session as AuthFailed.
+    let q2 = p.submit(get_data("/b"));
+    p.session
+        .handle_sasl_step(p.now, g2, Err("no Kerberos ticket".into()));
+    p.drive();
+    let ev = p.take_events();
+    assert_eq!(states(&ev), vec![SessionState::AuthFailed]);
+    assert_eq!(replies(&ev), vec![(q2, Err(Error::AuthFailed))]);
+}

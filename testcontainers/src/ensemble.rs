@@ -161,6 +161,7 @@ pub struct EnsembleBuilder {
     backend: Backend,
     tls: Option<crate::ClientAuth>,
     sasl_users: Vec<(String, String)>,
+    kerberos: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for EnsembleBuilder {
@@ -177,6 +178,7 @@ impl Default for EnsembleBuilder {
             backend: Backend::ZooKeeper,
             tls: None,
             sasl_users: Vec::new(),
+            kerberos: None,
         }
     }
 }
@@ -265,6 +267,23 @@ impl EnsembleBuilder {
         password: impl Into<String>,
     ) -> Self {
         self.sasl_users.push((user.into(), password.into()));
+        self
+    }
+
+    /// SASL GSSAPI (Kerberos) on real ZooKeeper: the server logs in as
+    /// `zookeeper/localhost@ZKIT.TEST` from `server_keytab` (made with
+    /// [`Kdc::add_principal`](crate::Kdc::add_principal)) through a JAAS
+    /// `Server` section (`Krb5LoginModule`), with `krb5_conf`
+    /// ([`Kdc::krb5_conf`](crate::Kdc::krb5_conf)) as its
+    /// `java.security.krb5.conf`, and registers the `sasl` ACL scheme. Not
+    /// with [`sasl_digest_user`](Self::sasl_digest_user) (one JAAS section),
+    /// nor with the bundled backend (it has no GSSAPI).
+    pub fn kerberos(
+        mut self,
+        krb5_conf: impl Into<PathBuf>,
+        server_keytab: impl Into<PathBuf>,
+    ) -> Self {
+        self.kerberos = Some((krb5_conf.into(), server_keytab.into()));
         self
     }
 
@@ -377,6 +396,14 @@ impl EnsembleBuilder {
         {
             return invalid(format!("bad key {k:?}: empty or contains `=` or a newline"));
         }
+        if self.kerberos.is_some() && !self.sasl_users.is_empty() {
+            return invalid(
+                "kerberos and sasl_digest_user both need the JAAS Server section".into(),
+            );
+        }
+        if self.kerberos.is_some() && self.backend == Backend::Bundled {
+            return invalid("the bundled zkit-server has no SASL GSSAPI (Kerberos)".into());
+        }
         if let Some((k, v)) = self.config.iter().find(|(_, v)| v.contains(['\n', '\r'])) {
             return invalid(format!("value of {k:?} contains a newline: {v:?}"));
         }
@@ -447,6 +474,32 @@ impl EnsembleBuilder {
                 "java.security.auth.login.config".into(),
                 jaas.display().to_string(),
             );
+            upsert(
+                &mut overrides,
+                "authProvider.sasl".into(),
+                "org.apache.zookeeper.server.auth.SASLAuthenticationProvider".into(),
+            );
+        }
+        if let Some((krb5_conf, keytab)) = &self.kerberos {
+            let jaas = root.path().join("jaas.conf");
+            let section = format!(
+                "Server {{\n  com.sun.security.auth.module.Krb5LoginModule required\n  \
+                 useKeyTab=true\n  keyTab=\"{}\"\n  storeKey=true\n  useTicketCache=false\n  \
+                 principal=\"zookeeper/localhost@{}\";\n}};\n",
+                keytab.display(),
+                crate::TEST_REALM
+            );
+            fs::write(&jaas, section)
+                .map_err(|e| FixtureError::io(format!("write {}", jaas.display()), e))?;
+            for (k, v) in [
+                (
+                    "java.security.auth.login.config",
+                    jaas.display().to_string(),
+                ),
+                ("java.security.krb5.conf", krb5_conf.display().to_string()),
+            ] {
+                upsert(&mut jvm_props, k.into(), v);
+            }
             upsert(
                 &mut overrides,
                 "authProvider.sasl".into(),

@@ -74,6 +74,7 @@ mod error;
 mod expire;
 mod four_letter;
 mod install;
+mod kdc;
 mod proxy;
 mod security;
 mod tempdir;
@@ -87,6 +88,7 @@ pub use error::FixtureError;
 pub use expire::expire_session;
 pub use four_letter::{Mode, ServerVersion};
 pub use install::{CLASSPATH_ENV, SERVER_BIN_ENV};
+pub use kdc::{Kdc, TEST_REALM};
 pub use proxy::{proxy_connect_string, FaultMode, FaultProxy};
 pub use security::{ClientAuth, TlsFiles, CLIENT_DN};
 
