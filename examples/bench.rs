@@ -3,7 +3,11 @@
 //! ```text
 //! cargo run --release --example bench -- CONNECT [--n N] [--window W] [--warmup W] [--sync-n S]
 //!                                                [--runtime multi|current] [--peer NAME]
+//!                                                [--tls-ca CA.pem [--tls-cert C.pem --tls-key K.pem]]
 //! ```
+//!
+//! With `--tls-ca` the session runs over TLS (`TlsConfig`, the connect
+//! string naming the servers' secure ports); the JSON line says `"tls":true`.
 //!
 //! Against one session and a 100-byte node under a unique base path: warm-up
 //! gets, then `n` pipelined getData, setData, create and delete (at most
@@ -25,6 +29,7 @@ struct Args {
     sync_n: usize,
     runtime: String,
     peer: String,
+    tls: Option<(String, Option<(String, String)>)>,
 }
 
 fn arg(flags: &[(String, String)], key: &str, default: usize) -> usize {
@@ -67,7 +72,21 @@ fn parse_args() -> Args {
         .find(|(k, _)| k == "peer")
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| "zkit-async".into());
+    let text = |key: &str| {
+        flags
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(format!("BENCH_{}", key.to_uppercase().replace('-', "_"))).ok())
+            .filter(|v| !v.is_empty())
+    };
+    let tls = text("tls-ca").map(|ca| {
+        let cert = text("tls-cert").zip(text("tls-key"));
+        (ca, cert)
+    });
     Args {
+        tls,
         peer,
         connect,
         n: arg(&flags, "n", 20_000),
@@ -132,11 +151,18 @@ async fn ops(a: &Args, out: &mut Map<String, Value>) -> zkit::Result<bool> {
     ] {
         out.insert(k.into(), json!(v));
     }
-    let zk = Client::builder()
+    let mut builder = Client::builder()
         .session_timeout(Duration::from_secs(10))
-        .connect_timeout(Duration::from_secs(15))
-        .connect(&a.connect)
-        .await?;
+        .connect_timeout(Duration::from_secs(15));
+    out.insert("tls".into(), json!(a.tls.is_some()));
+    if let Some((ca, cert)) = &a.tls {
+        let mut tls = zkit::TlsConfig::new().ca_file(ca);
+        if let Some((c, k)) = cert {
+            tls = tls.client_cert(c, k);
+        }
+        builder = builder.tls(tls);
+    }
+    let zk = builder.connect(&a.connect).await?;
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
