@@ -78,7 +78,9 @@ fn parse_args() -> Args {
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.clone())
-            .or_else(|| std::env::var(format!("BENCH_{}", key.to_uppercase().replace('-', "_"))).ok())
+            .or_else(|| {
+                std::env::var(format!("BENCH_{}", key.to_uppercase().replace('-', "_"))).ok()
+            })
             .filter(|v| !v.is_empty())
     };
     let tls = text("tls-ca").map(|ca| {

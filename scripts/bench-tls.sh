@@ -6,6 +6,11 @@
 #
 #   scripts/bench-tls.sh                 # BENCH_N, BENCH_WINDOW, ... are passed to every run
 #   REPEAT=5 scripts/bench-tls.sh
+#   SERVER=bundled scripts/bench-tls.sh  # the same zoo.cfg on the release zkit-server instead, so
+#                                        # the client side of TLS is what is measured
+#
+# Each JSON line gets `client_cpu_us_per_op`: the client process's user+sys time over every
+# operation it issued (warm-up and latency phases included), from /usr/bin/time.
 #
 # Peers: zkit-async / zkit-async-tls, java-async / java-async-tls. Needs the Debian
 # zookeeper package (scripts/install-zookeeper.sh), openssl, a JDK (javac) and
@@ -66,12 +71,17 @@ EOF
 
 # Build everything before the server starts.
 cargo build --release --quiet --example bench
+[[ ${SERVER:-zookeeper} == bundled ]] && cargo build --release --quiet -p zkit-server --bin zkit-server
 "$peers/java/run.sh" --build
 java_build=${BENCH_PEERS_WORK:-${TMPDIR:-/tmp}/zkit-bench-peers}/java-build
 
-nohup /usr/bin/java -Xms512m -Xmx512m -Djava.awt.headless=true -Dzookeeper.jmx.log4j.disable=true \
-  -cp "$SERVER_CP" org.apache.zookeeper.server.ZooKeeperServerMain "$W/zoo.cfg" \
-  > "$W/server.log" 2>&1 < /dev/null &
+if [[ ${SERVER:-zookeeper} == bundled ]]; then
+  nohup target/release/zkit-server --config "$W/zoo.cfg" > "$W/server.log" 2>&1 < /dev/null &
+else
+  nohup /usr/bin/java -Xms512m -Xmx512m -Djava.awt.headless=true -Dzookeeper.jmx.log4j.disable=true \
+    -cp "$SERVER_CP" org.apache.zookeeper.server.ZooKeeperServerMain "$W/zoo.cfg" \
+    > "$W/server.log" 2>&1 < /dev/null &
+fi
 echo $! > "$W/pid"
 for _ in $(seq 150); do
   if [[ $( (exec 3<>/dev/tcp/127.0.0.1/$PLAIN && printf ruok >&3 && timeout 2 cat <&3) 2>/dev/null) == imok ]] &&
@@ -80,7 +90,7 @@ for _ in $(seq 150); do
   fi
   sleep 0.2
 done
-log "ZooKeeper at 127.0.0.1:$PLAIN (plain) and 127.0.0.1:$SECURE (TLS); $REPEAT rounds"
+log "${SERVER:-zookeeper} at 127.0.0.1:$PLAIN (plain) and 127.0.0.1:$SECURE (TLS); $REPEAT rounds"
 
 OUT=$W/results.jsonl
 : > "$OUT"
@@ -88,10 +98,19 @@ run() { # peer-name command...
   local name=$1 line
   shift
   log "$name"
-  line=$("$@" 2>>"$W/peers.log" | tail -1) || true
+  line=$(/usr/bin/time -f '%U %S' -o "$W/time" "$@" 2>>"$W/peers.log" | tail -1) || true
   [[ $line == \{* ]] || line="{\"peer\":\"$name\",\"ok\":false}"
-  # The Java peer names itself java-async: tag the TLS runs.
-  line=$(printf '%s' "$line" | sed "s/\"peer\":\"[^\"]*\"/\"peer\":\"$name\"/")
+  # The Java peer names itself java-async: tag the TLS runs. Add the client's CPU per op.
+  line=$(NAME=$name TIMES=$(tail -1 "$W/time") python3 -c '
+import json, os, sys
+d = json.loads(sys.stdin.read())
+d["peer"] = os.environ["NAME"]
+u, s = (float(x) for x in os.environ["TIMES"].split())
+ops = 4 * d.get("n", 0) + d.get("warmup", 0) + d.get("sync_n", 0) + min(d.get("sync_n", 0), 200)
+d["server"] = os.environ.get("SERVER", "zookeeper")
+if ops:
+    d["client_cpu_us_per_op"] = round((u + s) * 1e6 / ops, 2)
+print(json.dumps(d))' <<< "$line") || true
   echo "$line" | tee -a "$OUT"
 }
 java_tls_props=(
@@ -108,3 +127,14 @@ for ((r = 1; r <= REPEAT; r++)); do
   run java-async-tls /usr/bin/java -Xmx1g "${java_tls_props[@]}" -cp "$java_build:$CLIENT_CP" JavaAsync "127.0.0.1:$SECURE"
 done
 python3 "$peers/table.py" --spread "$OUT"
+python3 - "$OUT" <<'PY'
+import json, statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    if "client_cpu_us_per_op" in d:
+        runs.setdefault(d["peer"], []).append(d["client_cpu_us_per_op"])
+print("\n| peer | client CPU µs per op (median) |\n|---|---|")
+for peer, v in runs.items():
+    print(f"| {peer} | {statistics.median(v):.2f} |")
+PY
