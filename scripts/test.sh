@@ -42,6 +42,9 @@ ZKIT_TEST_BACKEND=zookeeper run cargo test -p zkit --features gssapi --lib --tes
 # DIGEST-MD5, against real ZooKeeper and the bundled server.
 ZKIT_TEST_BACKEND=zookeeper ZKIT_TEST_SECURE=1 run cargo test -p zkit-recipes --test lock --test leader
 ZKIT_TEST_BACKEND=bundled ZKIT_TEST_SECURE=1 run cargo test -p zkit-recipes --test lock --test leader
+# Randomized fault schedules with safety checkers (zkit-chaos), a short run per backend.
+run cargo run --quiet -p zkit-chaos -- --backend bundled --schedules 3 --secs 5 --seed "${ZKIT_CHAOS_SEED:-1000}"
+run cargo run --quiet -p zkit-chaos -- --backend zookeeper --schedules 2 --secs 8 --seed "${ZKIT_CHAOS_SEED:-2000}"
 # The fuzz targets (a crate of their own: cargo-fuzz wants nightly to fuzz with
 # coverage) build on stable and each runs over a few thousand random inputs.
 run cargo build --quiet --release --manifest-path fuzz/Cargo.toml

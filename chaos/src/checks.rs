@@ -1,0 +1,289 @@
+//! The checkers: each turns a workload's records (and ZooKeeper's final
+//! state) into violations by kind. A workload that made no progress is a
+//! violation too: a schedule that tested nothing must not pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::workloads::{CounterRecord, FencedLog, LeaderRecord, LockRecord, QueueRecord};
+
+/// Violations by kind, with one example each.
+#[derive(Debug, Default)]
+pub(crate) struct Violations {
+    pub(crate) by_kind: BTreeMap<String, (u64, String)>,
+}
+
+impl Violations {
+    pub(crate) fn add(&mut self, kind: &str, example: String) {
+        let e = self.by_kind.entry(kind.to_string()).or_insert((0, example));
+        e.0 += 1;
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_kind.is_empty()
+    }
+}
+
+/// Fenced increments of one node: every acknowledged value is distinct,
+/// the final value lies between the acknowledged count and that plus the
+/// unknown outcomes, and tokens never go back as values go up.
+pub(crate) fn fenced(name: &str, log: &FencedLog, final_value: i64, v: &mut Violations) {
+    let mut acked = log.acked.clone();
+    acked.sort_by_key(|f| f.value);
+    for w in acked.windows(2) {
+        if w[0].value == w[1].value {
+            v.add(
+                &format!("{name}: value acknowledged twice"),
+                format!("value {}", w[0].value),
+            );
+        }
+        if w[1].token < w[0].token {
+            v.add(
+                &format!("{name}: fencing token went back"),
+                format!(
+                    "value {} under token {:#x}, then value {} under token {:#x}",
+                    w[0].value, w[0].token, w[1].value, w[1].token
+                ),
+            );
+        }
+    }
+    let n = acked.len() as i64;
+    let unknown = i64::try_from(log.unknown).unwrap_or(i64::MAX);
+    if final_value < n || final_value > n.saturating_add(unknown) {
+        v.add(
+            &format!("{name}: counter != acknowledged writes"),
+            format!("final {final_value}, acknowledged {n}, unknown {unknown}"),
+        );
+    }
+}
+
+/// Mutual exclusion: two holds by different contenders that overlap, where
+/// neither had been told Suspended/Lost before the overlap began.
+pub(crate) fn lock(rec: &LockRecord, final_counter: i64, v: &mut Violations) {
+    let mut holds = rec.holds.clone();
+    holds.sort_by_key(|h| h.start);
+    for (i, a) in holds.iter().enumerate() {
+        for b in &holds[i + 1..] {
+            if b.start >= a.end {
+                break;
+            }
+            if a.who == b.who {
+                continue;
+            }
+            let overlap = b.start.max(a.start);
+            let warned = |h: &crate::workloads::Hold| h.warned.is_some_and(|w| w <= overlap);
+            if !warned(a) && !warned(b) {
+                v.add(
+                    "lock: unsafe overlap",
+                    format!(
+                        "contender {} held [{}, {}] µs (token {:#x}) and contender {} [{}, {}] µs (token {:#x}), neither warned",
+                        a.who, a.start, a.end, a.token, b.who, b.start, b.end, b.token
+                    ),
+                );
+            }
+        }
+    }
+    fenced("lock", &rec.fenced, final_counter, v);
+    if rec.holds.is_empty() || rec.fenced.acked.is_empty() {
+        v.add(
+            "lock: no progress",
+            format!(
+                "{} holds, {} fenced writes",
+                rec.holds.len(),
+                rec.fenced.acked.len()
+            ),
+        );
+    }
+}
+
+pub(crate) fn counter(rec: &CounterRecord, final_value: i64, v: &mut Violations) {
+    let acked = i64::try_from(rec.acked).unwrap_or(i64::MAX);
+    let unknown = i64::try_from(rec.unknown).unwrap_or(i64::MAX);
+    if final_value < acked || final_value > acked.saturating_add(unknown) {
+        v.add(
+            "counter: final != acknowledged increments",
+            format!("final {final_value}, acknowledged {acked}, unknown {unknown}"),
+        );
+    }
+    if rec.acked == 0 {
+        v.add("counter: no progress", String::new());
+    }
+}
+
+/// At least once, never completed twice: every acknowledged put is either
+/// completed or still in the queue; no completion acknowledged twice; no
+/// completed item still queued; nothing queued that was never put.
+pub(crate) fn queue(rec: &QueueRecord, remaining: &[String], v: &mut Violations) {
+    let left: BTreeSet<&String> = remaining.iter().collect();
+    for item in &rec.put {
+        if !rec.completed.contains_key(item) && !left.contains(item) {
+            v.add("queue: acknowledged item lost", item.clone());
+        }
+    }
+    for (item, n) in &rec.completed {
+        if *n > 1 {
+            v.add("queue: item completed twice", format!("{item} ×{n}"));
+        }
+        if left.contains(item) {
+            v.add("queue: completed item still queued", item.clone());
+        }
+    }
+    let known: BTreeSet<&String> = rec.put.iter().chain(&rec.put_unknown).collect();
+    for item in remaining {
+        if !known.contains(item) {
+            v.add("queue: item never put", item.clone());
+        }
+    }
+    if rec.completed.is_empty() {
+        v.add(
+            "queue: no progress",
+            format!("{} put, {} delivered", rec.put.len(), rec.delivered),
+        );
+    }
+}
+
+pub(crate) fn leader(rec: &LeaderRecord, final_counter: i64, v: &mut Violations) {
+    for (at, n) in &rec.double {
+        v.add(
+            "leader: two leaders in one sample",
+            format!("{n} leaders at {at} µs"),
+        );
+    }
+    fenced("leader", &rec.fenced, final_counter, v);
+    if rec.led == 0 || rec.fenced.acked.is_empty() {
+        v.add(
+            "leader: no progress",
+            format!(
+                "{} samples with a leader, {} fenced writes",
+                rec.led,
+                rec.fenced.acked.len()
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workloads::{Fenced, Hold};
+
+    fn hold(who: usize, start: u64, end: u64, warned: Option<u64>) -> Hold {
+        Hold {
+            who,
+            start,
+            end,
+            warned,
+            token: 1,
+        }
+    }
+
+    fn fenced_log(pairs: &[(i64, i64)], unknown: u64) -> FencedLog {
+        FencedLog {
+            acked: pairs
+                .iter()
+                .map(|&(value, token)| Fenced { value, token })
+                .collect(),
+            refused: 0,
+            unknown,
+        }
+    }
+
+    #[test]
+    fn overlapping_holds_violate_unless_one_was_warned_first() {
+        let mut rec = LockRecord {
+            holds: vec![hold(0, 0, 100, None), hold(1, 50, 150, None)],
+            fenced: fenced_log(&[(1, 10), (2, 20)], 0),
+        };
+        let mut v = Violations::default();
+        lock(&rec, 2, &mut v);
+        assert!(v.by_kind.contains_key("lock: unsafe overlap"), "{v:?}");
+        // The first holder had been told Suspended before the overlap.
+        rec.holds[0].warned = Some(40);
+        let mut v = Violations::default();
+        lock(&rec, 2, &mut v);
+        assert!(v.is_empty(), "{v:?}");
+        // Told only after the other began: still unsafe.
+        rec.holds[0].warned = Some(60);
+        let mut v = Violations::default();
+        lock(&rec, 2, &mut v);
+        assert!(v.by_kind.contains_key("lock: unsafe overlap"));
+        // The same contender twice (release then acquire) is no overlap.
+        rec.holds = vec![hold(0, 0, 100, None), hold(0, 50, 150, None)];
+        let mut v = Violations::default();
+        lock(&rec, 2, &mut v);
+        assert!(v.is_empty(), "{v:?}");
+    }
+
+    #[test]
+    fn fenced_counters_tokens_and_progress() {
+        let mut v = Violations::default();
+        fenced("x", &fenced_log(&[(1, 10), (2, 5)], 0), 2, &mut v);
+        assert!(v.by_kind.contains_key("x: fencing token went back"));
+        let mut v = Violations::default();
+        fenced("x", &fenced_log(&[(1, 10), (1, 10)], 0), 2, &mut v);
+        assert!(v.by_kind.contains_key("x: value acknowledged twice"));
+        // Final between acknowledged and acknowledged + unknown.
+        for (final_value, ok) in [(2, true), (3, true), (4, false), (1, false)] {
+            let mut v = Violations::default();
+            fenced(
+                "x",
+                &fenced_log(&[(1, 10), (2, 20)], 1),
+                final_value,
+                &mut v,
+            );
+            assert_eq!(v.is_empty(), ok, "final {final_value}: {v:?}");
+        }
+        let mut v = Violations::default();
+        lock(&LockRecord::default(), 0, &mut v);
+        assert!(v.by_kind.contains_key("lock: no progress"));
+        let mut v = Violations::default();
+        counter(
+            &CounterRecord {
+                acked: 5,
+                unknown: 0,
+            },
+            4,
+            &mut v,
+        );
+        assert!(v
+            .by_kind
+            .contains_key("counter: final != acknowledged increments"));
+    }
+
+    #[test]
+    fn queue_items_lost_or_completed_twice() {
+        let rec = QueueRecord {
+            put: vec!["a".into(), "b".into(), "c".into()],
+            put_unknown: vec!["d".into()],
+            completed: [("a".to_string(), 2), ("b".to_string(), 1)]
+                .into_iter()
+                .collect(),
+            delivered: 3,
+        };
+        let mut v = Violations::default();
+        queue(&rec, &["b".into(), "d".into(), "z".into()], &mut v);
+        for kind in [
+            "queue: item completed twice",
+            "queue: completed item still queued",
+            "queue: acknowledged item lost",
+            "queue: item never put",
+        ] {
+            assert!(v.by_kind.contains_key(kind), "{kind}: {v:?}");
+        }
+        let mut v = Violations::default();
+        queue(&rec, &["c".into()], &mut v);
+        assert_eq!(v.by_kind.len(), 1, "only a's double completion: {v:?}");
+    }
+
+    #[test]
+    fn two_leaders_in_a_sample() {
+        let rec = LeaderRecord {
+            fenced: fenced_log(&[(1, 10)], 0),
+            double: vec![(5, 2)],
+            samples: 10,
+            led: 9,
+        };
+        let mut v = Violations::default();
+        leader(&rec, 1, &mut v);
+        assert!(v.by_kind.contains_key("leader: two leaders in one sample"));
+    }
+}

@@ -1,0 +1,531 @@
+//! `zkit-chaos`: randomized fault schedules against zkit's recipes, with
+//! checkers for their safety properties.
+//!
+//! ```text
+//! zkit-chaos [--backend zookeeper|bundled] [--schedules S] [--seed N] [--secs T]
+//! ```
+//!
+//! Each schedule starts a fresh server (a real 3-member ZooKeeper 3.8
+//! ensemble, or the bundled zkit-server, durable), runs every workload at
+//! once (each client in its own session, through a fault proxy per member)
+//! while a nemesis drawn from the schedule's seed injects faults for `T`
+//! seconds, heals everything, stops the workloads and checks:
+//!
+//! - lock: no two holders overlap unless one had been told Suspended/Lost
+//!   first; the fenced counter equals the acknowledged fenced writes;
+//!   fencing tokens never go back;
+//! - counter: the final count equals the acknowledged increments (within
+//!   the writes whose outcome was unknown);
+//! - queue: nothing acknowledged is lost, nothing is completed twice;
+//! - leader latch: never two leaders in one sample; the leaders' fenced
+//!   writes as for the lock.
+//!
+//! A workload that made no progress fails the schedule. One JSON line per
+//! schedule, then `N passed, N failed`; a failure prints the command that
+//! replays it (the seed decides every fault and its timing; thread
+//! scheduling does not replay exactly).
+
+mod checks;
+mod workloads;
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use tokio::sync::watch;
+use zkit::Client;
+use zkit_testcontainers::{proxy_connect_string, Backend, Ensemble, FaultMode, FaultProxy};
+
+use crate::checks::Violations;
+use crate::workloads::{lock, Clock, Env};
+
+struct Opts {
+    backend: Backend,
+    schedules: u64,
+    seed: u64,
+    secs: u64,
+}
+
+fn parse() -> Result<Opts, String> {
+    let mut o = Opts {
+        backend: Backend::ZooKeeper,
+        schedules: 1,
+        seed: rand::random::<u32>().into(),
+        secs: 10,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let (key, inline) = match a.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (a.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or(format!("{key} needs a value"))
+        };
+        match key.as_str() {
+            "--backend" => {
+                o.backend = match value()?.as_str() {
+                    "zookeeper" => Backend::ZooKeeper,
+                    "bundled" => Backend::Bundled,
+                    other => return Err(format!("--backend {other}: zookeeper or bundled")),
+                }
+            }
+            "--schedules" => o.schedules = value()?.parse().map_err(|e| format!("--schedules: {e}"))?,
+            "--seed" => o.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
+            "--secs" => o.secs = value()?.parse().map_err(|e| format!("--secs: {e}"))?,
+            "-h" | "--help" => {
+                return Err(
+                    "usage: zkit-chaos [--backend zookeeper|bundled] [--schedules S] [--seed N] [--secs T]"
+                        .into(),
+                )
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(o)
+}
+
+fn backend_name(b: Backend) -> &'static str {
+    if b == Backend::Bundled {
+        "bundled"
+    } else {
+        "zookeeper"
+    }
+}
+
+fn main() -> ExitCode {
+    let opts = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let (mut passed, mut failed) = (0u64, 0u64);
+    let mut totals: std::collections::BTreeMap<String, u64> = Default::default();
+    for i in 0..opts.schedules {
+        let seed = opts.seed.wrapping_add(i);
+        let report = rt.block_on(schedule(&opts, seed));
+        println!("{}", report.line);
+        for (k, n) in &report.totals {
+            *totals.entry(k.clone()).or_default() += n;
+        }
+        if report.ok {
+            passed += 1;
+        } else {
+            failed += 1;
+            eprintln!(
+                "zkit-chaos: schedule {seed} FAILED; replay: zkit-chaos --backend {} --seed {seed} --schedules 1 --secs {}",
+                backend_name(opts.backend),
+                opts.secs
+            );
+        }
+    }
+    eprintln!("zkit-chaos: totals {}", json!(totals));
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+struct Report {
+    line: String,
+    ok: bool,
+    totals: Vec<(String, u64)>,
+}
+
+/// The servers and the proxies in front of them.
+struct Target {
+    zk: Ensemble,
+    proxies: Vec<FaultProxy>,
+}
+
+async fn schedule(opts: &Opts, seed: u64) -> Report {
+    let began = Instant::now();
+    let fail = |why: String| Report {
+        line:
+            json!({"seed": seed, "backend": backend_name(opts.backend), "ok": false, "error": why})
+                .to_string(),
+        ok: false,
+        totals: vec![("harness_errors".into(), 1)],
+    };
+    let size = if opts.backend == Backend::Bundled {
+        1
+    } else {
+        3
+    };
+    let zk = match Ensemble::builder()
+        .backend(opts.backend)
+        .size(size)
+        .tick_time(Duration::from_millis(200))
+        .start()
+        .await
+    {
+        Ok(zk) => zk,
+        Err(e) => return fail(format!("fixture: {e}")),
+    };
+    let mut proxies = Vec::new();
+    for i in 0..size {
+        match FaultProxy::start(zk.client_addr(i)).await {
+            Ok(p) => proxies.push(p),
+            Err(e) => return fail(format!("proxy: {e}")),
+        }
+    }
+    let target = Arc::new(Target { zk, proxies });
+    let base = format!("/chaos-{seed}");
+    let setup = match Client::connect(&target.zk.connect_string()).await {
+        Ok(c) => c,
+        Err(e) => return fail(format!("setup session: {e}")),
+    };
+    for (p, data) in [
+        (base.clone(), ""),
+        (format!("{base}/lock-counter"), "0"),
+        (format!("{base}/leader-counter"), "0"),
+    ] {
+        if let Err(e) = setup
+            .create(&p, data.as_bytes(), &zkit::CreateOptions::default())
+            .await
+        {
+            return fail(format!("create {p}: {e}"));
+        }
+    }
+    let _ = setup.close().await;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let env = Env {
+        connect: proxy_connect_string(&target.proxies),
+        base: base.clone(),
+        clock: Clock(Instant::now()),
+        stop: stop_rx,
+        sessions: Arc::new(Mutex::new(Vec::new())),
+    };
+    let lock_rec = Arc::new(Mutex::new(workloads::LockRecord::default()));
+    let counter_rec = Arc::new(Mutex::new(workloads::CounterRecord::default()));
+    let queue_rec = Arc::new(Mutex::new(workloads::QueueRecord::default()));
+    let leader_rec = Arc::new(Mutex::new(workloads::LeaderRecord::default()));
+    let mut tasks = Vec::new();
+    for who in 0..3 {
+        tasks.push(tokio::spawn(workloads::lock_contender(
+            env.clone(),
+            who,
+            seed.wrapping_mul(31).wrapping_add(who as u64),
+            lock_rec.clone(),
+        )));
+    }
+    for _ in 0..2 {
+        tasks.push(tokio::spawn(workloads::counter_client(
+            env.clone(),
+            counter_rec.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(workloads::queue_producer(
+        env.clone(),
+        queue_rec.clone(),
+    )));
+    for _ in 0..2 {
+        tasks.push(tokio::spawn(workloads::queue_consumer(
+            env.clone(),
+            queue_rec.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(workloads::leader_election(
+        env.clone(),
+        3,
+        leader_rec.clone(),
+    )));
+
+    // The nemesis, then heal.
+    let faults = nemesis(
+        &target,
+        &env,
+        seed,
+        Duration::from_secs(opts.secs),
+        opts.backend,
+    )
+    .await;
+    let healed = heal(&target).await;
+    // Let the workloads run on a healthy server for a moment, then stop.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = stop_tx.send(true);
+    let mut stuck = 0;
+    for t in tasks {
+        if tokio::time::timeout(Duration::from_secs(30), t)
+            .await
+            .is_err()
+        {
+            stuck += 1;
+        }
+    }
+
+    let mut v = Violations::default();
+    if let Err(e) = healed {
+        v.add("harness: did not heal", e);
+    }
+    if stuck > 0 {
+        v.add(
+            "harness: workload stuck after stop",
+            format!("{stuck} tasks"),
+        );
+    }
+    // The truth, from a fresh session.
+    let check = match Client::connect(&target.zk.connect_string()).await {
+        Ok(c) => c,
+        Err(e) => return fail(format!("check session: {e}")),
+    };
+    let read = |path: String| {
+        let check = check.clone();
+        async move {
+            let (d, _) = check.get_data(&path).await.ok()?;
+            std::str::from_utf8(&d).ok()?.parse::<i64>().ok()
+        }
+    };
+    let lock_final = read(format!("{base}/lock-counter")).await.unwrap_or(-1);
+    let leader_final = read(format!("{base}/leader-counter")).await.unwrap_or(-1);
+    let counter_final = match check.get_data(&format!("{base}/counter")).await {
+        Ok((d, _)) if d.len() == 4 => i64::from(i32::from_be_bytes([d[0], d[1], d[2], d[3]])),
+        Ok((d, _)) => std::str::from_utf8(&d)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(-1),
+        Err(_) => -1,
+    };
+    let queue = zkit_recipes::Queue::new(&check, format!("{base}/queue"));
+    let mut remaining = Vec::new();
+    loop {
+        match queue.try_take().await {
+            Ok(Some(d)) => remaining.push(String::from_utf8_lossy(&d).into_owned()),
+            Ok(None) => break,
+            Err(e) => {
+                v.add("harness: draining the queue failed", e.to_string());
+                break;
+            }
+        }
+    }
+    let _ = check.close().await;
+
+    let (lr, cr, qr, er) = (
+        lock(&lock_rec),
+        lock(&counter_rec),
+        lock(&queue_rec),
+        lock(&leader_rec),
+    );
+    checks::lock(&lr, lock_final, &mut v);
+    checks::counter(&cr, counter_final, &mut v);
+    checks::queue(&qr, &remaining, &mut v);
+    checks::leader(&er, leader_final, &mut v);
+    let ops = json!({
+        "lock_holds": lr.holds.len(),
+        "lock_fenced_writes": lr.fenced.acked.len(),
+        "lock_refused_writes": lr.fenced.refused,
+        "counter_increments": cr.acked,
+        "counter_unknown": cr.unknown,
+        "queue_put": qr.put.len(),
+        "queue_completed": qr.completed.len(),
+        "queue_delivered": qr.delivered,
+        "queue_left": remaining.len(),
+        "leader_samples": er.samples,
+        "leader_fenced_writes": er.fenced.acked.len(),
+    });
+    let totals = vec![
+        ("schedules".to_string(), 1),
+        ("faults".to_string(), faults.len() as u64),
+        ("lock_holds".to_string(), lr.holds.len() as u64),
+        ("counter_increments".to_string(), cr.acked),
+        ("queue_completed".to_string(), qr.completed.len() as u64),
+        (
+            "leader_fenced_writes".to_string(),
+            er.fenced.acked.len() as u64,
+        ),
+        (
+            "violations".to_string(),
+            v.by_kind.values().map(|(n, _)| n).sum::<u64>(),
+        ),
+    ];
+    let violations: serde_json::Map<String, serde_json::Value> = v
+        .by_kind
+        .iter()
+        .map(|(k, (n, ex))| (k.clone(), json!({"count": n, "example": ex})))
+        .collect();
+    let ok = v.is_empty();
+    let line = json!({
+        "seed": seed,
+        "backend": backend_name(opts.backend),
+        "secs": opts.secs,
+        "faults": faults,
+        "ops": ops,
+        "violations": violations,
+        "ok": ok,
+        "elapsed_s": (began.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+    })
+    .to_string();
+    Report { line, ok, totals }
+}
+
+/// Injects faults drawn from `seed` for `dur`; returns what it did.
+async fn nemesis(t: &Target, env: &Env, seed: u64, dur: Duration, backend: Backend) -> Vec<String> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut done = Vec::new();
+    let end = Instant::now() + dur;
+    let n = t.proxies.len();
+    // Time for the workloads to get going before the first fault.
+    tokio::time::sleep(Duration::from_millis(rng.random_range(300..1000))).await;
+    while Instant::now() < end {
+        let member = rng.random_range(0..n);
+        let kind = if backend == Backend::Bundled {
+            rng.random_range(0..5)
+        } else {
+            rng.random_range(0..8)
+        };
+        let ms = |lo: u64, hi: u64, rng: &mut rand::rngs::StdRng| {
+            Duration::from_millis(rng.random_range(lo..hi))
+        };
+        let at = env.clock.now() / 1000;
+        let what = match kind {
+            0 => {
+                t.proxies[member].cut();
+                format!("{at}ms cut connections to member {member}")
+            }
+            1 => {
+                let d = ms(20, 300, &mut rng);
+                let how_long = ms(300, 1500, &mut rng);
+                t.proxies[member].set_mode(FaultMode::Delay(d));
+                tokio::time::sleep(how_long).await;
+                t.proxies[member].set_mode(FaultMode::Pass);
+                format!("{at}ms delay {d:?} to member {member} for {how_long:?}")
+            }
+            2 => {
+                // A partition between the clients and one member, shorter
+                // or longer than the 2 s session timeout.
+                let how_long = ms(300, 3000, &mut rng);
+                t.proxies[member].set_mode(FaultMode::Blackhole);
+                t.proxies[member].cut();
+                tokio::time::sleep(how_long).await;
+                t.proxies[member].set_mode(FaultMode::Pass);
+                format!("{at}ms partition member {member} from the clients for {how_long:?}")
+            }
+            3 => {
+                let sessions: Vec<zkit::Client> = lock(&env.sessions)
+                    .iter()
+                    .filter_map(zkit_recipes::Sessions::current)
+                    .collect();
+                if sessions.is_empty() {
+                    continue;
+                }
+                let c = &sessions[rng.random_range(0..sessions.len())];
+                let sid = c.session_id();
+                let r = zkit_testcontainers::expire_session(
+                    t.zk.client_addr(rng.random_range(0..n)),
+                    sid.0,
+                    &c.session_password(),
+                )
+                .await;
+                format!(
+                    "{at}ms expire session {sid} ({})",
+                    if r.is_ok() { "done" } else { "failed" }
+                )
+            }
+            4 => {
+                // kill -9 and restart: for the bundled server, the whole
+                // service; for an ensemble, one member (maybe the leader).
+                let down = ms(200, 2000, &mut rng);
+                if t.zk.kill(member).await.is_err() {
+                    continue;
+                }
+                tokio::time::sleep(down).await;
+                let r = t.zk.restart(member).await;
+                format!(
+                    "{at}ms kill -9 member {member}, restart after {down:?}{}",
+                    if r.is_err() { " (restart failed)" } else { "" }
+                )
+            }
+            5 => {
+                let how_long = ms(300, 3500, &mut rng);
+                if t.zk.pause(member).is_err() {
+                    continue;
+                }
+                tokio::time::sleep(how_long).await;
+                let _ = t.zk.resume(member);
+                format!("{at}ms SIGSTOP member {member} for {how_long:?}")
+            }
+            6 => {
+                // Brief quorum loss: two members paused.
+                let other = (member + 1 + rng.random_range(0..n - 1)) % n;
+                let how_long = ms(300, 2000, &mut rng);
+                let _ = t.zk.pause(member);
+                let _ = t.zk.pause(other);
+                tokio::time::sleep(how_long).await;
+                let _ = t.zk.resume(member);
+                let _ = t.zk.resume(other);
+                format!("{at}ms quorum loss: members {member} and {other} paused for {how_long:?}")
+            }
+            _ => {
+                let leader = t.zk.leader().await;
+                let Some(l) = leader else { continue };
+                let down = ms(200, 2000, &mut rng);
+                if t.zk.kill(l).await.is_err() {
+                    continue;
+                }
+                tokio::time::sleep(down).await;
+                let r = t.zk.restart(l).await;
+                format!(
+                    "{at}ms kill -9 the leader (member {l}), restart after {down:?}{}",
+                    if r.is_err() { " (restart failed)" } else { "" }
+                )
+            }
+        };
+        done.push(what);
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..800))).await;
+    }
+    done
+}
+
+/// Everything back: members running and resumed, proxies passing, and a
+/// session can be made and used.
+async fn heal(t: &Target) -> Result<(), String> {
+    for p in &t.proxies {
+        p.set_mode(FaultMode::Pass);
+    }
+    for i in 0..t.zk.size() {
+        if t.zk.is_paused(i) {
+            let _ = t.zk.resume(i);
+        }
+        if !t.zk.is_running(i) {
+            t.zk.restart(i)
+                .await
+                .map_err(|e| format!("restart {i}: {e}"))?;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = async {
+            let c = Client::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .connect(&t.zk.connect_string())
+                .await
+                .ok()?;
+            let r = c.exists("/").await.ok();
+            let _ = c.close().await;
+            r
+        }
+        .await;
+        if ok.is_some() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("no usable session within 30 s of healing".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,361 @@
+//! The workloads: each runs until told to stop, every client in a session of
+//! its own (a `Sessions`, so it carries on after an expiry), and records
+//! what it was told by ZooKeeper and by the recipes, with times from the
+//! one process-wide clock. The checkers in `checks.rs` read the records.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use zkit::{ClientBuilder, Version};
+use zkit_recipes::{LeaderLatch, Lock, LockState, Queue, SessionSource, Sessions, SharedCount};
+
+/// Microseconds since the schedule started.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock(pub(crate) Instant);
+
+impl Clock {
+    pub(crate) fn now(self) -> u64 {
+        u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+}
+
+/// What every workload shares: where to connect, the clock, the stop
+/// signal, and the sessions (the nemesis expires them).
+#[derive(Clone)]
+pub(crate) struct Env {
+    pub(crate) connect: String,
+    pub(crate) base: String,
+    pub(crate) clock: Clock,
+    pub(crate) stop: watch::Receiver<bool>,
+    pub(crate) sessions: Arc<Mutex<Vec<Sessions>>>,
+}
+
+impl Env {
+    /// A new long-lived session for one client of a workload.
+    pub(crate) fn sessions(&self) -> Sessions {
+        let builder = ClientBuilder::default()
+            .session_timeout(Duration::from_secs(2))
+            .connect_timeout(Duration::from_secs(2))
+            .request_timeout(Duration::from_secs(2));
+        let s = Sessions::new(builder, self.connect.clone());
+        lock(&self.sessions).push(s.clone());
+        s
+    }
+
+    pub(crate) fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Resolves once the workloads are told to stop.
+    pub(crate) async fn stopping(&self) {
+        let mut stop = self.stop.clone();
+        let _ = stop.wait_for(|s| *s).await;
+    }
+
+    /// Sleeps, returning early (false) when stopped.
+    pub(crate) async fn pause(&self, d: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(d) => !self.stopped(),
+            () = self.stopping() => false,
+        }
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A fenced increment acknowledged by ZooKeeper: the value written and the
+/// fencing token it was written under.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fenced {
+    pub(crate) value: i64,
+    pub(crate) token: i64,
+}
+
+/// Fenced increments of one counter node: acknowledged, refused by the
+/// fence, and those whose outcome is unknown (ConnectionLoss).
+#[derive(Debug, Default)]
+pub(crate) struct FencedLog {
+    pub(crate) acked: Vec<Fenced>,
+    pub(crate) refused: u64,
+    pub(crate) unknown: u64,
+}
+
+/// Increments the counter at `path` in a transaction fenced by `fence`.
+async fn fenced_increment(
+    source: &Sessions,
+    path: &str,
+    token: i64,
+    fence: zkit::MultiWrite,
+    log: &Mutex<FencedLog>,
+) {
+    let Ok(client) = source.client().await else {
+        return;
+    };
+    let Ok((data, stat)) = client.get_data(path).await else {
+        return;
+    };
+    let Some(cur) = std::str::from_utf8(&data)
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+    else {
+        return;
+    };
+    let value = cur + 1;
+    let r = fence
+        .set_data(
+            path,
+            value.to_string().as_bytes(),
+            Version::Exact(stat.version),
+        )
+        .commit()
+        .await;
+    let mut log = lock(log);
+    match r {
+        Ok(_) => log.acked.push(Fenced { value, token }),
+        Err(e) if e.outcome_unknown() => log.unknown += 1,
+        Err(_) => log.refused += 1,
+    }
+}
+
+// ---- lock --------------------------------------------------------------------
+
+/// One hold of the lock by contender `who`: from `acquire` returning to
+/// `release` being called; `warned` is when the guard first said it was no
+/// longer held (Suspended or Lost).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hold {
+    pub(crate) who: usize,
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) warned: Option<u64>,
+    pub(crate) token: i64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct LockRecord {
+    pub(crate) holds: Vec<Hold>,
+    pub(crate) fenced: FencedLog,
+}
+
+pub(crate) async fn lock_contender(env: Env, who: usize, seed: u64, rec: Arc<Mutex<LockRecord>>) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let sessions = env.sessions();
+    let lock_path = format!("{}/lock", env.base);
+    let counter = format!("{}/lock-counter", env.base);
+    let lk = Lock::new(SessionSource::from(&sessions), lock_path);
+    let fenced = Mutex::new(FencedLog::default());
+    while !env.stopped() {
+        let acquired = tokio::select! {
+            r = tokio::time::timeout(Duration::from_secs(3), lk.acquire()) => r,
+            () = env.stopping() => break,
+        };
+        let guard = match acquired {
+            Ok(Ok(g)) => g,
+            _ => {
+                env.pause(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let start = env.clock.now();
+        let mut states = guard.state_watch();
+        let mut warned = (!guard.state().is_held()).then_some(start);
+        fenced_increment(
+            &sessions,
+            &counter,
+            guard.fencing_token(),
+            guard.guarded(),
+            &fenced,
+        )
+        .await;
+        let hold_for = Duration::from_millis(rng.random_range(2..25));
+        let deadline = tokio::time::Instant::now() + hold_for;
+        while warned.is_none() {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                r = states.changed() => {
+                    if r.is_err() || !matches!(*states.borrow(), LockState::Held | LockState::Reconfirmed) {
+                        warned = Some(env.clock.now());
+                    }
+                }
+            }
+        }
+        if warned.is_none() && !guard.state().is_held() {
+            warned = Some(env.clock.now());
+        }
+        let end = env.clock.now();
+        let token = guard.fencing_token();
+        let _ = guard.release().await;
+        lock(&rec).holds.push(Hold {
+            who,
+            start,
+            end,
+            warned,
+            token,
+        });
+    }
+    let f = std::mem::take(&mut *lock(&fenced));
+    {
+        let mut r = lock(&rec);
+        r.fenced.acked.extend(f.acked);
+        r.fenced.refused += f.refused;
+        r.fenced.unknown += f.unknown;
+    }
+    let _ = sessions.close().await;
+}
+
+// ---- counter -----------------------------------------------------------------
+
+#[derive(Debug, Default)]
+pub(crate) struct CounterRecord {
+    pub(crate) acked: u64,
+    pub(crate) unknown: u64,
+}
+
+pub(crate) async fn counter_client(env: Env, rec: Arc<Mutex<CounterRecord>>) {
+    let sessions = env.sessions();
+    let count = SharedCount::new(&sessions, format!("{}/counter", env.base), 0);
+    while !env.stopped() {
+        match tokio::time::timeout(Duration::from_secs(3), count.add(1)).await {
+            Ok(Ok(_)) => lock(&rec).acked += 1,
+            Ok(Err(e)) if e.outcome_unknown() => lock(&rec).unknown += 1,
+            // A time-out drops a future whose write may have been sent.
+            Err(_) => lock(&rec).unknown += 1,
+            Ok(Err(_)) => {
+                env.pause(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let _ = sessions.close().await;
+}
+
+// ---- queue -------------------------------------------------------------------
+
+#[derive(Debug, Default)]
+pub(crate) struct QueueRecord {
+    /// Items whose put was acknowledged.
+    pub(crate) put: Vec<String>,
+    /// Items whose put has an unknown outcome.
+    pub(crate) put_unknown: Vec<String>,
+    /// How often each item's completion was acknowledged.
+    pub(crate) completed: BTreeMap<String, u32>,
+    /// Deliveries (claims taken), completed or not.
+    pub(crate) delivered: u64,
+}
+
+pub(crate) async fn queue_producer(env: Env, rec: Arc<Mutex<QueueRecord>>) {
+    let sessions = env.sessions();
+    let q = Queue::new(&sessions, format!("{}/queue", env.base));
+    let mut n = 0u64;
+    while !env.stopped() {
+        let item = format!("item-{n}");
+        n += 1;
+        match tokio::time::timeout(Duration::from_secs(3), q.put(item.as_bytes())).await {
+            Ok(Ok(_)) => lock(&rec).put.push(item),
+            Ok(Err(e)) if e.outcome_unknown() => lock(&rec).put_unknown.push(item),
+            Err(_) => lock(&rec).put_unknown.push(item),
+            Ok(Err(_)) => {}
+        }
+        env.pause(Duration::from_millis(5)).await;
+    }
+    let _ = sessions.close().await;
+}
+
+pub(crate) async fn queue_consumer(env: Env, rec: Arc<Mutex<QueueRecord>>) {
+    let sessions = env.sessions();
+    let q = Queue::new(&sessions, format!("{}/queue", env.base));
+    while !env.stopped() {
+        let claim = match q.poll_claimed(Duration::from_millis(200)).await {
+            Ok(Some(c)) => c,
+            Ok(None) => continue,
+            Err(_) => {
+                env.pause(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let item = String::from_utf8_lossy(claim.data()).into_owned();
+        lock(&rec).delivered += 1;
+        if claim.complete().await.is_ok() {
+            *lock(&rec).completed.entry(item).or_default() += 1;
+        }
+    }
+    let _ = sessions.close().await;
+}
+
+// ---- leader ------------------------------------------------------------------
+
+#[derive(Debug, Default)]
+pub(crate) struct LeaderRecord {
+    pub(crate) fenced: FencedLog,
+    /// Samples with more than one participant believing it leads: time and
+    /// count.
+    pub(crate) double: Vec<(u64, usize)>,
+    pub(crate) samples: u64,
+    /// Samples with exactly one leader.
+    pub(crate) led: u64,
+}
+
+pub(crate) async fn leader_election(env: Env, participants: usize, rec: Arc<Mutex<LeaderRecord>>) {
+    let path = format!("{}/leader", env.base);
+    let counter = format!("{}/leader-counter", env.base);
+    let mut latches = Vec::new();
+    let mut sessions = Vec::new();
+    for i in 0..participants {
+        let s = env.sessions();
+        // Joining can fail while a fault is on: keep trying.
+        loop {
+            if env.stopped() {
+                break;
+            }
+            match LeaderLatch::start(&s, path.clone(), &format!("p{i}")).await {
+                Ok(l) => {
+                    latches.push(l);
+                    break;
+                }
+                Err(_) => {
+                    env.pause(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        sessions.push(s);
+    }
+    let fenced = Mutex::new(FencedLog::default());
+    let mut tick = 0u64;
+    while !env.stopped() {
+        let leaders: Vec<usize> = (0..latches.len())
+            .filter(|&i| latches[i].is_leader())
+            .collect();
+        {
+            let mut r = lock(&rec);
+            r.samples += 1;
+            if leaders.len() > 1 {
+                r.double.push((env.clock.now(), leaders.len()));
+            } else if leaders.len() == 1 {
+                r.led += 1;
+            }
+        }
+        tick += 1;
+        if tick.is_multiple_of(3) {
+            if let Some(&i) = leaders.first() {
+                if let (Some(fence), Some(token)) =
+                    (latches[i].guarded(), latches[i].fencing_token())
+                {
+                    fenced_increment(&sessions[i], &counter, token, fence, &fenced).await;
+                }
+            }
+        }
+        env.pause(Duration::from_millis(10)).await;
+    }
+    for l in latches {
+        let _ = l.close().await;
+    }
+    for s in sessions {
+        let _ = s.close().await;
+    }
+    let f = std::mem::take(&mut *lock(&fenced));
+    lock(&rec).fenced = f;
+}
