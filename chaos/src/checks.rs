@@ -115,7 +115,10 @@ pub(crate) fn counter(rec: &CounterRecord, final_value: i64, v: &mut Violations)
 pub(crate) fn queue(rec: &QueueRecord, remaining: &[String], v: &mut Violations) {
     let left: BTreeSet<&String> = remaining.iter().collect();
     for item in &rec.put {
-        if !rec.completed.contains_key(item) && !left.contains(item) {
+        if !rec.completed.contains_key(item)
+            && !left.contains(item)
+            && !rec.complete_unknown.contains(item)
+        {
             v.add("queue: acknowledged item lost", item.clone());
         }
     }
@@ -258,6 +261,7 @@ mod tests {
                 .into_iter()
                 .collect(),
             delivered: 3,
+            complete_unknown: Default::default(),
         };
         let mut v = Violations::default();
         queue(&rec, &["b".into(), "d".into(), "z".into()], &mut v);

@@ -335,6 +335,7 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         "queue_completed": qr.completed.len(),
         "queue_delivered": qr.delivered,
         "queue_left": remaining.len(),
+        "queue_complete_unknown": qr.complete_unknown.len(),
         "leader_samples": er.samples,
         "leader_fenced_writes": er.fenced.acked.len(),
     });

@@ -245,6 +245,9 @@ pub(crate) struct QueueRecord {
     pub(crate) completed: BTreeMap<String, u32>,
     /// Deliveries (claims taken), completed or not.
     pub(crate) delivered: u64,
+    /// Items whose completion ended with an unknown outcome (the session
+    /// ended first: the transaction may have applied).
+    pub(crate) complete_unknown: std::collections::BTreeSet<String>,
 }
 
 pub(crate) async fn queue_producer(env: Env, rec: Arc<Mutex<QueueRecord>>) {
@@ -279,8 +282,13 @@ pub(crate) async fn queue_consumer(env: Env, rec: Arc<Mutex<QueueRecord>>) {
         };
         let item = String::from_utf8_lossy(claim.data()).into_owned();
         lock(&rec).delivered += 1;
-        if claim.complete().await.is_ok() {
-            *lock(&rec).completed.entry(item).or_default() += 1;
+        match claim.complete().await {
+            Ok(()) => *lock(&rec).completed.entry(item).or_default() += 1,
+            // Our claim was lost and the transaction refused: redelivered.
+            Err(e) if e.is_fenced() => {}
+            Err(_) => {
+                lock(&rec).complete_unknown.insert(item);
+            }
         }
     }
     let _ = sessions.close().await;

@@ -104,8 +104,10 @@ impl Claim {
     /// # Errors
     /// [`Error::Fenced`] when our claim was lost (the item goes to
     /// another consumer); [`Error::SessionExpired`] and other session
-    /// errors when the session ended before the outcome was known (the
-    /// claim ended with it: the item is delivered again).
+    /// errors when the session ended before the outcome was known: the
+    /// claim ended with it, and the item is delivered again unless the
+    /// transaction had applied just before (the outcome is unknown; an
+    /// item that must run exactly once needs an idempotent effect).
     ///
     /// # Cancel safety
     /// Dropping the future before it resolves deletes our claim in the

@@ -213,7 +213,16 @@ async fn main() -> ExitCode {
             "in-memory server started (data is lost at exit)"
         ),
     }
-    shutdown_signal().await;
+    let failed = tokio::select! {
+        () = shutdown_signal() => false,
+        () = server.stopped() => true,
+    };
+    if failed {
+        tracing::error!("the server stopped: its transaction log could not be written; exiting");
+        server.shutdown().await;
+        eprintln!("zkit-server: stopped: the transaction log could not be written (see the log)");
+        return ExitCode::FAILURE;
+    }
     tracing::info!("shutting down");
     server.shutdown().await;
     ExitCode::SUCCESS

@@ -25,8 +25,14 @@
 //! 8-byte header (`ZKLG`, format version), then records framed as
 //! `[u32 length][u32 CRC-32][payload]`, then zeros up to the preallocated
 //! size (so that `fdatasync` does not have to update the file size). A
-//! length of 0 marks the end; a bad CRC or a record cut short is a torn
-//! write of a batch that was never acknowledged, and is where reading stops.
+//! length of 0 marks the end; a record cut short, or a bad CRC in the last
+//! record, is a torn write of a batch that was never acknowledged, and is
+//! where reading stops. A bad CRC with a valid record after it is damage,
+//! not a torn write: recovery refuses to start rather than drop the rest
+//! (as ZooKeeper refuses a log whose CRC check fails). So is a gap in the
+//! zxids (a lost or damaged older segment). A damaged snapshot is skipped
+//! for the one before it, whose log segments are kept; with none left,
+//! the gap check refuses.
 //!
 //! In the data directory, `snapshot.<zxid, 16 hex digits>`: `ZKSN`, format
 //! version, the zxid, the sessions with their timeouts, the tree image
@@ -424,7 +430,19 @@ fn read_segment(path: &Path) -> io::Result<(Vec<Record>, u64)> {
         }
         let payload = raw.slice(pos + 8..pos + 8 + len);
         if crc32(&payload) != crc {
-            tracing::warn!(path = %path.display(), offset = pos, "record with a bad checksum ends the log");
+            // A record cut short by a crash is the last thing in the log. A
+            // bad record with a whole, valid record after it is damage in
+            // the middle of the log: dropping the rest would silently lose
+            // acknowledged writes, so recovery refuses (as ZooKeeper does on
+            // a CRC failure).
+            if valid_record_at(&raw, pos + 8 + len) {
+                return Err(invalid(format!(
+                    "{}: record at offset {pos} has a bad checksum but valid records follow: \
+                     the log is damaged, not torn; refusing to recover a partial tree",
+                    path.display()
+                )));
+            }
+            tracing::warn!(path = %path.display(), offset = pos, "record with a bad checksum ends the log (torn write)");
             break;
         }
         match Record::decode_payload(payload) {
@@ -439,6 +457,20 @@ fn read_segment(path: &Path) -> io::Result<(Vec<Record>, u64)> {
         pos += 8 + len;
     }
     Ok((records, pos as u64))
+}
+
+/// Whether a whole record with a matching checksum starts at `pos`.
+fn valid_record_at(raw: &[u8], pos: usize) -> bool {
+    let Some(header) = raw.get(pos..pos + 8) else {
+        return false;
+    };
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    if len == 0 || len > MAX_RECORD {
+        return false;
+    }
+    raw.get(pos + 8..pos + 8 + len)
+        .is_some_and(|payload| crc32(payload) == crc)
 }
 
 /// Loads what `storage` holds: the newest whole snapshot and the records
@@ -967,6 +999,53 @@ mod tests {
             got.records.iter().map(|r| r.zxid).collect::<Vec<_>>(),
             (1..=60).collect::<Vec<_>>()
         );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_record_mid_log_refuses_recovery_but_a_damaged_tail_is_torn() {
+        let dir = tempdir("damaged");
+        let st = storage(&dir);
+        let mut log = TxnLog::start(
+            st.clone(),
+            0,
+            CancellationToken::new(),
+            lock_dir(&st.data_dir).unwrap(),
+        )
+        .unwrap();
+        for z in 1..=50 {
+            log.append(&rec(z));
+        }
+        log.stop();
+        drop(log);
+        let (_, seg) = list(&st.log_dir, "log").unwrap().pop().unwrap();
+        let pristine = fs::read(&seg).unwrap();
+        // Record offsets, walking the frames.
+        let mut offsets = Vec::new();
+        let mut pos = LOG_HEADER_LEN as usize;
+        while offsets.len() < 50 {
+            offsets.push(pos);
+            let len = u32::from_be_bytes(pristine[pos..pos + 4].try_into().unwrap()) as usize;
+            pos += 8 + len;
+        }
+        // One flipped bit in record 25's payload: valid records follow, so
+        // this is damage, not a torn write: no partial tree.
+        let mut raw = pristine.clone();
+        raw[offsets[24] + 10] ^= 0x01;
+        fs::write(&seg, &raw).unwrap();
+        let e = recover(&st).unwrap_err();
+        assert!(e.to_string().contains("damaged"), "{e}");
+        // A flipped bit in the checksum of record 25: the same.
+        let mut raw = pristine.clone();
+        raw[offsets[24] + 5] ^= 0x80;
+        fs::write(&seg, &raw).unwrap();
+        assert!(recover(&st).is_err());
+        // The same damage in the last record: a torn tail, 49 records.
+        let mut raw = pristine.clone();
+        raw[offsets[49] + 10] ^= 0x01;
+        fs::write(&seg, &raw).unwrap();
+        let got = recover(&st).unwrap();
+        assert_eq!(got.records.len(), 49);
         fs::remove_dir_all(dir).unwrap();
     }
 

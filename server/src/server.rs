@@ -600,6 +600,16 @@ impl RunningServer {
         });
     }
 
+    /// Resolves when the server stops on its own: its transaction log could
+    /// not be written (a full disk, an I/O error), so it stopped serving
+    /// rather than acknowledge what is not on disk. Call
+    /// [`shutdown`](Self::shutdown) then; the `zkit-server` binary exits
+    /// with a failure status, as ZooKeeper does, so a supervisor restarts
+    /// it once the disk is fixed.
+    pub async fn stopped(&self) {
+        self.cancel.cancelled().await;
+    }
+
     /// Stops accepting, closes every connection and waits for the server's
     /// tasks to end.
     pub async fn shutdown(self) {
