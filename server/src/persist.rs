@@ -1041,7 +1041,7 @@ mod tests {
         fs::write(&seg, &raw).unwrap();
         assert!(recover(&st).is_err());
         // The same damage in the last record: a torn tail, 49 records.
-        let mut raw = pristine.clone();
+        let mut raw = pristine;
         raw[offsets[49] + 10] ^= 0x01;
         fs::write(&seg, &raw).unwrap();
         let got = recover(&st).unwrap();
