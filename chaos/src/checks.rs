@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::workloads::{CounterRecord, FencedLog, LeaderRecord, LockRecord, QueueRecord};
+use crate::workloads::{
+    ConfigRecord, CounterRecord, FencedLog, LeaderRecord, LockRecord, QueueRecord, SemaphoreRecord,
+};
 
 /// Violations by kind, with one example each.
 #[derive(Debug, Default)]
@@ -164,6 +166,64 @@ pub(crate) fn leader(rec: &LeaderRecord, final_counter: i64, v: &mut Violations)
     }
 }
 
+/// Never more than `max` holders at once, counting a hold only until its
+/// holder was told Suspended/Lost.
+pub(crate) fn semaphore(rec: &SemaphoreRecord, max: usize, v: &mut Violations) {
+    let mut events: Vec<(u64, i32, usize)> = Vec::new();
+    for h in &rec.holds {
+        let end = h.warned.map_or(h.end, |w| w.min(h.end));
+        if end > h.start {
+            events.push((h.start, 1, h.who));
+            events.push((end, -1, h.who));
+        }
+    }
+    // Ends before starts at the same instant.
+    events.sort_by_key(|e| (e.0, e.1));
+    let mut held = 0i32;
+    for (at, delta, _) in events {
+        held += delta;
+        if held > i32::try_from(max).unwrap_or(i32::MAX) {
+            v.add(
+                "semaphore: more leases than allowed",
+                format!("{held} unwarned holders at {at} µs (max {max})"),
+            );
+        }
+    }
+    if rec.holds.is_empty() {
+        v.add("semaphore: no progress", String::new());
+    }
+}
+
+/// Config subscription: every subscriber saw values only go up (the
+/// publisher only raises them) and reached the final value.
+pub(crate) fn config(rec: &ConfigRecord, v: &mut Violations) {
+    for (i, seen) in rec.observed.iter().enumerate() {
+        for w in seen.windows(2) {
+            if w[1] < w[0] {
+                v.add(
+                    "config: value went backwards",
+                    format!("subscriber {i} saw {} then {}", w[0], w[1]),
+                );
+            }
+        }
+        if !rec.reached.get(i).copied().unwrap_or(false) {
+            v.add(
+                "config: final value not reached",
+                format!("subscriber {i} last saw {:?}", seen.last()),
+            );
+        }
+        if seen.is_empty() {
+            v.add("config: no progress", format!("subscriber {i} saw nothing"));
+        }
+    }
+    if rec.published.is_empty() || rec.observed.is_empty() {
+        v.add(
+            "config: no progress",
+            format!("{} published", rec.published.len()),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,5 +349,51 @@ mod tests {
         let mut v = Violations::default();
         leader(&rec, 1, &mut v);
         assert!(v.by_kind.contains_key("leader: two leaders in one sample"));
+    }
+
+    #[test]
+    fn semaphore_counts_unwarned_holders() {
+        let rec = SemaphoreRecord {
+            holds: vec![
+                hold(0, 0, 100, None),
+                hold(1, 10, 100, None),
+                hold(2, 20, 100, Some(15)),
+            ],
+        };
+        let mut v = Violations::default();
+        semaphore(&rec, 2, &mut v);
+        assert!(v.is_empty(), "a warned third holder is fine: {v:?}");
+        let mut rec = rec;
+        rec.holds[2].warned = Some(50);
+        let mut v = Violations::default();
+        semaphore(&rec, 2, &mut v);
+        assert!(v
+            .by_kind
+            .contains_key("semaphore: more leases than allowed"));
+        // Back to back at the same instant is not an overlap.
+        let rec = SemaphoreRecord {
+            holds: vec![hold(0, 0, 10, None), hold(1, 10, 20, None)],
+        };
+        let mut v = Violations::default();
+        semaphore(&rec, 1, &mut v);
+        assert!(v.is_empty(), "{v:?}");
+    }
+
+    #[test]
+    fn config_values_only_go_up_and_arrive() {
+        let mut rec = ConfigRecord {
+            published: vec![1, 2, 3],
+            observed: vec![vec![1, 3], vec![2, 1, 3]],
+            reached: vec![true, false],
+        };
+        let mut v = Violations::default();
+        config(&rec, &mut v);
+        assert!(v.by_kind.contains_key("config: value went backwards"));
+        assert!(v.by_kind.contains_key("config: final value not reached"));
+        rec.observed[1] = vec![2, 3];
+        rec.reached[1] = true;
+        let mut v = Violations::default();
+        config(&rec, &mut v);
+        assert!(v.is_empty(), "{v:?}");
     }
 }

@@ -18,7 +18,10 @@
 //!   the writes whose outcome was unknown);
 //! - queue: nothing acknowledged is lost, nothing is completed twice;
 //! - leader latch: never two leaders in one sample; the leaders' fenced
-//!   writes as for the lock.
+//!   writes as for the lock;
+//! - semaphore: never more than its 2 leases held by holders not yet told
+//!   Suspended/Lost;
+//! - config subscription: values never go backwards, the last one arrives.
 //!
 //! A workload that made no progress fails the schedule. One JSON line per
 //! schedule, then `N passed, N failed`; a failure prints the command that
@@ -215,6 +218,8 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
     let counter_rec = Arc::new(Mutex::new(workloads::CounterRecord::default()));
     let queue_rec = Arc::new(Mutex::new(workloads::QueueRecord::default()));
     let leader_rec = Arc::new(Mutex::new(workloads::LeaderRecord::default()));
+    let sem_rec = Arc::new(Mutex::new(workloads::SemaphoreRecord::default()));
+    let config_rec = Arc::new(Mutex::new(workloads::ConfigRecord::default()));
     let mut tasks = Vec::new();
     for who in 0..3 {
         tasks.push(tokio::spawn(workloads::lock_contender(
@@ -238,6 +243,25 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         tasks.push(tokio::spawn(workloads::queue_consumer(
             env.clone(),
             queue_rec.clone(),
+        )));
+    }
+    for who in 0..4 {
+        tasks.push(tokio::spawn(workloads::semaphore_holder(
+            env.clone(),
+            who,
+            seed.wrapping_mul(37).wrapping_add(who as u64),
+            sem_rec.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(workloads::config_publisher(
+        env.clone(),
+        config_rec.clone(),
+    )));
+    for idx in 0..2 {
+        tasks.push(tokio::spawn(workloads::config_subscriber(
+            env.clone(),
+            idx,
+            config_rec.clone(),
         )));
     }
     tasks.push(tokio::spawn(workloads::leader_election(
@@ -315,16 +339,20 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
     }
     let _ = check.close().await;
 
-    let (lr, cr, qr, er) = (
+    let (lr, cr, qr, er, sr, fr) = (
         lock(&lock_rec),
         lock(&counter_rec),
         lock(&queue_rec),
         lock(&leader_rec),
+        lock(&sem_rec),
+        lock(&config_rec),
     );
     checks::lock(&lr, lock_final, &mut v);
     checks::counter(&cr, counter_final, &mut v);
     checks::queue(&qr, &remaining, &mut v);
     checks::leader(&er, leader_final, &mut v);
+    checks::semaphore(&sr, workloads::SEMAPHORE_LEASES, &mut v);
+    checks::config(&fr, &mut v);
     let ops = json!({
         "lock_holds": lr.holds.len(),
         "lock_fenced_writes": lr.fenced.acked.len(),
@@ -338,6 +366,9 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         "queue_complete_unknown": qr.complete_unknown.len(),
         "leader_samples": er.samples,
         "leader_fenced_writes": er.fenced.acked.len(),
+        "semaphore_leases": sr.holds.len(),
+        "config_published": fr.published.len(),
+        "config_observed": fr.observed.iter().map(Vec::len).collect::<Vec<_>>(),
     });
     let totals = vec![
         ("schedules".to_string(), 1),
@@ -349,6 +380,8 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
             "leader_fenced_writes".to_string(),
             er.fenced.acked.len() as u64,
         ),
+        ("semaphore_leases".to_string(), sr.holds.len() as u64),
+        ("config_published".to_string(), fr.published.len() as u64),
         (
             "violations".to_string(),
             v.by_kind.values().map(|(n, _)| n).sum::<u64>(),

@@ -367,3 +367,149 @@ pub(crate) async fn leader_election(env: Env, participants: usize, rec: Arc<Mute
     let f = std::mem::take(&mut *lock(&fenced));
     lock(&rec).fenced = f;
 }
+
+// ---- semaphore ---------------------------------------------------------------
+
+/// The semaphore's leases: holds as for the lock.
+#[derive(Debug, Default)]
+pub(crate) struct SemaphoreRecord {
+    pub(crate) holds: Vec<Hold>,
+}
+
+/// Leases allowed at once.
+pub(crate) const SEMAPHORE_LEASES: usize = 2;
+
+pub(crate) async fn semaphore_holder(
+    env: Env,
+    who: usize,
+    seed: u64,
+    rec: Arc<Mutex<SemaphoreRecord>>,
+) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let sessions = env.sessions();
+    let sem = zkit_recipes::Semaphore::new(
+        &sessions,
+        format!("{}/semaphore", env.base),
+        SEMAPHORE_LEASES,
+    );
+    while !env.stopped() {
+        let acquired = tokio::select! {
+            r = tokio::time::timeout(Duration::from_secs(3), sem.acquire()) => r,
+            () = env.stopping() => break,
+        };
+        let Ok(Ok(lease)) = acquired else {
+            env.pause(Duration::from_millis(50)).await;
+            continue;
+        };
+        let start = env.clock.now();
+        let mut states = lease.state_watch();
+        let mut warned = (!lease.state().is_held()).then_some(start);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(rng.random_range(5..40));
+        while warned.is_none() {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                r = states.changed() => {
+                    if r.is_err() || !matches!(*states.borrow(), LockState::Held | LockState::Reconfirmed) {
+                        warned = Some(env.clock.now());
+                    }
+                }
+            }
+        }
+        let end = env.clock.now();
+        let token = lease.fencing_token();
+        let _ = lease.release().await;
+        lock(&rec).holds.push(Hold {
+            who,
+            start,
+            end,
+            warned,
+            token,
+        });
+    }
+    let _ = sessions.close().await;
+}
+
+// ---- config subscription -----------------------------------------------------
+
+#[derive(Debug, Default)]
+pub(crate) struct ConfigRecord {
+    /// Values whose publication was acknowledged, in order.
+    pub(crate) published: Vec<i64>,
+    /// Per subscriber: the values it saw, in order (changes only).
+    pub(crate) observed: Vec<Vec<i64>>,
+    /// Per subscriber: whether it reached the final value after the stop.
+    pub(crate) reached: Vec<bool>,
+}
+
+pub(crate) async fn config_publisher(env: Env, rec: Arc<Mutex<ConfigRecord>>) {
+    let sessions = env.sessions();
+    let path = format!("{}/config", env.base);
+    let mut value = 0i64;
+    while !env.stopped() {
+        value += 1;
+        let Ok(client) = sessions.client().await else {
+            env.pause(Duration::from_millis(20)).await;
+            continue;
+        };
+        let r = tokio::time::timeout(
+            Duration::from_secs(3),
+            zkit_recipes::config::publish(&client, &path, &value, Version::Any),
+        )
+        .await;
+        if let Ok(Ok(_)) = r {
+            lock(&rec).published.push(value);
+        }
+        env.pause(Duration::from_millis(20)).await;
+    }
+    let _ = sessions.close().await;
+}
+
+pub(crate) async fn config_subscriber(env: Env, idx: usize, rec: Arc<Mutex<ConfigRecord>>) {
+    let sessions = env.sessions();
+    let path = format!("{}/config", env.base);
+    let sub = zkit_recipes::ConfigSubscription::<i64>::start(sessions.clone(), path.clone());
+    let mut seen: Vec<i64> = Vec::new();
+    let sample = |seen: &mut Vec<i64>| {
+        if let Some(v) = sub.current() {
+            if seen.last() != Some(&v.value) {
+                seen.push(v.value);
+            }
+        }
+    };
+    while !env.stopped() {
+        sample(&mut seen);
+        env.pause(Duration::from_millis(5)).await;
+    }
+    // After the stop (the publisher is done): the subscription must reach
+    // the node's final value.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut reached = false;
+    while Instant::now() < deadline {
+        sample(&mut seen);
+        let truth = match sessions.client().await {
+            Ok(c) => c
+                .get_data(&path)
+                .await
+                .ok()
+                .and_then(|(d, _)| serde_json::from_slice::<i64>(&d).ok()),
+            Err(_) => None,
+        };
+        if truth.is_some() && truth == seen.last().copied() {
+            reached = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    {
+        let mut r = lock(&rec);
+        if r.observed.len() <= idx {
+            r.observed.resize(idx + 1, Vec::new());
+            r.reached.resize(idx + 1, false);
+        }
+        r.observed[idx] = seen;
+        r.reached[idx] = reached;
+    }
+    drop(sub);
+    let _ = sessions.close().await;
+}
