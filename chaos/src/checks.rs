@@ -59,8 +59,20 @@ pub(crate) fn fenced(name: &str, log: &FencedLog, final_value: i64, v: &mut Viol
 }
 
 /// Mutual exclusion: two holds by different contenders that overlap, where
-/// neither had been told Suspended/Lost before the overlap began.
-pub(crate) fn lock(rec: &LockRecord, final_counter: i64, v: &mut Violations) {
+/// neither had been told Suspended/Lost before the overlap began. A worker
+/// process's hold that spans one of its `pauses` (SIGSTOP) is exempt: a
+/// frozen process cannot be told anything, which is what fencing is for
+/// (its fenced writes are checked with everyone's).
+pub(crate) fn lock(
+    rec: &LockRecord,
+    final_counter: i64,
+    pauses: &[(u64, u64)],
+    v: &mut Violations,
+) {
+    let frozen = |h: &crate::workloads::Hold| {
+        h.who >= crate::workloads::WORKER_IDS
+            && pauses.iter().any(|&(s, e)| h.start <= e && h.end >= s)
+    };
     let mut holds = rec.holds.clone();
     holds.sort_by_key(|h| h.start);
     for (i, a) in holds.iter().enumerate() {
@@ -68,7 +80,7 @@ pub(crate) fn lock(rec: &LockRecord, final_counter: i64, v: &mut Violations) {
             if b.start >= a.end {
                 break;
             }
-            if a.who == b.who {
+            if a.who == b.who || frozen(a) || frozen(b) {
                 continue;
             }
             let overlap = b.start.max(a.start);
@@ -257,22 +269,22 @@ mod tests {
             fenced: fenced_log(&[(1, 10), (2, 20)], 0),
         };
         let mut v = Violations::default();
-        lock(&rec, 2, &mut v);
+        lock(&rec, 2, &[], &mut v);
         assert!(v.by_kind.contains_key("lock: unsafe overlap"), "{v:?}");
         // The first holder had been told Suspended before the overlap.
         rec.holds[0].warned = Some(40);
         let mut v = Violations::default();
-        lock(&rec, 2, &mut v);
+        lock(&rec, 2, &[], &mut v);
         assert!(v.is_empty(), "{v:?}");
         // Told only after the other began: still unsafe.
         rec.holds[0].warned = Some(60);
         let mut v = Violations::default();
-        lock(&rec, 2, &mut v);
+        lock(&rec, 2, &[], &mut v);
         assert!(v.by_kind.contains_key("lock: unsafe overlap"));
         // The same contender twice (release then acquire) is no overlap.
         rec.holds = vec![hold(0, 0, 100, None), hold(0, 50, 150, None)];
         let mut v = Violations::default();
-        lock(&rec, 2, &mut v);
+        lock(&rec, 2, &[], &mut v);
         assert!(v.is_empty(), "{v:?}");
     }
 
@@ -296,7 +308,7 @@ mod tests {
             assert_eq!(v.is_empty(), ok, "final {final_value}: {v:?}");
         }
         let mut v = Violations::default();
-        lock(&LockRecord::default(), 0, &mut v);
+        lock(&LockRecord::default(), 0, &[], &mut v);
         assert!(v.by_kind.contains_key("lock: no progress"));
         let mut v = Violations::default();
         counter(
@@ -395,5 +407,19 @@ mod tests {
         let mut v = Violations::default();
         config(&rec, &mut v);
         assert!(v.is_empty(), "{v:?}");
+    }
+
+    #[test]
+    fn a_frozen_worker_hold_is_exempt_but_only_while_paused() {
+        let rec = LockRecord {
+            holds: vec![hold(100, 0, 5000, None), hold(1, 3000, 4000, None)],
+            fenced: fenced_log(&[(1, 10)], 0),
+        };
+        let mut v = Violations::default();
+        lock(&rec, 1, &[(1000, 3500)], &mut v);
+        assert!(v.is_empty(), "{v:?}");
+        let mut v = Violations::default();
+        lock(&rec, 1, &[(6000, 7000)], &mut v);
+        assert!(v.by_kind.contains_key("lock: unsafe overlap"));
     }
 }

@@ -102,6 +102,9 @@ fn backend_name(b: Backend) -> &'static str {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("worker") {
+        return worker();
+    }
     let opts = match parse() {
         Ok(o) => o,
         Err(e) => {
@@ -210,7 +213,7 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
     let env = Env {
         connect: proxy_connect_string(&target.proxies),
         base: base.clone(),
-        clock: Clock(Instant::now()),
+        clock: Clock::start(),
         stop: stop_rx,
         sessions: Arc::new(Mutex::new(Vec::new())),
     };
@@ -264,6 +267,31 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
             config_rec.clone(),
         )));
     }
+    // A lock contender in a process of its own, which the nemesis can
+    // SIGSTOP past its session timeout.
+    let mut worker = match tokio::process::Command::new(
+        std::env::current_exe().unwrap_or_else(|_| "zkit-chaos".into()),
+    )
+    .args([
+        "worker".to_string(),
+        env.connect.clone(),
+        base.clone(),
+        workloads::WORKER_IDS.to_string(),
+        seed.wrapping_mul(41).to_string(),
+        env.clock.0.to_string(),
+    ])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null())
+    .kill_on_drop(true)
+    .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return fail(format!("spawn the worker process: {e}")),
+    };
+    let worker_stdin = worker.stdin.take();
+    let worker_pid = worker.id();
+    let pauses: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
     tasks.push(tokio::spawn(workloads::leader_election(
         env.clone(),
         3,
@@ -277,12 +305,15 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         seed,
         Duration::from_secs(opts.secs),
         opts.backend,
+        worker_pid,
+        &pauses,
     )
     .await;
     let healed = heal(&target).await;
     // Let the workloads run on a healthy server for a moment, then stop.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let _ = stop_tx.send(true);
+    drop(worker_stdin); // the worker stops at EOF and reports
     let mut stuck = 0;
     for t in tasks {
         if tokio::time::timeout(Duration::from_secs(30), t)
@@ -292,8 +323,19 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
             stuck += 1;
         }
     }
+    let worker_report =
+        match tokio::time::timeout(Duration::from_secs(30), worker.wait_with_output()).await {
+            Ok(Ok(out)) if out.status.success() => {
+                serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()
+            }
+            _ => None,
+        };
 
     let mut v = Violations::default();
+    match &worker_report {
+        Some(r) => workloads::merge_worker(&mut lock(&lock_rec), r),
+        None => v.add("harness: the worker process failed", String::new()),
+    }
     if let Err(e) = healed {
         v.add("harness: did not heal", e);
     }
@@ -347,7 +389,7 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         lock(&sem_rec),
         lock(&config_rec),
     );
-    checks::lock(&lr, lock_final, &mut v);
+    checks::lock(&lr, lock_final, &lock(&pauses), &mut v);
     checks::counter(&cr, counter_final, &mut v);
     checks::queue(&qr, &remaining, &mut v);
     checks::leader(&er, leader_final, &mut v);
@@ -357,6 +399,8 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         "lock_holds": lr.holds.len(),
         "lock_fenced_writes": lr.fenced.acked.len(),
         "lock_refused_writes": lr.fenced.refused,
+        "lock_worker_holds": lr.holds.iter().filter(|h| h.who >= workloads::WORKER_IDS).count(),
+        "worker_pauses": lock(&pauses).len(),
         "counter_increments": cr.acked,
         "counter_unknown": cr.unknown,
         "queue_put": qr.put.len(),
@@ -408,7 +452,18 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
 }
 
 /// Injects faults drawn from `seed` for `dur`; returns what it did.
-async fn nemesis(t: &Target, env: &Env, seed: u64, dur: Duration, backend: Backend) -> Vec<String> {
+/// `worker` is the client process it may SIGSTOP; `pauses` gets each pause
+/// (start, end) on the schedule's clock.
+#[allow(clippy::too_many_lines)]
+async fn nemesis(
+    t: &Target,
+    env: &Env,
+    seed: u64,
+    dur: Duration,
+    backend: Backend,
+    worker: Option<u32>,
+    pauses: &Mutex<Vec<(u64, u64)>>,
+) -> Vec<String> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut done = Vec::new();
     let end = Instant::now() + dur;
@@ -417,11 +472,12 @@ async fn nemesis(t: &Target, env: &Env, seed: u64, dur: Duration, backend: Backe
     tokio::time::sleep(Duration::from_millis(rng.random_range(300..1000))).await;
     while Instant::now() < end {
         let member = rng.random_range(0..n);
-        let kind = if backend == Backend::Bundled {
-            rng.random_range(0..5)
+        let kinds: &[u8] = if backend == Backend::Bundled {
+            &[0, 1, 2, 3, 4, 9]
         } else {
-            rng.random_range(0..8)
+            &[0, 1, 2, 3, 4, 5, 6, 7, 9]
         };
+        let kind = kinds[rng.random_range(0..kinds.len())];
         let ms = |lo: u64, hi: u64, rng: &mut rand::rngs::StdRng| {
             Duration::from_millis(rng.random_range(lo..hi))
         };
@@ -504,6 +560,20 @@ async fn nemesis(t: &Target, env: &Env, seed: u64, dur: Duration, backend: Backe
                 let _ = t.zk.resume(other);
                 format!("{at}ms quorum loss: members {member} and {other} paused for {how_long:?}")
             }
+            9 => {
+                // The paused-lock-holder case: the client process stops,
+                // maybe past its 2 s session timeout, then goes on.
+                let Some(pid) = worker else { continue };
+                let how_long = ms(500, 4000, &mut rng);
+                let start = env.clock.now();
+                if !signal(pid, "STOP") {
+                    continue;
+                }
+                tokio::time::sleep(how_long).await;
+                signal(pid, "CONT");
+                lock(pauses).push((start, env.clock.now()));
+                format!("{at}ms SIGSTOP the worker client process for {how_long:?}")
+            }
             _ => {
                 let leader = t.zk.leader().await;
                 let Some(l) = leader else { continue };
@@ -523,6 +593,55 @@ async fn nemesis(t: &Target, env: &Env, seed: u64, dur: Duration, backend: Backe
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..800))).await;
     }
     done
+}
+
+/// Sends SIGSTOP/SIGCONT (`kill -s`).
+fn signal(pid: u32, sig: &str) -> bool {
+    std::process::Command::new("kill")
+        .args(["-s", sig, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `zkit-chaos worker CONNECT BASE WHO SEED ORIGIN_US`: one lock contender
+/// in this process until standard input closes; then its records as one
+/// JSON object on standard output.
+fn worker() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let [connect, base, who, seed, origin] = &args[..] else {
+        eprintln!("usage: zkit-chaos worker CONNECT BASE WHO SEED ORIGIN_US");
+        return ExitCode::from(2);
+    };
+    let (Ok(who), Ok(seed), Ok(origin)) = (who.parse(), seed.parse(), origin.parse()) else {
+        eprintln!("zkit-chaos worker: bad numbers");
+        return ExitCode::from(2);
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let rec = Arc::new(Mutex::new(workloads::LockRecord::default()));
+    rt.block_on(async {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let env = Env {
+            connect: connect.clone(),
+            base: base.clone(),
+            clock: Clock(origin),
+            stop: stop_rx,
+            sessions: Arc::new(Mutex::new(Vec::new())),
+        };
+        let task = tokio::spawn(workloads::lock_contender(env, who, seed, rec.clone()));
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        })
+        .await;
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+    });
+    println!("{}", workloads::worker_report(&lock(&rec)));
+    ExitCode::SUCCESS
 }
 
 /// Everything back: members running and resumed, proxies passing, and a

@@ -11,14 +11,28 @@ use tokio::sync::watch;
 use zkit::{ClientBuilder, Version};
 use zkit_recipes::{LeaderLatch, Lock, LockState, Queue, SessionSource, Sessions, SharedCount};
 
-/// Microseconds since the schedule started.
+/// Microseconds since the schedule started, shared by the harness and its
+/// worker processes: the system clock (one machine, one clock; a step of
+/// it during a schedule would skew the comparisons) minus the schedule's
+/// origin, which the workers are given.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Clock(pub(crate) Instant);
+pub(crate) struct Clock(pub(crate) u64);
 
 impl Clock {
-    pub(crate) fn now(self) -> u64 {
-        u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX)
+    /// A clock starting now.
+    pub(crate) fn start() -> Self {
+        Self(wall_us())
     }
+
+    pub(crate) fn now(self) -> u64 {
+        wall_us().saturating_sub(self.0)
+    }
+}
+
+fn wall_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// What every workload shares: where to connect, the clock, the stop
@@ -135,6 +149,9 @@ pub(crate) struct Hold {
     pub(crate) token: i64,
 }
 
+/// Contender ids from here on are worker processes.
+pub(crate) const WORKER_IDS: usize = 100;
+
 #[derive(Debug, Default)]
 pub(crate) struct LockRecord {
     pub(crate) holds: Vec<Hold>,
@@ -161,6 +178,7 @@ pub(crate) async fn lock_contender(env: Env, who: usize, seed: u64, rec: Arc<Mut
                 continue;
             }
         };
+        let fence_again_at_end = who >= WORKER_IDS;
         let start = env.clock.now();
         let mut states = guard.state_watch();
         let mut warned = (!guard.state().is_held()).then_some(start);
@@ -172,7 +190,13 @@ pub(crate) async fn lock_contender(env: Env, who: usize, seed: u64, rec: Arc<Mut
             &fenced,
         )
         .await;
-        let hold_for = Duration::from_millis(rng.random_range(2..25));
+        // The worker process holds longer, so that a pause often lands
+        // inside a hold (and its write at the end meets the fence).
+        let hold_for = if fence_again_at_end {
+            Duration::from_millis(rng.random_range(100..600))
+        } else {
+            Duration::from_millis(rng.random_range(2..25))
+        };
         let deadline = tokio::time::Instant::now() + hold_for;
         while warned.is_none() {
             tokio::select! {
@@ -186,6 +210,18 @@ pub(crate) async fn lock_contender(env: Env, who: usize, seed: u64, rec: Arc<Mut
         }
         if warned.is_none() && !guard.state().is_held() {
             warned = Some(env.clock.now());
+        }
+        if fence_again_at_end {
+            // A worker process writes again at the end of its hold: if it
+            // was paused past its session in between, the fence must refuse.
+            fenced_increment(
+                &sessions,
+                &counter,
+                guard.fencing_token(),
+                guard.guarded(),
+                &fenced,
+            )
+            .await;
         }
         let end = env.clock.now();
         let token = guard.fencing_token();
@@ -512,4 +548,37 @@ pub(crate) async fn config_subscriber(env: Env, idx: usize, rec: Arc<Mutex<Confi
     }
     drop(sub);
     let _ = sessions.close().await;
+}
+
+/// A worker process's lock records as JSON.
+pub(crate) fn worker_report(rec: &LockRecord) -> serde_json::Value {
+    serde_json::json!({
+        "holds": rec.holds.iter().map(|h| serde_json::json!([h.who, h.start, h.end, h.warned, h.token])).collect::<Vec<_>>(),
+        "acked": rec.fenced.acked.iter().map(|f| serde_json::json!([f.value, f.token])).collect::<Vec<_>>(),
+        "refused": rec.fenced.refused,
+        "unknown": rec.fenced.unknown,
+    })
+}
+
+/// Adds a worker process's report to the lock records.
+pub(crate) fn merge_worker(rec: &mut LockRecord, report: &serde_json::Value) {
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let i = |v: &serde_json::Value| v.as_i64().unwrap_or(0);
+    for h in report["holds"].as_array().into_iter().flatten() {
+        rec.holds.push(Hold {
+            who: usize::try_from(n(&h[0])).unwrap_or(usize::MAX),
+            start: n(&h[1]),
+            end: n(&h[2]),
+            warned: h[3].as_u64(),
+            token: i(&h[4]),
+        });
+    }
+    for f in report["acked"].as_array().into_iter().flatten() {
+        rec.fenced.acked.push(Fenced {
+            value: i(&f[0]),
+            token: i(&f[1]),
+        });
+    }
+    rec.fenced.refused += n(&report["refused"]);
+    rec.fenced.unknown += n(&report["unknown"]);
 }
