@@ -116,6 +116,8 @@ impl Claim {
     pub async fn complete(mut self) -> Result<(), Error> {
         let session = self.client.session_id().0;
         let mut delays = backoff();
+        // Whether a transaction of ours went out with its outcome unknown.
+        let mut sent_before = false;
         loop {
             let sent = self
                 .client
@@ -130,7 +132,18 @@ impl Claim {
                     self.done = true;
                     return Ok(());
                 }
-                Err(e) if e.is_retryable() => {}
+                // Our claim is gone while our session lives: only our own
+                // earlier transaction deletes it. On an ensemble it can
+                // apply after we reconnected and saw the claim still there
+                // (the old connection's request was already on its way to
+                // the leader), so the resend meets a deleted claim: the
+                // item was completed, by that first transaction.
+                Err(e) if sent_before && e.is_fenced() => {
+                    self.done = true;
+                    tracing::debug!(item = %self.item, "completed (an earlier send applied late)");
+                    return Ok(());
+                }
+                Err(e) if e.is_retryable() => sent_before = true,
                 Err(e) => return Err(e),
             }
             // Outcome unknown: find out from our claim.
@@ -477,15 +490,30 @@ impl Queue {
         let claim = join(&self.claims, name);
         let session = client.session_id().0;
         let mut delays = backoff();
+        // Whether a create of ours went out with its outcome unknown.
+        let mut sent_before = false;
         loop {
             match client
                 .create(&claim, b"", &CreateOptions::new(CreateMode::Ephemeral))
                 .await
             {
                 Ok(_) => break,
-                Err(Error::NodeExists) => return Ok(None),
+                // Someone's claim, or ours: an earlier create of ours whose
+                // reply was lost can apply after we reconnected and looked
+                // (on an ensemble), and a claim of our live session with no
+                // handle would hold the item until the session ends.
+                Err(Error::NodeExists) if !sent_before => return Ok(None),
+                Err(Error::NodeExists) => match client.exists(&claim).await {
+                    Ok(Some(s)) if s.ephemeral_owner == session => break,
+                    Ok(_) => return Ok(None),
+                    Err(e) if e.is_retryable() => {
+                        tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                    }
+                    Err(e) => return Err(e),
+                },
                 Err(Error::NoNode) => ensure_containers(client, &self.claims).await?,
                 Err(e) if e.is_retryable() => {
+                    sent_before = true;
                     // Lost reply: the claim may be ours.
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                     match client.exists(&claim).await {

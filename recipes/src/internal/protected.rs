@@ -156,6 +156,56 @@ pub(crate) struct Created {
     pub(crate) stat: Stat,
 }
 
+/// After a create whose reply was lost and which we then made again: on an
+/// ensemble the first request can still apply after we reconnected and
+/// looked for it (it was on its way to the leader), leaving a second node
+/// of ours under the same GUID that would sit in the line until our session
+/// ends. Looks twice, a little later, and deletes any such node of our
+/// session other than `keep`.
+fn sweep_late_duplicates(client: &Client, parent: &str, guid: &str, keep: &str, session: i64) {
+    let (client, parent, guid, keep) = (
+        client.clone(),
+        parent.to_string(),
+        guid.to_string(),
+        keep.to_string(),
+    );
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    rt.spawn(async move {
+        for wait in [Duration::from_secs(1), Duration::from_secs(5)] {
+            tokio::time::sleep(wait).await;
+            let Ok(Some((path, stat))) = find_other(&client, &parent, &guid, &keep).await else {
+                continue;
+            };
+            if stat.ephemeral_owner == session {
+                tracing::info!(%path, "deleting our late-created duplicate node");
+                let _ = client.delete(&path, zkit::Version::Any).await;
+            }
+        }
+    });
+}
+
+/// A child of `parent` carrying `guid` other than `keep`, with its Stat.
+async fn find_other(
+    client: &Client,
+    parent: &str,
+    guid: &str,
+    keep: &str,
+) -> Result<Option<(String, Stat)>, Error> {
+    let (children, _) = client.get_children(parent).await?;
+    for c in children.iter().filter(|c| c.starts_with(guid)) {
+        let path = join(parent, c);
+        if path == keep {
+            continue;
+        }
+        if let Some(stat) = client.exists(&path).await? {
+            return Ok(Some((path, stat)));
+        }
+    }
+    Ok(None)
+}
+
 /// Finds the child of `parent` carrying `guid`, with its Stat.
 async fn find(client: &Client, parent: &str, guid: &str) -> Result<Option<(String, Stat)>, Error> {
     let children = match client.get_children(parent).await {
@@ -361,6 +411,8 @@ pub(crate) async fn create_protected_under(
     };
     let mut delays = backoff();
     let mut uncertain = false;
+    // Whether a create of ours went out with its outcome unknown.
+    let mut sent_before = false;
     loop {
         if uncertain {
             match find(client, parent, &guard.guid).await {
@@ -397,6 +449,9 @@ pub(crate) async fn create_protected_under(
         {
             Ok((path, stat)) => {
                 guard.armed = false;
+                if sent_before {
+                    sweep_late_duplicates(client, parent, &guard.guid, &path, session);
+                }
                 return Ok(Created { path, stat });
             }
             Err(Error::NoNode) => {
@@ -405,6 +460,7 @@ pub(crate) async fn create_protected_under(
             }
             Err(e) if e.is_retryable() => {
                 uncertain = true;
+                sent_before = true;
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
             }
             Err(e) => {
