@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::workloads::{
-    ConfigRecord, CounterRecord, FencedLog, LeaderRecord, LockRecord, QueueRecord, SemaphoreRecord,
+    ConfigRecord, CounterRecord, FencedLog, LeaderRecord, LockRecord, MembershipRecord,
+    QueueRecord, RwRecord, SemaphoreRecord,
 };
 
 /// Violations by kind, with one example each.
@@ -236,6 +237,56 @@ pub(crate) fn config(rec: &ConfigRecord, v: &mut Violations) {
     }
 }
 
+/// Read/write lock: a writer's hold never overlaps another hold (reader
+/// or writer) unless one of the two had been told Suspended/Lost first;
+/// readers may overlap each other.
+pub(crate) fn rwlock(rec: &RwRecord, v: &mut Violations) {
+    let writer = |h: &crate::workloads::Hold| h.who < crate::workloads::READER_IDS;
+    let mut holds = rec.holds.clone();
+    holds.sort_by_key(|h| h.start);
+    for (i, a) in holds.iter().enumerate() {
+        for b in &holds[i + 1..] {
+            if b.start >= a.end {
+                break;
+            }
+            if a.who == b.who || !(writer(a) || writer(b)) {
+                continue;
+            }
+            let overlap = b.start.max(a.start);
+            let warned = |h: &crate::workloads::Hold| h.warned.is_some_and(|w| w <= overlap);
+            if !warned(a) && !warned(b) {
+                v.add(
+                    "rwlock: writer overlaps another holder",
+                    format!(
+                        "{} [{}, {}] and {} [{}, {}] µs",
+                        a.who, a.start, a.end, b.who, b.start, b.end
+                    ),
+                );
+            }
+        }
+    }
+    let writes = rec.holds.iter().filter(|h| writer(h)).count();
+    if writes == 0 || writes == rec.holds.len() {
+        v.add(
+            "rwlock: no progress",
+            format!("{} holds, {writes} by writers", rec.holds.len()),
+        );
+    }
+}
+
+/// Membership: after the heal the observer's view equals the truth, every
+/// member present.
+pub(crate) fn membership(rec: &MembershipRecord, v: &mut Violations) {
+    match rec.converged {
+        Some(true) => {}
+        Some(false) => v.add(
+            "membership: view did not converge after the heal",
+            format!("view {:?}, truth {:?}", rec.last_view, rec.truth),
+        ),
+        None => v.add("membership: no progress", format!("{} joined", rec.joined)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,5 +472,40 @@ mod tests {
         let mut v = Violations::default();
         lock(&rec, 1, &[(6000, 7000)], &mut v);
         assert!(v.by_kind.contains_key("lock: unsafe overlap"));
+    }
+
+    #[test]
+    fn rwlock_writers_exclude_everyone_readers_share() {
+        let rec = RwRecord {
+            holds: vec![
+                hold(10, 0, 100, None),
+                hold(11, 50, 150, None),
+                hold(0, 200, 300, None),
+            ],
+        };
+        let mut v = Violations::default();
+        rwlock(&rec, &mut v);
+        assert!(v.is_empty(), "{v:?}");
+        let rec = RwRecord {
+            holds: vec![hold(10, 0, 100, None), hold(0, 50, 150, None)],
+        };
+        let mut v = Violations::default();
+        rwlock(&rec, &mut v);
+        assert!(v
+            .by_kind
+            .contains_key("rwlock: writer overlaps another holder"));
+    }
+
+    #[test]
+    fn membership_must_converge() {
+        let rec = MembershipRecord {
+            converged: Some(false),
+            ..MembershipRecord::default()
+        };
+        let mut v = Violations::default();
+        membership(&rec, &mut v);
+        assert!(v
+            .by_kind
+            .contains_key("membership: view did not converge after the heal"));
     }
 }

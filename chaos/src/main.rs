@@ -21,7 +21,10 @@
 //!   writes as for the lock;
 //! - semaphore: never more than its 2 leases held by holders not yet told
 //!   Suspended/Lost;
-//! - config subscription: values never go backwards, the last one arrives.
+//! - config subscription: values never go backwards, the last one arrives;
+//! - read/write lock: a writer never overlaps another unwarned holder;
+//! - group membership: an observer's view converges to every member after
+//!   the heal.
 //!
 //! A workload that made no progress fails the schedule. One JSON line per
 //! schedule, then `N passed, N failed`; a failure prints the command that
@@ -223,6 +226,8 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
     let leader_rec = Arc::new(Mutex::new(workloads::LeaderRecord::default()));
     let sem_rec = Arc::new(Mutex::new(workloads::SemaphoreRecord::default()));
     let config_rec = Arc::new(Mutex::new(workloads::ConfigRecord::default()));
+    let rw_rec = Arc::new(Mutex::new(workloads::RwRecord::default()));
+    let member_rec = Arc::new(Mutex::new(workloads::MembershipRecord::default()));
     let mut tasks = Vec::new();
     for who in 0..3 {
         tasks.push(tokio::spawn(workloads::lock_contender(
@@ -256,6 +261,19 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
             sem_rec.clone(),
         )));
     }
+    for who in [0, 1, workloads::READER_IDS, workloads::READER_IDS + 1] {
+        tasks.push(tokio::spawn(workloads::rw_contender(
+            env.clone(),
+            who,
+            seed.wrapping_mul(43).wrapping_add(who as u64),
+            rw_rec.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(workloads::membership(
+        env.clone(),
+        3,
+        member_rec.clone(),
+    )));
     tasks.push(tokio::spawn(workloads::config_publisher(
         env.clone(),
         config_rec.clone(),
@@ -381,13 +399,15 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
     }
     let _ = check.close().await;
 
-    let (lr, cr, qr, er, sr, fr) = (
+    let (lr, cr, qr, er, sr, fr, wr, mr) = (
         lock(&lock_rec),
         lock(&counter_rec),
         lock(&queue_rec),
         lock(&leader_rec),
         lock(&sem_rec),
         lock(&config_rec),
+        lock(&rw_rec),
+        lock(&member_rec),
     );
     checks::lock(&lr, lock_final, &lock(&pauses), &mut v);
     checks::counter(&cr, counter_final, &mut v);
@@ -395,6 +415,8 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
     checks::leader(&er, leader_final, &mut v);
     checks::semaphore(&sr, workloads::SEMAPHORE_LEASES, &mut v);
     checks::config(&fr, &mut v);
+    checks::rwlock(&wr, &mut v);
+    checks::membership(&mr, &mut v);
     let ops = json!({
         "lock_holds": lr.holds.len(),
         "lock_fenced_writes": lr.fenced.acked.len(),
@@ -412,6 +434,8 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         "leader_fenced_writes": er.fenced.acked.len(),
         "semaphore_leases": sr.holds.len(),
         "config_published": fr.published.len(),
+        "rwlock_holds": wr.holds.len(),
+        "membership_view_changes": mr.changes,
         "config_observed": fr.observed.iter().map(Vec::len).collect::<Vec<_>>(),
     });
     let totals = vec![
@@ -426,6 +450,7 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         ),
         ("semaphore_leases".to_string(), sr.holds.len() as u64),
         ("config_published".to_string(), fr.published.len() as u64),
+        ("rwlock_holds".to_string(), wr.holds.len() as u64),
         (
             "violations".to_string(),
             v.by_kind.values().map(|(n, _)| n).sum::<u64>(),

@@ -582,3 +582,152 @@ pub(crate) fn merge_worker(rec: &mut LockRecord, report: &serde_json::Value) {
     rec.fenced.refused += n(&report["refused"]);
     rec.fenced.unknown += n(&report["unknown"]);
 }
+
+// ---- read/write lock ---------------------------------------------------------
+
+/// Read/write lock holds; contender ids from [`READER_IDS`] on are readers.
+#[derive(Debug, Default)]
+pub(crate) struct RwRecord {
+    pub(crate) holds: Vec<Hold>,
+}
+
+/// Read/write contender ids from here on are readers.
+pub(crate) const READER_IDS: usize = 10;
+
+pub(crate) async fn rw_contender(env: Env, who: usize, seed: u64, rec: Arc<Mutex<RwRecord>>) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let sessions = env.sessions();
+    let rw = zkit_recipes::ReadWriteLock::new(&sessions, format!("{}/rwlock", env.base));
+    let reader = who >= READER_IDS;
+    while !env.stopped() {
+        let side = if reader { rw.read() } else { rw.write() };
+        let acquired = tokio::select! {
+            r = tokio::time::timeout(Duration::from_secs(3), side.acquire()) => r,
+            () = env.stopping() => break,
+        };
+        let Ok(Ok(guard)) = acquired else {
+            env.pause(Duration::from_millis(50)).await;
+            continue;
+        };
+        let start = env.clock.now();
+        let mut states = guard.state_watch();
+        let mut warned = (!guard.state().is_held()).then_some(start);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(rng.random_range(2..30));
+        while warned.is_none() {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                r = states.changed() => {
+                    if r.is_err() || !matches!(*states.borrow(), LockState::Held | LockState::Reconfirmed) {
+                        warned = Some(env.clock.now());
+                    }
+                }
+            }
+        }
+        let end = env.clock.now();
+        let token = guard.fencing_token();
+        let _ = guard.release().await;
+        lock(&rec).holds.push(Hold {
+            who,
+            start,
+            end,
+            warned,
+            token,
+        });
+        env.pause(Duration::from_millis(rng.random_range(0..10)))
+            .await;
+    }
+    let _ = sessions.close().await;
+}
+
+// ---- group membership --------------------------------------------------------
+
+#[derive(Debug, Default)]
+pub(crate) struct MembershipRecord {
+    /// Members that joined (and rejoined after expiries, by themselves).
+    pub(crate) joined: usize,
+    /// Whether the observer's view reached the truth after the heal.
+    pub(crate) converged: Option<bool>,
+    /// What it saw last, and the truth then.
+    pub(crate) last_view: Vec<String>,
+    pub(crate) truth: Vec<String>,
+    /// View changes the observer saw.
+    pub(crate) changes: u64,
+}
+
+pub(crate) async fn membership(env: Env, members: usize, rec: Arc<Mutex<MembershipRecord>>) {
+    let path = format!("{}/group", env.base);
+    let mut joined = Vec::new();
+    let mut sessions = Vec::new();
+    for i in 0..members {
+        let s = env.sessions();
+        while !env.stopped() {
+            match zkit_recipes::GroupMember::join(&s, &path, &format!("m{i}"), b"up").await {
+                Ok(m) => {
+                    joined.push(m);
+                    break;
+                }
+                Err(_) => {
+                    env.pause(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        sessions.push(s);
+    }
+    let observer_sessions = env.sessions();
+    let mut set = zkit_recipes::MemberSet::watch(&observer_sessions, &path);
+    let mut changes = 0u64;
+    while !env.stopped() {
+        tokio::select! {
+            r = set.changed() => {
+                if r.is_ok() {
+                    changes += 1;
+                } else {
+                    env.pause(Duration::from_millis(20)).await;
+                }
+            }
+            () = env.stopping() => break,
+        }
+    }
+    // After the heal every member is back (the members rejoin by
+    // themselves after an expiry): the view must reach the truth.
+    let want: Vec<String> = (0..members).map(|i| format!("m{i}")).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut view, mut truth) = (Vec::new(), Vec::new());
+    let mut converged = false;
+    while Instant::now() < deadline {
+        view = set.borrow().keys().cloned().collect();
+        truth = match observer_sessions.client().await {
+            Ok(c) => c
+                .get_children(&path)
+                .await
+                .map(|(mut ch, _)| {
+                    ch.sort();
+                    ch
+                })
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        if view == want && truth == want {
+            converged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    {
+        let mut r = lock(&rec);
+        r.joined = joined.len();
+        r.converged = Some(converged);
+        r.last_view = view;
+        r.truth = truth;
+        r.changes = changes;
+    }
+    drop(set);
+    for m in joined {
+        let _ = m.leave().await;
+    }
+    for s in sessions {
+        let _ = s.close().await;
+    }
+    let _ = observer_sessions.close().await;
+}
