@@ -152,19 +152,16 @@ impl Claim {
                 match self.client.exists(&self.claim).await {
                     // Still ours: the transaction did not apply. Send it again.
                     Ok(Some(s)) if s.ephemeral_owner == session => break,
-                    // Gone: our transaction deleted it, with the item.
-                    Ok(None) => {
+                    // Gone, or now another consumer's: while our session
+                    // lives only our own transaction deletes our claim, so
+                    // it applied, and took the item with it. (Another
+                    // consumer can briefly claim the name of an item already
+                    // gone, from an older listing, before it finds the item
+                    // missing and lets go: that is not a lost claim.)
+                    Ok(_) => {
                         self.done = true;
                         tracing::debug!(item = %self.item, "completed (reply lost)");
                         return Ok(());
-                    }
-                    // Another consumer's claim: ours was lost.
-                    Ok(Some(_)) => {
-                        self.done = true;
-                        return Err(Error::Fenced {
-                            path: self.claim.clone(),
-                            source: Box::new(Error::NoNode),
-                        });
                     }
                     Err(e) if e.is_retryable() => {}
                     Err(e) => return Err(e),
