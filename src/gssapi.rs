@@ -135,10 +135,6 @@ impl ExternalMechanism for Gssapi {
             }
             Phase::Layers => {
                 let offer = token.unwrap_or_default();
-                if offer.is_empty() {
-                    // Still the server's answer to the context (none sent).
-                    return Ok(Some(Vec::new()));
-                }
                 let offer = self.ctx.unwrap(offer).map_err(|e| gss("unwrap", e))?;
                 if offer.len() != 4 {
                     return Err(format!(

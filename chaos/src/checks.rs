@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::workloads::{
-    ConfigRecord, CounterRecord, FencedLog, LeaderRecord, LockRecord, MembershipRecord,
+    ConfigRecord, CounterRecord, FencedLog, Hold, LeaderRecord, LockRecord, MembershipRecord,
     QueueRecord, RwRecord, SemaphoreRecord,
 };
 
@@ -59,6 +59,36 @@ pub(crate) fn fenced(name: &str, log: &FencedLog, final_value: i64, v: &mut Viol
     }
 }
 
+/// Where a hold stops counting: when its holder was told Suspended/Lost,
+/// or its end.
+fn unwarned_end(h: &Hold) -> u64 {
+    h.warned.map_or(h.end, |w| w.min(h.end))
+}
+
+/// Pairs of holds by different contenders, which `exclusive` says may not
+/// overlap, whose unwarned parts overlap: both overlapped while neither had
+/// been told Suspended/Lost.
+fn unwarned_overlaps(
+    holds: &[Hold],
+    exclusive: impl Fn(&Hold, &Hold) -> bool,
+) -> Vec<(Hold, Hold)> {
+    let mut holds = holds.to_vec();
+    holds.sort_by_key(|h| h.start);
+    let mut out = Vec::new();
+    for (i, a) in holds.iter().enumerate() {
+        for b in &holds[i + 1..] {
+            // Sorted by start: no later hold begins before `a` stops counting.
+            if b.start >= unwarned_end(a) {
+                break;
+            }
+            if a.who != b.who && b.start < unwarned_end(b) && exclusive(a, b) {
+                out.push((*a, *b));
+            }
+        }
+    }
+    out
+}
+
 /// Mutual exclusion: two holds by different contenders that overlap, where
 /// neither had been told Suspended/Lost before the overlap began. A worker
 /// process's hold that spans one of its `pauses` (SIGSTOP) is exempt: a
@@ -70,32 +100,18 @@ pub(crate) fn lock(
     pauses: &[(u64, u64)],
     v: &mut Violations,
 ) {
-    let frozen = |h: &crate::workloads::Hold| {
+    let frozen = |h: &Hold| {
         h.who >= crate::workloads::WORKER_IDS
             && pauses.iter().any(|&(s, e)| h.start <= e && h.end >= s)
     };
-    let mut holds = rec.holds.clone();
-    holds.sort_by_key(|h| h.start);
-    for (i, a) in holds.iter().enumerate() {
-        for b in &holds[i + 1..] {
-            if b.start >= a.end {
-                break;
-            }
-            if a.who == b.who || frozen(a) || frozen(b) {
-                continue;
-            }
-            let overlap = b.start.max(a.start);
-            let warned = |h: &crate::workloads::Hold| h.warned.is_some_and(|w| w <= overlap);
-            if !warned(a) && !warned(b) {
-                v.add(
-                    "lock: unsafe overlap",
-                    format!(
-                        "contender {} held [{}, {}] µs (token {:#x}) and contender {} [{}, {}] µs (token {:#x}), neither warned",
-                        a.who, a.start, a.end, a.token, b.who, b.start, b.end, b.token
-                    ),
-                );
-            }
-        }
+    for (a, b) in unwarned_overlaps(&rec.holds, |a, b| !frozen(a) && !frozen(b)) {
+        v.add(
+            "lock: unsafe overlap",
+            format!(
+                "contender {} held [{}, {}] µs (token {:#x}) and contender {} [{}, {}] µs (token {:#x}), neither warned",
+                a.who, a.start, a.end, a.token, b.who, b.start, b.end, b.token
+            ),
+        );
     }
     fenced("lock", &rec.fenced, final_counter, v);
     if rec.holds.is_empty() || rec.fenced.acked.is_empty() {
@@ -184,7 +200,7 @@ pub(crate) fn leader(rec: &LeaderRecord, final_counter: i64, v: &mut Violations)
 pub(crate) fn semaphore(rec: &SemaphoreRecord, max: usize, v: &mut Violations) {
     let mut events: Vec<(u64, i32, usize)> = Vec::new();
     for h in &rec.holds {
-        let end = h.warned.map_or(h.end, |w| w.min(h.end));
+        let end = unwarned_end(h);
         if end > h.start {
             events.push((h.start, 1, h.who));
             events.push((end, -1, h.who));
@@ -241,29 +257,15 @@ pub(crate) fn config(rec: &ConfigRecord, v: &mut Violations) {
 /// or writer) unless one of the two had been told Suspended/Lost first;
 /// readers may overlap each other.
 pub(crate) fn rwlock(rec: &RwRecord, v: &mut Violations) {
-    let writer = |h: &crate::workloads::Hold| h.who < crate::workloads::READER_IDS;
-    let mut holds = rec.holds.clone();
-    holds.sort_by_key(|h| h.start);
-    for (i, a) in holds.iter().enumerate() {
-        for b in &holds[i + 1..] {
-            if b.start >= a.end {
-                break;
-            }
-            if a.who == b.who || !(writer(a) || writer(b)) {
-                continue;
-            }
-            let overlap = b.start.max(a.start);
-            let warned = |h: &crate::workloads::Hold| h.warned.is_some_and(|w| w <= overlap);
-            if !warned(a) && !warned(b) {
-                v.add(
-                    "rwlock: writer overlaps another holder",
-                    format!(
-                        "{} [{}, {}] and {} [{}, {}] µs",
-                        a.who, a.start, a.end, b.who, b.start, b.end
-                    ),
-                );
-            }
-        }
+    let writer = |h: &Hold| h.who < crate::workloads::READER_IDS;
+    for (a, b) in unwarned_overlaps(&rec.holds, |a, b| writer(a) || writer(b)) {
+        v.add(
+            "rwlock: writer overlaps another holder",
+            format!(
+                "{} [{}, {}] and {} [{}, {}] µs",
+                a.who, a.start, a.end, b.who, b.start, b.end
+            ),
+        );
     }
     let writes = rec.holds.iter().filter(|h| writer(h)).count();
     if writes == 0 || writes == rec.holds.len() {

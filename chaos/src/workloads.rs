@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use zkit::{ClientBuilder, Version};
-use zkit_recipes::{LeaderLatch, Lock, LockState, Queue, SessionSource, Sessions, SharedCount};
+use zkit_recipes::{
+    LeaderLatch, Lock, LockGuard, LockState, Queue, SessionSource, Sessions, SharedCount,
+};
 
 /// Microseconds since the schedule started, shared by the harness and its
 /// worker processes: the system clock (one machine, one clock; a step of
@@ -135,6 +137,56 @@ async fn fenced_increment(
     }
 }
 
+/// Waits at most 3 s for `acquire`; `None` once the workloads are told to
+/// stop, `Some(None)` when it failed or timed out.
+async fn acquire_or_stop<F>(env: &Env, acquire: F) -> Option<Option<LockGuard>>
+where
+    F: std::future::Future<Output = Result<LockGuard, zkit::Error>>,
+{
+    tokio::select! {
+        r = tokio::time::timeout(Duration::from_secs(3), acquire) => Some(r.ok().and_then(Result::ok)),
+        () = env.stopping() => None,
+    }
+}
+
+/// Keeps `guard` for `hold_for`, or until `states` says it no longer holds.
+/// Returns when it was first told so (Suspended/Lost): `warned` if already
+/// set, else the moment it saw it, else `None`.
+async fn keep(
+    env: &Env,
+    guard: &LockGuard,
+    states: &mut watch::Receiver<LockState>,
+    hold_for: Duration,
+    mut warned: Option<u64>,
+) -> Option<u64> {
+    let deadline = tokio::time::Instant::now() + hold_for;
+    while warned.is_none() {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => break,
+            r = states.changed() => {
+                if r.is_err() || !states.borrow().is_held() {
+                    warned = Some(env.clock.now());
+                }
+            }
+        }
+    }
+    warned.or_else(|| (!guard.state().is_held()).then(|| env.clock.now()))
+}
+
+/// Releases `guard` and returns the hold it was, ending now.
+async fn release(env: &Env, who: usize, start: u64, warned: Option<u64>, guard: LockGuard) -> Hold {
+    let end = env.clock.now();
+    let token = guard.fencing_token();
+    let _ = guard.release().await;
+    Hold {
+        who,
+        start,
+        end,
+        warned,
+        token,
+    }
+}
+
 // ---- lock --------------------------------------------------------------------
 
 /// One hold of the lock by contender `who`: from `acquire` returning to
@@ -167,21 +219,17 @@ pub(crate) async fn lock_contender(env: Env, who: usize, seed: u64, rec: Arc<Mut
     let lk = Lock::new(SessionSource::from(&sessions), lock_path);
     let fenced = Mutex::new(FencedLog::default());
     while !env.stopped() {
-        let acquired = tokio::select! {
-            r = tokio::time::timeout(Duration::from_secs(3), lk.acquire()) => r,
-            () = env.stopping() => break,
+        let Some(acquired) = acquire_or_stop(&env, lk.acquire()).await else {
+            break;
         };
-        let guard = match acquired {
-            Ok(Ok(g)) => g,
-            _ => {
-                env.pause(Duration::from_millis(50)).await;
-                continue;
-            }
+        let Some(guard) = acquired else {
+            env.pause(Duration::from_millis(50)).await;
+            continue;
         };
         let fence_again_at_end = who >= WORKER_IDS;
         let start = env.clock.now();
         let mut states = guard.state_watch();
-        let mut warned = (!guard.state().is_held()).then_some(start);
+        let warned = (!guard.state().is_held()).then_some(start);
         fenced_increment(
             &sessions,
             &counter,
@@ -197,20 +245,7 @@ pub(crate) async fn lock_contender(env: Env, who: usize, seed: u64, rec: Arc<Mut
         } else {
             Duration::from_millis(rng.random_range(2..25))
         };
-        let deadline = tokio::time::Instant::now() + hold_for;
-        while warned.is_none() {
-            tokio::select! {
-                () = tokio::time::sleep_until(deadline) => break,
-                r = states.changed() => {
-                    if r.is_err() || !matches!(*states.borrow(), LockState::Held | LockState::Reconfirmed) {
-                        warned = Some(env.clock.now());
-                    }
-                }
-            }
-        }
-        if warned.is_none() && !guard.state().is_held() {
-            warned = Some(env.clock.now());
-        }
+        let warned = keep(&env, &guard, &mut states, hold_for, warned).await;
         if fence_again_at_end {
             // A worker process writes again at the end of its hold: if it
             // was paused past its session in between, the fence must refuse.
@@ -223,16 +258,8 @@ pub(crate) async fn lock_contender(env: Env, who: usize, seed: u64, rec: Arc<Mut
             )
             .await;
         }
-        let end = env.clock.now();
-        let token = guard.fencing_token();
-        let _ = guard.release().await;
-        lock(&rec).holds.push(Hold {
-            who,
-            start,
-            end,
-            warned,
-            token,
-        });
+        let hold = release(&env, who, start, warned, guard).await;
+        lock(&rec).holds.push(hold);
     }
     let f = std::mem::take(&mut *lock(&fenced));
     {
@@ -430,38 +457,20 @@ pub(crate) async fn semaphore_holder(
         SEMAPHORE_LEASES,
     );
     while !env.stopped() {
-        let acquired = tokio::select! {
-            r = tokio::time::timeout(Duration::from_secs(3), sem.acquire()) => r,
-            () = env.stopping() => break,
+        let Some(acquired) = acquire_or_stop(&env, sem.acquire()).await else {
+            break;
         };
-        let Ok(Ok(lease)) = acquired else {
+        let Some(lease) = acquired else {
             env.pause(Duration::from_millis(50)).await;
             continue;
         };
         let start = env.clock.now();
         let mut states = lease.state_watch();
-        let mut warned = (!lease.state().is_held()).then_some(start);
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(rng.random_range(5..40));
-        while warned.is_none() {
-            tokio::select! {
-                () = tokio::time::sleep_until(deadline) => break,
-                r = states.changed() => {
-                    if r.is_err() || !matches!(*states.borrow(), LockState::Held | LockState::Reconfirmed) {
-                        warned = Some(env.clock.now());
-                    }
-                }
-            }
-        }
-        let end = env.clock.now();
-        let token = lease.fencing_token();
-        let _ = lease.release().await;
-        lock(&rec).holds.push(Hold {
-            who,
-            start,
-            end,
-            warned,
-            token,
-        });
+        let warned = (!lease.state().is_held()).then_some(start);
+        let hold_for = Duration::from_millis(rng.random_range(5..40));
+        let warned = keep(&env, &lease, &mut states, hold_for, warned).await;
+        let hold = release(&env, who, start, warned, lease).await;
+        lock(&rec).holds.push(hold);
     }
     let _ = sessions.close().await;
 }
@@ -602,38 +611,20 @@ pub(crate) async fn rw_contender(env: Env, who: usize, seed: u64, rec: Arc<Mutex
     let reader = who >= READER_IDS;
     while !env.stopped() {
         let side = if reader { rw.read() } else { rw.write() };
-        let acquired = tokio::select! {
-            r = tokio::time::timeout(Duration::from_secs(3), side.acquire()) => r,
-            () = env.stopping() => break,
+        let Some(acquired) = acquire_or_stop(&env, side.acquire()).await else {
+            break;
         };
-        let Ok(Ok(guard)) = acquired else {
+        let Some(guard) = acquired else {
             env.pause(Duration::from_millis(50)).await;
             continue;
         };
         let start = env.clock.now();
         let mut states = guard.state_watch();
-        let mut warned = (!guard.state().is_held()).then_some(start);
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(rng.random_range(2..30));
-        while warned.is_none() {
-            tokio::select! {
-                () = tokio::time::sleep_until(deadline) => break,
-                r = states.changed() => {
-                    if r.is_err() || !matches!(*states.borrow(), LockState::Held | LockState::Reconfirmed) {
-                        warned = Some(env.clock.now());
-                    }
-                }
-            }
-        }
-        let end = env.clock.now();
-        let token = guard.fencing_token();
-        let _ = guard.release().await;
-        lock(&rec).holds.push(Hold {
-            who,
-            start,
-            end,
-            warned,
-            token,
-        });
+        let warned = (!guard.state().is_held()).then_some(start);
+        let hold_for = Duration::from_millis(rng.random_range(2..30));
+        let warned = keep(&env, &guard, &mut states, hold_for, warned).await;
+        let hold = release(&env, who, start, warned, guard).await;
+        lock(&rec).holds.push(hold);
         env.pause(Duration::from_millis(rng.random_range(0..10)))
             .await;
     }

@@ -271,22 +271,7 @@ impl Lock {
                         self.kind,
                     )));
                 }
-                Ok(Step::Wait(p, first)) => {
-                    // Our own GUID ahead of us: an earlier create of ours
-                    // whose reply was lost applied late (on an ensemble,
-                    // after we reconnected and looked for it). Waiting for
-                    // it would wait for ourselves: remove it.
-                    let guid = our_name.get(..40).filter(|g| g.starts_with("_c_"));
-                    if guid.is_some_and(|g| name_of(&p).starts_with(g)) {
-                        tracing::info!(node = %p, "removing our own late-created duplicate node");
-                        match client.delete(&p, Version::Any).await {
-                            Ok(()) | Err(Error::NoNode) => continue,
-                            Err(e) if e.is_retryable() => continue,
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    (p, first)
-                }
+                Ok(Step::Wait(p, first)) => (p, first),
                 Ok(Step::Gone) => {
                     // Our node vanished (deleted by someone): the acquisition
                     // failed as a whole; start over with a new node.

@@ -495,32 +495,28 @@ impl Queue {
                 .await
             {
                 Ok(_) => break,
+                Err(Error::NoNode) => {
+                    ensure_containers(client, &self.claims).await?;
+                    continue;
+                }
+                Err(Error::NodeExists) if !sent_before => return Ok(None),
                 // Someone's claim, or ours: an earlier create of ours whose
                 // reply was lost can apply after we reconnected and looked
                 // (on an ensemble), and a claim of our live session with no
                 // handle would hold the item until the session ends.
-                Err(Error::NodeExists) if !sent_before => return Ok(None),
-                Err(Error::NodeExists) => match client.exists(&claim).await {
-                    Ok(Some(s)) if s.ephemeral_owner == session => break,
-                    Ok(_) => return Ok(None),
-                    Err(e) if e.is_retryable() => {
-                        tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
-                    }
-                    Err(e) => return Err(e),
-                },
-                Err(Error::NoNode) => ensure_containers(client, &self.claims).await?,
+                Err(Error::NodeExists) => {}
                 Err(e) if e.is_retryable() => {
-                    sent_before = true;
                     // Lost reply: the claim may be ours.
+                    sent_before = true;
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
-                    match client.exists(&claim).await {
-                        Ok(Some(s)) if s.ephemeral_owner == session => break,
-                        Ok(Some(_)) => return Ok(None),
-                        Ok(None) => {}
-                        Err(e) if e.is_retryable() => {}
-                        Err(e) => return Err(e),
-                    }
                 }
+                Err(e) => return Err(e),
+            }
+            match client.exists(&claim).await {
+                Ok(Some(s)) if s.ephemeral_owner == session => break,
+                Ok(Some(_)) => return Ok(None),
+                Ok(None) => {} // not (or no longer) there: create it again
+                Err(e) if e.is_retryable() => {}
                 Err(e) => return Err(e),
             }
         }

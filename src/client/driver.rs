@@ -15,7 +15,7 @@ use tracing::{debug, trace};
 
 use crate::error::Error;
 use crate::sasl::{ExternalMechanism, MechanismFactory};
-use crate::session::{Event, HostAddr, Request, RequestId, Session, WatcherId};
+use crate::session::{Event, HostAddr, Request, RequestId, SaslInput, Session, WatcherId};
 use crate::transport::{BoxedIo, Connect, ConnectFuture};
 use crate::types::{EventType, SessionId, SessionState, WatchedEvent};
 
@@ -289,7 +289,7 @@ impl Driver {
 
     /// Runs one external SASL step on a blocking thread (a mechanism may
     /// wait on its KDC); the result comes back through `poll_sasl`.
-    fn start_sasl_step(&mut self, generation: u64, host: &HostAddr, token: Option<Bytes>) {
+    fn start_sasl_step(&mut self, generation: u64, input: SaslInput) {
         let Some(factory) = self.sasl.clone() else {
             self.session.handle_sasl_step(
                 now(),
@@ -300,21 +300,23 @@ impl Driver {
         };
         // A new exchange gets a new mechanism; a step of the current one
         // continues it.
-        let mech = if token.is_some() {
-            self.sasl_mech.take()
-        } else {
-            None
+        let mech = match &input {
+            SaslInput::Start(_) => None,
+            SaslInput::Token(_) => self.sasl_mech.take(),
         };
-        let host = host.clone();
         // A step of an older connection still running is left to finish
         // and its result dropped (the session would ignore it anyway).
         self.sasl_step = Some(tokio::task::spawn_blocking(move || {
+            let (mech, token) = match (mech, input) {
+                (_, SaslInput::Start(host)) => (factory(&host), None),
+                (Some(m), SaslInput::Token(t)) => (Ok(m), Some(t)),
+                (None, SaslInput::Token(_)) => {
+                    (Err("a SASL token without an exchange".into()), None)
+                }
+            };
             let mut mech = match mech {
-                Some(m) => m,
-                None => match factory(&host) {
-                    Ok(m) => m,
-                    Err(e) => return (generation, None, Err(e)),
-                },
+                Ok(m) => m,
+                Err(e) => return (generation, None, Err(e)),
             };
             let result = mech.step(token.as_deref());
             (generation, Some(mech), result)
@@ -350,11 +352,7 @@ impl Driver {
                 Event::WatchAbandoned(w) => {
                     self.watchers.remove(&w);
                 }
-                Event::SaslStep {
-                    generation,
-                    host,
-                    token,
-                } => self.start_sasl_step(generation, &host, token),
+                Event::SaslStep { generation, input } => self.start_sasl_step(generation, input),
                 Event::State(s) => {
                     trace!(?s, "state");
                     self.update_info();

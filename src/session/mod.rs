@@ -171,20 +171,25 @@ pub(crate) enum Event {
     WatchAbandoned(WatcherId),
     /// Run one step of the external SASL mechanism (off the session's
     /// task: it may block, e.g. on a KDC) and report with
-    /// [`Session::handle_sasl_step`]. `token: None` starts a new exchange
-    /// (a new mechanism for `host`); otherwise it is the server's token
-    /// (empty for a null one).
+    /// [`Session::handle_sasl_step`].
     SaslStep {
         /// Which exchange.
         generation: u64,
-        /// The server being authenticated to, as dialled.
-        host: HostAddr,
-        /// The server's token.
-        token: Option<Bytes>,
+        /// What the step gets.
+        input: SaslInput,
     },
     /// The public session state changed. After a terminal state no more
     /// events follow and every watcher is finished.
     State(SessionState),
+}
+
+/// The input of an external SASL step ([`Event::SaslStep`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SaslInput {
+    /// A new exchange: a new mechanism for this server, as dialled.
+    Start(HostAddr),
+    /// The server's token (empty for a null one).
+    Token(Bytes),
 }
 
 #[derive(Debug)]
@@ -1441,11 +1446,9 @@ impl Session {
             self.auth.sasl_generations += 1;
             let generation = self.auth.sasl_generations;
             self.auth.sasl_external = Some(generation);
-            let host = self.cfg.hosts[idx].clone();
             self.events.push_back(Event::SaslStep {
                 generation,
-                host,
-                token: None,
+                input: SaslInput::Start(self.cfg.hosts[idx].clone()),
             });
             return Ok(());
         }
@@ -1502,14 +1505,9 @@ impl Session {
             Err(e) => return failed(self, format!("bad SASL reply: {e}"), Error::AuthFailed),
         };
         if let Some(generation) = self.auth.sasl_external {
-            let host = self
-                .connected_host()
-                .cloned()
-                .unwrap_or_else(|| self.cfg.hosts[0].clone());
             self.events.push_back(Event::SaslStep {
                 generation,
-                host,
-                token: Some(token),
+                input: SaslInput::Token(token),
             });
             return;
         }

@@ -2608,9 +2608,13 @@ fn sasl_runs_before_anything_else_and_a_refusal_is_final() {
 fn sasl_steps(ev: &[Event]) -> Vec<(u64, Option<Bytes>)> {
     ev.iter()
         .filter_map(|e| match e {
-            Event::SaslStep {
-                generation, token, ..
-            } => Some((*generation, token.clone())),
+            Event::SaslStep { generation, input } => Some((
+                *generation,
+                match input {
+                    super::SaslInput::Start(_) => None,
+                    super::SaslInput::Token(t) => Some(t.clone()),
+                },
+            )),
             _ => None,
         })
         .collect()

@@ -175,7 +175,7 @@ fn sweep_late_duplicates(client: &Client, parent: &str, guid: &str, keep: &str, 
     rt.spawn(async move {
         for wait in [Duration::from_secs(1), Duration::from_secs(5)] {
             tokio::time::sleep(wait).await;
-            let Ok(Some((path, stat))) = find_other(&client, &parent, &guid, &keep).await else {
+            let Ok(Some((path, stat))) = find(&client, &parent, &guid, Some(&keep)).await else {
                 continue;
             };
             if stat.ephemeral_owner == session {
@@ -186,28 +186,14 @@ fn sweep_late_duplicates(client: &Client, parent: &str, guid: &str, keep: &str, 
     });
 }
 
-/// A child of `parent` carrying `guid` other than `keep`, with its Stat.
-async fn find_other(
+/// Finds the child of `parent` carrying `guid` (other than `except`), with
+/// its Stat.
+async fn find(
     client: &Client,
     parent: &str,
     guid: &str,
-    keep: &str,
+    except: Option<&str>,
 ) -> Result<Option<(String, Stat)>, Error> {
-    let (children, _) = client.get_children(parent).await?;
-    for c in children.iter().filter(|c| c.starts_with(guid)) {
-        let path = join(parent, c);
-        if path == keep {
-            continue;
-        }
-        if let Some(stat) = client.exists(&path).await? {
-            return Ok(Some((path, stat)));
-        }
-    }
-    Ok(None)
-}
-
-/// Finds the child of `parent` carrying `guid`, with its Stat.
-async fn find(client: &Client, parent: &str, guid: &str) -> Result<Option<(String, Stat)>, Error> {
     let children = match client.get_children(parent).await {
         Ok((c, _)) => c,
         Err(Error::NoNode) => return Ok(None),
@@ -215,6 +201,9 @@ async fn find(client: &Client, parent: &str, guid: &str) -> Result<Option<(Strin
     };
     for c in children.into_iter().filter(|c| c.starts_with(guid)) {
         let path = join(parent, &c);
+        if except == Some(path.as_str()) {
+            continue;
+        }
         if let Some(stat) = client.exists(&path).await? {
             return Ok(Some((path, stat)));
         }
@@ -227,7 +216,7 @@ async fn find(client: &Client, parent: &str, guid: &str) -> Result<Option<(Strin
 async fn find_and_delete(client: Client, parent: String, guid: String) {
     let mut delays = backoff();
     loop {
-        let r = match find(&client, &parent, &guid).await {
+        let r = match find(&client, &parent, &guid, None).await {
             Ok(Some((path, _))) => client.delete(&path, Version::Any).await,
             Ok(None) => return,
             Err(e) => Err(e),
@@ -415,7 +404,7 @@ pub(crate) async fn create_protected_under(
     let mut sent_before = false;
     loop {
         if uncertain {
-            match find(client, parent, &guard.guid).await {
+            match find(client, parent, &guard.guid, None).await {
                 Ok(Some((path, stat))) if stat.ephemeral_owner == session => {
                     tracing::debug!(%path, "adopted our node after a lost create reply");
                     guard.armed = false;
