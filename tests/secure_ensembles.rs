@@ -470,3 +470,27 @@ async fn failover_across_a_tls_ensemble_keeps_session_and_watches() {
     assert_eq!(ev.path, "/tls-failover");
     c.close().await.unwrap();
 }
+
+/// Enforcing a scheme the server has no provider for stops the start, as
+/// ZooKeeper's AuthenticationHelper does (`sasl` needs its auth provider,
+/// `x509` a secure port or its provider).
+#[tokio::test]
+async fn enforcing_an_unavailable_scheme_refuses_to_start() {
+    for schemes in [&["sasl"][..], &["x509"], &["digest", "nosuch"]] {
+        let e = zkit_server::Server::builder()
+            .enforce_auth(schemes.iter().copied())
+            .start()
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{schemes:?}: started"));
+        assert!(e.to_string().contains("not available"), "{e}");
+    }
+    let ok = zkit_server::Server::builder()
+        .sasl_auth_provider(true)
+        .x509_auth_provider(true)
+        .enforce_auth(["sasl", "x509", "digest", "ip"])
+        .start()
+        .await
+        .expect("registered schemes start");
+    ok.shutdown().await;
+}

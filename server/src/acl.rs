@@ -186,7 +186,10 @@ impl AclPolicy {
         }
     }
 
-    fn has_provider(&self, scheme: &str) -> bool {
+    /// Whether `scheme` has an auth provider on this server (what
+    /// `enforce.auth.schemes` may name): `ip`, plus `digest`, `sasl`, `x509`
+    /// as configured.
+    pub fn has_provider(&self, scheme: &str) -> bool {
         scheme == SCHEME_IP
             || (scheme == SCHEME_DIGEST && self.digest_enabled)
             || (scheme == SCHEME_SASL && self.sasl_enabled)
@@ -198,13 +201,6 @@ impl AclPolicy {
     /// `sasl` and `x509` when registered; not `ip`.
     fn is_authenticated(&self, scheme: &str) -> bool {
         scheme != SCHEME_IP && self.has_provider(scheme)
-    }
-
-    /// Whether `scheme` has an auth provider on this server (what
-    /// `enforce.auth.schemes` may name): `ip`, plus `digest`, `sasl`, `x509`
-    /// as configured.
-    pub fn is_registered(&self, scheme: &str) -> bool {
-        self.has_provider(scheme)
     }
 
     /// An `auth` packet (`processPacket`, OpCode.auth): the provider for

@@ -63,6 +63,26 @@ pub const DEFAULT_CLIENT_PORT: u16 = 2181;
 /// ZooKeeper's default `maxClientCnxns` (per client IP).
 pub const DEFAULT_MAX_CLIENT_CNXNS: usize = 60;
 
+/// The Java TLS protocol names `ssl.protocol` and `ssl.enabledProtocols`
+/// accept (`TLS`: every version).
+const TLS_PROTOCOLS: [&str; 3] = ["TLSv1.2", "TLSv1.3", "TLS"];
+
+/// A comma list's non-blank entries, trimmed.
+fn comma_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `superUser` or `superUser.<suffix>` (ZooKeeper 3.7+ takes several),
+/// with or without `zookeeper.`.
+fn is_super_user_key(key: &str) -> bool {
+    let key = key.strip_prefix("zookeeper.").unwrap_or(key);
+    key == "superUser" || key.starts_with("superUser.")
+}
+
 /// The four-letter words a server answers (`4lw.commands.whitelist`).
 ///
 /// `srvr` is always allowed, as in ZooKeeper (its scripts depend on it).
@@ -394,22 +414,14 @@ impl Config {
                     }
                 }
                 "ssl.protocol" | "zookeeper.ssl.protocol" => {
-                    if !matches!(v, "TLSv1.2" | "TLSv1.3" | "TLS") {
+                    if !TLS_PROTOCOLS.contains(&v) {
                         return Err(bad("expected TLSv1.2, TLSv1.3 or TLS"));
                     }
                     cfg.ssl_protocol = Some(v.to_string());
                 }
                 "ssl.enabledProtocols" | "zookeeper.ssl.enabledProtocols" => {
-                    let list: Vec<String> = v
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect();
-                    if list.is_empty()
-                        || list
-                            .iter()
-                            .any(|p| !matches!(p.as_str(), "TLSv1.2" | "TLSv1.3" | "TLS"))
+                    let list = comma_list(v);
+                    if list.is_empty() || list.iter().any(|p| !TLS_PROTOCOLS.contains(&p.as_str()))
                     {
                         return Err(bad("expected a comma list of TLSv1.2, TLSv1.3, TLS"));
                     }
@@ -436,11 +448,7 @@ impl Config {
                         );
                     }
                 }
-                k if k.strip_prefix("zookeeper.").unwrap_or(k) == "superUser"
-                    || k.strip_prefix("zookeeper.")
-                        .unwrap_or(k)
-                        .starts_with("superUser.") =>
-                {
+                k if is_super_user_key(k) => {
                     if v.is_empty() {
                         return Err(bad("expected a SASL user name"));
                     }
@@ -454,12 +462,7 @@ impl Config {
                     enforce_enabled = Some((line, v.to_string()));
                 }
                 "enforce.auth.schemes" | "zookeeper.enforce.auth.schemes" => {
-                    enforce_schemes = v
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect();
+                    enforce_schemes = comma_list(v);
                 }
                 "sessionRequireClientSASLAuth" | "zookeeper.sessionRequireClientSASLAuth" => {
                     // Java's Boolean.parseBoolean: "true" in any case, else false.

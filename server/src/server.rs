@@ -410,6 +410,28 @@ impl ServerBuilder {
             secure,
         } = self;
         #[cfg(feature = "tls")]
+        let has_secure_port = secure.is_some();
+        #[cfg(not(feature = "tls"))]
+        let has_secure_port = false;
+        // Checked before anything is bound or recovered.
+        let policy = AclPolicy {
+            super_digest: settings.super_digest.clone(),
+            sasl_enabled: settings.sasl_auth_provider,
+            x509_enabled: settings.x509_auth_provider || has_secure_port,
+            x509_super_user: settings.x509_super_user.clone(),
+            ..AclPolicy::default()
+        };
+        if let Some(s) = settings
+            .enforce_auth_schemes
+            .iter()
+            .find(|s| !policy.has_provider(s))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("enforce.auth.schemes: authentication scheme {s} is not available"),
+            ));
+        }
+        #[cfg(feature = "tls")]
         let secure = match secure {
             Some((addr, tls)) => {
                 tls.server_config()?; // usable files, or no start
@@ -418,10 +440,6 @@ impl ServerBuilder {
             }
             None => None,
         };
-        #[cfg(feature = "tls")]
-        let has_secure_port = secure.is_some();
-        #[cfg(not(feature = "tls"))]
-        let has_secure_port = false;
         let tick = i32::try_from(settings.tick_time.as_millis()).unwrap_or(i32::MAX);
         if tick <= 0 {
             return Err(io::Error::new(
@@ -472,23 +490,6 @@ impl ServerBuilder {
         }
         let listener = TcpListener::bind(settings.listen).await?;
         let local_addr = listener.local_addr()?;
-        let policy = AclPolicy {
-            super_digest: settings.super_digest.clone(),
-            sasl_enabled: settings.sasl_auth_provider,
-            x509_enabled: settings.x509_auth_provider || has_secure_port,
-            x509_super_user: settings.x509_super_user.clone(),
-            ..AclPolicy::default()
-        };
-        if let Some(s) = settings
-            .enforce_auth_schemes
-            .iter()
-            .find(|s| !policy.is_registered(s))
-        {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("enforce.auth.schemes: authentication scheme {s} is not available"),
-            ));
-        }
         let reap_every = settings.container_check_interval;
         let shared = Arc::new(Shared {
             state: Mutex::new(state),

@@ -38,14 +38,6 @@ pub enum TlsVersion {
 }
 
 impl TlsVersion {
-    /// Java's name for it: `TLSv1.2`, `TLSv1.3`.
-    pub fn java_name(self) -> &'static str {
-        match self {
-            TlsVersion::Tls12 => "TLSv1.2",
-            TlsVersion::Tls13 => "TLSv1.3",
-        }
-    }
-
     /// Parses a Java protocol name; `TLS` means every version.
     pub fn parse_java(name: &str) -> Option<Vec<TlsVersion>> {
         match name.trim() {
