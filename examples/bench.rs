@@ -32,7 +32,8 @@ struct Args {
     tls: Option<(String, Option<(String, String)>)>,
 }
 
-fn arg(flags: &[(String, String)], key: &str, default: usize) -> usize {
+/// The last `--key` value, else `BENCH_<KEY>`; `None` when absent or empty.
+fn text(flags: &[(String, String)], key: &str) -> Option<String> {
     let env = format!("BENCH_{}", key.to_uppercase().replace('-', "_"));
     flags
         .iter()
@@ -40,7 +41,11 @@ fn arg(flags: &[(String, String)], key: &str, default: usize) -> usize {
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.clone())
         .or_else(|| std::env::var(env).ok())
-        .map_or(default, |v| v.parse().unwrap_or(default))
+        .filter(|v| !v.is_empty())
+}
+
+fn arg(flags: &[(String, String)], key: &str, default: usize) -> usize {
+    text(flags, key).map_or(default, |v| v.parse().unwrap_or(default))
 }
 
 fn parse_args() -> Args {
@@ -72,19 +77,8 @@ fn parse_args() -> Args {
         .find(|(k, _)| k == "peer")
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| "zkit-async".into());
-    let text = |key: &str| {
-        flags
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-            .or_else(|| {
-                std::env::var(format!("BENCH_{}", key.to_uppercase().replace('-', "_"))).ok()
-            })
-            .filter(|v| !v.is_empty())
-    };
-    let tls = text("tls-ca").map(|ca| {
-        let cert = text("tls-cert").zip(text("tls-key"));
+    let tls = text(&flags, "tls-ca").map(|ca| {
+        let cert = text(&flags, "tls-cert").zip(text(&flags, "tls-key"));
         (ca, cert)
     });
     Args {

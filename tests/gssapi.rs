@@ -11,6 +11,8 @@
 //! with that environment.
 #![cfg(feature = "gssapi")]
 
+mod common;
+
 use std::time::Duration;
 
 use zkit::{Acl, Client, CreateOptions, Error, GssapiConfig, Perms};
@@ -102,17 +104,10 @@ async fn inner_gssapi_session() {
     // A reconnect authenticates again before the next request.
     let session = c.session_id();
     proxy.cut();
-    let (data, _) = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match c.get_data("/kerberos").await {
-                Err(Error::ConnectionLoss) => tokio::time::sleep(Duration::from_millis(50)).await,
-                r => return r,
-            }
-        }
-    })
-    .await
-    .expect("answered after the reconnect")
-    .expect("readable: authenticated again");
+    let (data, _) =
+        common::past_connection_loss(Duration::from_secs(10), || c.get_data("/kerberos"))
+            .await
+            .expect("readable after the reconnect: authenticated again");
     assert_eq!(&data[..], b"k");
     assert_eq!(c.session_id(), session);
     c.close().await.unwrap();

@@ -71,17 +71,9 @@ async fn digest_md5_authenticates_every_connection() {
     // his next request goes out.
     let session = bob.session_id();
     proxy.cut();
-    let (data, _) = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match bob.get_data("/bobs").await {
-                Err(Error::ConnectionLoss) => tokio::time::sleep(Duration::from_millis(50)).await,
-                r => return r,
-            }
-        }
-    })
-    .await
-    .expect("answered after the reconnect")
-    .expect("readable: authenticated again");
+    let (data, _) = common::past_connection_loss(Duration::from_secs(10), || bob.get_data("/bobs"))
+        .await
+        .expect("readable after the reconnect: authenticated again");
     assert_eq!(&data[..], b"mine");
     assert_eq!(bob.session_id(), session);
     bob.close().await.unwrap();

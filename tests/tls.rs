@@ -57,6 +57,17 @@ fn write(d: &Path, name: &str, issued: &Issued) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
+/// A ZooKeeper PEM key store: `issued`'s certificate and key in one file.
+fn key_store(d: &Path, issued: &Issued) -> PathBuf {
+    let store = d.join("server-keystore.pem");
+    std::fs::write(
+        &store,
+        format!("{}{}", issued.cert.pem(), issued.key.serialize_pem()),
+    )
+    .unwrap();
+    store
+}
+
 async fn tls_server(tls: ServerTls) -> RunningServer {
     Server::builder()
         .secure_listen("127.0.0.1:0".parse().unwrap(), tls)
@@ -222,16 +233,7 @@ async fn a_zookeeper_zoo_cfg_with_tls_keys_serves_tls() {
     let ca = new_ca("zkit test CA");
     let (ca_pem, _) = write(&d, "ca", &ca);
     let server_cert = issue(&ca, &["127.0.0.1"], false);
-    let store = d.join("server-keystore.pem");
-    std::fs::write(
-        &store,
-        format!(
-            "{}{}",
-            server_cert.cert.pem(),
-            server_cert.key.serialize_pem()
-        ),
-    )
-    .unwrap();
+    let store = key_store(&d, &server_cert);
     let (client_cert, client_key) = write(&d, "client", &issue(&ca, &["client-1"], false));
     let cfg = zkit_server::Config::parse(&format!(
         "tickTime=2000\nclientPortAddress=127.0.0.1\nclientPort=0\nsecureClientPort=0\n\
@@ -282,16 +284,7 @@ async fn real_zookeeper_over_tls() {
     let ca = new_ca("zkit test CA");
     let (ca_pem, _) = write(&d, "ca", &ca);
     let server_cert = issue(&ca, &["localhost", "127.0.0.1"], false);
-    let store = d.join("server-keystore.pem");
-    std::fs::write(
-        &store,
-        format!(
-            "{}{}",
-            server_cert.cert.pem(),
-            server_cert.key.serialize_pem()
-        ),
-    )
-    .unwrap();
+    let store = key_store(&d, &server_cert);
     let (client_cert, client_key) = write(&d, "client", &issue(&ca, &["client-1"], false));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -362,16 +355,7 @@ async fn real_zookeeper_over_tls_with_sasl() {
     let ca = new_ca("zkit test CA");
     let (ca_pem, _) = write(&d, "ca", &ca);
     let server_cert = issue(&ca, &["localhost", "127.0.0.1"], false);
-    let store = d.join("server-keystore.pem");
-    std::fs::write(
-        &store,
-        format!(
-            "{}{}",
-            server_cert.cert.pem(),
-            server_cert.key.serialize_pem()
-        ),
-    )
-    .unwrap();
+    let store = key_store(&d, &server_cert);
     let jaas = d.join("jaas.conf");
     std::fs::write(
         &jaas,
@@ -589,16 +573,7 @@ async fn zoo_cfg_protocols_default_to_tls12_as_zookeeper() {
     let ca = new_ca("zkit test CA");
     let (ca_pem, _) = write(&d, "ca", &ca);
     let server_cert = issue(&ca, &["127.0.0.1"], false);
-    let store = d.join("server-keystore.pem");
-    std::fs::write(
-        &store,
-        format!(
-            "{}{}",
-            server_cert.cert.pem(),
-            server_cert.key.serialize_pem()
-        ),
-    )
-    .unwrap();
+    let store = key_store(&d, &server_cert);
     let handshake = |port: u16, versions: &'static [&'static rustls::SupportedProtocolVersion]| {
         let ca_pem = ca_pem.clone();
         async move {

@@ -883,6 +883,17 @@ mod tests {
         d
     }
 
+    /// A log starting at zxid 0 in `st`, never cancelled.
+    fn fresh_log(st: &Storage) -> TxnLog {
+        TxnLog::start(
+            st.clone(),
+            0,
+            CancellationToken::new(),
+            lock_dir(&st.data_dir).unwrap(),
+        )
+        .unwrap()
+    }
+
     fn rec(zxid: i64) -> Record {
         Record {
             zxid,
@@ -1006,13 +1017,7 @@ mod tests {
     fn a_damaged_record_mid_log_refuses_recovery_but_a_damaged_tail_is_torn() {
         let dir = tempdir("damaged");
         let st = storage(&dir);
-        let mut log = TxnLog::start(
-            st.clone(),
-            0,
-            CancellationToken::new(),
-            lock_dir(&st.data_dir).unwrap(),
-        )
-        .unwrap();
+        let mut log = fresh_log(&st);
         for z in 1..=50 {
             log.append(&rec(z));
         }
@@ -1054,13 +1059,7 @@ mod tests {
         let dir = tempdir("snap");
         let mut st = storage(&dir);
         st.snap_retain_count = 2;
-        let mut log = TxnLog::start(
-            st.clone(),
-            0,
-            CancellationToken::new(),
-            lock_dir(&st.data_dir).unwrap(),
-        )
-        .unwrap();
+        let mut log = fresh_log(&st);
         for round in 0..4i64 {
             for z in round * 10 + 1..=round * 10 + 10 {
                 log.append(&rec(z));
@@ -1108,13 +1107,7 @@ mod tests {
     fn a_gap_in_the_log_refuses_recovery() {
         let dir = tempdir("gap");
         let st = storage(&dir);
-        let mut log = TxnLog::start(
-            st.clone(),
-            0,
-            CancellationToken::new(),
-            lock_dir(&st.data_dir).unwrap(),
-        )
-        .unwrap();
+        let mut log = fresh_log(&st);
         for z in [1, 2, 3, 5] {
             log.append(&rec(z));
         }

@@ -253,6 +253,22 @@ async fn sessions_and_ephemerals_survive_a_restart() {
 
 // ---- kill -9 of the server process ----------------------------------------------
 
+/// A `zoo.cfg` in `dir` for a durable server on a free port (`extra`
+/// appended); returns its path and the client address.
+fn durable_config(dir: &TempDir, extra: &str) -> (std::path::PathBuf, SocketAddr) {
+    let port = free_port();
+    let cfg = dir.0.join("zoo.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "tickTime=200\nclientPort={port}\nclientPortAddress=127.0.0.1\ndataDir={}\n{extra}",
+            dir.0.join("data").display()
+        ),
+    )
+    .unwrap();
+    (cfg, format!("127.0.0.1:{port}").parse().unwrap())
+}
+
 fn spawn(cfg: &Path) -> Guard {
     let mut child = Command::new(BIN)
         .arg("--config")
@@ -312,18 +328,7 @@ async fn writer(c: Client, id: usize, acked: Arc<Mutex<Acked>>, round: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_write_load_loses_no_acknowledged_write() {
     let dir = TempDir::new("kill9");
-    let port = free_port();
-    let cfg = dir.0.join("zoo.cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            "tickTime=200\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
-             dataDir={}\nsnapCount=300\npreAllocSize=256\n",
-            dir.0.join("data").display()
-        ),
-    )
-    .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (cfg, addr) = durable_config(&dir, "snapCount=300\npreAllocSize=256\n");
     let acked = Arc::new(Mutex::new(Acked::default()));
     let rounds: usize = std::env::var("ZKIT_DURABILITY_ROUNDS")
         .ok()
@@ -424,18 +429,7 @@ async fn a_full_disk_stops_the_server_without_losing_acknowledged_writes() {
         return;
     }
     let dir = TempDir::new("fulldisk");
-    let port = free_port();
-    let cfg = dir.0.join("zoo.cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            "tickTime=200\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
-             dataDir={}\nsnapCount=1000000\npreAllocSize=64\n",
-            dir.0.join("data").display()
-        ),
-    )
-    .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (cfg, addr) = durable_config(&dir, "snapCount=1000000\npreAllocSize=64\n");
     // 600 KB of log, then no more space.
     let mut child = Command::new("sh")
         .arg("-c")

@@ -7,8 +7,9 @@
 //! and `libzookeeper-mt-dev`; a missing client fails with a message saying
 //! what to install (`ZKIT_ALLOW_MISSING_ZOOKEEPER=1` turns that into a skip).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::process::Command;
@@ -21,20 +22,6 @@ const ZKCLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
 
 fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
-/// `false` (the test is skipped, loudly) unless `ZKIT_TEST_PEERS=1`; then
-/// fails when the client is not installed.
-fn require(ok: bool, what: &str) -> bool {
-    if zkit_testcontainers::skip_without_peers(what) {
-        return false;
-    }
-    assert!(
-        ok,
-        "{what} is not installed; run scripts/install-zookeeper.sh \
-         (Debian: zookeeper, python3-kazoo, libzookeeper-mt-dev)"
-    );
-    true
 }
 
 /// Both servers: the bundled one and a real standalone ZooKeeper.
@@ -56,28 +43,10 @@ async fn start_pair() -> Option<Pair> {
     Some(Pair { bundled, real })
 }
 
-/// Runs `cmd`, returning stdout+stderr (2>&1 into one pipe, so ordering is
-/// what the client wrote) and failing on timeout.
-async fn run(mut cmd: Command, stdin: Option<&Path>) -> String {
-    let desc = format!("{cmd:?}");
-    cmd.stdin(match stdin {
-        Some(p) => Stdio::from(std::fs::File::open(p).expect("open stdin file")),
-        None => Stdio::null(),
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {desc}: {e}"));
-    let out = tokio::time::timeout(CLIENT_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{desc} timed out after {CLIENT_TIMEOUT:?}"))
-        .unwrap_or_else(|e| panic!("wait {desc}: {e}"));
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        text.push_str(&format!("\n[exit status {}]\n{stderr}", out.status));
-    }
-    text
+/// Runs `cmd` (stdout+stderr: 2>&1 into one pipe, so ordering is what the
+/// client wrote), failing on timeout.
+async fn run(cmd: Command, stdin: Option<&Path>) -> String {
+    common::run_client(cmd, stdin, CLIENT_TIMEOUT).await
 }
 
 /// Asserts two normalised outputs are identical, printing a line diff.
@@ -153,7 +122,7 @@ async fn kazoo_matches_real_zookeeper() {
         .args(["-c", "import kazoo"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !require(kazoo_ok, "kazoo (python3-kazoo)") {
+    if !common::require_peer(kazoo_ok, "kazoo (python3-kazoo)") {
         return;
     }
     let Some(pair) = start_pair().await else {
@@ -290,7 +259,7 @@ async fn zkcli(connect: String, script: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zkcli_matches_real_zookeeper() {
-    if !require(
+    if !common::require_peer(
         Path::new(ZKCLI).exists(),
         "zkCli.sh (Debian package zookeeper)",
     ) {
@@ -327,7 +296,7 @@ async fn c_client(binary: &Path, connect: String) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c_client_matches_real_zookeeper() {
-    if !require(
+    if !common::require_peer(
         Path::new("/usr/include/zookeeper/zookeeper.h").exists(),
         "the ZooKeeper C client headers (libzookeeper-mt-dev)",
     ) {

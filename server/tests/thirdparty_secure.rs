@@ -10,8 +10,9 @@
 //! Needs the peers (`ZKIT_TEST_PEERS=1`): zkCli.sh (Debian `zookeeper`, its
 //! Netty jars), `python3-kazoo`, `python3-pure-sasl`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::Command;
@@ -24,17 +25,6 @@ const ZKCLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
 /// socket needs (SECURITY.md §4.0); a `-cp` in `CLIENT_JVMFLAGS` wins.
 const ZKCLI_CP: &str = "/usr/share/java/zookeeper.jar:/usr/share/java/netty-codec.jar:\
 /usr/share/java/netty-resolver.jar:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar";
-
-fn require(what: &str, ok: bool) -> bool {
-    if zkit_testcontainers::skip_without_peers(what) {
-        return false;
-    }
-    assert!(
-        ok,
-        "{what} is not installed; run scripts/install-zookeeper.sh"
-    );
-    true
-}
 
 fn backends() -> Vec<Backend> {
     let mut b = vec![Backend::Bundled];
@@ -54,29 +44,8 @@ async fn secured(backend: Backend) -> Ensemble {
         .unwrap_or_else(|e| panic!("{backend:?}: a secured fixture starts: {e}"))
 }
 
-async fn run(mut cmd: Command, stdin: Option<&Path>) -> String {
-    let desc = format!("{cmd:?}");
-    cmd.stdin(match stdin {
-        Some(p) => Stdio::from(std::fs::File::open(p).expect("open stdin file")),
-        None => Stdio::null(),
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {desc}: {e}"));
-    let out = tokio::time::timeout(CLIENT_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{desc} timed out"))
-        .unwrap_or_else(|e| panic!("wait {desc}: {e}"));
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        text.push_str(&format!(
-            "\n[exit status {}]\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    text
+async fn run(cmd: Command, stdin: Option<&Path>) -> String {
+    common::run_client(cmd, stdin, CLIENT_TIMEOUT).await
 }
 
 /// zkCli's output without what differs between runs: log lines, the racy
@@ -138,7 +107,7 @@ fn assert_same(client: &str, outputs: &[(Backend, String)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zkcli_over_tls_and_sasl() {
-    if !require("zkCli.sh (Debian zookeeper)", Path::new(ZKCLI).exists()) {
+    if !common::require_peer(Path::new(ZKCLI).exists(), "zkCli.sh (Debian zookeeper)") {
         return;
     }
     let mut tls_runs = Vec::new();
@@ -217,7 +186,7 @@ async fn kazoo_over_tls_and_sasl() {
         .args(["-c", "import kazoo, puresasl"])
         .status()
         .is_ok_and(|s| s.success());
-    if !require("python3-kazoo and python3-pure-sasl", have) {
+    if !common::require_peer(have, "python3-kazoo and python3-pure-sasl") {
         return;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/kazoo_secure.py");

@@ -346,3 +346,25 @@ pub async fn expire(c: &Client) {
         .await
         .expect("expire the session");
 }
+
+/// Retries `op` while it fails with ConnectionLoss (a reconnect under
+/// way), for at most `limit`; the first other outcome is returned.
+///
+/// # Panics
+/// Still ConnectionLoss after `limit`.
+pub async fn past_connection_loss<T, F, Fut>(limit: Duration, mut op: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    tokio::time::timeout(limit, async {
+        loop {
+            match op().await {
+                Err(Error::ConnectionLoss) => tokio::time::sleep(Duration::from_millis(50)).await,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("still ConnectionLoss after {limit:?}"))
+}

@@ -115,3 +115,49 @@ pub async fn raw_session(
     let resp = ConnectResponse::decode(&mut body).unwrap();
     (s, resp)
 }
+
+/// Runs a third-party client, returning its stdout (plus, if it failed, its
+/// status and stderr); fails the test after `limit`.
+pub async fn run_client(
+    mut cmd: tokio::process::Command,
+    stdin: Option<&std::path::Path>,
+    limit: Duration,
+) -> String {
+    use std::process::Stdio;
+    let desc = format!("{cmd:?}");
+    cmd.stdin(match stdin {
+        Some(p) => Stdio::from(std::fs::File::open(p).expect("open stdin file")),
+        None => Stdio::null(),
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {desc}: {e}"));
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{desc} timed out after {limit:?}"))
+        .unwrap_or_else(|e| panic!("wait {desc}: {e}"));
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        text.push_str(&format!(
+            "\n[exit status {}]\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    text
+}
+
+/// `false` (the test is skipped, loudly) unless `ZKIT_TEST_PEERS=1`; then
+/// fails when the client `what` is not installed.
+pub fn require_peer(ok: bool, what: &str) -> bool {
+    if zkit_testcontainers::skip_without_peers(what) {
+        return false;
+    }
+    assert!(
+        ok,
+        "{what} is not installed; run scripts/install-zookeeper.sh \
+         (Debian: zookeeper, python3-kazoo, python3-pure-sasl, libzookeeper-mt-dev)"
+    );
+    true
+}
