@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::workloads::{
-    ConfigRecord, CounterRecord, FencedLog, Hold, LeaderRecord, LockRecord, MembershipRecord,
-    QueueRecord, RwRecord, SemaphoreRecord,
+    ConfigRecord, CounterRecord, FencedLog, Hold, Holds, LeaderRecord, LockRecord,
+    MembershipRecord, QueueRecord,
 };
 
 /// Violations by kind, with one example each.
@@ -197,7 +197,7 @@ pub(crate) fn leader(rec: &LeaderRecord, final_counter: i64, v: &mut Violations)
 
 /// Never more than `max` holders at once, counting a hold only until its
 /// holder was told Suspended/Lost.
-pub(crate) fn semaphore(rec: &SemaphoreRecord, max: usize, v: &mut Violations) {
+pub(crate) fn semaphore(rec: &Holds, max: usize, v: &mut Violations) {
     let mut events: Vec<(u64, i32, usize)> = Vec::new();
     for h in &rec.holds {
         let end = unwarned_end(h);
@@ -256,7 +256,7 @@ pub(crate) fn config(rec: &ConfigRecord, v: &mut Violations) {
 /// Read/write lock: a writer's hold never overlaps another hold (reader
 /// or writer) unless one of the two had been told Suspended/Lost first;
 /// readers may overlap each other.
-pub(crate) fn rwlock(rec: &RwRecord, v: &mut Violations) {
+pub(crate) fn rwlock(rec: &Holds, v: &mut Violations) {
     let writer = |h: &Hold| h.who < crate::workloads::READER_IDS;
     for (a, b) in unwarned_overlaps(&rec.holds, |a, b| writer(a) || writer(b)) {
         v.add(
@@ -418,7 +418,7 @@ mod tests {
 
     #[test]
     fn semaphore_counts_unwarned_holders() {
-        let rec = SemaphoreRecord {
+        let rec = Holds {
             holds: vec![
                 hold(0, 0, 100, None),
                 hold(1, 10, 100, None),
@@ -436,7 +436,7 @@ mod tests {
             .by_kind
             .contains_key("semaphore: more leases than allowed"));
         // Back to back at the same instant is not an overlap.
-        let rec = SemaphoreRecord {
+        let rec = Holds {
             holds: vec![hold(0, 0, 10, None), hold(1, 10, 20, None)],
         };
         let mut v = Violations::default();
@@ -478,7 +478,7 @@ mod tests {
 
     #[test]
     fn rwlock_writers_exclude_everyone_readers_share() {
-        let rec = RwRecord {
+        let rec = Holds {
             holds: vec![
                 hold(10, 0, 100, None),
                 hold(11, 50, 150, None),
@@ -488,7 +488,7 @@ mod tests {
         let mut v = Violations::default();
         rwlock(&rec, &mut v);
         assert!(v.is_empty(), "{v:?}");
-        let rec = RwRecord {
+        let rec = Holds {
             holds: vec![hold(10, 0, 100, None), hold(0, 50, 150, None)],
         };
         let mut v = Violations::default();

@@ -224,9 +224,9 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
     let counter_rec = Arc::new(Mutex::new(workloads::CounterRecord::default()));
     let queue_rec = Arc::new(Mutex::new(workloads::QueueRecord::default()));
     let leader_rec = Arc::new(Mutex::new(workloads::LeaderRecord::default()));
-    let sem_rec = Arc::new(Mutex::new(workloads::SemaphoreRecord::default()));
+    let sem_rec = Arc::new(Mutex::new(workloads::Holds::default()));
     let config_rec = Arc::new(Mutex::new(workloads::ConfigRecord::default()));
-    let rw_rec = Arc::new(Mutex::new(workloads::RwRecord::default()));
+    let rw_rec = Arc::new(Mutex::new(workloads::Holds::default()));
     let member_rec = Arc::new(Mutex::new(workloads::MembershipRecord::default()));
     let mut tasks = Vec::new();
     for who in 0..3 {

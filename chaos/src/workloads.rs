@@ -187,6 +187,51 @@ async fn release(env: &Env, who: usize, start: u64, warned: Option<u64>, guard: 
     }
 }
 
+/// Holds of a lock-like recipe by its contenders.
+#[derive(Debug, Default)]
+pub(crate) struct Holds {
+    pub(crate) holds: Vec<Hold>,
+}
+
+/// Until stopped: acquire, hold for a time drawn from `hold_ms` (less if
+/// told it no longer holds), release, record the hold in `rec`, and wait a
+/// time drawn from `gap_ms` before the next.
+async fn hold_repeatedly<F, Fut>(
+    env: &Env,
+    who: usize,
+    seed: u64,
+    hold_ms: std::ops::Range<u64>,
+    gap_ms: Option<std::ops::Range<u64>>,
+    mut acquire: F,
+    rec: &Mutex<Holds>,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<LockGuard, zkit::Error>>,
+{
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    while !env.stopped() {
+        let Some(acquired) = acquire_or_stop(env, acquire()).await else {
+            break;
+        };
+        let Some(guard) = acquired else {
+            env.pause(Duration::from_millis(50)).await;
+            continue;
+        };
+        let start = env.clock.now();
+        let mut states = guard.state_watch();
+        let warned = (!guard.state().is_held()).then_some(start);
+        let hold_for = Duration::from_millis(rng.random_range(hold_ms.clone()));
+        let warned = keep(env, &guard, &mut states, hold_for, warned).await;
+        let hold = release(env, who, start, warned, guard).await;
+        lock(rec).holds.push(hold);
+        if let Some(gap) = &gap_ms {
+            env.pause(Duration::from_millis(rng.random_range(gap.clone())))
+                .await;
+        }
+    }
+}
+
 // ---- lock --------------------------------------------------------------------
 
 /// One hold of the lock by contender `who`: from `acquire` returning to
@@ -433,45 +478,17 @@ pub(crate) async fn leader_election(env: Env, participants: usize, rec: Arc<Mute
 
 // ---- semaphore ---------------------------------------------------------------
 
-/// The semaphore's leases: holds as for the lock.
-#[derive(Debug, Default)]
-pub(crate) struct SemaphoreRecord {
-    pub(crate) holds: Vec<Hold>,
-}
-
 /// Leases allowed at once.
 pub(crate) const SEMAPHORE_LEASES: usize = 2;
 
-pub(crate) async fn semaphore_holder(
-    env: Env,
-    who: usize,
-    seed: u64,
-    rec: Arc<Mutex<SemaphoreRecord>>,
-) {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+pub(crate) async fn semaphore_holder(env: Env, who: usize, seed: u64, rec: Arc<Mutex<Holds>>) {
     let sessions = env.sessions();
     let sem = zkit_recipes::Semaphore::new(
         &sessions,
         format!("{}/semaphore", env.base),
         SEMAPHORE_LEASES,
     );
-    while !env.stopped() {
-        let Some(acquired) = acquire_or_stop(&env, sem.acquire()).await else {
-            break;
-        };
-        let Some(lease) = acquired else {
-            env.pause(Duration::from_millis(50)).await;
-            continue;
-        };
-        let start = env.clock.now();
-        let mut states = lease.state_watch();
-        let warned = (!lease.state().is_held()).then_some(start);
-        let hold_for = Duration::from_millis(rng.random_range(5..40));
-        let warned = keep(&env, &lease, &mut states, hold_for, warned).await;
-        let hold = release(&env, who, start, warned, lease).await;
-        lock(&rec).holds.push(hold);
-    }
+    hold_repeatedly(&env, who, seed, 5..40, None, || sem.acquire(), &rec).await;
     let _ = sessions.close().await;
 }
 
@@ -594,40 +611,18 @@ pub(crate) fn merge_worker(rec: &mut LockRecord, report: &serde_json::Value) {
 
 // ---- read/write lock ---------------------------------------------------------
 
-/// Read/write lock holds; contender ids from [`READER_IDS`] on are readers.
-#[derive(Debug, Default)]
-pub(crate) struct RwRecord {
-    pub(crate) holds: Vec<Hold>,
-}
-
 /// Read/write contender ids from here on are readers.
 pub(crate) const READER_IDS: usize = 10;
 
-pub(crate) async fn rw_contender(env: Env, who: usize, seed: u64, rec: Arc<Mutex<RwRecord>>) {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+pub(crate) async fn rw_contender(env: Env, who: usize, seed: u64, rec: Arc<Mutex<Holds>>) {
     let sessions = env.sessions();
     let rw = zkit_recipes::ReadWriteLock::new(&sessions, format!("{}/rwlock", env.base));
-    let reader = who >= READER_IDS;
-    while !env.stopped() {
-        let side = if reader { rw.read() } else { rw.write() };
-        let Some(acquired) = acquire_or_stop(&env, side.acquire()).await else {
-            break;
-        };
-        let Some(guard) = acquired else {
-            env.pause(Duration::from_millis(50)).await;
-            continue;
-        };
-        let start = env.clock.now();
-        let mut states = guard.state_watch();
-        let warned = (!guard.state().is_held()).then_some(start);
-        let hold_for = Duration::from_millis(rng.random_range(2..30));
-        let warned = keep(&env, &guard, &mut states, hold_for, warned).await;
-        let hold = release(&env, who, start, warned, guard).await;
-        lock(&rec).holds.push(hold);
-        env.pause(Duration::from_millis(rng.random_range(0..10)))
-            .await;
-    }
+    let side = if who >= READER_IDS {
+        rw.read()
+    } else {
+        rw.write()
+    };
+    hold_repeatedly(&env, who, seed, 2..30, Some(0..10), || side.acquire(), &rec).await;
     let _ = sessions.close().await;
 }
 
