@@ -187,6 +187,22 @@ async fn release(env: &Env, who: usize, start: u64, warned: Option<u64>, guard: 
     }
 }
 
+/// Tries `op` until it succeeds (a fault may be on), pausing 50 ms between
+/// tries; `None` once the workloads are told to stop.
+async fn until_ok<T, F, Fut>(env: &Env, mut op: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, zkit::Error>>,
+{
+    while !env.stopped() {
+        if let Ok(v) = op().await {
+            return Some(v);
+        }
+        env.pause(Duration::from_millis(50)).await;
+    }
+    None
+}
+
 /// Holds of a lock-like recipe by its contenders.
 #[derive(Debug, Default)]
 pub(crate) struct Holds {
@@ -423,19 +439,9 @@ pub(crate) async fn leader_election(env: Env, participants: usize, rec: Arc<Mute
     for i in 0..participants {
         let s = env.sessions();
         // Joining can fail while a fault is on: keep trying.
-        loop {
-            if env.stopped() {
-                break;
-            }
-            match LeaderLatch::start(&s, path.clone(), &format!("p{i}")).await {
-                Ok(l) => {
-                    latches.push(l);
-                    break;
-                }
-                Err(_) => {
-                    env.pause(Duration::from_millis(50)).await;
-                }
-            }
+        let id = format!("p{i}");
+        if let Some(l) = until_ok(&env, || LeaderLatch::start(&s, path.clone(), &id)).await {
+            latches.push(l);
         }
         sessions.push(s);
     }
@@ -647,16 +653,13 @@ pub(crate) async fn membership(env: Env, members: usize, rec: Arc<Mutex<Membersh
     let mut sessions = Vec::new();
     for i in 0..members {
         let s = env.sessions();
-        while !env.stopped() {
-            match zkit_recipes::GroupMember::join(&s, &path, &format!("m{i}"), b"up").await {
-                Ok(m) => {
-                    joined.push(m);
-                    break;
-                }
-                Err(_) => {
-                    env.pause(Duration::from_millis(50)).await;
-                }
-            }
+        let id = format!("m{i}");
+        if let Some(m) = until_ok(&env, || {
+            zkit_recipes::GroupMember::join(&s, &path, &id, b"up")
+        })
+        .await
+        {
+            joined.push(m);
         }
         sessions.push(s);
     }
