@@ -45,6 +45,10 @@ ZKIT_TEST_BACKEND=bundled ZKIT_TEST_SECURE=1 run cargo test -p zkit-recipes --te
 # Randomized fault schedules with safety checkers (zkit-chaos), a short run per backend.
 run cargo run --quiet -p zkit-chaos -- --backend bundled --schedules 3 --secs 5 --seed "${ZKIT_CHAOS_SEED:-1000}"
 run cargo run --quiet -p zkit-chaos -- --backend zookeeper --schedules 2 --secs 8 --seed "${ZKIT_CHAOS_SEED:-2000}"
+# Deterministic simulation: client + bundled server on a virtual clock and a simulated
+# network, 10,000 seeded fault schedules (optimized build: a few minutes on 2 cores).
+run cargo build --quiet --release -p zkit-chaos
+run target/release/zkit-chaos sim --schedules "${ZKIT_SIM_SCHEDULES:-10000}" --seed "${ZKIT_SIM_SEED:-100000}"
 # The fuzz targets (a crate of their own: cargo-fuzz wants nightly to fuzz with
 # coverage) build on stable and each runs over a few thousand random inputs.
 run cargo build --quiet --release --manifest-path fuzz/Cargo.toml

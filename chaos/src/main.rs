@@ -32,6 +32,7 @@
 //! scheduling does not replay exactly).
 
 mod checks;
+mod sim;
 mod workloads;
 
 use std::process::ExitCode;
@@ -107,6 +108,10 @@ fn backend_name(b: Backend) -> &'static str {
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("worker") {
         return worker();
+    }
+    if std::env::args().nth(1).as_deref() == Some("sim") {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        return sim::main(&args);
     }
     let opts = match parse() {
         Ok(o) => o,
@@ -219,6 +224,7 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         clock: Clock::start(),
         stop: stop_rx,
         sessions: Arc::new(Mutex::new(Vec::new())),
+        builder: Arc::new(workloads::client_builder),
     };
     let lock_rec = Arc::new(Mutex::new(workloads::LockRecord::default()));
     let counter_rec = Arc::new(Mutex::new(workloads::CounterRecord::default()));
@@ -296,7 +302,7 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         base.clone(),
         workloads::WORKER_IDS.to_string(),
         seed.wrapping_mul(41).to_string(),
-        env.clock.0.to_string(),
+        env.clock.origin().to_string(),
     ])
     .stdin(std::process::Stdio::piped())
     .stdout(std::process::Stdio::piped())
@@ -652,9 +658,10 @@ fn worker() -> ExitCode {
         let env = Env {
             connect: connect.clone(),
             base: base.clone(),
-            clock: Clock(origin),
+            clock: Clock::Wall(origin),
             stop: stop_rx,
             sessions: Arc::new(Mutex::new(Vec::new())),
+            builder: Arc::new(workloads::client_builder),
         };
         let task = tokio::spawn(workloads::lock_contender(env, who, seed, rec.clone()));
         let _ = tokio::task::spawn_blocking(|| {

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::sync::watch;
 use zkit::{ClientBuilder, Version};
@@ -13,21 +15,40 @@ use zkit_recipes::{
     LeaderLatch, Lock, LockGuard, LockState, Queue, SessionSource, Sessions, SharedCount,
 };
 
-/// Microseconds since the schedule started, shared by the harness and its
-/// worker processes: the system clock (one machine, one clock; a step of
-/// it during a schedule would skew the comparisons) minus the schedule's
-/// origin, which the workers are given.
+/// Microseconds since the schedule started, one clock for the harness and
+/// its worker processes.
+///
+/// - `Wall(origin)`: the system clock (one machine, one clock; a step of
+///   it during a schedule would skew the comparisons) minus the schedule's
+///   origin, which the workers are given.
+/// - `Virtual(origin)`: tokio's clock, for the simulation (paused time).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Clock(pub(crate) u64);
+pub(crate) enum Clock {
+    Wall(u64),
+    Virtual(tokio::time::Instant),
+}
 
 impl Clock {
-    /// A clock starting now.
+    /// A wall clock starting now.
     pub(crate) fn start() -> Self {
-        Self(wall_us())
+        Self::Wall(wall_us())
     }
 
     pub(crate) fn now(self) -> u64 {
-        wall_us().saturating_sub(self.0)
+        match self {
+            Self::Wall(origin) => wall_us().saturating_sub(origin),
+            Self::Virtual(origin) => {
+                u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX)
+            }
+        }
+    }
+
+    /// The origin to hand to a worker process (wall clocks only).
+    pub(crate) fn origin(self) -> u64 {
+        match self {
+            Self::Wall(origin) => origin,
+            Self::Virtual(_) => 0,
+        }
     }
 }
 
@@ -46,16 +67,24 @@ pub(crate) struct Env {
     pub(crate) clock: Clock,
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) sessions: Arc<Mutex<Vec<Sessions>>>,
+    /// The builder of each new client's sessions (the simulation gives each
+    /// client a connector of its own).
+    pub(crate) builder: Arc<dyn Fn() -> ClientBuilder + Send + Sync>,
+}
+
+/// The clients' settings: 2 s sessions, and as long to connect or to wait
+/// while disconnected.
+pub(crate) fn client_builder() -> ClientBuilder {
+    ClientBuilder::default()
+        .session_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_secs(2))
+        .request_timeout(Duration::from_secs(2))
 }
 
 impl Env {
     /// A new long-lived session for one client of a workload.
     pub(crate) fn sessions(&self) -> Sessions {
-        let builder = ClientBuilder::default()
-            .session_timeout(Duration::from_secs(2))
-            .connect_timeout(Duration::from_secs(2))
-            .request_timeout(Duration::from_secs(2));
-        let s = Sessions::new(builder, self.connect.clone());
+        let s = Sessions::new((self.builder)(), self.connect.clone());
         lock(&self.sessions).push(s.clone());
         s
     }

@@ -743,7 +743,7 @@ impl<P: Clone> ServiceProvider<P> {
         }
         let pick = match self.strategy {
             Strategy::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed) % all.len(),
-            Strategy::Random => rand::random_range(0..all.len()),
+            Strategy::Random => crate::random::below(all.len()),
             Strategy::Sticky => {
                 let mut sticky = self
                     .sticky
@@ -755,7 +755,7 @@ impl<P: Clone> ServiceProvider<P> {
                 {
                     Some(i) => i,
                     None => {
-                        let i = rand::random_range(0..all.len());
+                        let i = crate::random::below(all.len());
                         *sticky = Some(all[i].id.clone());
                         i
                     }

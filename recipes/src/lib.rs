@@ -56,6 +56,7 @@ pub mod leader;
 pub mod lock;
 pub mod membership;
 pub mod queue;
+pub mod random;
 pub mod rwlock;
 pub mod semaphore;
 pub mod sessions;

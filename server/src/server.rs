@@ -665,6 +665,8 @@ async fn accept_loop(
             continue;
         }
         let _ = stream.set_nodelay(true);
+        // (Without the `tls` feature the settings are a `Copy` nothing.)
+        #[allow(clippy::clone_on_copy)]
         let (shared, cancel, tls) = (shared.clone(), cancel.clone(), tls.clone());
         tracker.spawn(async move {
             match tls {

@@ -22,13 +22,15 @@ pub(crate) fn backoff() -> impl Iterator<Item = Duration> {
         .with_min_delay(Duration::from_millis(10))
         .with_max_delay(Duration::from_secs(1))
         .with_jitter()
+        .with_jitter_seed(crate::random::u64())
         .without_max_times()
         .build()
 }
 
 /// A fresh random GUID prefix, `_c_<uuid v4 canonical>-`.
 pub(crate) fn new_guid() -> String {
-    let mut b: [u8; 16] = rand::random();
+    let mut b = [0u8; 16];
+    crate::random::fill(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40; // version 4
     b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
