@@ -78,6 +78,12 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
         // closes the connection.
         return Flow::Continue;
     }
+    if st.session_conn.get(&conn.session) != Some(&conn.id) {
+        // The session moved to a newer connection, and ZooKeeper closed
+        // this one then: bytes that still arrive here (an old connection's
+        // late requests) are not applied after the new connection's.
+        return Flow::Close;
+    }
     let xid = hdr.xid;
     let Some(op) = OpCode::from_code(hdr.op) else {
         return unimplemented(conn, xid, hdr.op);

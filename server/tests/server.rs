@@ -457,3 +457,38 @@ async fn a_restarted_in_memory_server_expires_resuming_sessions_at_once() {
     assert_eq!(second.session_count(), 0);
     second.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_session_that_moved_ignores_what_its_old_connection_still_sends() {
+    let srv = server().await;
+    let (mut old, resp) = raw_session(&srv, 4_000, None).await;
+    // The client takes its session to a new connection (as after a
+    // reconnect); the old one is closed and nothing more it sends applies,
+    // or it would land after the new connection's requests.
+    let moved = Client::builder()
+        .session(zkit::SessionId(resp.session_id), resp.passwd.clone())
+        .connect(&srv.connect_string())
+        .await
+        .unwrap();
+    let late = CreateRequest {
+        path: "/late".into(),
+        data: None,
+        acl: open_acl(),
+        flags: 0,
+    };
+    // The write may already fail: the server closed the connection.
+    let f = frame(|b| {
+        RequestHeader {
+            xid: 1,
+            op: OpCode::Create.code(),
+        }
+        .encode(b);
+        late.encode(b);
+    });
+    let _ = old.write_all(&f).await;
+    assert_closed(&mut old).await;
+    moved.sync("/").await.unwrap();
+    assert_eq!(moved.exists("/late").await.unwrap(), None);
+    moved.close().await.unwrap();
+    srv.shutdown().await;
+}

@@ -274,7 +274,9 @@ struct SessionRec {
     id: i64,
     /// States in order, with when.
     states: Vec<(u64, SessionState)>,
-    /// One-shot watches set on absent nodes: path and what `changed` gave.
+    /// One-shot watches: exists on an absent node (under /sim/w, set off
+    /// by its creation) or data (under /sim/d, set off by a change to "1"):
+    /// path and what `changed` gave.
     watches: Vec<(String, Option<Result<EventType, String>>)>,
     /// Persistent-recursive watch events (type, path), if the watch was set.
     persistent: Option<Vec<(EventType, String)>>,
@@ -295,7 +297,8 @@ struct ProbeRec {
     stale_reads: Vec<String>,
     /// Nodes under /sim/p created (path, outcome).
     touched: Vec<(String, Ended)>,
-    /// Watched nodes to create, and what creating them gave, with when.
+    /// Watched nodes to create or change, and what doing so gave, with
+    /// when.
     to_create: VecDeque<String>,
     created: Vec<(String, Ended, u64)>,
     sessions: Vec<Arc<Mutex<SessionRec>>>,
@@ -402,7 +405,7 @@ async fn probe(ctx: Ctx, p: usize) {
             let mut batch: Vec<BoxFuture<'static, ()>> = Vec::new();
             for _ in 0..n {
                 k += 1;
-                let op = rng.random_range(0..10);
+                let op = rng.random_range(0..11);
                 let drop_after = rng
                     .random_bool(0.08)
                     .then(|| Duration::from_micros(rng.random_range(0..3000)));
@@ -521,31 +524,61 @@ fn one_op(
                     }
                     Err(_) => return,
                 };
-                let idx = {
-                    let mut s = lock(&sess);
-                    s.watches.push((path.clone(), None));
-                    s.watches.len() - 1
+                watch_until_fired(&ctx, &sess, path, watcher.changed());
+            }
+            .boxed()
+        }
+        9 => {
+            // A node, then (pipelined) a read that watches its data.
+            let path = format!("/sim/d/p{p}-{k}");
+            let create = client.create(&path, b"0", &CreateOptions::default());
+            let read = client.get_data_and_watch(&path);
+            let sess = sess.clone();
+            async move {
+                let Some((_, read)) = bounded(
+                    &ctx,
+                    "create+getData+watch",
+                    futures::future::join(create, read),
+                )
+                .await
+                else {
+                    return;
                 };
-                lock(&ctx.rec).to_create.push_back(path);
-                let t = tokio::spawn(async move {
-                    let r = watcher.changed().await;
-                    lock(&sess).watches[idx].1 =
-                        Some(r.map(|ev| ev.event_type).map_err(|e| e.to_string()));
-                });
-                lock(&ctx.rec).tasks.push(t);
+                let Ok((data, _, watcher)) = read else {
+                    return;
+                };
+                if &data[..] != b"0" {
+                    lock(&ctx.rec)
+                        .stale_reads
+                        .push(format!("{path} read {data:?} before anyone changed it"));
+                    return;
+                }
+                watch_until_fired(&ctx, &sess, path, watcher.changed());
             }
             .boxed()
         }
         _ => {
+            // Set off a watch: create the node an exists watch waits for,
+            // or change the data a data watch waits on.
             let Some(path) = lock(&ctx.rec).to_create.pop_front() else {
                 return async {}.boxed();
             };
-            let f = client.create(&path, b"", &CreateOptions::default());
+            let f = if path.starts_with("/sim/d/") {
+                client
+                    .set_data(&path, b"1", Version::Any)
+                    .map(|r| r.map(|_| String::new()))
+                    .boxed()
+            } else {
+                client
+                    .create(&path, b"", &CreateOptions::default())
+                    .map(|r| r.map(|(p, _)| p))
+                    .boxed()
+            };
             async move {
-                let ended = match bounded(&ctx, "create", maybe_drop(f, drop_after)).await {
+                let ended = match bounded(&ctx, "trigger", maybe_drop(f, drop_after)).await {
                     None => return,
                     Some(None) => Ended::Dropped,
-                    Some(Some(r)) => Ended::of(&r, |(path, _)| path.clone()),
+                    Some(Some(r)) => Ended::of(&r, Clone::clone),
                 };
                 let at = ctx.now();
                 lock(&ctx.rec).created.push((path, ended, at));
@@ -553,6 +586,28 @@ fn one_op(
             .boxed()
         }
     }
+}
+
+/// Records a one-shot watch on `path` and, in a task, what it gives; the
+/// path joins the nodes to set off.
+fn watch_until_fired(
+    ctx: &Ctx,
+    sess: &Arc<Mutex<SessionRec>>,
+    path: String,
+    changed: impl std::future::Future<Output = Result<zkit::WatchedEvent, Error>> + Send + 'static,
+) {
+    let idx = {
+        let mut s = lock(sess);
+        s.watches.push((path.clone(), None));
+        s.watches.len() - 1
+    };
+    lock(&ctx.rec).to_create.push_back(path);
+    let sess = sess.clone();
+    let t = tokio::spawn(async move {
+        let r = changed.await;
+        lock(&sess).watches[idx].1 = Some(r.map(|ev| ev.event_type).map_err(|e| e.to_string()));
+    });
+    lock(&ctx.rec).tasks.push(t);
 }
 
 // ---- the schedule -----------------------------------------------------------------
@@ -637,6 +692,7 @@ async fn schedule(opts: &SimOpts, seed: u64) -> Outcome {
         ("/sim/v", ""),
         ("/sim/p", ""),
         ("/sim/w", ""),
+        ("/sim/d", ""),
         ("/sim/recipe", ""),
         ("/sim/recipe/lock-counter", "0"),
         ("/sim/recipe/leader-counter", "0"),
@@ -831,7 +887,7 @@ async fn schedule(opts: &SimOpts, seed: u64) -> Outcome {
 /// Path → data of every node under /sim that the checks read.
 async fn read_tree(c: &Client) -> Result<HashMap<String, String>, Error> {
     let mut out = HashMap::new();
-    for dir in ["/sim/log", "/sim/v", "/sim/p", "/sim/w"] {
+    for dir in ["/sim/log", "/sim/v", "/sim/p", "/sim/w", "/sim/d"] {
         let (children, _) = c.get_children(dir).await?;
         let reads: Vec<_> = children
             .iter()
@@ -1037,13 +1093,21 @@ fn check_watches(
             );
         }
         for (path, r) in &s.watches {
-            let exists = tree.contains_key(path);
+            let (expected, happened) = if path.starts_with("/sim/d/") {
+                (
+                    EventType::NodeDataChanged,
+                    tree.get(path).is_some_and(|d| d == "1"),
+                )
+            } else {
+                (EventType::NodeCreated, tree.contains_key(path))
+            };
+            let exists = happened;
             match r {
-                Some(Ok(EventType::NodeCreated)) if !exists => v.add(
-                    "watch: fired for a node never created",
-                    format!("session {sid}: {path}"),
+                Some(Ok(t)) if *t == expected && !happened => v.add(
+                    "watch: fired for a change that never happened",
+                    format!("session {sid}: {path}: {t:?}"),
                 ),
-                Some(Ok(EventType::NodeCreated)) => {}
+                Some(Ok(t)) if *t == expected => {}
                 Some(Ok(other)) => v.add(
                     "watch: wrong event",
                     format!("session {sid}: {path}: {other:?}"),
@@ -1060,7 +1124,7 @@ fn check_watches(
                         .is_some_and(|&t| t < healed_at);
                     if exists && before_heal && !ended_early {
                         v.add(
-                            "watch: lost (node created, session alive, no event)",
+                            "watch: lost (change made, session alive, no event)",
                             format!("session {sid}: {path}: {e}"),
                         );
                     }
@@ -1113,8 +1177,9 @@ async fn nemesis(ctx: &Ctx, rng: &mut StdRng, dur: Duration) -> Vec<String> {
                 format!("{at}ms cut client {c} ({n} connections)")
             }
             1 => {
-                let n = ctx.net.half_cut(c);
-                format!("{at}ms cut client {c} on its side only ({n} connections)")
+                let late = Duration::from_micros(rng.random_range(0..60_000));
+                let n = ctx.net.half_cut(c, late);
+                format!("{at}ms cut client {c} on its side only, bytes on their way arrive {late:?} late ({n} connections)")
             }
             2 => {
                 let host = rng
@@ -1519,17 +1584,39 @@ mod tests {
         let lost = session(|s| s.watches = vec![("/sim/w/a".into(), Some(Err("closed".into())))]);
         assert_eq!(
             watch_kinds(&rec, lost, &t),
-            ["watch: lost (node created, session alive, no event)"]
+            ["watch: lost (change made, session alive, no event)"]
         );
         let invented =
             session(|s| s.watches = vec![("/sim/w/b".into(), Some(Ok(EventType::NodeCreated)))]);
         assert_eq!(
             watch_kinds(&rec, invented, &t),
-            ["watch: fired for a node never created"]
+            ["watch: fired for a change that never happened"]
         );
         let wrong =
             session(|s| s.watches = vec![("/sim/w/a".into(), Some(Ok(EventType::NodeDeleted)))]);
         assert_eq!(watch_kinds(&rec, wrong, &t), ["watch: wrong event"]);
+        // Data watches: set off by a change of the data to "1".
+        let data = ProbeRec {
+            created: vec![("/sim/d/a".into(), ok(""), 10)],
+            ..ProbeRec::default()
+        };
+        let changed = [("/sim/d/a", "1"), ("/sim/p/final", "")];
+        let unchanged = [("/sim/d/a", "0"), ("/sim/p/final", "")];
+        let fired = || {
+            session(|s| {
+                s.watches = vec![("/sim/d/a".into(), Some(Ok(EventType::NodeDataChanged)))];
+            })
+        };
+        assert!(watch_kinds(&data, fired(), &changed).is_empty());
+        assert_eq!(
+            watch_kinds(&data, fired(), &unchanged),
+            ["watch: fired for a change that never happened"]
+        );
+        let missed = session(|s| s.watches = vec![("/sim/d/a".into(), Some(Err("closed".into())))]);
+        assert_eq!(
+            watch_kinds(&data, missed, &changed),
+            ["watch: lost (change made, session alive, no event)"]
+        );
         let twice = session(|s| {
             s.persistent.as_mut().unwrap().extend([
                 (EventType::NodeCreated, "/sim/p/x".into()),

@@ -47,9 +47,13 @@ struct Link {
     /// Both directions end now; what is in flight is lost.
     cut: CancellationToken,
     /// The client's side ends now, but what is already on its way to the
-    /// server still arrives (late), then the server's side ends: bytes of
-    /// an old connection reach the server after the client moved on.
+    /// server still arrives, `late` later than it would have, then the
+    /// server's side ends: bytes of an old connection reach the server
+    /// after the client moved on.
     half_cut: CancellationToken,
+    late: Mutex<Duration>,
+    /// A half cut waiting for the next request bytes (their delay then).
+    armed: Mutex<Option<Duration>>,
     /// While true nothing is delivered either way (a partition that TCP
     /// has not noticed).
     frozen: watch::Sender<bool>,
@@ -140,12 +144,13 @@ impl Net {
         links.len()
     }
 
-    /// Ends client `client`'s connections on its side only: requests on
-    /// their way still reach the server, after the client has seen the loss.
-    pub(crate) fn half_cut(&self, client: usize) -> usize {
+    /// Ends client `client`'s connections on its side only, the moment it
+    /// next sends something: those bytes still reach the server, `late`
+    /// later, after the client has seen the loss (and maybe reconnected).
+    pub(crate) fn half_cut(&self, client: usize, late: Duration) -> usize {
         let links = self.links_of(Some(client), None);
         for l in &links {
-            l.half_cut.cancel();
+            *lock(&l.armed) = Some(late);
         }
         links.len()
     }
@@ -229,6 +234,8 @@ impl Net {
             host,
             cut: CancellationToken::new(),
             half_cut: CancellationToken::new(),
+            late: Mutex::new(Duration::ZERO),
+            armed: Mutex::new(None),
             frozen: watch::channel(false).0,
             rng: Mutex::new(StdRng::seed_from_u64(
                 st.seed ^ (client as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ st.dials,
@@ -274,6 +281,12 @@ where
             }
             r = from.read(&mut buf) => r.unwrap_or(0),
         };
+        if upstream && n > 0 {
+            if let Some(late) = lock(&link.armed).take() {
+                *lock(&link.late) = late;
+                link.half_cut.cancel();
+            }
+        }
         let at = last.max(Instant::now() + net.delay(link.client, Some(&link.rng)));
         last = at;
         // A half cut lets a chunk already on its way to the server arrive
@@ -292,6 +305,13 @@ where
                 return;
             }
             () = tokio::time::sleep_until(at) => {}
+        }
+        if upstream && link.half_cut.is_cancelled() {
+            let late = *lock(&link.late);
+            tokio::select! {
+                () = link.cut.cancelled() => return,
+                () = tokio::time::sleep_until(at + late) => {}
+            }
         }
         while *frozen.borrow_and_update() {
             tokio::select! {
