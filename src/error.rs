@@ -177,6 +177,20 @@ pub enum Error {
         /// Configured limit.
         limit: usize,
     },
+    /// A reply exceeded this client's frame limit (twice
+    /// [`ClientBuilder::max_frame`](crate::ClientBuilder::max_frame)): it was
+    /// read past and dropped, and its request failed; the connection and
+    /// the session go on. Typically the child list of a node with very many
+    /// children: raise the limit, or count them with
+    /// `get_all_children_number`. A watch the request asked for is not set
+    /// on this side.
+    #[error("reply of {size} bytes exceeds this client's limit of {limit} bytes (raise ClientBuilder::max_frame)")]
+    ResponseTooLarge {
+        /// The reply's size.
+        size: usize,
+        /// This client's limit.
+        limit: usize,
+    },
     /// No session could be established within the connect timeout: no
     /// server answered. `attempts` names every host tried, with the last
     /// failure seen for it (refused, name resolution, time-out, closed

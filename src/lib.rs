@@ -74,7 +74,10 @@
 //!   request on the server; dropping a watcher unregisters it; dropping the
 //!   last `Client` closes the session.
 //! - **Oversized requests are refused locally** with
-//!   [`Error::RequestTooLarge`] (ZooKeeper would drop the connection).
+//!   [`Error::RequestTooLarge`] (ZooKeeper would drop the connection), and
+//!   an **oversized reply** (a child list beyond the limit) fails its own
+//!   request with [`Error::ResponseTooLarge`] while the connection and the
+//!   session go on.
 //!
 //! ## After `Expired`: build a new client
 //!

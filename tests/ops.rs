@@ -876,3 +876,45 @@ async fn delete_all_removes_a_subtree_children_first() {
     ));
     assert_invalid_path(c.delete_all("/bad/").await, "/bad/");
 }
+
+#[tokio::test]
+async fn a_child_list_beyond_the_clients_limit_fails_alone_and_the_session_goes_on() {
+    // The reply limit is twice max_frame: 64 KiB here. 4,000 children with
+    // 24-byte names make a reply of about 112 KiB.
+    let small = connect_with(zkit::Client::builder().max_frame(32 * 1024), "").await;
+    let c = client().await;
+    let parent = base(&c, "crowd").await;
+    let creates: Vec<_> = (0..4_000)
+        .map(|i| {
+            c.create(
+                &format!("{parent}/child-{i:018}"),
+                b"",
+                &CreateOptions::default(),
+            )
+        })
+        .collect();
+    for r in futures::future::join_all(creates).await {
+        r.unwrap();
+    }
+    let mut states = small.state_stream();
+    let _ = states.next_state().await; // the current state
+    match small.get_children(&parent).await {
+        Err(Error::ResponseTooLarge { size, limit }) => {
+            assert_eq!(limit, 64 * 1024);
+            assert!(size > limit, "{size}");
+        }
+        other => panic!("expected ResponseTooLarge, got {other:?}"),
+    }
+    // Same session, same connection: later requests are answered, the
+    // count is there for the asking, and nothing was disconnected.
+    assert_eq!(small.get_all_children_number(&parent).await.unwrap(), 4_000);
+    let (data, _) = small.get_data(&parent).await.unwrap();
+    assert!(data.is_empty());
+    never(
+        "a state change",
+        Duration::from_millis(300),
+        states.next_state(),
+    )
+    .await;
+    assert_eq!(c.get_children(&parent).await.unwrap().0.len(), 4_000);
+}

@@ -171,7 +171,9 @@ impl ClientBuilder {
     /// default `jute.maxbuffer`): larger requests fail with
     /// [`Error::RequestTooLarge`] instead of making the server drop the
     /// connection. Raise it only together with the server's `jute.maxbuffer`.
-    /// Replies up to twice this size are accepted.
+    /// Replies up to twice this size are accepted; a larger one is read
+    /// past and fails its request with [`Error::ResponseTooLarge`], the
+    /// connection going on.
     #[must_use]
     pub fn max_frame(mut self, bytes: usize) -> Self {
         self.max_frame = bytes;

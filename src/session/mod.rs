@@ -25,7 +25,7 @@ mod tests;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tracing::{debug, info, warn};
@@ -377,7 +377,29 @@ struct Wire {
     inbuf: BytesMut,
     /// The host of the transport being opened or open.
     host: Option<HostAddr>,
+    /// A reply too large to accept, being read past.
+    skip: Option<Skip>,
 }
+
+/// A reply frame over `max_reply`: its bytes are dropped as they arrive,
+/// keeping the header, and its request fails with
+/// [`Error::ResponseTooLarge`]; the connection goes on.
+#[derive(Debug)]
+struct Skip {
+    /// The frame's length.
+    len: usize,
+    /// Payload bytes still to drop.
+    remaining: usize,
+    /// The first payload bytes: the reply header.
+    header: Vec<u8>,
+}
+
+/// Encoded size of a reply header (xid, zxid, err).
+const REPLY_HEADER_LEN: usize = 16;
+
+/// The largest oversized reply read past; a larger length prefix is taken
+/// for a broken stream and closes the connection.
+const MAX_SKIPPED_REPLY: usize = 1 << 30;
 
 /// A close the user asked for.
 #[derive(Debug, Default)]
@@ -838,9 +860,29 @@ impl Session {
         }
         self.wire.inbuf.extend_from_slice(data);
         loop {
+            if self.wire.skip.is_some() {
+                if !self.skip_oversized(now) {
+                    return;
+                }
+                continue;
+            }
             let frame = match decode_frame(&mut self.wire.inbuf, self.cfg.max_reply) {
                 Ok(Some(f)) => f,
                 Ok(None) => return,
+                Err(crate::proto::FrameError::TooLarge { len, .. })
+                    if len <= MAX_SKIPPED_REPLY
+                        && matches!(self.conn, Conn::Connected(_) | Conn::Closing { .. }) =>
+                {
+                    // A reply we will not hold (a child list beyond the
+                    // limit, say): read past it, fail its request, go on.
+                    self.wire.inbuf.advance(4);
+                    self.wire.skip = Some(Skip {
+                        len,
+                        remaining: len,
+                        header: Vec::with_capacity(REPLY_HEADER_LEN),
+                    });
+                    continue;
+                }
                 Err(e) => {
                     warn!(error = %e, "bad frame from server; closing connection");
                     self.connection_lost(now, "bad frame");
@@ -860,6 +902,69 @@ impl Session {
                 return;
             }
         }
+    }
+
+    /// Drops what has arrived of an oversized reply; at its end fails the
+    /// request it answers. Returns whether the reply is behind us.
+    fn skip_oversized(&mut self, now: Instant) -> bool {
+        let Some(skip) = self.wire.skip.as_mut() else {
+            return true;
+        };
+        let take = skip.remaining.min(self.wire.inbuf.len());
+        let had_header = skip.header.len() == REPLY_HEADER_LEN;
+        let want = (REPLY_HEADER_LEN - skip.header.len()).min(take);
+        skip.header.extend_from_slice(&self.wire.inbuf[..want]);
+        self.wire.inbuf.advance(take);
+        skip.remaining -= take;
+        let limit = self.cfg.max_reply;
+        let len = skip.len;
+        // As soon as the header is in: it must answer the oldest request
+        // (FIFO), or the stream is broken.
+        let header_now = !had_header && skip.header.len() == REPLY_HEADER_LEN;
+        let hdr = if header_now || skip.remaining == 0 {
+            let hdr = ReplyHeader::decode(&mut Bytes::copy_from_slice(&skip.header)).ok();
+            let answers = hdr.as_ref().is_some_and(|h| {
+                h.xid >= 0
+                    && self
+                        .requests
+                        .pending
+                        .front()
+                        .is_some_and(|p| p.xid == h.xid)
+            });
+            if !answers {
+                warn!(
+                    len,
+                    limit, "oversized frame that answers no request; closing connection"
+                );
+                self.connection_lost(now, "oversized frame");
+                return false;
+            }
+            hdr
+        } else {
+            None
+        };
+        if skip.remaining > 0 {
+            return false;
+        }
+        self.wire.skip = None;
+        let hdr = hdr.expect("checked above");
+        let p = self.requests.pending.pop_front().expect("matched above");
+        warn!(
+            xid = hdr.xid,
+            len, limit, "a reply exceeds this client's frame limit: dropped, its request fails"
+        );
+        if hdr.zxid > 0 {
+            self.ident.last_zxid = self.ident.last_zxid.max(hdr.zxid);
+        }
+        if let PendingKind::User(id, watch) = p.kind {
+            self.watches.setup_done(watch.as_ref());
+            self.reply_err(
+                id,
+                watch.as_ref(),
+                Error::ResponseTooLarge { size: len, limit },
+            );
+        }
+        true
     }
 
     /// The transport closed or failed (EOF or I/O error).
@@ -1189,6 +1294,7 @@ impl Session {
             self.events.push_back(Event::CloseTransport);
         }
         self.wire.inbuf.clear();
+        self.wire.skip = None;
         self.wire.priority.clear();
         self.auth.on_conn.clear();
         self.auth.sasl = None;

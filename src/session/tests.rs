@@ -2282,12 +2282,18 @@ fn hanging_dial_times_out_and_moves_on() {
 
 #[test]
 fn oversized_or_negative_length_prefix_closes_connection() {
+    // Beyond any reply read past, negative, or oversized with a header
+    // that answers no request.
     for prefix in [0x7fff_ffff_u32, 1_025, 0xffff_ffff] {
         let mut cfg = config(1);
         cfg.max_reply = 1_024;
         let mut p = Pair::connected(cfg, 10_000);
         let r = p.submit(get_data("/a"));
-        p.deliver(&prefix.to_be_bytes());
+        let mut bytes = prefix.to_be_bytes().to_vec();
+        if prefix == 1_025 {
+            bytes.extend_from_slice(&[0, 0, 0x30, 0x39, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
+        }
+        p.deliver(&bytes);
         let ev = p.take_events();
         assert_eq!(
             replies(&ev),
@@ -2693,4 +2699,49 @@ fn an_external_sasl_mechanism_runs_first_on_every_connection() {
     let ev = p.take_events();
     assert_eq!(states(&ev), vec![SessionState::AuthFailed]);
     assert_eq!(replies(&ev), vec![(q2, Err(Error::AuthFailed))]);
+}
+
+#[test]
+fn an_oversized_reply_fails_its_request_and_the_connection_goes_on() {
+    let mut cfg = config(1);
+    cfg.max_reply = 1_000;
+    let mut p = Pair::connected(cfg, 10_000);
+    let big = p.submit(children_watch("/crowded", 7));
+    let next = p.submit(get_data("/small"));
+    let sent = p.take_requests();
+    assert_eq!(sent.len(), 2);
+    // 5,000 bytes of children, in pieces, then the next reply in the same
+    // piece as the oversized reply's tail.
+    let mut bytes = reply_frame(sent[0].0, 90, err::OK, &[b'x'; 5_000]).to_vec();
+    bytes.extend_from_slice(&reply_frame(sent[1].0, 91, err::OK, b"fine"));
+    p.deliver_chunks(&bytes, &[3, 10, 700, 2_000, 2_300]);
+    let ev = p.take_events();
+    assert!(!ev.contains(&Event::CloseTransport), "{ev:?}");
+    let r = replies(&ev);
+    assert_eq!(r.len(), 2, "{ev:?}");
+    assert_eq!(r[0].0, big);
+    assert_eq!(
+        r[0].1,
+        Err(Error::ResponseTooLarge {
+            size: 5_016,
+            limit: 1_000
+        })
+    );
+    assert!(ev.contains(&Event::WatchAbandoned(WatcherId(7))), "{ev:?}");
+    assert_eq!(r[1], (next, Ok(Bytes::from_static(b"fine"))));
+    assert!(p.session.state().is_connected());
+    assert_eq!(p.session.last_zxid(), 91);
+}
+
+#[test]
+fn an_oversized_frame_that_answers_nothing_closes_the_connection() {
+    let mut cfg = config(1);
+    cfg.max_reply = 1_000;
+    let mut p = Pair::connected(cfg, 10_000);
+    let id = p.submit(get_data("/a"));
+    let sent = p.take_requests();
+    p.deliver(&reply_frame(sent[0].0 + 5, 90, err::OK, &[0; 2_000]));
+    let ev = p.take_events();
+    assert!(ev.contains(&Event::CloseTransport), "{ev:?}");
+    assert_eq!(replies(&ev), [(id, Err(Error::ConnectionLoss))]);
 }
