@@ -65,6 +65,22 @@ fn unwarned_end(h: &Hold) -> u64 {
     h.warned.map_or(h.end, |w| w.min(h.end))
 }
 
+/// Holds whose session the nemesis expired from outside (a second client
+/// resuming it and closing it) count as warned from that moment: the server
+/// deletes the holder's node and closes its connection at once, and who
+/// hears first — the holder of its loss, or a waiter of the free lock — is
+/// a race no client can win. (A real expiry comes after the holder has been
+/// silent for the session timeout, two thirds of which made it Suspended.)
+pub(crate) fn warn_expired(holds: &mut [Hold], expiries: &[(i64, u64)]) {
+    for h in holds {
+        for &(session, at) in expiries {
+            if h.session == session && h.start <= at && at < h.end {
+                h.warned = Some(h.warned.map_or(at, |w| w.min(at)));
+            }
+        }
+    }
+}
+
 /// Pairs of holds by different contenders, which `exclusive` says may not
 /// overlap, whose unwarned parts overlap: both overlapped while neither had
 /// been told Suspended/Lost.
@@ -301,6 +317,7 @@ mod tests {
             end,
             warned,
             token: 1,
+            session: who as i64,
         }
     }
 
@@ -414,6 +431,36 @@ mod tests {
         let mut v = Violations::default();
         leader(&rec, 1, &mut v);
         assert!(v.by_kind.contains_key("leader: two leaders in one sample"));
+    }
+
+    #[test]
+    fn an_expiry_from_outside_warns_the_holds_of_that_session() {
+        let mut holds = vec![hold(0, 0, 100, None), hold(1, 90, 200, None)];
+        let mut v = Violations::default();
+        rwlock(
+            &Holds {
+                holds: holds.clone(),
+            },
+            &mut v,
+        );
+        assert!(v
+            .by_kind
+            .contains_key("rwlock: writer overlaps another holder"));
+        // Session 0 was expired at 89 µs: its hold ends counting there.
+        warn_expired(&mut holds, &[(0, 89), (7, 10)]);
+        assert_eq!(holds[0].warned, Some(89));
+        assert_eq!(holds[1].warned, None);
+        let mut v = Violations::default();
+        rwlock(&Holds { holds }, &mut v);
+        assert!(
+            !v.by_kind
+                .contains_key("rwlock: writer overlaps another holder"),
+            "{v:?}"
+        );
+        // An expiry outside the hold changes nothing.
+        let mut late = vec![hold(0, 0, 100, None)];
+        warn_expired(&mut late, &[(0, 150)]);
+        assert_eq!(late[0].warned, None);
     }
 
     #[test]

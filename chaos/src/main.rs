@@ -31,6 +31,7 @@
 //! replays it (the seed decides every fault and its timing; thread
 //! scheduling does not replay exactly).
 
+mod abuse;
 mod checks;
 mod sim;
 mod workloads;
@@ -108,6 +109,10 @@ fn backend_name(b: Backend) -> &'static str {
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("worker") {
         return worker();
+    }
+    if std::env::args().nth(1).as_deref() == Some("abuse") {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        return abuse::main(&args);
     }
     if std::env::args().nth(1).as_deref() == Some("sim") {
         let args: Vec<String> = std::env::args().skip(2).collect();
@@ -315,7 +320,7 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
     };
     let worker_stdin = worker.stdin.take();
     let worker_pid = worker.id();
-    let pauses: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
+    let marks = Marks::default();
     tasks.push(tokio::spawn(workloads::leader_election(
         env.clone(),
         3,
@@ -330,7 +335,7 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         Duration::from_secs(opts.secs),
         opts.backend,
         worker_pid,
-        &pauses,
+        &marks,
     )
     .await;
     let healed = heal(&target).await;
@@ -405,6 +410,12 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
     }
     let _ = check.close().await;
 
+    {
+        let expiries = lock(&marks.expiries);
+        checks::warn_expired(&mut lock(&lock_rec).holds, &expiries);
+        checks::warn_expired(&mut lock(&sem_rec).holds, &expiries);
+        checks::warn_expired(&mut lock(&rw_rec).holds, &expiries);
+    }
     let (lr, cr, qr, er, sr, fr, wr, mr) = (
         lock(&lock_rec),
         lock(&counter_rec),
@@ -415,7 +426,7 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         lock(&rw_rec),
         lock(&member_rec),
     );
-    checks::lock(&lr, lock_final, &lock(&pauses), &mut v);
+    checks::lock(&lr, lock_final, &lock(&marks.pauses), &mut v);
     checks::counter(&cr, counter_final, &mut v);
     checks::queue(&qr, &remaining, &mut v);
     checks::leader(&er, leader_final, &mut v);
@@ -428,7 +439,7 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         "lock_fenced_writes": lr.fenced.acked.len(),
         "lock_refused_writes": lr.fenced.refused,
         "lock_worker_holds": lr.holds.iter().filter(|h| h.who >= workloads::WORKER_IDS).count(),
-        "worker_pauses": lock(&pauses).len(),
+        "worker_pauses": lock(&marks.pauses).len(),
         "counter_increments": cr.acked,
         "counter_unknown": cr.unknown,
         "queue_put": qr.put.len(),
@@ -482,9 +493,19 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
     Report { line, ok, totals }
 }
 
+/// What the nemesis did that the checkers take into account.
+#[derive(Default)]
+struct Marks {
+    /// The worker process's pauses (SIGSTOP to SIGCONT), on the schedule's
+    /// clock.
+    pauses: Mutex<Vec<(u64, u64)>>,
+    /// Sessions expired from outside, and when.
+    expiries: Mutex<Vec<(i64, u64)>>,
+}
+
 /// Injects faults drawn from `seed` for `dur`; returns what it did.
-/// `worker` is the client process it may SIGSTOP; `pauses` gets each pause
-/// (start, end) on the schedule's clock.
+/// `worker` is the client process it may SIGSTOP; `marks` gets each pause
+/// (start, end) and each session expiry (session, when) on the schedule's clock.
 #[allow(clippy::too_many_lines)]
 async fn nemesis(
     t: &Target,
@@ -493,7 +514,7 @@ async fn nemesis(
     dur: Duration,
     backend: Backend,
     worker: Option<u32>,
-    pauses: &Mutex<Vec<(u64, u64)>>,
+    marks: &Marks,
 ) -> Vec<String> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut done = Vec::new();
@@ -546,6 +567,7 @@ async fn nemesis(
                 }
                 let c = &sessions[rng.random_range(0..sessions.len())];
                 let sid = c.session_id();
+                lock(&marks.expiries).push((sid.0, env.clock.now()));
                 let r = zkit_testcontainers::expire_session(
                     t.zk.client_addr(rng.random_range(0..n)),
                     sid.0,
@@ -602,7 +624,7 @@ async fn nemesis(
                 }
                 tokio::time::sleep(how_long).await;
                 signal(pid, "CONT");
-                lock(pauses).push((start, env.clock.now()));
+                lock(&marks.pauses).push((start, env.clock.now()));
                 format!("{at}ms SIGSTOP the worker client process for {how_long:?}")
             }
             _ => {

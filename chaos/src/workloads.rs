@@ -206,6 +206,7 @@ async fn keep(
 async fn release(env: &Env, who: usize, start: u64, warned: Option<u64>, guard: LockGuard) -> Hold {
     let end = env.clock.now();
     let token = guard.fencing_token();
+    let session = guard.session_id().0;
     let _ = guard.release().await;
     Hold {
         who,
@@ -213,6 +214,7 @@ async fn release(env: &Env, who: usize, start: u64, warned: Option<u64>, guard: 
         end,
         warned,
         token,
+        session,
     }
 }
 
@@ -289,6 +291,8 @@ pub(crate) struct Hold {
     pub(crate) end: u64,
     pub(crate) warned: Option<u64>,
     pub(crate) token: i64,
+    /// The session the hold was in.
+    pub(crate) session: i64,
 }
 
 /// Contender ids from here on are worker processes.
@@ -614,7 +618,7 @@ pub(crate) async fn config_subscriber(env: Env, idx: usize, rec: Arc<Mutex<Confi
 /// A worker process's lock records as JSON.
 pub(crate) fn worker_report(rec: &LockRecord) -> serde_json::Value {
     serde_json::json!({
-        "holds": rec.holds.iter().map(|h| serde_json::json!([h.who, h.start, h.end, h.warned, h.token])).collect::<Vec<_>>(),
+        "holds": rec.holds.iter().map(|h| serde_json::json!([h.who, h.start, h.end, h.warned, h.token, h.session])).collect::<Vec<_>>(),
         "acked": rec.fenced.acked.iter().map(|f| serde_json::json!([f.value, f.token])).collect::<Vec<_>>(),
         "refused": rec.fenced.refused,
         "unknown": rec.fenced.unknown,
@@ -632,6 +636,7 @@ pub(crate) fn merge_worker(rec: &mut LockRecord, report: &serde_json::Value) {
             end: n(&h[2]),
             warned: h[3].as_u64(),
             token: i(&h[4]),
+            session: i(&h[5]),
         });
     }
     for f in report["acked"].as_array().into_iter().flatten() {

@@ -28,6 +28,9 @@ const MAX_QUEUED_FRAMES: usize = 4096;
 /// requests.
 const PAUSE_READING_BYTES: usize = 4 << 20;
 
+/// Watches of a closed connection freed per hold of the state lock.
+const REAP_SLICE: usize = 4096;
+
 /// Bytes waiting to be written beyond which a connection is closed (a
 /// client that never reads while its watches keep firing).
 const MAX_QUEUED_BYTES: usize = 64 << 20;
@@ -176,11 +179,18 @@ pub(crate) async fn serve<IO>(
         }
     }
     if let Some(c) = conn {
-        let mut st = shared.lock();
-        st.watches.drop_connection(c.id);
-        st.conns.remove(&c.id);
-        if st.session_conn.get(&c.session) == Some(&c.id) {
-            st.session_conn.remove(&c.session);
+        {
+            let mut st = shared.lock();
+            st.watches.drop_connection(c.id);
+            st.conns.remove(&c.id);
+            if st.session_conn.get(&c.session) == Some(&c.id) {
+                st.session_conn.remove(&c.session);
+            }
+        }
+        // Its watches are freed a slice at a time, the lock released in
+        // between: a million of them do not stall everyone else.
+        while !shared.lock().watches.reap(REAP_SLICE) {
+            tokio::task::yield_now().await;
         }
     }
     let _ = io.shutdown().await;

@@ -159,16 +159,9 @@ fn cons(shared: &Shared) -> String {
 }
 
 fn wchs(shared: &Shared) -> String {
-    let st = shared.lock();
-    let by_conn = st.watches.data_watches_by_conn();
-    let paths: std::collections::BTreeSet<&String> =
-        by_conn.iter().flat_map(|(_, p)| p.iter()).collect();
-    let total: usize = by_conn.iter().map(|(_, p)| p.len()).sum();
-    format!(
-        "{} connections watching {} paths\nTotal watches:{total}\n",
-        by_conn.len(),
-        paths.len()
-    )
+    // Counts only: no copy of the watched paths under the lock.
+    let (conns, paths, total) = shared.lock().watches.data_watch_summary();
+    format!("{conns} connections watching {paths} paths\nTotal watches:{total}\n")
 }
 
 /// `wchc` (by session) and `wchp` (by path) over the data watches.

@@ -785,19 +785,30 @@ impl DataTree {
     /// `path` (not `/`) with a `zookeeper_limits` node under
     /// `/zookeeper/quota`.
     fn quota_prefix(&self, path: &str) -> Option<String> {
-        let mut prefix = path;
-        loop {
-            if prefix.is_empty() || prefix == "/" {
-                return None;
+        // Down the quota subtree along the path's components, as far as it
+        // goes (ZooKeeper's PathTrie): the cost is the depth of the quota
+        // tree, not a lookup per ancestor of a deep path on every write.
+        let limits = &QUOTA_LIMIT_SUFFIX[1..];
+        let mut node = self.nodes.get(QUOTA_NODE)?;
+        let mut quota_path = String::from(QUOTA_NODE);
+        let mut end = 0;
+        let mut deepest = None;
+        for comp in path.split('/').skip(1) {
+            if comp.is_empty() || !node.children.contains(comp) {
+                break;
             }
-            if self
-                .nodes
-                .contains_key(&format!("{QUOTA_NODE}{prefix}{QUOTA_LIMIT_SUFFIX}"))
-            {
-                return Some(prefix.to_string());
+            quota_path.push('/');
+            quota_path.push_str(comp);
+            end += 1 + comp.len();
+            let Some(n) = self.nodes.get(&quota_path) else {
+                break;
+            };
+            if n.children.contains(limits) {
+                deepest = Some(path[..end].to_string());
             }
-            prefix = &prefix[..prefix.rfind('/')?];
+            node = n;
         }
+        deepest
     }
 
     /// `DataTree.updateQuotaForPath`: sets `path`'s `zookeeper_stats` to the
@@ -1544,6 +1555,36 @@ mod tests {
         // Outside the quota root nothing changes.
         mk(&mut tree, "/other", b"zz");
         assert_eq!(stats(&tree).0, "count=2,bytes=3");
+        // The deepest quota root counts: /q/d gets a quota of its own, and
+        // a write below it updates /q/d's stats, not /q's.
+        mk(&mut tree, "/zookeeper/quota/q/d", b"");
+        mk(
+            &mut tree,
+            "/zookeeper/quota/q/d/zookeeper_limits",
+            b"count=9,bytes=-1",
+        );
+        mk(
+            &mut tree,
+            "/zookeeper/quota/q/d/zookeeper_stats",
+            b"count=0,bytes=0",
+        );
+        let inner = |tree: &DataTree| {
+            let (d, _) = tree
+                .get_data("/zookeeper/quota/q/d/zookeeper_stats")
+                .unwrap();
+            String::from_utf8(d.unwrap().to_vec()).unwrap()
+        };
+        assert_eq!(inner(&tree), "count=1,bytes=1");
+        mk(&mut tree, "/q/d/e", b"1234");
+        assert_eq!(inner(&tree), "count=2,bytes=5");
+        assert_eq!(stats(&tree).0, "count=2,bytes=3");
+        // A quota node without limits is a way through, not a root.
+        mk(&mut tree, "/q/e", b"");
+        mk(&mut tree, "/q/e/f", b"55");
+        assert_eq!(stats(&tree).0, "count=4,bytes=5");
+        assert_eq!(tree.quota_prefix("/q/d/e/x").as_deref(), Some("/q/d"));
+        assert_eq!(tree.quota_prefix("/qq/x"), None);
+        assert_eq!(tree.quota_prefix("/"), None);
     }
 
     #[test]

@@ -42,8 +42,27 @@ const RECURSIVE: u8 = 4;
 #[derive(Debug, Default, Clone)]
 struct Table {
     by_path: HashMap<String, BTreeSet<ConnId>>,
-    /// Modes per (connection, path). On 3.8 exactly one bit is set.
+    /// Modes per (connection, path). On 3.8 exactly one bit is set. Every
+    /// change goes through `set_mode`.
     by_conn: HashMap<ConnId, HashMap<String, u8>>,
+    /// Paths with a recursive watch, and how many connections have one
+    /// there: a trigger looks for watches above its path only among these
+    /// (when fewer than the path's ancestors), so a deep path costs no
+    /// lookup per ancestor.
+    recursive: HashMap<String, usize>,
+    /// Watches of closed connections still listed in `by_path`, unlinked a
+    /// slice at a time (`reap`): a connection with a million watches does
+    /// not hold the server's lock for the time it takes to unlink them all.
+    /// Until then `fire_at` and `contains` ignore them.
+    graveyard: Vec<(ConnId, Vec<(String, u8)>)>,
+}
+
+/// Whether `anc` is a proper ancestor of `path`.
+fn is_ancestor(anc: &str, path: &str) -> bool {
+    if anc == "/" {
+        return path != "/";
+    }
+    path.len() > anc.len() && path.starts_with(anc) && path.as_bytes()[anc.len()] == b'/'
 }
 
 /// `PathParentIterator.forAll`: the path, then each ancestor up to "/".
@@ -73,16 +92,45 @@ impl Table {
             .entry(path.to_string())
             .or_default()
             .insert(conn);
-        let modes = self
-            .by_conn
-            .entry(conn)
-            .or_default()
-            .entry(path.to_string())
-            .or_insert(0);
-        *modes = match compat {
+        let old = self.mode(conn, path);
+        let new = match compat {
             Compat::V3_8 => mode,
-            Compat::V3_9 => *modes | mode,
+            Compat::V3_9 => old | mode,
         };
+        self.set_mode(conn, path, new);
+    }
+
+    /// Sets the mode of (conn, path) in `by_conn` (0 removes it), keeping
+    /// the recursive-watch count. `by_path` is the caller's.
+    fn set_mode(&mut self, conn: ConnId, path: &str, new: u8) {
+        let old = self.mode(conn, path);
+        if new == 0 {
+            if let Some(paths) = self.by_conn.get_mut(&conn) {
+                paths.remove(path);
+                if paths.is_empty() {
+                    self.by_conn.remove(&conn);
+                }
+            }
+        } else {
+            self.by_conn
+                .entry(conn)
+                .or_default()
+                .insert(path.to_string(), new);
+        }
+        match (old & RECURSIVE != 0, new & RECURSIVE != 0) {
+            (false, true) => *self.recursive.entry(path.to_string()).or_default() += 1,
+            (true, false) => self.forget_recursive(path),
+            _ => {}
+        }
+    }
+
+    fn forget_recursive(&mut self, path: &str) {
+        if let Some(n) = self.recursive.get_mut(path) {
+            *n -= 1;
+            if *n == 0 {
+                self.recursive.remove(path);
+            }
+        }
     }
 
     fn unlink(&mut self, conn: ConnId, path: &str) {
@@ -92,12 +140,7 @@ impl Table {
                 self.by_path.remove(path);
             }
         }
-        if let Some(paths) = self.by_conn.get_mut(&conn) {
-            paths.remove(path);
-            if paths.is_empty() {
-                self.by_conn.remove(&conn);
-            }
-        }
+        self.set_mode(conn, path, 0);
     }
 
     fn mode(&self, conn: ConnId, path: &str) -> u8 {
@@ -111,13 +154,53 @@ impl Table {
     /// `WatchManager.triggerWatch`: the connections to notify.
     fn trigger(&mut self, compat: Compat, path: &str, event: EventType) -> BTreeSet<ConnId> {
         let mut out = BTreeSet::new();
-        for (local, at_parent) in path_and_parents(path) {
+        self.fire_at(compat, path, false, event, &mut out);
+        // Above the path only recursive watches count: look among them, or
+        // walk the ancestors, whichever is less work.
+        if !self.recursive.is_empty() {
+            let ancestors = path.bytes().filter(|&b| b == b'/').count();
+            if self.recursive.len() < ancestors {
+                let above: Vec<String> = self
+                    .recursive
+                    .keys()
+                    .filter(|r| is_ancestor(r, path))
+                    .cloned()
+                    .collect();
+                for a in above {
+                    self.fire_at(compat, &a, true, event, &mut out);
+                }
+            } else {
+                for (local, _) in path_and_parents(path).skip(1) {
+                    if self.recursive.contains_key(local) {
+                        self.fire_at(compat, local, true, event, &mut out);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The watches at `local` (the triggered path, or an ancestor of it
+    /// with `at_parent`).
+    fn fire_at(
+        &mut self,
+        compat: Compat,
+        local: &str,
+        at_parent: bool,
+        event: EventType,
+        out: &mut BTreeSet<ConnId>,
+    ) {
+        {
             let Some(conns) = self.by_path.get(local) else {
-                continue;
+                return;
             };
             let conns: Vec<ConnId> = conns.iter().copied().collect();
             for conn in conns {
                 let mode = self.mode(conn, local);
+                if mode == 0 {
+                    // A closed connection's watch, not yet reaped.
+                    continue;
+                }
                 match compat {
                     Compat::V3_8 => {
                         if mode & RECURSIVE != 0 {
@@ -138,10 +221,7 @@ impl Table {
                             if left == 0 {
                                 self.unlink(conn, local);
                             } else if left != mode {
-                                self.by_conn
-                                    .get_mut(&conn)
-                                    .expect("conn has the path")
-                                    .insert(local.to_string(), left);
+                                self.set_mode(conn, local, left);
                             }
                         } else if mode & RECURSIVE != 0 {
                             out.insert(conn);
@@ -150,14 +230,16 @@ impl Table {
                 }
             }
         }
-        out
     }
 
     /// `WatchManager.containsWatcher`.
     fn contains(&self, compat: Compat, conn: ConnId, path: &str, mode: Option<u8>) -> bool {
         match compat {
-            // Any connection's watch at the path counts.
-            Compat::V3_8 => self.by_path.contains_key(path),
+            // Any (open) connection's watch at the path counts.
+            Compat::V3_8 => self
+                .by_path
+                .get(path)
+                .is_some_and(|conns| conns.iter().any(|c| self.mode(*c, path) != 0)),
             Compat::V3_9 => {
                 let m = self.mode(conn, path);
                 m != 0 && mode.is_none_or(|want| m & want != 0)
@@ -184,27 +266,50 @@ impl Table {
                 if left == 0 {
                     self.unlink(conn, path);
                 } else {
-                    self.by_conn
-                        .get_mut(&conn)
-                        .expect("conn has the path")
-                        .insert(path.to_string(), left);
+                    self.set_mode(conn, path, left);
                 }
                 true
             }
         }
     }
 
+    /// The connection's watches stop counting now; `reap` unlinks them.
     fn drop_conn(&mut self, conn: ConnId) {
         if let Some(paths) = self.by_conn.remove(&conn) {
-            for p in paths.keys() {
-                if let Some(set) = self.by_path.get_mut(p) {
+            self.graveyard.push((conn, paths.into_iter().collect()));
+        }
+    }
+
+    /// Unlinks at most `max` watches of closed connections; returns how
+    /// many are left.
+    fn reap(&mut self, max: usize) -> usize {
+        let mut budget = max;
+        while budget > 0 {
+            let Some((conn, paths)) = self.graveyard.last_mut() else {
+                break;
+            };
+            let conn = *conn;
+            let take = budget.min(paths.len());
+            let slice: Vec<(String, u8)> = paths.drain(paths.len() - take..).collect();
+            if paths.is_empty() {
+                self.graveyard.pop();
+            }
+            budget -= take;
+            for (p, mode) in slice {
+                // Connection ids are never reused: what `by_path` lists for
+                // this one is this dead watch.
+                if let Some(set) = self.by_path.get_mut(&p) {
                     set.remove(&conn);
                     if set.is_empty() {
-                        self.by_path.remove(p);
+                        self.by_path.remove(&p);
                     }
+                }
+                if mode & RECURSIVE != 0 {
+                    self.forget_recursive(&p);
                 }
             }
         }
+        self.graveyard.iter().map(|(_, p)| p.len()).sum()
     }
 
     fn count(&self) -> usize {
@@ -367,10 +472,19 @@ impl WatchManager {
         }
     }
 
-    /// The connection closed: all its watches go (the session stays).
+    /// The connection closed: all its watches go (the session stays). They
+    /// stop firing at once; [`reap`](Self::reap) frees them, a slice at a
+    /// time.
     pub fn drop_connection(&mut self, conn: ConnId) {
         self.data.drop_conn(conn);
         self.child.drop_conn(conn);
+    }
+
+    /// Frees at most `max` watches of closed connections (per table);
+    /// returns whether none is left.
+    pub fn reap(&mut self, max: usize) -> bool {
+        let left = self.data.reap(max) + self.child.reap(max);
+        left == 0
     }
 
     /// The data-watch table as ZooKeeper's `wchs`/`wchc`/`wchp` report it
@@ -389,6 +503,23 @@ impl WatchManager {
             .collect();
         out.sort();
         out
+    }
+
+    /// `wchs`: connections with data watches, the paths they watch, and
+    /// the watches (connection, path) — counted, nothing copied.
+    pub fn data_watch_summary(&self) -> (usize, usize, usize) {
+        let paths = if self.data.graveyard.is_empty() {
+            self.data.by_path.len()
+        } else {
+            // While a closed connection's watches are being freed, count
+            // the paths of the open ones.
+            let mut p: std::collections::HashSet<&String> = std::collections::HashSet::new();
+            for m in self.data.by_conn.values() {
+                p.extend(m.keys());
+            }
+            p.len()
+        };
+        (self.data.by_conn.len(), paths, self.data.count())
     }
 
     /// Total watches (per connection and path and table), for tests and
@@ -604,6 +735,50 @@ mod tests {
     }
 
     #[test]
+    fn recursive_watches_are_found_above_deep_and_shallow_paths_alike() {
+        for compat in [Compat::V3_8, Compat::V3_9] {
+            let mut w = WatchManager::with_compat(compat);
+            w.add_watch(A, "/a", AddWatchMode::PersistentRecursive);
+            w.add_watch(B, "/a/b/c", AddWatchMode::PersistentRecursive);
+            w.add_watch(B, "/x", AddWatchMode::PersistentRecursive);
+            // Fewer recursive paths (3) than ancestors: found by scanning them.
+            let deep = "/a/b/c/d/e/f/g";
+            assert_eq!(
+                w.trigger(deep, EventType::NodeCreated),
+                vec![
+                    ev(A, EventType::NodeCreated, deep),
+                    ev(B, EventType::NodeCreated, deep)
+                ]
+            );
+            // More recursive paths than ancestors: found by walking up.
+            assert_eq!(
+                w.trigger("/a/q", EventType::NodeDataChanged),
+                vec![ev(A, EventType::NodeDataChanged, "/a/q")]
+            );
+            // "/ab" is no descendant of "/a".
+            assert!(w.trigger("/ab/c/d/e", EventType::NodeCreated).is_empty());
+            // Removing or dropping them stops both ways of finding them.
+            w.remove_watches(B, "/a/b/c", WatcherType::Any).unwrap();
+            assert_eq!(
+                w.trigger(deep, EventType::NodeCreated),
+                vec![ev(A, EventType::NodeCreated, deep)]
+            );
+            w.drop_connection(A);
+            assert!(w.trigger(deep, EventType::NodeCreated).is_empty());
+            assert!(w.trigger("/a/q", EventType::NodeCreated).is_empty());
+            w.drop_connection(B);
+            assert_eq!(w.watch_count(), 0);
+            assert!(w.reap(usize::MAX));
+            assert!(w.data.recursive.is_empty() && w.child.recursive.is_empty());
+        }
+        // 3.8: a data watch on the same path replaces the recursive mode.
+        let mut w = wm();
+        w.add_watch(A, "/r", AddWatchMode::PersistentRecursive);
+        w.add_data_watch(A, "/r");
+        assert!(w.trigger("/r/a/b/c", EventType::NodeCreated).is_empty());
+    }
+
+    #[test]
     fn recursive_watch_sees_descendants_never_children_changed() {
         let mut w = wm();
         w.add_watch(A, "/b", AddWatchMode::PersistentRecursive);
@@ -764,6 +939,37 @@ mod tests {
             w.trigger("/x", EventType::NodeDeleted),
             vec![ev(B, EventType::NodeDeleted, "/x")]
         );
+    }
+
+    #[test]
+    fn a_closed_connections_watches_are_freed_in_slices_and_never_fire() {
+        for compat in [Compat::V3_8, Compat::V3_9] {
+            let mut w = WatchManager::with_compat(compat);
+            for i in 0..10 {
+                w.add_data_watch(A, &format!("/n{i}"));
+                w.add_child_watch(A, &format!("/n{i}"));
+            }
+            w.add_watch(A, "/", AddWatchMode::PersistentRecursive);
+            w.add_data_watch(B, "/n3");
+            w.drop_connection(A);
+            // Gone at once for everything that asks...
+            assert_eq!(w.watch_count(), 1);
+            assert_eq!(w.data_watch_summary(), (1, 1, 1));
+            nowatch(w.check_watches(A, "/n5", WatcherType::Any));
+            // ...and three slices of 4 free them, firing nothing meanwhile.
+            assert!(!w.reap(4));
+            assert!(w.trigger("/n5", EventType::NodeDataChanged).is_empty());
+            assert!(w.trigger("/deep/er", EventType::NodeCreated).is_empty());
+            assert_eq!(
+                w.trigger("/n3", EventType::NodeDeleted),
+                vec![ev(B, EventType::NodeDeleted, "/n3")]
+            );
+            assert!(!w.reap(4));
+            assert!(w.reap(4));
+            assert!(w.data.by_path.is_empty() && w.child.by_path.is_empty());
+            assert!(w.data.recursive.is_empty() && w.child.recursive.is_empty());
+            assert!(w.reap(4));
+        }
     }
 
     #[test]

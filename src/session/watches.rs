@@ -46,15 +46,18 @@ pub(crate) struct WatchRegistry {
     // BTreeMap keeps replay order deterministic.
     by_key: BTreeMap<(WatchKind, String), Vec<WatcherId>>,
     by_id: HashMap<WatcherId, (WatchKind, String)>,
+    /// Paths with a recursive watch (keys of that kind in `by_key`).
+    recursive_paths: usize,
 }
 
 impl WatchRegistry {
     /// Registers `id` for (`kind`, `path`).
     pub(crate) fn register(&mut self, id: WatcherId, kind: WatchKind, path: &str) {
-        self.by_key
-            .entry((kind, path.to_string()))
-            .or_default()
-            .push(id);
+        let ids = self.by_key.entry((kind, path.to_string())).or_default();
+        if ids.is_empty() && kind == WatchKind::PersistentRecursive {
+            self.recursive_paths += 1;
+        }
+        ids.push(id);
         self.by_id.insert(id, (kind, path.to_string()));
     }
 
@@ -69,6 +72,9 @@ impl WatchRegistry {
             if v.is_empty() {
                 self.by_key.remove(&key);
                 last = true;
+                if key.0 == WatchKind::PersistentRecursive {
+                    self.recursive_paths -= 1;
+                }
             }
         }
         Some((key.0, key.1, last))
@@ -83,6 +89,9 @@ impl WatchRegistry {
         let mut out = Vec::new();
         for kind in kinds {
             if let Some(ids) = self.by_key.remove(&(*kind, path.to_string())) {
+                if *kind == WatchKind::PersistentRecursive {
+                    self.recursive_paths -= 1;
+                }
                 for id in ids {
                     self.by_id.remove(&id);
                     out.push((id, *kind));
@@ -99,7 +108,15 @@ impl WatchRegistry {
 
     /// Whether any watcher of any kind remains on `path`.
     pub(crate) fn has_path(&self, path: &str) -> bool {
-        self.by_key.keys().any(|(_, p)| p == path)
+        [
+            WatchKind::Data,
+            WatchKind::Exist,
+            WatchKind::Child,
+            WatchKind::Persistent,
+            WatchKind::PersistentRecursive,
+        ]
+        .into_iter()
+        .any(|k| self.has(k, path))
     }
 
     /// Number of registered local watchers.
@@ -117,6 +134,7 @@ impl WatchRegistry {
     /// Removes everything, returning every watcher id.
     pub(crate) fn clear(&mut self) -> Vec<WatcherId> {
         self.by_key.clear();
+        self.recursive_paths = 0;
         self.by_id.drain().map(|(id, _)| id).collect()
     }
 
@@ -145,12 +163,34 @@ impl WatchRegistry {
             fired.extend(ids);
         }
         if event != EventType::NodeChildrenChanged {
-            for ancestor in ancestors_and_self(path) {
-                if let Some(ids) = self
+            // Recursive watches on the path or above: with fewer recursive
+            // paths than the path has ancestors (a deep path), each is
+            // checked against the path (their keys sort last, a range);
+            // else a lookup per ancestor.
+            let depth = path.bytes().filter(|&b| b == b'/').count();
+            if self.recursive_paths <= depth {
+                let mut covering: Vec<(&str, &Vec<WatcherId>)> = self
                     .by_key
-                    .get(&(WatchKind::PersistentRecursive, ancestor.to_string()))
-                {
+                    .range((WatchKind::PersistentRecursive, String::new())..)
+                    .filter(|((_, root), _)| covers(root, path))
+                    .map(|((_, root), ids)| (root.as_str(), ids))
+                    .collect();
+                // Nearest first, as the walk up below finds them.
+                covering.sort_by_key(|(root, _)| std::cmp::Reverse(root.len()));
+                for (_, ids) in covering {
                     fired.extend(ids);
+                }
+            } else {
+                let mut at = path;
+                loop {
+                    let key = (WatchKind::PersistentRecursive, at.to_string());
+                    if let Some(ids) = self.by_key.get(&key) {
+                        fired.extend(ids);
+                    }
+                    if at == "/" {
+                        break;
+                    }
+                    at = crate::proto::parent(at);
                 }
             }
         }
@@ -198,18 +238,13 @@ impl WatchRegistry {
     }
 }
 
-/// `path` and each of its ancestors up to "/".
-fn ancestors_and_self(path: &str) -> impl Iterator<Item = &str> {
-    let mut next = Some(path);
-    std::iter::from_fn(move || {
-        let cur = next?;
-        next = if cur == "/" {
-            None
-        } else {
-            Some(crate::proto::parent(cur))
-        };
-        Some(cur)
-    })
+/// Whether a recursive watch on `root` covers `path` (itself or below).
+fn covers(root: &str, path: &str) -> bool {
+    root == "/"
+        || path == root
+        || (path.len() > root.len()
+            && path.starts_with(root)
+            && path.as_bytes()[root.len()] == b'/')
 }
 
 #[cfg(test)]
@@ -235,6 +270,43 @@ mod tests {
             .is_empty());
         assert_eq!(r.on_notification(EventType::NodeDeleted, "/a"), ids(&[3]));
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn recursive_watches_fire_for_deep_and_shallow_paths_alike() {
+        let mut r = WatchRegistry::default();
+        r.register(WatcherId(1), WatchKind::PersistentRecursive, "/a");
+        r.register(WatcherId(2), WatchKind::PersistentRecursive, "/a/b/c");
+        r.register(WatcherId(3), WatchKind::PersistentRecursive, "/x");
+        r.register(WatcherId(4), WatchKind::PersistentRecursive, "/a");
+        assert_eq!(r.recursive_paths, 3);
+        // Deeper than there are recursive paths: they are scanned.
+        let deep = "/a/b/c/d/e/f";
+        assert_eq!(
+            r.on_notification(EventType::NodeCreated, deep),
+            ids(&[2, 1, 4])
+        );
+        // Shallower: the ancestors are looked up.
+        assert_eq!(
+            r.on_notification(EventType::NodeCreated, "/a/q"),
+            ids(&[1, 4])
+        );
+        assert!(r
+            .on_notification(EventType::NodeCreated, "/ab/c/d/e/f")
+            .is_empty());
+        r.unregister(WatcherId(2));
+        r.unregister(WatcherId(1));
+        assert_eq!(r.recursive_paths, 2);
+        assert_eq!(r.on_notification(EventType::NodeCreated, deep), ids(&[4]));
+        assert_eq!(
+            r.remove_path("/a", &[WatchKind::PersistentRecursive]).len(),
+            1
+        );
+        assert_eq!(r.recursive_paths, 1);
+        assert!(r.on_notification(EventType::NodeCreated, deep).is_empty());
+        assert!(r.has_path("/x") && !r.has_path("/a"));
+        r.clear();
+        assert_eq!(r.recursive_paths, 0);
     }
 
     #[test]

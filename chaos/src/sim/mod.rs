@@ -306,6 +306,8 @@ struct ProbeRec {
     stuck: Vec<String>,
     /// Sessions the nemesis expired (id).
     expired_by_nemesis: BTreeSet<i64>,
+    /// Every expiry the nemesis tried: (session, when).
+    expiries: Vec<(i64, u64)>,
     /// Live clients, for the nemesis.
     live: Vec<Client>,
     tasks: Vec<JoinHandle<()>>,
@@ -775,6 +777,11 @@ async fn schedule(opts: &SimOpts, seed: u64) -> Outcome {
         Ok(t) => t,
         Err(e) => return fail(format!("reading the tree: {e}")),
     };
+    {
+        let expiries = lock(&ctx.rec).expiries.clone();
+        checks::warn_expired(&mut lock(&recs.lock).holds, &expiries);
+        checks::warn_expired(&mut lock(&recs.holds).holds, &expiries);
+    }
     let recipe_ops = check_recipe(recipe, &recs, &admin, &mut v).await;
     let _ = admin.close().await;
     drop(server);
@@ -1230,6 +1237,7 @@ async fn nemesis(ctx: &Ctx, rng: &mut StdRng, dur: Duration) -> Vec<String> {
                 }
                 let (victim, is_probe) = &pool[rng.random_range(0..pool.len())];
                 let sid = victim.session_id();
+                lock(&ctx.rec).expiries.push((sid.0, ctx.now()));
                 let r = expire(ctx, sid.0, victim.session_password()).await;
                 if r && *is_probe {
                     lock(&ctx.rec).expired_by_nemesis.insert(sid.0);
