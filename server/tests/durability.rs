@@ -513,3 +513,43 @@ async fn a_full_disk_stops_the_server_without_losing_acknowledged_writes() {
     c.close().await.unwrap();
     drop(server);
 }
+
+#[tokio::test]
+async fn a_tree_thousands_of_levels_deep_survives_snapshots_and_a_restart() {
+    // Nothing about a deep path may recurse once per level: not the
+    // snapshot written every 500 transactions, not the recovery.
+    const DEPTH: usize = 3_000;
+    let dir = TempDir::new("deep");
+    let server = builder(&dir.0).snap_count(500).start().await.unwrap();
+    let c = Client::connect(&server.connect_string()).await.unwrap();
+    let mut path = String::new();
+    for _ in 0..DEPTH {
+        path.push_str("/d");
+        c.create(&path, b"", &CreateOptions::default())
+            .await
+            .unwrap();
+    }
+    c.set_data(&path, b"bottom", Version::Any).await.unwrap();
+    c.close().await.unwrap();
+    server.shutdown().await;
+    let snaps = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("snapshot.")
+        })
+        .count();
+    assert!(snaps >= 1, "no snapshot was written");
+    let server = builder(&dir.0).snap_count(500).start().await.unwrap();
+    let c = Client::connect(&server.connect_string()).await.unwrap();
+    assert_eq!(&c.get_data(&path).await.unwrap().0[..], b"bottom");
+    assert_eq!(
+        c.get_all_children_number("/d").await.unwrap(),
+        i32::try_from(DEPTH - 1).unwrap()
+    );
+    c.close().await.unwrap();
+    server.shutdown().await;
+}

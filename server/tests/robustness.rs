@@ -224,3 +224,135 @@ async fn a_client_that_never_reads_is_held_back_not_buffered() {
         .await
         .expect("shutdown despite a client that does not read");
 }
+
+async fn wchs(srv: &RunningServer) -> String {
+    let mut s = TcpStream::connect(srv.local_addr()).await.unwrap();
+    s.write_all(b"wchs").await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_with_200k_watches_leaves_nothing_behind_when_it_closes() {
+    let srv = builder()
+        .four_letter_words(zkit_server::FourLetterWords::all())
+        .start()
+        .await
+        .unwrap();
+    let other = Client::connect(&srv.connect_string()).await.unwrap();
+    let abuser = Client::connect(&srv.connect_string()).await.unwrap();
+    let mut watchers = Vec::new();
+    for batch in 0..20 {
+        let futs: Vec<_> = (0..10_000)
+            .map(|i| abuser.exists_and_watch(&format!("/absent-{batch}-{i}")))
+            .collect();
+        for r in futures::future::join_all(futs).await {
+            watchers.push(r.unwrap().1);
+        }
+    }
+    assert!(
+        wchs(&srv)
+            .await
+            .starts_with("1 connections watching 200000 paths"),
+        "{}",
+        wchs(&srv).await
+    );
+    still_serves(&other, "beside-200k-watches").await;
+    abuser.close().await.unwrap();
+    // The watches go with the connection (freed in slices), none fires.
+    let deadline = Instant::now() + SOON;
+    while !wchs(&srv)
+        .await
+        .starts_with("0 connections watching 0 paths")
+    {
+        assert!(Instant::now() < deadline, "{}", wchs(&srv).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    other
+        .create("/absent-3-7", b"", &CreateOptions::default())
+        .await
+        .unwrap();
+    still_serves(&other, "after-200k-watches").await;
+    drop(watchers);
+    other.close().await.unwrap();
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_chain_thousands_deep_under_a_recursive_watch_is_served() {
+    let srv = builder().start().await.unwrap();
+    let c = Client::connect(&srv.connect_string()).await.unwrap();
+    c.create("/deep", b"", &CreateOptions::default())
+        .await
+        .unwrap();
+    let mut w = c
+        .add_watch("/deep", zkit::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
+    let mut path = String::from("/deep");
+    for _ in 0..3_000 {
+        path.push_str("/d");
+        c.create(&path, b"", &CreateOptions::default())
+            .await
+            .unwrap();
+    }
+    for _ in 0..3_000 {
+        let ev = tokio::time::timeout(SOON, w.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev.event_type, zkit::EventType::NodeCreated);
+    }
+    c.set_data(&path, b"x", zkit::Version::Any).await.unwrap();
+    let ev = tokio::time::timeout(SOON, w.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ev.event_type, ev.path.len()),
+        (zkit::EventType::NodeDataChanged, path.len())
+    );
+    assert_eq!(c.get_all_children_number("/deep").await.unwrap(), 3_000);
+    still_serves(&c, "deep").await;
+    c.close().await.unwrap();
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_transaction_just_under_the_frame_limit_applies_whole_or_not_at_all() {
+    let srv = builder().start().await.unwrap();
+    let c = Client::connect(&srv.connect_string()).await.unwrap();
+    c.create("/m", b"", &CreateOptions::default())
+        .await
+        .unwrap();
+    let mut txn = c.multi();
+    for i in 0..17_000 {
+        txn = txn.create(&format!("/m/n{i:05}"), b"", &CreateOptions::default());
+    }
+    assert_eq!(txn.commit().await.unwrap().len(), 17_000);
+    let mut failing = c.multi();
+    for i in 0..16_999 {
+        failing = failing.create(&format!("/m/f{i:05}"), b"", &CreateOptions::default());
+    }
+    let r = failing
+        .set_data("/m/absent", b"", zkit::Version::Any)
+        .commit()
+        .await;
+    assert!(
+        matches!(r, Err(zkit::Error::MultiFailed { index: 16_999, .. })),
+        "{r:?}"
+    );
+    assert_eq!(c.get_all_children_number("/m").await.unwrap(), 17_000);
+    let mut too_big = c.multi();
+    for i in 0..40_000 {
+        too_big = too_big.create(&format!("/m/t{i:05}"), b"", &CreateOptions::default());
+    }
+    assert!(matches!(
+        too_big.commit().await,
+        Err(zkit::Error::RequestTooLarge { .. })
+    ));
+    still_serves(&c, "after-multis").await;
+    c.close().await.unwrap();
+    srv.shutdown().await;
+}
