@@ -338,6 +338,10 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         &marks,
     )
     .await;
+    // The worker process runs again whatever happened to a SIGCONT.
+    if let Some(pid) = worker_pid {
+        signal(pid, "CONT");
+    }
     let healed = heal(&target).await;
     // Let the workloads run on a healthy server for a moment, then stop.
     tokio::time::sleep(Duration::from_secs(2)).await;
