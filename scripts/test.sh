@@ -46,13 +46,15 @@ ZKIT_TEST_BACKEND=bundled ZKIT_TEST_SECURE=1 run cargo test -p zkit-recipes --te
 run cargo run --quiet -p zkit-chaos -- --backend bundled --schedules 3 --secs 5 --seed "${ZKIT_CHAOS_SEED:-1000}"
 run cargo run --quiet -p zkit-chaos -- --backend zookeeper --schedules 2 --secs 8 --seed "${ZKIT_CHAOS_SEED:-2000}"
 # Deterministic simulation: client + bundled server on a virtual clock and a simulated
-# network, 10,000 seeded fault schedules (optimized build: a few minutes on 2 cores).
-run cargo build --quiet --release -p zkit-chaos -p zkit-server
-run target/release/zkit-chaos sim --schedules "${ZKIT_SIM_SCHEDULES:-10000}" --seed "${ZKIT_SIM_SEED:-100000}"
+# network, 10,000 seeded fault schedules (optimized build: a few minutes on 2 cores). Built
+# with tokio_unstable (in target/sim) so that tokio's own random choices follow the seed too
+# and every failure replays exactly.
+RUSTFLAGS="--cfg tokio_unstable" run cargo build --quiet --release --target-dir target/sim -p zkit-chaos -p zkit-server
+run target/sim/release/zkit-chaos sim --schedules "${ZKIT_SIM_SCHEDULES:-10000}" --seed "${ZKIT_SIM_SEED:-100000}"
 # One client abusing the bundled server (a million watches, a huge transaction, deep paths, a
 # child list beyond the frame limit, 10k connections): each line gives another client's latency
 # alone and during the abuse; it fails if the server stops serving.
-run target/release/zkit-chaos abuse
+run target/sim/release/zkit-chaos abuse
 # The fuzz targets (a crate of their own: cargo-fuzz wants nightly to fuzz with
 # coverage) build on stable and each runs over a few thousand random inputs.
 run cargo build --quiet --release --manifest-path fuzz/Cargo.toml
