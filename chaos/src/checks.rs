@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::workloads::{
-    ConfigRecord, CounterRecord, FencedLog, Hold, Holds, LeaderRecord, LockRecord,
+    ConfigRecord, CounterRecord, DiscoveryRecord, FencedLog, Hold, Holds, LeaderRecord, LockRecord,
     MembershipRecord, QueueRecord,
 };
 
@@ -305,6 +305,33 @@ pub(crate) fn membership(rec: &MembershipRecord, v: &mut Violations) {
     }
 }
 
+/// Service discovery: the observer's cache converges to every instance
+/// with its data, and no acknowledged update is lost.
+pub(crate) fn discovery(rec: &DiscoveryRecord, v: &mut Violations) {
+    if rec.registered == 0 || rec.acked.is_empty() {
+        v.add(
+            "discovery: no progress",
+            format!("{} registered, {} updated", rec.registered, rec.acked.len()),
+        );
+        return;
+    }
+    if rec.converged != Some(true) {
+        v.add(
+            "discovery: the cache did not converge to the registered instances",
+            format!("cache {:?}, truth {:?}", rec.last_view, rec.truth),
+        );
+    }
+    for (id, &version) in &rec.acked {
+        let now = rec.truth.iter().find(|(i, _)| i == id).map(|(_, p)| *p);
+        if now.is_none_or(|p| p < version) {
+            v.add(
+                "discovery: an acknowledged update was lost",
+                format!("{id}: update to {version} acknowledged, registered now {now:?}"),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,6 +488,40 @@ mod tests {
         let mut late = vec![hold(0, 0, 100, None)];
         warn_expired(&mut late, &[(0, 150)]);
         assert_eq!(late[0].warned, None);
+    }
+
+    #[test]
+    fn discovery_violations_fire() {
+        let good = DiscoveryRecord {
+            registered: 2,
+            acked: [("i0".to_string(), 5), ("i1".to_string(), 6)].into(),
+            updates: 6,
+            changes: 9,
+            converged: Some(true),
+            last_view: vec![("i0".into(), 5), ("i1".into(), 7)],
+            truth: vec![("i0".into(), 5), ("i1".into(), 7)],
+        };
+        let mut v = Violations::default();
+        discovery(&good, &mut v);
+        assert!(v.is_empty(), "{v:?}");
+        let bad = DiscoveryRecord {
+            converged: Some(false),
+            last_view: vec![("i0".into(), 5)],
+            truth: vec![("i0".into(), 4), ("i1".into(), 7)],
+            ..good
+        };
+        let mut v = Violations::default();
+        discovery(&bad, &mut v);
+        assert_eq!(
+            v.by_kind.keys().collect::<Vec<_>>(),
+            [
+                "discovery: an acknowledged update was lost",
+                "discovery: the cache did not converge to the registered instances"
+            ]
+        );
+        let mut v = Violations::default();
+        discovery(&DiscoveryRecord::default(), &mut v);
+        assert!(v.by_kind.contains_key("discovery: no progress"));
     }
 
     #[test]

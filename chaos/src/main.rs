@@ -239,6 +239,7 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
     let config_rec = Arc::new(Mutex::new(workloads::ConfigRecord::default()));
     let rw_rec = Arc::new(Mutex::new(workloads::Holds::default()));
     let member_rec = Arc::new(Mutex::new(workloads::MembershipRecord::default()));
+    let disc_rec = Arc::new(Mutex::new(workloads::DiscoveryRecord::default()));
     let mut tasks = Vec::new();
     for who in 0..3 {
         tasks.push(tokio::spawn(workloads::lock_contender(
@@ -284,6 +285,11 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         env.clone(),
         3,
         member_rec.clone(),
+    )));
+    tasks.push(tokio::spawn(workloads::discovery(
+        env.clone(),
+        3,
+        disc_rec.clone(),
     )));
     tasks.push(tokio::spawn(workloads::config_publisher(
         env.clone(),
@@ -438,6 +444,8 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
     checks::config(&fr, &mut v);
     checks::rwlock(&wr, &mut v);
     checks::membership(&mr, &mut v);
+    let dr = lock(&disc_rec);
+    checks::discovery(&dr, &mut v);
     let ops = json!({
         "lock_holds": lr.holds.len(),
         "lock_fenced_writes": lr.fenced.acked.len(),
@@ -457,6 +465,8 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         "config_published": fr.published.len(),
         "rwlock_holds": wr.holds.len(),
         "membership_view_changes": mr.changes,
+        "discovery_updates": dr.updates,
+        "discovery_cache_changes": dr.changes,
         "config_observed": fr.observed.iter().map(Vec::len).collect::<Vec<_>>(),
     });
     let totals = vec![
@@ -472,6 +482,7 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         ("semaphore_leases".to_string(), sr.holds.len() as u64),
         ("config_published".to_string(), fr.published.len() as u64),
         ("rwlock_holds".to_string(), wr.holds.len() as u64),
+        ("discovery_updates".to_string(), dr.updates),
         (
             "violations".to_string(),
             v.by_kind.values().map(|(n, _)| n).sum::<u64>(),

@@ -754,3 +754,118 @@ pub(crate) async fn membership(env: Env, members: usize, rec: Arc<Mutex<Membersh
     }
     let _ = observer_sessions.close().await;
 }
+
+// ---- service discovery -------------------------------------------------------
+
+#[derive(Debug, Default)]
+pub(crate) struct DiscoveryRecord {
+    /// Instances registered (they stay registered by themselves).
+    pub(crate) registered: usize,
+    /// Per instance id: the highest payload version an update of it was
+    /// acknowledged with.
+    pub(crate) acked: BTreeMap<String, i64>,
+    /// Updates acknowledged.
+    pub(crate) updates: u64,
+    /// Cache changes the observer saw.
+    pub(crate) changes: u64,
+    /// Whether the observer's cache reached the truth after the heal.
+    pub(crate) converged: Option<bool>,
+    /// What the cache held last, and the truth then: (id, payload).
+    pub(crate) last_view: Vec<(String, i64)>,
+    pub(crate) truth: Vec<(String, i64)>,
+}
+
+/// `instances` instances of service "api" register (each in a session of
+/// its own) and have their payload updated in turn, while an observer's
+/// cache follows them; after the heal the cache must hold every instance
+/// with its latest payload, and no acknowledged update may be lost (an
+/// instance re-registered after an expiry carries its latest data).
+pub(crate) async fn discovery(env: Env, instances: usize, rec: Arc<Mutex<DiscoveryRecord>>) {
+    use zkit_recipes::discovery::{ServiceDiscovery, ServiceInstance};
+    let base = format!("{}/services", env.base);
+    let instance = |i: usize, version: i64| {
+        ServiceInstance::new("api", "127.0.0.1", 8000 + u16::try_from(i).unwrap_or(0))
+            .id(format!("i{i}"))
+            .payload(version)
+    };
+    let mut regs = Vec::new();
+    let mut sessions = Vec::new();
+    for i in 0..instances {
+        let s = env.sessions();
+        let d = ServiceDiscovery::<i64>::new(s.clone(), base.clone());
+        if let Some(r) = until_ok(&env, || d.register(instance(i, 0))).await {
+            regs.push((i, r));
+        }
+        sessions.push(s);
+    }
+    let observer = env.sessions();
+    let od = ServiceDiscovery::<i64>::new(observer.clone(), base.clone());
+    let mut cache = od.cache("api");
+    let mut acked: BTreeMap<String, i64> = BTreeMap::new();
+    let (mut changes, mut updates, mut version, mut turn) = (0u64, 0u64, 0i64, 0usize);
+    let mut next_update = Instant::now();
+    while !env.stopped() && !regs.is_empty() {
+        tokio::select! {
+            r = cache.changed() => {
+                if r.is_ok() {
+                    changes += 1;
+                } else {
+                    env.pause(Duration::from_millis(20)).await;
+                }
+            }
+            () = tokio::time::sleep_until(next_update) => {
+                next_update = Instant::now() + Duration::from_millis(40);
+                let (i, r) = &regs[turn % regs.len()];
+                turn += 1;
+                version += 1;
+                if let Ok(Ok(())) =
+                    tokio::time::timeout(Duration::from_secs(3), r.update(instance(*i, version))).await
+                {
+                    acked.insert(format!("i{i}"), version);
+                    updates += 1;
+                }
+            }
+            () = env.stopping() => break,
+        }
+    }
+    // After the heal: the cache reaches the truth, which holds every
+    // instance.
+    let view_of = |list: Vec<ServiceInstance<i64>>| {
+        let mut v: Vec<(String, i64)> = list
+            .into_iter()
+            .map(|s| (s.id, s.payload.unwrap_or(-1)))
+            .collect();
+        v.sort();
+        v
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut view, mut truth) = (Vec::new(), Vec::new());
+    let mut converged = false;
+    while Instant::now() < deadline {
+        view = view_of(cache.instances());
+        truth = view_of(od.query_instances("api").await.unwrap_or_default());
+        if view == truth && truth.len() == regs.len() {
+            converged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    {
+        let mut r = lock(&rec);
+        r.registered = regs.len();
+        r.acked = acked;
+        r.updates = updates;
+        r.changes = changes;
+        r.converged = Some(converged);
+        r.last_view = view;
+        r.truth = truth;
+    }
+    drop(cache);
+    for (_, r) in regs {
+        let _ = r.unregister().await;
+    }
+    for s in sessions {
+        let _ = s.close().await;
+    }
+    let _ = observer.close().await;
+}

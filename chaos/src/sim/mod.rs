@@ -628,7 +628,7 @@ fn watch_until_fired(
 // ---- the schedule -----------------------------------------------------------------
 
 /// The recipe workloads, one of which runs beside the probes.
-const RECIPES: [&str; 8] = [
+const RECIPES: [&str; 9] = [
     "lock",
     "counter",
     "queue",
@@ -637,6 +637,7 @@ const RECIPES: [&str; 8] = [
     "config",
     "rwlock",
     "membership",
+    "discovery",
 ];
 
 #[allow(clippy::too_many_lines)]
@@ -1305,6 +1306,7 @@ struct RecipeRecs {
     holds: Arc<Mutex<workloads::Holds>>,
     config: Arc<Mutex<workloads::ConfigRecord>>,
     membership: Arc<Mutex<workloads::MembershipRecord>>,
+    discovery: Arc<Mutex<workloads::DiscoveryRecord>>,
 }
 
 fn start_recipe(recipe: &str, env: &Env, seed: u64, r: &RecipeRecs) -> Vec<JoinHandle<()>> {
@@ -1361,6 +1363,11 @@ fn start_recipe(recipe: &str, env: &Env, seed: u64, r: &RecipeRecs) -> Vec<JoinH
                 ))
             })
             .collect(),
+        "discovery" => vec![tokio::spawn(workloads::discovery(
+            e(),
+            3,
+            r.discovery.clone(),
+        ))],
         _ => vec![tokio::spawn(workloads::membership(
             e(),
             3,
@@ -1430,6 +1437,11 @@ async fn check_recipe(recipe: &str, r: &RecipeRecs, admin: &Client, v: &mut Viol
             let rec = lock(&r.holds);
             checks::rwlock(&rec, v);
             rec.holds.len() as u64
+        }
+        "discovery" => {
+            let rec = lock(&r.discovery);
+            checks::discovery(&rec, v);
+            rec.changes
         }
         _ => {
             let rec = lock(&r.membership);
