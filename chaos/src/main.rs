@@ -317,7 +317,7 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
     ])
     .stdin(std::process::Stdio::piped())
     .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
     .kill_on_drop(true)
     .spawn()
     {
@@ -364,16 +364,27 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
     }
     let worker_report =
         match tokio::time::timeout(Duration::from_secs(30), worker.wait_with_output()).await {
-            Ok(Ok(out)) if out.status.success() => {
-                serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()
-            }
-            _ => None,
+            Ok(Ok(out)) => match serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+                Ok(r) if out.status.success() => Ok(r),
+                _ => Err(format!(
+                    "{}; stdout {:?}; stderr {:?}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                        .lines()
+                        .rev()
+                        .take(5)
+                        .collect::<Vec<_>>()
+                )),
+            },
+            Ok(Err(e)) => Err(format!("waiting for it: {e}")),
+            Err(_) => Err("no report within 30 s".into()),
         };
 
     let mut v = Violations::default();
     match &worker_report {
-        Some(r) => workloads::merge_worker(&mut lock(&lock_rec), r),
-        None => v.add("harness: the worker process failed", String::new()),
+        Ok(r) => workloads::merge_worker(&mut lock(&lock_rec), r),
+        Err(why) => v.add("harness: the worker process failed", why.clone()),
     }
     if let Err(e) = healed {
         v.add("harness: did not heal", e);
