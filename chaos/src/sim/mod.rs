@@ -341,10 +341,7 @@ impl Ctx {
     /// A builder for a new client: a connector of its own (so the nemesis
     /// can partition it) and a seeded host order.
     fn builder(&self) -> zkit::ClientBuilder {
-        let idx = self.next_client.fetch_add(1, Ordering::SeqCst);
-        client_builder()
-            .seed(self.seed.wrapping_mul(7919).wrapping_add(idx as u64))
-            .connector(self.net.connector(idx))
+        (self.env.builder)()
     }
 
     fn now(&self) -> u64 {
