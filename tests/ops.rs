@@ -725,10 +725,10 @@ async fn root_and_zookeeper_nodes_are_readable() {
 }
 
 /// A reply larger than the client accepts (twice jute.maxbuffer by default)
-/// cannot be read: the request fails with ConnectionLoss, the client
-/// reconnects, and the session goes on.
+/// is read past: that request fails with ResponseTooLarge, and the
+/// connection and the session go on (no reconnect).
 #[tokio::test]
-async fn oversized_reply_is_connection_loss_and_session_recovers() {
+async fn oversized_reply_fails_alone_and_the_connection_goes_on() {
     let c = client().await;
     let base = base(&c, "big-reply").await;
     let data = vec![b'a'; 1_000_000];
@@ -750,15 +750,18 @@ async fn oversized_reply_is_connection_loss_and_session_recovers() {
         .get_data(&format!("{base}/n2"))
         .execute()
         .await;
-    assert_err(r, Error::ConnectionLoss);
-    assert_eq!(
-        soon("disconnected", states.next_state()).await,
-        Some(zkit::SessionState::Disconnected)
-    );
-    assert_eq!(
-        soon("reconnected", states.next_state()).await,
-        Some(zkit::SessionState::Connected)
-    );
+    match r {
+        Err(Error::ResponseTooLarge { size, limit }) => {
+            assert!(size > 3_000_000 && limit == 2 * 1_048_575, "{size} {limit}");
+        }
+        other => panic!("expected ResponseTooLarge, got {other:?}"),
+    }
+    never(
+        "a state change",
+        Duration::from_millis(300),
+        states.next_state(),
+    )
+    .await;
     assert_eq!(c.get_data(&base).await.unwrap().1.num_children, 3);
     assert_eq!(c.session_id(), sid);
     // Two of them fit.
