@@ -34,7 +34,7 @@ pub use acl::Perms;
 pub use digest::{digest_id, generate_digest};
 pub use frame::{decode_frame, encode_frame, FrameError};
 pub use jute::{DecodeError, DecodeResult};
-pub use path::{parent, validate_path, PathError};
+pub use path::{is_ancestor, parent, validate_path, PathError};
 pub use records::*;
 
 use bytes::{Bytes, BytesMut};

@@ -86,9 +86,34 @@ pub fn parent(path: &str) -> &str {
     }
 }
 
+/// Whether `ancestor` is a proper ancestor of `path` (`"/"` is one of every
+/// other path; `"/a"` is not one of `"/ab"`).
+pub fn is_ancestor(ancestor: &str, path: &str) -> bool {
+    if ancestor == "/" {
+        return path != "/";
+    }
+    path.len() > ancestor.len()
+        && path.starts_with(ancestor)
+        && path.as_bytes()[ancestor.len()] == b'/'
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ancestors_are_whole_components() {
+        for (a, p, want) in [
+            ("/", "/a", true),
+            ("/", "/", false),
+            ("/a", "/a/b/c", true),
+            ("/a", "/a", false),
+            ("/a", "/ab", false),
+            ("/a/b", "/a", false),
+        ] {
+            assert_eq!(is_ancestor(a, p), want, "{a} {p}");
+        }
+    }
 
     #[test]
     fn valid_and_invalid_paths() {

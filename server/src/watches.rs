@@ -57,14 +57,6 @@ struct Table {
     graveyard: Vec<(ConnId, Vec<(String, u8)>)>,
 }
 
-/// Whether `anc` is a proper ancestor of `path`.
-fn is_ancestor(anc: &str, path: &str) -> bool {
-    if anc == "/" {
-        return path != "/";
-    }
-    path.len() > anc.len() && path.starts_with(anc) && path.as_bytes()[anc.len()] == b'/'
-}
-
 /// `PathParentIterator.forAll`: the path, then each ancestor up to "/".
 fn path_and_parents(path: &str) -> impl Iterator<Item = (&str, bool)> {
     let mut next = Some(path);
@@ -163,7 +155,7 @@ impl Table {
                 let above: Vec<String> = self
                     .recursive
                     .keys()
-                    .filter(|r| is_ancestor(r, path))
+                    .filter(|r| zkit_proto::is_ancestor(r, path))
                     .cloned()
                     .collect();
                 for a in above {
@@ -190,42 +182,40 @@ impl Table {
         event: EventType,
         out: &mut BTreeSet<ConnId>,
     ) {
-        {
-            let Some(conns) = self.by_path.get(local) else {
-                return;
-            };
-            let conns: Vec<ConnId> = conns.iter().copied().collect();
-            for conn in conns {
-                let mode = self.mode(conn, local);
-                if mode == 0 {
-                    // A closed connection's watch, not yet reaped.
-                    continue;
-                }
-                match compat {
-                    Compat::V3_8 => {
-                        if mode & RECURSIVE != 0 {
-                            if event != EventType::NodeChildrenChanged {
-                                out.insert(conn);
-                            }
-                        } else if !at_parent {
+        let Some(conns) = self.by_path.get(local) else {
+            return;
+        };
+        let conns: Vec<ConnId> = conns.iter().copied().collect();
+        for conn in conns {
+            let mode = self.mode(conn, local);
+            if mode == 0 {
+                // A closed connection's watch, not yet reaped.
+                continue;
+            }
+            match compat {
+                Compat::V3_8 => {
+                    if mode & RECURSIVE != 0 {
+                        if event != EventType::NodeChildrenChanged {
                             out.insert(conn);
-                            if mode & PERSISTENT == 0 {
-                                self.unlink(conn, local);
-                            }
+                        }
+                    } else if !at_parent {
+                        out.insert(conn);
+                        if mode & PERSISTENT == 0 {
+                            self.unlink(conn, local);
                         }
                     }
-                    Compat::V3_9 => {
-                        if !at_parent {
-                            out.insert(conn);
-                            let left = mode & !STANDARD;
-                            if left == 0 {
-                                self.unlink(conn, local);
-                            } else if left != mode {
-                                self.set_mode(conn, local, left);
-                            }
-                        } else if mode & RECURSIVE != 0 {
-                            out.insert(conn);
+                }
+                Compat::V3_9 => {
+                    if !at_parent {
+                        out.insert(conn);
+                        let left = mode & !STANDARD;
+                        if left == 0 {
+                            self.unlink(conn, local);
+                        } else if left != mode {
+                            self.set_mode(conn, local, left);
                         }
+                    } else if mode & RECURSIVE != 0 {
+                        out.insert(conn);
                     }
                 }
             }

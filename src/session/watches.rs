@@ -240,11 +240,7 @@ impl WatchRegistry {
 
 /// Whether a recursive watch on `root` covers `path` (itself or below).
 fn covers(root: &str, path: &str) -> bool {
-    root == "/"
-        || path == root
-        || (path.len() > root.len()
-            && path.starts_with(root)
-            && path.as_bytes()[root.len()] == b'/')
+    path == root || crate::proto::is_ancestor(root, path)
 }
 
 #[cfg(test)]

@@ -1101,7 +1101,6 @@ fn check_watches(
                 );
             }
         }
-        let ended_early = !s.alive_at_end;
         if rec.expired_by_nemesis.contains(&s.id)
             && !s.states.iter().any(|(_, st)| *st == SessionState::Expired)
         {
@@ -1119,7 +1118,6 @@ fn check_watches(
             } else {
                 (EventType::NodeCreated, tree.contains_key(path))
             };
-            let exists = happened;
             match r {
                 Some(Ok(t)) if *t == expected && !happened => v.add(
                     "watch: fired for a change that never happened",
@@ -1140,7 +1138,7 @@ fn check_watches(
                     let before_heal = created_at
                         .get(path.as_str())
                         .is_some_and(|&t| t < healed_at);
-                    if exists && before_heal && !ended_early {
+                    if happened && before_heal && s.alive_at_end {
                         v.add(
                             "watch: lost (change made, session alive, no event)",
                             format!("session {sid}: {path}: {e}"),
@@ -1167,7 +1165,7 @@ fn check_watches(
                     }
                 }
             }
-            if !ended_early && !seen.contains("/sim/p/final") {
+            if s.alive_at_end && !seen.contains("/sim/p/final") {
                 v.add(
                     "persistent watch: not re-registered (missed a creation after the heal)",
                     format!("session {sid} of probe {}", s.probe),
