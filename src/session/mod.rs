@@ -377,21 +377,9 @@ struct Wire {
     inbuf: BytesMut,
     /// The host of the transport being opened or open.
     host: Option<HostAddr>,
-    /// A reply too large to accept, being read past.
-    skip: Option<Skip>,
-}
-
-/// A reply frame over `max_reply`: its bytes are dropped as they arrive,
-/// keeping the header, and its request fails with
-/// [`Error::ResponseTooLarge`]; the connection goes on.
-#[derive(Debug)]
-struct Skip {
-    /// The frame's length.
-    len: usize,
-    /// Payload bytes still to drop.
-    remaining: usize,
-    /// The first payload bytes: the reply header.
-    header: Vec<u8>,
+    /// Bytes of an oversized reply (its request already failed) still to
+    /// drop as they arrive.
+    discard: usize,
 }
 
 /// Encoded size of a reply header (xid, zxid, err).
@@ -860,11 +848,13 @@ impl Session {
         }
         self.wire.inbuf.extend_from_slice(data);
         loop {
-            if self.wire.skip.is_some() {
-                if !self.skip_oversized(now) {
+            if self.wire.discard > 0 {
+                let n = self.wire.discard.min(self.wire.inbuf.len());
+                self.wire.inbuf.advance(n);
+                self.wire.discard -= n;
+                if self.wire.discard > 0 {
                     return;
                 }
-                continue;
             }
             let frame = match decode_frame(&mut self.wire.inbuf, self.cfg.max_reply) {
                 Ok(Some(f)) => f,
@@ -874,13 +864,13 @@ impl Session {
                         && matches!(self.conn, Conn::Connected(_) | Conn::Closing { .. }) =>
                 {
                     // A reply we will not hold (a child list beyond the
-                    // limit, say): read past it, fail its request, go on.
-                    self.wire.inbuf.advance(4);
-                    self.wire.skip = Some(Skip {
-                        len,
-                        remaining: len,
-                        header: Vec::with_capacity(REPLY_HEADER_LEN),
-                    });
+                    // limit, say): fail its request, read past it, go on.
+                    if self.wire.inbuf.len() < 4 + REPLY_HEADER_LEN {
+                        return;
+                    }
+                    if !self.fail_oversized(now, len) {
+                        return;
+                    }
                     continue;
                 }
                 Err(e) => {
@@ -904,55 +894,35 @@ impl Session {
         }
     }
 
-    /// Drops what has arrived of an oversized reply; at its end fails the
-    /// request it answers. Returns whether the reply is behind us.
-    fn skip_oversized(&mut self, now: Instant) -> bool {
-        let Some(skip) = self.wire.skip.as_mut() else {
-            return true;
-        };
-        let take = skip.remaining.min(self.wire.inbuf.len());
-        let had_header = skip.header.len() == REPLY_HEADER_LEN;
-        let want = (REPLY_HEADER_LEN - skip.header.len()).min(take);
-        skip.header.extend_from_slice(&self.wire.inbuf[..want]);
-        self.wire.inbuf.advance(take);
-        skip.remaining -= take;
+    /// An oversized reply of `len` bytes starts the input: if its header
+    /// answers the oldest request, that request fails with
+    /// [`Error::ResponseTooLarge`] and the frame's bytes are dropped as they
+    /// come; otherwise the stream is broken and the connection is lost.
+    /// Returns whether the connection goes on.
+    fn fail_oversized(&mut self, now: Instant, len: usize) -> bool {
         let limit = self.cfg.max_reply;
-        let len = skip.len;
-        // As soon as the header is in: it must answer the oldest request
-        // (FIFO), or the stream is broken.
-        let header_now = !had_header && skip.header.len() == REPLY_HEADER_LEN;
-        let hdr = if header_now || skip.remaining == 0 {
-            let hdr = ReplyHeader::decode(&mut Bytes::copy_from_slice(&skip.header)).ok();
-            let answers = hdr.as_ref().is_some_and(|h| {
-                h.xid >= 0
-                    && self
-                        .requests
-                        .pending
-                        .front()
-                        .is_some_and(|p| p.xid == h.xid)
-            });
-            if !answers {
-                warn!(
-                    len,
-                    limit, "oversized frame that answers no request; closing connection"
-                );
-                self.connection_lost(now, "oversized frame");
-                return false;
-            }
-            hdr
-        } else {
-            None
-        };
-        if skip.remaining > 0 {
+        let mut header = Bytes::copy_from_slice(&self.wire.inbuf[4..4 + REPLY_HEADER_LEN]);
+        let hdr = ReplyHeader::decode(&mut header).ok().filter(|h| {
+            h.xid >= 0
+                && self
+                    .requests
+                    .pending
+                    .front()
+                    .is_some_and(|p| p.xid == h.xid)
+        });
+        let Some(hdr) = hdr else {
+            warn!(
+                len,
+                limit, "oversized frame that answers no request; closing connection"
+            );
+            self.connection_lost(now, "oversized frame");
             return false;
-        }
-        self.wire.skip = None;
-        let hdr = hdr.expect("checked above");
-        let p = self.requests.pending.pop_front().expect("matched above");
+        };
         warn!(
             xid = hdr.xid,
             len, limit, "a reply exceeds this client's frame limit: dropped, its request fails"
         );
+        let p = self.requests.pending.pop_front().expect("matched above");
         if hdr.zxid > 0 {
             self.ident.last_zxid = self.ident.last_zxid.max(hdr.zxid);
         }
@@ -964,6 +934,7 @@ impl Session {
                 Error::ResponseTooLarge { size: len, limit },
             );
         }
+        self.wire.discard = 4 + len;
         true
     }
 
@@ -1294,7 +1265,7 @@ impl Session {
             self.events.push_back(Event::CloseTransport);
         }
         self.wire.inbuf.clear();
-        self.wire.skip = None;
+        self.wire.discard = 0;
         self.wire.priority.clear();
         self.auth.on_conn.clear();
         self.auth.sasl = None;
