@@ -443,6 +443,28 @@ async fn probe(ctx: Ctx, p: usize) {
     }
 }
 
+/// How request `f` ended, `drop_after` dropping it early if given; `None`
+/// if it did not complete within 30 s (recorded as stuck). `path_of` names
+/// what an acknowledgement gave.
+async fn settle<T>(
+    ctx: &Ctx,
+    what: &str,
+    f: impl std::future::Future<Output = Result<T, Error>>,
+    drop_after: Option<Duration>,
+    path_of: impl FnOnce(&T) -> String,
+) -> Option<Ended> {
+    let dropped_or = async {
+        match drop_after {
+            None => Some(f.await),
+            Some(d) => timeout(d, f).await.ok(),
+        }
+    };
+    Some(match bounded(ctx, what, dropped_or).await? {
+        None => Ended::Dropped,
+        Some(r) => Ended::of(&r, path_of),
+    })
+}
+
 /// Starts request(s) `op` now (so calls go out in this order) and returns
 /// the future that records the outcome; `drop_after` drops the request's
 /// future early.
@@ -456,16 +478,6 @@ fn one_op(
     drop_after: Option<Duration>,
 ) -> BoxFuture<'static, ()> {
     let ctx = ctx.clone();
-    // Drops `f` after `drop_after` if it has not completed: `None`.
-    async fn maybe_drop<T>(
-        f: impl std::future::Future<Output = T>,
-        drop_after: Option<Duration>,
-    ) -> Option<T> {
-        match drop_after {
-            None => Some(f.await),
-            Some(d) => timeout(d, f).await.ok(),
-        }
-    }
     match op {
         0..=4 => {
             let f = client.create(
@@ -474,10 +486,10 @@ fn one_op(
                 &CreateOptions::new(CreateMode::PersistentSequential),
             );
             async move {
-                let ended = match bounded(&ctx, "create", maybe_drop(f, drop_after)).await {
-                    None => return,
-                    Some(None) => Ended::Dropped,
-                    Some(Some(r)) => Ended::of(&r, |(path, _)| path.clone()),
+                let Some(ended) =
+                    settle(&ctx, "create", f, drop_after, |(path, _)| path.clone()).await
+                else {
+                    return;
                 };
                 lock(&ctx.rec).creates.push((p, k, ended));
             }
@@ -509,10 +521,10 @@ fn one_op(
             let path = format!("/sim/p/p{p}-{k}");
             let f = client.create(&path, b"", &CreateOptions::default());
             async move {
-                let ended = match bounded(&ctx, "create", maybe_drop(f, drop_after)).await {
-                    None => return,
-                    Some(None) => Ended::Dropped,
-                    Some(Some(r)) => Ended::of(&r, |(path, _)| path.clone()),
+                let Some(ended) =
+                    settle(&ctx, "create", f, drop_after, |(path, _)| path.clone()).await
+                else {
+                    return;
                 };
                 lock(&ctx.rec).touched.push((path, ended));
             }
@@ -587,10 +599,8 @@ fn one_op(
                     .boxed()
             };
             async move {
-                let ended = match bounded(&ctx, "trigger", maybe_drop(f, drop_after)).await {
-                    None => return,
-                    Some(None) => Ended::Dropped,
-                    Some(Some(r)) => Ended::of(&r, Clone::clone),
+                let Some(ended) = settle(&ctx, "trigger", f, drop_after, Clone::clone).await else {
+                    return;
                 };
                 let at = ctx.now();
                 lock(&ctx.rec).created.push((path, ended, at));
@@ -797,6 +807,7 @@ async fn schedule(opts: &SimOpts, seed: u64) -> Outcome {
     let _ = admin.close().await;
     drop(server);
     let rec = lock(&ctx.rec);
+    check_requests(&rec, &mut v);
     check_creates(&rec, &tree, &mut v);
     check_sets(&rec, &tree, &mut v);
     check_watches(&rec, &live, &tree, healed_at, &mut v);
@@ -976,12 +987,6 @@ fn check_creates(rec: &ProbeRec, tree: &HashMap<String, String>, v: &mut Violati
                 Some(_) => {}
             }
         }
-        if let Ended::Failed(why) = e {
-            v.add(
-                "request: an error other than ConnectionLoss/SessionExpired",
-                format!("create {p}:{k}: {why}"),
-            );
-        }
     }
     for p in 0..PROBES {
         let mut order: Vec<(u64, u64)> = applied
@@ -1000,6 +1005,31 @@ fn check_creates(rec: &ProbeRec, tree: &HashMap<String, String>, v: &mut Violati
                     ),
                 );
             }
+        }
+    }
+}
+
+/// Every request completed, and failed (if it did) with ConnectionLoss or
+/// SessionExpired only: each one here is made once, so no other error has
+/// a cause.
+fn check_requests(rec: &ProbeRec, v: &mut Violations) {
+    let failed = rec
+        .creates
+        .iter()
+        .chain(&rec.sets)
+        .map(|(p, k, e)| (format!("probe {p} request {k}"), e))
+        .chain(
+            rec.created
+                .iter()
+                .map(|(path, e, _)| (path.clone(), e))
+                .chain(rec.touched.iter().map(|(path, e)| (path.clone(), e))),
+        );
+    for (what, e) in failed {
+        if let Ended::Failed(why) = e {
+            v.add(
+                "request: an error other than ConnectionLoss/SessionExpired",
+                format!("{what}: {why}"),
+            );
         }
     }
     for s in &rec.stuck {
@@ -1038,14 +1068,6 @@ fn check_sets(rec: &ProbeRec, tree: &HashMap<String, String>, v: &mut Violations
                 format!("probe {p}: final {final_value}, last acknowledged {last_acked}"),
             );
         }
-        for s in &sets {
-            if let Ended::Failed(why) = &s.2 {
-                v.add(
-                    "request: an error other than ConnectionLoss/SessionExpired",
-                    format!("set {p}:{}: {why}", s.1),
-                );
-            }
-        }
     }
 }
 
@@ -1063,21 +1085,6 @@ fn check_watches(
         .filter(|c| matches!(c.1, Ended::Ok(_)))
         .map(|c| (c.0.as_str(), c.2))
         .collect();
-    for (path, e) in rec
-        .created
-        .iter()
-        .map(|c| (&c.0, &c.1))
-        .chain(rec.touched.iter().map(|t| (&t.0, &t.1)))
-    {
-        if let Ended::Failed(why) = e {
-            // A retried create may meet its own earlier attempt: never
-            // here, each path is created once.
-            v.add(
-                "request: an error other than ConnectionLoss/SessionExpired",
-                format!("create {path}: {why}"),
-            );
-        }
-    }
     for s in sessions {
         let s = lock(s);
         let sid = format!("{:#x}", s.id);
@@ -1514,6 +1521,7 @@ mod tests {
         ]);
         let mut v = Violations::default();
         check_creates(&rec, &t, &mut v);
+        check_requests(&rec, &mut v);
         assert_eq!(
             kinds(&v),
             [
