@@ -34,6 +34,7 @@
 mod abuse;
 mod checks;
 mod sim;
+mod suite;
 mod workloads;
 
 use std::process::ExitCode;
@@ -208,17 +209,8 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         Ok(c) => c,
         Err(e) => return fail(format!("setup session: {e}")),
     };
-    for (p, data) in [
-        (base.clone(), ""),
-        (format!("{base}/lock-counter"), "0"),
-        (format!("{base}/leader-counter"), "0"),
-    ] {
-        if let Err(e) = setup
-            .create(&p, data.as_bytes(), &zkit::CreateOptions::default())
-            .await
-        {
-            return fail(format!("create {p}: {e}"));
-        }
+    if let Err(e) = suite::create_nodes(&setup, &base).await {
+        return fail(e);
     }
     let _ = setup.close().await;
 
@@ -231,77 +223,11 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         sessions: Arc::new(Mutex::new(Vec::new())),
         builder: Arc::new(workloads::client_builder),
     };
-    let lock_rec = Arc::new(Mutex::new(workloads::LockRecord::default()));
-    let counter_rec = Arc::new(Mutex::new(workloads::CounterRecord::default()));
-    let queue_rec = Arc::new(Mutex::new(workloads::QueueRecord::default()));
-    let leader_rec = Arc::new(Mutex::new(workloads::LeaderRecord::default()));
-    let sem_rec = Arc::new(Mutex::new(workloads::Holds::default()));
-    let config_rec = Arc::new(Mutex::new(workloads::ConfigRecord::default()));
-    let rw_rec = Arc::new(Mutex::new(workloads::Holds::default()));
-    let member_rec = Arc::new(Mutex::new(workloads::MembershipRecord::default()));
-    let disc_rec = Arc::new(Mutex::new(workloads::DiscoveryRecord::default()));
-    let mut tasks = Vec::new();
-    for who in 0..3 {
-        tasks.push(tokio::spawn(workloads::lock_contender(
-            env.clone(),
-            who,
-            seed.wrapping_mul(31).wrapping_add(who as u64),
-            lock_rec.clone(),
-        )));
-    }
-    for _ in 0..2 {
-        tasks.push(tokio::spawn(workloads::counter_client(
-            env.clone(),
-            counter_rec.clone(),
-        )));
-    }
-    tasks.push(tokio::spawn(workloads::queue_producer(
-        env.clone(),
-        queue_rec.clone(),
-    )));
-    for _ in 0..2 {
-        tasks.push(tokio::spawn(workloads::queue_consumer(
-            env.clone(),
-            queue_rec.clone(),
-        )));
-    }
-    for who in 0..4 {
-        tasks.push(tokio::spawn(workloads::semaphore_holder(
-            env.clone(),
-            who,
-            seed.wrapping_mul(37).wrapping_add(who as u64),
-            sem_rec.clone(),
-        )));
-    }
-    for who in [0, 1, workloads::READER_IDS, workloads::READER_IDS + 1] {
-        tasks.push(tokio::spawn(workloads::rw_contender(
-            env.clone(),
-            who,
-            seed.wrapping_mul(43).wrapping_add(who as u64),
-            rw_rec.clone(),
-        )));
-    }
-    tasks.push(tokio::spawn(workloads::membership(
-        env.clone(),
-        3,
-        member_rec.clone(),
-    )));
-    tasks.push(tokio::spawn(workloads::discovery(
-        env.clone(),
-        3,
-        disc_rec.clone(),
-    )));
-    tasks.push(tokio::spawn(workloads::config_publisher(
-        env.clone(),
-        config_rec.clone(),
-    )));
-    for idx in 0..2 {
-        tasks.push(tokio::spawn(workloads::config_subscriber(
-            env.clone(),
-            idx,
-            config_rec.clone(),
-        )));
-    }
+    let records = suite::Records::default();
+    let tasks: Vec<_> = suite::RECIPES
+        .iter()
+        .flat_map(|r| records.spawn(r, &env, seed))
+        .collect();
     // A lock contender in a process of its own, which the nemesis can
     // SIGSTOP past its session timeout.
     let mut worker = match tokio::process::Command::new(
@@ -327,11 +253,6 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
     let worker_stdin = worker.stdin.take();
     let worker_pid = worker.id();
     let marks = Marks::default();
-    tasks.push(tokio::spawn(workloads::leader_election(
-        env.clone(),
-        3,
-        leader_rec.clone(),
-    )));
 
     // The nemesis, then heal.
     let faults = nemesis(
@@ -383,7 +304,7 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
 
     let mut v = Violations::default();
     match &worker_report {
-        Ok(r) => workloads::merge_worker(&mut lock(&lock_rec), r),
+        Ok(r) => workloads::merge_worker(&mut lock(&records.lock), r),
         Err(why) => v.add("harness: the worker process failed", why.clone()),
     }
     if let Err(e) = healed {
@@ -400,105 +321,29 @@ async fn schedule(opts: &Opts, seed: u64) -> Report {
         Ok(c) => c,
         Err(e) => return fail(format!("check session: {e}")),
     };
-    let read = |path: String| {
-        let check = check.clone();
-        async move {
-            let (d, _) = check.get_data(&path).await.ok()?;
-            std::str::from_utf8(&d).ok()?.parse::<i64>().ok()
+    let mut ops = serde_json::Map::new();
+    {
+        let (pauses, expiries) = (lock(&marks.pauses).clone(), lock(&marks.expiries).clone());
+        for r in suite::RECIPES {
+            ops.extend(
+                records
+                    .check(r, &check, &base, &pauses, &expiries, &mut v)
+                    .await,
+            );
         }
-    };
-    let lock_final = read(format!("{base}/lock-counter")).await.unwrap_or(-1);
-    let leader_final = read(format!("{base}/leader-counter")).await.unwrap_or(-1);
-    let counter_final = match check.get_data(&format!("{base}/counter")).await {
-        Ok((d, _)) if d.len() == 4 => i64::from(i32::from_be_bytes([d[0], d[1], d[2], d[3]])),
-        Ok((d, _)) => std::str::from_utf8(&d)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(-1),
-        Err(_) => -1,
-    };
-    let queue = zkit_recipes::Queue::new(&check, format!("{base}/queue"));
-    let mut remaining = Vec::new();
-    loop {
-        match queue.try_take().await {
-            Ok(Some(d)) => remaining.push(String::from_utf8_lossy(&d).into_owned()),
-            Ok(None) => break,
-            Err(e) => {
-                v.add("harness: draining the queue failed", e.to_string());
-                break;
-            }
-        }
+        ops.insert("worker_pauses".into(), json!(pauses.len()));
     }
     let _ = check.close().await;
-
-    {
-        let expiries = lock(&marks.expiries);
-        checks::warn_expired(&mut lock(&lock_rec).holds, &expiries);
-        checks::warn_expired(&mut lock(&sem_rec).holds, &expiries);
-        checks::warn_expired(&mut lock(&rw_rec).holds, &expiries);
-    }
-    let (lr, cr, qr, er, sr, fr, wr, mr) = (
-        lock(&lock_rec),
-        lock(&counter_rec),
-        lock(&queue_rec),
-        lock(&leader_rec),
-        lock(&sem_rec),
-        lock(&config_rec),
-        lock(&rw_rec),
-        lock(&member_rec),
-    );
-    checks::lock(&lr, lock_final, &lock(&marks.pauses), &mut v);
-    checks::counter(&cr, counter_final, &mut v);
-    checks::queue(&qr, &remaining, &mut v);
-    checks::leader(&er, leader_final, &mut v);
-    checks::semaphore(&sr, workloads::SEMAPHORE_LEASES, &mut v);
-    checks::config(&fr, &mut v);
-    checks::rwlock(&wr, &mut v);
-    checks::membership(&mr, &mut v);
-    let dr = lock(&disc_rec);
-    checks::discovery(&dr, &mut v);
-    let ops = json!({
-        "lock_holds": lr.holds.len(),
-        "lock_fenced_writes": lr.fenced.acked.len(),
-        "lock_refused_writes": lr.fenced.refused,
-        "lock_worker_holds": lr.holds.iter().filter(|h| h.who >= workloads::WORKER_IDS).count(),
-        "worker_pauses": lock(&marks.pauses).len(),
-        "counter_increments": cr.acked,
-        "counter_unknown": cr.unknown,
-        "queue_put": qr.put.len(),
-        "queue_completed": qr.completed.len(),
-        "queue_delivered": qr.delivered,
-        "queue_left": remaining.len(),
-        "queue_complete_unknown": qr.complete_unknown.len(),
-        "leader_samples": er.samples,
-        "leader_fenced_writes": er.fenced.acked.len(),
-        "semaphore_leases": sr.holds.len(),
-        "config_published": fr.published.len(),
-        "rwlock_holds": wr.holds.len(),
-        "membership_view_changes": mr.changes,
-        "discovery_updates": dr.updates,
-        "discovery_cache_changes": dr.changes,
-        "config_observed": fr.observed.iter().map(Vec::len).collect::<Vec<_>>(),
-    });
-    let totals = vec![
-        ("schedules".to_string(), 1),
-        ("faults".to_string(), faults.len() as u64),
-        ("lock_holds".to_string(), lr.holds.len() as u64),
-        ("counter_increments".to_string(), cr.acked),
-        ("queue_completed".to_string(), qr.completed.len() as u64),
-        (
-            "leader_fenced_writes".to_string(),
-            er.fenced.acked.len() as u64,
-        ),
-        ("semaphore_leases".to_string(), sr.holds.len() as u64),
-        ("config_published".to_string(), fr.published.len() as u64),
-        ("rwlock_holds".to_string(), wr.holds.len() as u64),
-        ("discovery_updates".to_string(), dr.updates),
-        (
-            "violations".to_string(),
-            v.by_kind.values().map(|(n, _)| n).sum::<u64>(),
-        ),
-    ];
+    let mut totals: Vec<(String, u64)> = ops
+        .iter()
+        .filter_map(|(k, n)| Some((k.clone(), n.as_u64()?)))
+        .collect();
+    totals.push(("schedules".to_string(), 1));
+    totals.push(("faults".to_string(), faults.len() as u64));
+    totals.push((
+        "violations".to_string(),
+        v.by_kind.values().map(|(n, _)| n).sum::<u64>(),
+    ));
     let violations: serde_json::Map<String, serde_json::Value> = v
         .by_kind
         .iter()

@@ -68,8 +68,9 @@ use zkit::{
 };
 use zkit_server::Server;
 
-use crate::checks::{self, Violations};
-use crate::workloads::{self, client_builder, lock, Clock, Env};
+use crate::checks::Violations;
+use crate::suite;
+use crate::workloads::{client_builder, lock, Clock, Env};
 
 use net::Net;
 
@@ -634,18 +635,8 @@ fn watch_until_fired(
 
 // ---- the schedule -----------------------------------------------------------------
 
-/// The recipe workloads, one of which runs beside the probes.
-const RECIPES: [&str; 9] = [
-    "lock",
-    "counter",
-    "queue",
-    "leader",
-    "semaphore",
-    "config",
-    "rwlock",
-    "membership",
-    "discovery",
-];
+/// Where the recipe workload of a schedule works.
+const RECIPE_BASE: &str = "/sim/recipe";
 
 #[allow(clippy::too_many_lines)]
 async fn schedule(opts: &SimOpts, seed: u64) -> Outcome {
@@ -678,7 +669,7 @@ async fn schedule(opts: &SimOpts, seed: u64) -> Outcome {
     let builder_next = next_client.clone();
     let env = Env {
         connect: net::connect_string(),
-        base: "/sim/recipe".into(),
+        base: RECIPE_BASE.into(),
         clock: Clock::Virtual(origin),
         stop: stop_rx,
         sessions: Arc::new(Mutex::new(Vec::new())),
@@ -716,9 +707,6 @@ async fn schedule(opts: &SimOpts, seed: u64) -> Outcome {
         ("/sim/p", ""),
         ("/sim/w", ""),
         ("/sim/d", ""),
-        ("/sim/recipe", ""),
-        ("/sim/recipe/lock-counter", "0"),
-        ("/sim/recipe/leader-counter", "0"),
     ] {
         if let Err(e) = admin
             .create(path, data.as_bytes(), &CreateOptions::default())
@@ -726,6 +714,9 @@ async fn schedule(opts: &SimOpts, seed: u64) -> Outcome {
         {
             return fail(format!("create {path}: {e}"));
         }
+    }
+    if let Err(e) = suite::create_nodes(&admin, RECIPE_BASE).await {
+        return fail(e);
     }
     for p in 0..PROBES {
         if let Err(e) = admin
@@ -736,13 +727,13 @@ async fn schedule(opts: &SimOpts, seed: u64) -> Outcome {
         }
     }
 
-    let recipe = RECIPES[rng.random_range(0..RECIPES.len())];
+    let recipe = suite::RECIPES[rng.random_range(0..suite::RECIPES.len())];
     let mut probes = Vec::new();
     for p in 0..PROBES {
         probes.push(tokio::spawn(probe(ctx.clone(), p)));
     }
-    let recs = RecipeRecs::default();
-    let recipe_tasks = start_recipe(recipe, &env, seed, &recs);
+    let records = suite::Records::default();
+    let recipe_tasks = records.spawn(recipe, &env, seed);
 
     // The nemesis, then heal.
     let faults = nemesis(&ctx, &mut rng, Duration::from_secs(opts.secs)).await;
@@ -798,12 +789,10 @@ async fn schedule(opts: &SimOpts, seed: u64) -> Outcome {
         Ok(t) => t,
         Err(e) => return fail(format!("reading the tree: {e}")),
     };
-    {
-        let expiries = lock(&ctx.rec).expiries.clone();
-        checks::warn_expired(&mut lock(&recs.lock).holds, &expiries);
-        checks::warn_expired(&mut lock(&recs.holds).holds, &expiries);
-    }
-    let recipe_ops = check_recipe(recipe, &recs, &admin, &mut v).await;
+    let expiries = lock(&ctx.rec).expiries.clone();
+    let recipe_ops = records
+        .check(recipe, &admin, RECIPE_BASE, &[], &expiries, &mut v)
+        .await;
     let _ = admin.close().await;
     drop(server);
     let rec = lock(&ctx.rec);
@@ -1295,162 +1284,6 @@ async fn expire(ctx: &Ctx, id: i64, password: zkit::Bytes) -> bool {
         }
     }
     false
-}
-
-// ---- the recipe workload ----------------------------------------------------------
-
-#[derive(Default)]
-struct RecipeRecs {
-    lock: Arc<Mutex<workloads::LockRecord>>,
-    counter: Arc<Mutex<workloads::CounterRecord>>,
-    queue: Arc<Mutex<workloads::QueueRecord>>,
-    leader: Arc<Mutex<workloads::LeaderRecord>>,
-    holds: Arc<Mutex<workloads::Holds>>,
-    config: Arc<Mutex<workloads::ConfigRecord>>,
-    membership: Arc<Mutex<workloads::MembershipRecord>>,
-    discovery: Arc<Mutex<workloads::DiscoveryRecord>>,
-}
-
-fn start_recipe(recipe: &str, env: &Env, seed: u64, r: &RecipeRecs) -> Vec<JoinHandle<()>> {
-    let e = || env.clone();
-    match recipe {
-        "lock" => (0..3)
-            .map(|w| {
-                tokio::spawn(workloads::lock_contender(
-                    e(),
-                    w,
-                    seed ^ w as u64,
-                    r.lock.clone(),
-                ))
-            })
-            .collect(),
-        "counter" => (0..2)
-            .map(|_| tokio::spawn(workloads::counter_client(e(), r.counter.clone())))
-            .collect(),
-        "queue" => std::iter::once(tokio::spawn(workloads::queue_producer(
-            e(),
-            r.queue.clone(),
-        )))
-        .chain((0..2).map(|_| tokio::spawn(workloads::queue_consumer(e(), r.queue.clone()))))
-        .collect(),
-        "leader" => vec![tokio::spawn(workloads::leader_election(
-            e(),
-            3,
-            r.leader.clone(),
-        ))],
-        "semaphore" => (0..4)
-            .map(|w| {
-                tokio::spawn(workloads::semaphore_holder(
-                    e(),
-                    w,
-                    seed ^ w as u64,
-                    r.holds.clone(),
-                ))
-            })
-            .collect(),
-        "config" => std::iter::once(tokio::spawn(workloads::config_publisher(
-            e(),
-            r.config.clone(),
-        )))
-        .chain((0..2).map(|i| tokio::spawn(workloads::config_subscriber(e(), i, r.config.clone()))))
-        .collect(),
-        "rwlock" => [0, 1, workloads::READER_IDS, workloads::READER_IDS + 1]
-            .into_iter()
-            .map(|w| {
-                tokio::spawn(workloads::rw_contender(
-                    e(),
-                    w,
-                    seed ^ w as u64,
-                    r.holds.clone(),
-                ))
-            })
-            .collect(),
-        "discovery" => vec![tokio::spawn(workloads::discovery(
-            e(),
-            3,
-            r.discovery.clone(),
-        ))],
-        _ => vec![tokio::spawn(workloads::membership(
-            e(),
-            3,
-            r.membership.clone(),
-        ))],
-    }
-}
-
-/// Runs the recipe's checker; returns its operation count.
-async fn check_recipe(recipe: &str, r: &RecipeRecs, admin: &Client, v: &mut Violations) -> u64 {
-    let read = |path: &'static str| async move {
-        let (d, _) = admin.get_data(path).await.ok()?;
-        std::str::from_utf8(&d).ok()?.parse::<i64>().ok()
-    };
-    match recipe {
-        "lock" => {
-            let fin = read("/sim/recipe/lock-counter").await.unwrap_or(-1);
-            let rec = lock(&r.lock);
-            checks::lock(&rec, fin, &[], v);
-            rec.holds.len() as u64
-        }
-        "counter" => {
-            let fin = match admin.get_data("/sim/recipe/counter").await {
-                Ok((d, _)) if d.len() == 4 => {
-                    i64::from(i32::from_be_bytes([d[0], d[1], d[2], d[3]]))
-                }
-                _ => -1,
-            };
-            let rec = lock(&r.counter);
-            checks::counter(&rec, fin, v);
-            rec.acked
-        }
-        "queue" => {
-            let q = zkit_recipes::Queue::new(admin, "/sim/recipe/queue");
-            let mut left = Vec::new();
-            loop {
-                match q.try_take().await {
-                    Ok(Some(d)) => left.push(String::from_utf8_lossy(&d).into_owned()),
-                    Ok(None) => break,
-                    Err(e) => {
-                        v.add("harness: draining the queue failed", e.to_string());
-                        break;
-                    }
-                }
-            }
-            let rec = lock(&r.queue);
-            checks::queue(&rec, &left, v);
-            rec.completed.len() as u64
-        }
-        "leader" => {
-            let fin = read("/sim/recipe/leader-counter").await.unwrap_or(-1);
-            let rec = lock(&r.leader);
-            checks::leader(&rec, fin, v);
-            rec.samples
-        }
-        "semaphore" => {
-            let rec = lock(&r.holds);
-            checks::semaphore(&rec, workloads::SEMAPHORE_LEASES, v);
-            rec.holds.len() as u64
-        }
-        "config" => {
-            let rec = lock(&r.config);
-            checks::config(&rec, v);
-            rec.published.len() as u64
-        }
-        "rwlock" => {
-            let rec = lock(&r.holds);
-            checks::rwlock(&rec, v);
-            rec.holds.len() as u64
-        }
-        "discovery" => {
-            let rec = lock(&r.discovery);
-            checks::discovery(&rec, v);
-            rec.changes
-        }
-        _ => {
-            let rec = lock(&r.membership);
-            checks::membership(&rec, v);
-            rec.changes
-        }
-    }
 }
 
 #[cfg(test)]
