@@ -54,7 +54,7 @@ struct Table {
     /// slice at a time (`reap`): a connection with a million watches does
     /// not hold the server's lock for the time it takes to unlink them all.
     /// Until then `fire_at` and `contains` ignore them.
-    graveyard: Vec<(ConnId, Vec<(String, u8)>)>,
+    graveyard: Vec<(ConnId, HashMap<String, u8>)>,
 }
 
 /// `PathParentIterator.forAll`: the path, then each ancestor up to "/".
@@ -266,7 +266,7 @@ impl Table {
     /// The connection's watches stop counting now; `reap` unlinks them.
     fn drop_conn(&mut self, conn: ConnId) {
         if let Some(paths) = self.by_conn.remove(&conn) {
-            self.graveyard.push((conn, paths.into_iter().collect()));
+            self.graveyard.push((conn, paths));
         }
     }
 
@@ -279,12 +279,12 @@ impl Table {
                 break;
             };
             let conn = *conn;
-            let take = budget.min(paths.len());
-            let slice: Vec<(String, u8)> = paths.drain(paths.len() - take..).collect();
+            // What is not taken stays in the map for the next slice.
+            let slice: Vec<(String, u8)> = paths.extract_if(|_, _| true).take(budget).collect();
             if paths.is_empty() {
                 self.graveyard.pop();
             }
-            budget -= take;
+            budget -= slice.len();
             for (p, mode) in slice {
                 // Connection ids are never reused: what `by_path` lists for
                 // this one is this dead watch.
