@@ -22,6 +22,20 @@ fn builder() -> ServerBuilder {
     Server::builder().tick_time(Duration::from_millis(100))
 }
 
+/// Sessions that outlive seconds of a busy machine (the server's default
+/// maximum here is 2 s): for tests whose point is not expiry.
+const LONG: Duration = Duration::from_secs(30);
+
+/// A client with a [`LONG`] session on `srv` (started with
+/// `max_session_timeout(LONG)`).
+async fn patient(srv: &RunningServer) -> Client {
+    Client::builder()
+        .session_timeout(LONG)
+        .connect(&srv.connect_string())
+        .await
+        .unwrap()
+}
+
 /// Whether the server closes `s` within `within` (EOF or reset).
 async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
     let mut sink = [0u8; 4096];
@@ -102,13 +116,16 @@ async fn a_session_that_sends_half_a_frame_expires_and_is_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_connections_and_a_client_still_served() {
+    // The raw sessions never ping: they must outlive opening all 2,000
+    // on a slow machine.
     let srv = builder()
         .max_connections(2500)
         .handshake_timeout(Duration::from_secs(60))
+        .max_session_timeout(LONG)
         .start()
         .await
         .unwrap();
-    let c = Client::connect(&srv.connect_string()).await.unwrap();
+    let c = patient(&srv).await;
     let mut conns = Vec::new();
     for i in 0..2000 {
         if i % 2 == 0 {
@@ -145,7 +162,12 @@ async fn two_thousand_connections_and_a_client_still_served() {
 
 #[tokio::test]
 async fn connections_beyond_the_limit_are_closed_at_once() {
-    let srv = builder().max_connections(20).start().await.unwrap();
+    let srv = builder()
+        .max_connections(20)
+        .max_session_timeout(LONG)
+        .start()
+        .await
+        .unwrap();
     let mut kept = Vec::new();
     for _ in 0..20 {
         kept.push(handshake(&srv, 30_000).await.0);
@@ -180,16 +202,8 @@ async fn a_client_that_never_reads_is_held_back_not_buffered() {
     // machine, beside the other tests: the well-behaved client gets a
     // session that outlives that, so what is checked is back-pressure and
     // service, not scheduling luck.
-    let srv = builder()
-        .max_session_timeout(Duration::from_secs(30))
-        .start()
-        .await
-        .unwrap();
-    let c = Client::builder()
-        .session_timeout(Duration::from_secs(30))
-        .connect(&srv.connect_string())
-        .await
-        .unwrap();
+    let srv = builder().max_session_timeout(LONG).start().await.unwrap();
+    let c = patient(&srv).await;
     c.create("/big", &vec![7u8; 512 * 1024], &CreateOptions::default())
         .await
         .unwrap();
@@ -237,11 +251,12 @@ async fn wchs(srv: &RunningServer) -> String {
 async fn a_session_with_200k_watches_leaves_nothing_behind_when_it_closes() {
     let srv = builder()
         .four_letter_words(zkit_server::FourLetterWords::all())
+        .max_session_timeout(LONG)
         .start()
         .await
         .unwrap();
-    let other = Client::connect(&srv.connect_string()).await.unwrap();
-    let abuser = Client::connect(&srv.connect_string()).await.unwrap();
+    let other = patient(&srv).await;
+    let abuser = patient(&srv).await;
     let mut watchers = Vec::new();
     for batch in 0..20 {
         let futs: Vec<_> = (0..10_000)
@@ -281,8 +296,8 @@ async fn a_session_with_200k_watches_leaves_nothing_behind_when_it_closes() {
 
 #[tokio::test]
 async fn a_chain_thousands_deep_under_a_recursive_watch_is_served() {
-    let srv = builder().start().await.unwrap();
-    let c = Client::connect(&srv.connect_string()).await.unwrap();
+    let srv = builder().max_session_timeout(LONG).start().await.unwrap();
+    let c = patient(&srv).await;
     c.create("/deep", b"", &CreateOptions::default())
         .await
         .unwrap();
@@ -321,8 +336,8 @@ async fn a_chain_thousands_deep_under_a_recursive_watch_is_served() {
 
 #[tokio::test]
 async fn a_transaction_just_under_the_frame_limit_applies_whole_or_not_at_all() {
-    let srv = builder().start().await.unwrap();
-    let c = Client::connect(&srv.connect_string()).await.unwrap();
+    let srv = builder().max_session_timeout(LONG).start().await.unwrap();
+    let c = patient(&srv).await;
     c.create("/m", b"", &CreateOptions::default())
         .await
         .unwrap();
