@@ -460,8 +460,14 @@ async fn a_restarted_in_memory_server_expires_resuming_sessions_at_once() {
 
 #[tokio::test]
 async fn a_session_that_moved_ignores_what_its_old_connection_still_sends() {
-    let srv = server().await;
-    let (mut old, resp) = raw_session(&srv, 4_000, None).await;
+    // The raw session never pings: a long timeout keeps a busy machine
+    // from expiring it before it moves.
+    let srv = Server::builder()
+        .max_session_timeout(Duration::from_secs(30))
+        .start()
+        .await
+        .unwrap();
+    let (mut old, resp) = raw_session(&srv, 30_000, None).await;
     // The client takes its session to a new connection (as after a
     // reconnect); the old one is closed and nothing more it sends applies,
     // or it would land after the new connection's requests.
