@@ -152,6 +152,11 @@ fn main() -> ExitCode {
         }
     }
     eprintln!("zkit-chaos: totals {}", json!(totals));
+    verdict(passed, failed)
+}
+
+/// Prints `N passed, N failed`; success when nothing failed.
+pub(crate) fn verdict(passed: u64, failed: u64) -> ExitCode {
     println!("{passed} passed, {failed} failed");
     if failed == 0 {
         ExitCode::SUCCESS

@@ -208,12 +208,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         summary.insert(k.clone(), json!(n));
     }
     println!("{}", serde_json::Value::Object(summary));
-    println!("{passed} passed, {failed} failed");
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    crate::verdict(passed, failed)
 }
 
 struct Outcome {
