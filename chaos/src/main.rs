@@ -64,19 +64,8 @@ fn parse() -> Result<Opts, String> {
         seed: rand::random::<u32>().into(),
         secs: 10,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let (key, inline) = match a.split_once('=') {
-            Some((k, v)) => (k.to_string(), Some(v.to_string())),
-            None => (a.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or(format!("{key} needs a value"))
-        };
-        match key.as_str() {
+    flags(std::env::args().skip(1), |key, value| {
+        match key {
             "--backend" => {
                 o.backend = match value()?.as_str() {
                     "zookeeper" => Backend::ZooKeeper,
@@ -95,8 +84,32 @@ fn parse() -> Result<Opts, String> {
             }
             other => return Err(format!("unknown argument {other}")),
         }
-    }
+        Ok(())
+    })?;
     Ok(o)
+}
+
+/// Walks command-line flags, `--flag value`, `--flag=value` or a bare
+/// `--flag`: `each` gets the flag and a function that takes its value.
+pub(crate) fn flags(
+    args: impl IntoIterator<Item = String>,
+    mut each: impl FnMut(&str, &mut dyn FnMut() -> Result<String, String>) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut args = args.into_iter();
+    while let Some(a) = args.next() {
+        let (key, mut inline) = match a.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (a.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .take()
+                .or_else(|| args.next())
+                .ok_or(format!("{key} needs a value"))
+        };
+        each(&key, &mut value)?;
+    }
+    Ok(())
 }
 
 fn backend_name(b: Backend) -> &'static str {

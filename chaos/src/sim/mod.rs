@@ -104,20 +104,9 @@ fn parse(args: &[String]) -> Result<SimOpts, String> {
         verbose: false,
         twice: false,
     };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let (key, inline) = match a.split_once('=') {
-            Some((k, v)) => (k.to_string(), Some(v.to_string())),
-            None => (a.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or(format!("{key} needs a value"))
-        };
+    crate::flags(args.iter().cloned(), |key, value| {
         let num = |v: String| v.parse::<u64>().map_err(|e| format!("{key}: {e}"));
-        match key.as_str() {
+        match key {
             "--schedules" => o.schedules = num(value()?)?,
             "--seed" => o.seed = num(value()?)?,
             "--secs" => o.secs = num(value()?)?.max(1),
@@ -127,7 +116,8 @@ fn parse(args: &[String]) -> Result<SimOpts, String> {
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
-    }
+        Ok(())
+    })?;
     Ok(o)
 }
 
