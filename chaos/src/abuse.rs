@@ -5,7 +5,9 @@
 //! zkit-chaos abuse [--only NAME] [--server-bin PATH]
 //! ```
 //!
-//! Each abuse gets a fresh `zkit-server` process (in memory). A victim
+//! Each abuse gets a fresh `zkit-server` process (the fixtures' bundled
+//! backend: durable, all four-letter words; the `zkit-server` next to this
+//! binary unless `--server-bin` says otherwise). A victim
 //! client reads a small node one request at a time: 3 s alone (the
 //! baseline), then while the abuser runs. The line gives both latency
 //! distributions, the server's memory (resident now, and its peak), what
@@ -35,6 +37,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use zkit::{AddWatchMode, Client, CreateOptions, Error, Version};
+use zkit_testcontainers::{Backend, Ensemble};
 
 const ABUSES: [&str; 5] = [
     "watches",
@@ -52,7 +55,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         }
     }
     let mut only: Option<String> = None;
-    let mut bin: Option<PathBuf> = std::env::var_os("ZKIT_SERVER_BIN").map(PathBuf::from);
+    let mut bin: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -73,12 +76,15 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let bin = bin.unwrap_or_else(|| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(|d| d.join("zkit-server")))
-            .unwrap_or_else(|| PathBuf::from("zkit-server"))
-    });
+    // The server of this build (next to this binary) unless told otherwise:
+    // the fixture starts what SERVER_BIN_ENV names.
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("zkit-server")))
+        .filter(|p| p.is_file());
+    if let Some(bin) = bin.or(sibling) {
+        std::env::set_var(zkit_testcontainers::SERVER_BIN_ENV, bin);
+    }
     // 10,000 connections need as many descriptors: the soft limit goes up
     // to the hard one (best effort).
     let hard = std::fs::read_to_string("/proc/self/limits")
@@ -107,8 +113,12 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         if only.as_deref().is_some_and(|o| o != name) {
             continue;
         }
-        let line = rt.block_on(run(&bin, name));
-        if line["served"] == json!(true) {
+        let mut line = rt.block_on(run(name));
+        let wrong = wrong_outcome(name, &line);
+        if !wrong.is_empty() {
+            line["wrong"] = json!(wrong);
+        }
+        if line["served"] == json!(true) && wrong.is_empty() {
             passed += 1;
         } else {
             failed += 1;
@@ -118,52 +128,80 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
     crate::verdict(passed, failed)
 }
 
-/// A `zkit-server` process.
-struct ServerProc {
-    child: std::process::Child,
-    addr: String,
+/// What the abuser should have been told, and what the server should hold
+/// afterwards: the ways `line` differs from that (empty when it does not).
+fn wrong_outcome(name: &str, line: &Value) -> Vec<String> {
+    let o = &line["outcome"];
+    let mut expect: Vec<(&str, Value)> = match name {
+        "watches" => vec![
+            ("watches_set", json!(1_000_000)),
+            ("server_wchs", json!("1 connections watching 1000000 paths")),
+        ],
+        "huge_multi" => vec![
+            ("multi_17000_creates", json!("Ok(17000)")),
+            ("children_after", json!("Ok(17000)")),
+            (
+                "multi_with_failing_last_op",
+                json!("Some(MultiFailed { index: 16999, source: NoNode })"),
+            ),
+            ("raw_2mb_frame_connection_closed", json!(true)),
+        ],
+        "deep_paths" => vec![
+            ("created", json!(5000)),
+            ("descendants_counted", json!("Ok(4999)")),
+            ("bottom_changed", json!(true)),
+            ("deleted", json!(5000)),
+        ],
+        "huge_child_list" => vec![
+            ("response_too_large", json!(20)),
+            ("other", json!([])),
+            ("session_still_usable", json!(true)),
+        ],
+        _ => vec![
+            ("connected", json!(10_000)),
+            // ZooKeeper's default per-IP limit: the rest closed at once.
+            ("kept", json!(60)),
+        ],
+    };
+    let mut wrong: Vec<String> = expect
+        .drain(..)
+        .filter(|(k, v)| &o[*k] != v)
+        .map(|(k, v)| format!("{k}: {} (expected {v})", o[k]))
+        .collect();
+    if name == "huge_multi"
+        && !o["multi_over_the_limit"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Some(RequestTooLarge"))
+    {
+        wrong.push(format!(
+            "multi_over_the_limit: {}",
+            o["multi_over_the_limit"]
+        ));
+    }
+    // Everything the abuser's session held went with it.
+    if line["server_watches_after"] != json!("0 connections watching 0 paths") {
+        wrong.push(format!(
+            "server_watches_after: {}",
+            line["server_watches_after"]
+        ));
+    }
+    wrong
 }
 
-impl ServerProc {
-    fn start(bin: &PathBuf) -> Result<Self, String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = std::process::Command::new(bin)
-            .args(["--listen", &addr, "--four-letter-words", "*"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| format!("{}: {e}", bin.display()))?;
-        Ok(Self { child, addr })
-    }
-
-    /// (VmRSS, VmHWM) in KiB.
-    fn memory(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for ServerProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The resident memory of process `pid`, now and at its peak (VmRSS,
+/// VmHWM), in KiB.
+fn memory(pid: Option<u32>) -> (u64, u64) {
+    let status = pid
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Latencies of one-at-a-time reads, microseconds.
@@ -227,21 +265,23 @@ async fn connect(addr: &str) -> Result<Client, Error> {
         .await
 }
 
-async fn run(bin: &PathBuf, name: &str) -> Value {
+async fn run(name: &str) -> Value {
     let fail = |why: String| json!({"abuse": name, "served": false, "error": why});
-    let mut server = match ServerProc::start(bin) {
+    // The fixtures lift the per-IP connection limit for tests; the abuse
+    // runs under ZooKeeper's default (60), as a production server would.
+    let server = match Ensemble::builder()
+        .backend(Backend::Bundled)
+        .config("maxClientCnxns", "60")
+        .start()
+        .await
+    {
         Ok(s) => s,
-        Err(e) => return fail(e),
+        Err(e) => return fail(format!("server: {e}")),
     };
-    let started = Instant::now();
-    let v = loop {
-        match connect(&server.addr).await {
-            Ok(c) => break c,
-            Err(_) if started.elapsed() < Duration::from_secs(10) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => return fail(format!("victim: {e}")),
-        }
+    let addr = server.connect_string();
+    let v = match connect(&addr).await {
+        Ok(c) => c,
+        Err(e) => return fail(format!("victim: {e}")),
     };
     if let Err(e) = v
         .create("/victim", b"small", &CreateOptions::default())
@@ -255,7 +295,7 @@ async fn run(bin: &PathBuf, name: &str) -> Value {
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::SeqCst);
     let mut baseline = t.await.unwrap_or_default();
-    let mem_before = server.memory();
+    let mem_before = memory(server.pid(0));
     // The abuse, with the victim reading throughout.
     let stop = Arc::new(AtomicBool::new(false));
     let t = tokio::spawn(victim(v.clone(), stop.clone()));
@@ -264,7 +304,7 @@ async fn run(bin: &PathBuf, name: &str) -> Value {
     // share the victim's runtime.
     let exe = std::env::current_exe().unwrap_or_else(|_| "zkit-chaos".into());
     let outcome = match tokio::process::Command::new(exe)
-        .args(["abuse", "--worker", name, &server.addr])
+        .args(["abuse", "--worker", name, &addr])
         .stderr(std::process::Stdio::null())
         .output()
         .await
@@ -274,17 +314,17 @@ async fn run(bin: &PathBuf, name: &str) -> Value {
         Err(e) => json!(format!("abuser did not start: {e}")),
     };
     let abuse_s = began.elapsed().as_secs_f64();
-    let mem_peak = server.memory();
+    let mem_peak = memory(server.pid(0));
     stop.store(true, Ordering::SeqCst);
     let mut during = t.await.unwrap_or_default();
     // Still serving, and the abuser's leftovers gone with its session.
-    let served = server.alive()
+    let served = server.is_running(0)
         && tokio::time::timeout(Duration::from_secs(5), v.get_data("/victim"))
             .await
             .is_ok_and(|r| r.is_ok());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mem_after = server.memory();
-    let watch_count = four_letter(&server.addr, "wchs").await;
+    let mem_after = memory(server.pid(0));
+    let watch_count = server.four_letter(0, "wchs").await.unwrap_or_default();
     let _ = v.close().await;
     json!({
         "abuse": name,
