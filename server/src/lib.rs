@@ -46,6 +46,7 @@ mod persist;
 pub mod sasl;
 mod server;
 pub mod sessions;
+mod shards;
 mod state;
 #[cfg(feature = "tls")]
 pub mod tls;

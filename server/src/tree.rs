@@ -38,6 +38,7 @@ use zkit_proto::{
     GetDataResponse, Id, MultiOp, MultiResult, Stat, StatResponse,
 };
 
+use crate::shards::ShardedMap;
 use crate::{ErrorCode, ServerResult};
 
 /// Which ZooKeeper release's observable behaviour to reproduce where
@@ -340,7 +341,7 @@ impl AclTable {
 /// The znode tree of a ZooKeeper server.
 #[derive(Debug, Clone)]
 pub struct DataTree {
-    nodes: HashMap<String, Node>,
+    nodes: ShardedMap<String, Node>,
     acls: AclTable,
     ephemerals: HashMap<i64, BTreeSet<String>>,
     containers: BTreeSet<String>,
@@ -386,7 +387,7 @@ impl DataTree {
     /// The initial tree, reproducing the given release's behaviour.
     pub fn with_compat(compat: Compat) -> Self {
         let mut t = Self {
-            nodes: HashMap::new(),
+            nodes: ShardedMap::new(),
             acls: AclTable::default(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
@@ -1363,7 +1364,7 @@ impl DataTree {
         use zkit_proto::Encode;
         write_i32(buf, IMAGE_VERSION);
         write_i64(buf, self.nodes.len() as i64);
-        for (path, n) in &self.nodes {
+        for (path, n) in self.nodes.iter() {
             write_string(buf, path);
             match &n.data {
                 Some(d) => write_buffer(buf, d),
@@ -1405,7 +1406,7 @@ impl DataTree {
         if count < 1 || count as u64 > buf.len() as u64 {
             return Err(DecodeError::Invalid(format!("bad node count {count}")));
         }
-        let mut nodes: HashMap<String, Node> = HashMap::with_capacity(count as usize);
+        let mut nodes: ShardedMap<String, Node> = ShardedMap::new();
         let mut acls = AclTable::default();
         for _ in 0..count {
             let path = read_string(buf)?;
@@ -1513,6 +1514,27 @@ mod tests {
 
     fn e(c: i32) -> ErrorCode {
         ErrorCode(c)
+    }
+
+    #[test]
+    fn a_big_tree_grows_a_shard_at_a_time() {
+        // No single create moves every znode into a bigger table under the
+        // server's lock (shards.rs): past SPLIT_AT the nodes are spread.
+        let mut tree = DataTree::new();
+        assert_eq!(tree.nodes.shard_count(), 1);
+        mk(&mut tree, "/big", 0, 1);
+        for i in 0..crate::shards::SPLIT_AT as i64 {
+            mk(&mut tree, &format!("/big/n{i}"), 0, i + 2);
+        }
+        assert_eq!(tree.nodes.shard_count(), crate::shards::SHARDS);
+        assert_eq!(tree.node_count(), crate::shards::SPLIT_AT + 5);
+        assert!(tree.contains("/big/n0") && tree.contains("/big/n8191"));
+        let mut image = BytesMut::new();
+        tree.encode_image(&mut image);
+        let mut back = DataTree::new();
+        back.decode_image(&mut image.freeze()).unwrap();
+        assert_eq!(back.node_count(), tree.node_count());
+        assert_eq!(back.nodes.shard_count(), crate::shards::SHARDS);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use std::collections::{BTreeSet, HashMap};
 use zkit_proto::codes::{err, keeper_state, AddWatchMode, EventType, WatcherType};
 use zkit_proto::{SetWatches2, WatcherEvent};
 
+use crate::shards::ShardedMap;
 use crate::tree::{Compat, DataTree, Trigger};
 use crate::{ErrorCode, ServerResult};
 
@@ -41,10 +42,10 @@ const RECURSIVE: u8 = 4;
 /// One `WatchManager` of ZooKeeper (the data or the child table).
 #[derive(Debug, Default, Clone)]
 struct Table {
-    by_path: HashMap<String, BTreeSet<ConnId>>,
+    by_path: ShardedMap<String, BTreeSet<ConnId>>,
     /// Modes per (connection, path). On 3.8 exactly one bit is set. Every
     /// change goes through `set_mode`.
-    by_conn: HashMap<ConnId, HashMap<String, u8>>,
+    by_conn: HashMap<ConnId, ShardedMap<String, u8>>,
     /// Paths with a recursive watch, and how many connections have one
     /// there: a trigger looks for watches above its path only among these
     /// (when fewer than the path's ancestors), so a deep path costs no
@@ -54,7 +55,7 @@ struct Table {
     /// slice at a time (`reap`): a connection with a million watches does
     /// not hold the server's lock for the time it takes to unlink them all.
     /// Until then `fire_at` and `contains` ignore them.
-    graveyard: Vec<(ConnId, HashMap<String, u8>)>,
+    graveyard: Vec<(ConnId, ShardedMap<String, u8>)>,
 }
 
 /// `PathParentIterator.forAll`: the path, then each ancestor up to "/".
@@ -280,7 +281,7 @@ impl Table {
             };
             let conn = *conn;
             // What is not taken stays in the map for the next slice.
-            let slice: Vec<(String, u8)> = paths.extract_if(|_, _| true).take(budget).collect();
+            let slice = paths.take(budget);
             if paths.is_empty() {
                 self.graveyard.pop();
             }
@@ -303,7 +304,7 @@ impl Table {
     }
 
     fn count(&self) -> usize {
-        self.by_conn.values().map(HashMap::len).sum()
+        self.by_conn.values().map(ShardedMap::len).sum()
     }
 }
 
@@ -588,6 +589,34 @@ mod tests {
 
     fn nowatch(r: ServerResult<()>) {
         assert_eq!(r, Err(ErrorCode(err::NO_WATCHER)));
+    }
+
+    #[test]
+    fn a_big_watch_table_grows_a_shard_at_a_time_and_is_reaped() {
+        // A session setting many watches never makes one insert move the
+        // whole table (shards.rs); closing it frees them in slices.
+        let mut w = wm();
+        let n = crate::shards::SPLIT_AT + 10;
+        for i in 0..n {
+            w.add_exist_watch(A, &format!("/absent/{i}"));
+        }
+        w.add_exist_watch(B, "/absent/0");
+        assert_eq!(w.data.by_path.shard_count(), crate::shards::SHARDS);
+        assert_eq!(w.data.by_conn[&A].shard_count(), crate::shards::SHARDS);
+        assert_eq!(w.watch_count(), n + 1);
+        w.drop_connection(A);
+        assert_eq!(w.watch_count(), 1, "stop counting at once");
+        let mut slices = 1;
+        while !w.reap(1000) {
+            slices += 1;
+        }
+        assert_eq!(slices, n.div_ceil(1000));
+        assert_eq!(w.data.by_path.len(), 1);
+        assert_eq!(
+            w.trigger("/absent/0", EventType::NodeCreated),
+            vec![ev(B, EventType::NodeCreated, "/absent/0")]
+        );
+        assert!(w.trigger("/absent/1", EventType::NodeCreated).is_empty());
     }
 
     #[test]
