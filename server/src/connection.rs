@@ -188,9 +188,12 @@ pub(crate) async fn serve<IO>(
             }
         }
         // Its watches are freed a slice at a time, the lock released in
-        // between: a million of them do not stall everyone else.
+        // between: a million of them do not stall everyone else. The pause
+        // between slices is what lets the others in: the lock is not fair,
+        // and a task that only yielded would take it back before a thread
+        // woken to wait for it runs (a reader saw 0.6 s stalls so).
         while !shared.lock().watches.reap(REAP_SLICE) {
-            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
     }
     let _ = io.shutdown().await;
