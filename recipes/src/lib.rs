@@ -17,6 +17,7 @@
 //! | node / tree cache | [`cache::NodeCache`], [`cache::TreeCache`] | any subtree, on a persistent recursive watch |
 //! | shared counter | [`SharedCount`] | Curator `SharedCount`: 4-byte big-endian `i32` |
 //! | ID generator | [`IdGenerator`] | `<path>/_c_<uuid>-block-<seq>` (protected ephemeral, deleted at once) |
+//! | work partitioning | [`Partitioner`] | kazoo `SetPartitioner`: `<path>/party/<id>`, a lock per item at `<path>/locks/<item>` |
 //! | counting semaphore | [`Semaphore`] | Curator `InterProcessSemaphoreV2`: `<path>/locks/…`, `<path>/leases/_c_<uuid>-lease-<seq>` |
 //!
 //! # Faults
@@ -55,6 +56,7 @@ mod internal;
 pub mod leader;
 pub mod lock;
 pub mod membership;
+pub mod partition;
 pub mod queue;
 pub mod random;
 pub mod rwlock;
@@ -67,6 +69,7 @@ pub use counter::{IdGenerator, SharedCount, VersionedCount};
 pub use leader::{Leader, LeaderLatch, LeaderSelector, Leadership};
 pub use lock::{Lock, LockGuard, LockOptions, LockState};
 pub use membership::{GroupMember, MemberSet};
+pub use partition::{Grant, PartitionEvent, Partitioner};
 pub use queue::{Claim, Queue};
 pub use rwlock::ReadWriteLock;
 pub use semaphore::{Lease, Semaphore};
