@@ -5,7 +5,7 @@
 //! Every member runs a [`Partitioner`] with the same path and the same
 //! items. Each computes, from the sorted member ids, the share that is its
 //! own ([`RoundRobin`] by default, [`ConsistentHash`] or an [`Assign`] of
-//! your own), and takes one [`Lock`](crate::Lock) per item of its share. A
+//! your own), and takes one [`Lock`] per item of its share. A
 //! member that is given an item another member still holds waits for that
 //! member to let go, or for its session to end: **an item is never owned
 //! by two live members at once**, whatever the timing of their views of
