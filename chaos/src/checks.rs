@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::workloads::{
     ConfigRecord, CounterRecord, DiscoveryRecord, FencedLog, Hold, Holds, LeaderRecord, LockRecord,
-    MembershipRecord, QueueRecord,
+    MembershipRecord, PartitionRecord, QueueRecord,
 };
 
 /// Violations by kind, with one example each.
@@ -289,6 +289,34 @@ pub(crate) fn rwlock(rec: &Holds, v: &mut Violations) {
             "rwlock: no progress",
             format!("{} holds, {writes} by writers", rec.holds.len()),
         );
+    }
+}
+
+/// Work partitioning: no item worked on by two members at once unless one
+/// had been told (its grant revoked, or its session expired from outside);
+/// after the heal every item granted and the shares even.
+pub(crate) fn partition(rec: &PartitionRecord, v: &mut Violations) {
+    for (item, holds) in &rec.holds {
+        for (a, b) in unwarned_overlaps(holds, |_, _| true) {
+            v.add(
+                "partition: an item owned by two members",
+                format!(
+                    "{item}: {} [{}, {}] and {} [{}, {}] µs",
+                    a.who, a.start, a.end, b.who, b.start, b.end
+                ),
+            );
+        }
+    }
+    match rec.settled {
+        Some(true) => {}
+        Some(false) => v.add(
+            "partition: shares did not settle after the heal",
+            format!("last shares (member: items) {:?}", rec.last_shares),
+        ),
+        None => v.add("partition: no progress", format!("{} grants", rec.grants)),
+    }
+    if rec.grants == 0 {
+        v.add("partition: no progress", "no grant".to_string());
     }
 }
 

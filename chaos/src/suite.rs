@@ -12,7 +12,7 @@ use crate::checks::{self, Violations};
 use crate::workloads::{self, lock, Env};
 
 /// The recipe workloads, by name.
-pub(crate) const RECIPES: [&str; 9] = [
+pub(crate) const RECIPES: [&str; 10] = [
     "lock",
     "counter",
     "queue",
@@ -22,6 +22,7 @@ pub(crate) const RECIPES: [&str; 9] = [
     "rwlock",
     "membership",
     "discovery",
+    "partition",
 ];
 
 /// Nodes the workloads expect under their base (with their data), after
@@ -52,6 +53,7 @@ pub(crate) struct Records {
     rwlock: Arc<Mutex<workloads::Holds>>,
     membership: Arc<Mutex<workloads::MembershipRecord>>,
     discovery: Arc<Mutex<workloads::DiscoveryRecord>>,
+    partition: Arc<Mutex<workloads::PartitionRecord>>,
 }
 
 impl Records {
@@ -111,6 +113,12 @@ impl Records {
                 e(),
                 3,
                 self.membership.clone(),
+            ))],
+            "partition" => vec![tokio::spawn(workloads::partition(
+                e(),
+                3,
+                seed.wrapping_mul(47),
+                self.partition.clone(),
             ))],
             _ => vec![tokio::spawn(workloads::discovery(
                 e(),
@@ -210,6 +218,18 @@ impl Records {
                 let r = lock(&self.membership);
                 checks::membership(&r, v);
                 json!({"membership_view_changes": r.changes})
+            }
+            "partition" => {
+                let mut r = lock(&self.partition);
+                for holds in r.holds.values_mut() {
+                    checks::warn_expired(holds, expiries);
+                }
+                checks::partition(&r, v);
+                json!({
+                    "partition_grants": r.grants,
+                    "partition_holds": r.holds.values().map(Vec::len).sum::<usize>(),
+                    "partition_leaves": r.leaves,
+                })
             }
             _ => {
                 let r = lock(&self.discovery);

@@ -869,3 +869,167 @@ pub(crate) async fn discovery(env: Env, instances: usize, rec: Arc<Mutex<Discove
     }
     let _ = observer.close().await;
 }
+
+// ---- work partitioning -------------------------------------------------------
+
+/// Items shared out by the partition workload.
+pub(crate) const PARTITION_ITEMS: usize = 8;
+
+#[derive(Debug, Default)]
+pub(crate) struct PartitionRecord {
+    /// Per item, each member's work on it: from the grant to its drop,
+    /// warned when the grant was revoked.
+    pub(crate) holds: BTreeMap<String, Vec<Hold>>,
+    /// Grants made.
+    pub(crate) grants: u64,
+    /// Times a member left and joined again.
+    pub(crate) leaves: u64,
+    /// Whether, after the heal, every item was granted and the shares were
+    /// even; and the shares seen last (member -> items).
+    pub(crate) settled: Option<bool>,
+    pub(crate) last_shares: BTreeMap<usize, usize>,
+}
+
+/// `members` partitioners over [`PARTITION_ITEMS`] items, each working on
+/// its grant until it is revoked (then it drops it at once). Members leave
+/// and join again at times drawn from `seed` (churn) until the stop.
+pub(crate) async fn partition(
+    env: Env,
+    members: usize,
+    seed: u64,
+    rec: Arc<Mutex<PartitionRecord>>,
+) {
+    use rand::{Rng, SeedableRng};
+    let path = format!("{}/partition", env.base);
+    let items: Vec<String> = (0..PARTITION_ITEMS).map(|i| format!("i{i}")).collect();
+    // What each member works on now.
+    let current: Arc<Mutex<BTreeMap<usize, Vec<String>>>> = Arc::default();
+    let (done_tx, done_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut sessions = Vec::new();
+    for who in 0..members {
+        let s = env.sessions();
+        sessions.push(s.clone());
+        let (env, rec, current, items, path) = (
+            env.clone(),
+            rec.clone(),
+            current.clone(),
+            items.clone(),
+            path.clone(),
+        );
+        let mut done = done_rx.clone();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(who as u64));
+        tasks.push(tokio::spawn(async move {
+            while !*done.borrow() {
+                let Ok(mut part) =
+                    zkit_recipes::Partitioner::new(&s, &path, &format!("m{who}"), items.clone())
+                else {
+                    return;
+                };
+                // Member 0 stays; the others leave after a while (until the
+                // stop, after which everyone stays to settle).
+                let leave_at = (who > 0)
+                    .then(|| Instant::now() + Duration::from_millis(rng.random_range(1000..4000)));
+                let leave = async {
+                    match leave_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::pin!(leave);
+                let mut left = false;
+                loop {
+                    let event = tokio::select! {
+                        e = part.next() => e,
+                        _ = done.wait_for(|d| *d) => break,
+                        () = &mut leave, if !env.stopped() => {
+                            left = true;
+                            break;
+                        }
+                    };
+                    let grant = match event {
+                        Ok(zkit_recipes::PartitionEvent::Acquired(g)) => g,
+                        Ok(_) => continue,
+                        Err(zkit::Error::Closed) => break,
+                        Err(_) => {
+                            env.pause(Duration::from_millis(20)).await;
+                            continue;
+                        }
+                    };
+                    let start = env.clock.now();
+                    let session = grant.session_id().map_or(0, |s| s.0);
+                    let mine: Vec<String> = grant.items().map(str::to_string).collect();
+                    lock(&current).insert(who, mine.clone());
+                    lock(&rec).grants += 1;
+                    let (warned, leaving) = tokio::select! {
+                        () = grant.revoked() => (Some(env.clock.now()), false),
+                        _ = done.wait_for(|d| *d) => (None, false),
+                        () = &mut leave, if !env.stopped() => (None, true),
+                    };
+                    lock(&current).remove(&who);
+                    let end = env.clock.now();
+                    {
+                        let mut r = lock(&rec);
+                        for item in &mine {
+                            r.holds.entry(item.clone()).or_default().push(Hold {
+                                who,
+                                start,
+                                end,
+                                warned,
+                                token: grant.fencing_token(item).unwrap_or(0),
+                                session,
+                            });
+                        }
+                    }
+                    drop(grant);
+                    if leaving {
+                        left = true;
+                        break;
+                    }
+                }
+                part.close().await;
+                if !left {
+                    break;
+                }
+                lock(&rec).leaves += 1;
+                env.pause(Duration::from_millis(rng.random_range(100..800)))
+                    .await;
+            }
+        }));
+    }
+    env.stopping().await;
+    // After the heal: every item granted once, shares even.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut settled = false;
+    let mut shares = BTreeMap::new();
+    while Instant::now() < deadline {
+        {
+            let c = lock(&current);
+            shares = c.iter().map(|(w, i)| (*w, i.len())).collect();
+            let owned: std::collections::BTreeSet<&String> = c.values().flatten().collect();
+            let (min, max) = (
+                shares.values().copied().min().unwrap_or(0),
+                shares.values().copied().max().unwrap_or(0),
+            );
+            if c.len() == members && owned.len() == PARTITION_ITEMS && max - min <= 1 {
+                settled = true;
+            }
+        }
+        if settled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    {
+        let mut r = lock(&rec);
+        r.settled = Some(settled);
+        r.last_shares = shares;
+    }
+    let _ = done_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    for s in sessions {
+        let _ = s.close().await;
+    }
+}

@@ -303,6 +303,12 @@ impl Grant {
         self.items.get(item).map(|g| g.fencing_token())
     }
 
+    /// The session whose locks back the grant (`None` for a grant of no
+    /// items): the grant ends with it.
+    pub fn session_id(&self) -> Option<zkit::SessionId> {
+        self.items.values().next().map(|g| g.session_id())
+    }
+
     /// Whether the grant has been revoked.
     pub fn is_revoked(&self) -> bool {
         *self.revoked.borrow()
