@@ -480,6 +480,17 @@ impl Member {
         let mut partial_ok = false;
         let mut partial_timer: Option<tokio::time::Instant> = None;
         loop {
+            // The locks' states, as seen from here on: a change after this
+            // point wakes the wait below (a clone of a guard's receiver
+            // would otherwise report every change since the guard began).
+            let states: Vec<watch::Receiver<LockState>> = held
+                .values()
+                .map(|g| {
+                    let mut rx = g.state_watch();
+                    rx.borrow_and_update();
+                    rx
+                })
+                .collect();
             let ids: Vec<String> = members.borrow().keys().cloned().collect();
             // Until our own join is listed we are no member: nothing to own.
             let in_party = ids.contains(&self.id);
@@ -590,8 +601,6 @@ impl Member {
             } else if partial_timer.is_none() && !partial_ok {
                 partial_timer = Some(tokio::time::Instant::now() + self.options.partial_after);
             }
-            let states: Vec<watch::Receiver<LockState>> =
-                held.values().map(|g| g.state_watch()).collect();
             tokio::select! {
                 changed = members.changed(), if !party_gone => {
                     if changed.is_err() {
@@ -634,19 +643,45 @@ impl Member {
     }
 
     /// Joins the party, retrying through connection losses (and, from
-    /// `Sessions`, expiry).
+    /// `Sessions`, expiry). Our id still taken by one of our own sessions
+    /// (an expired one whose node the server has not removed yet, or a
+    /// member of this process leaving) is waited out; taken by anyone else,
+    /// it is an error.
     async fn join(&self, party: &str) -> Result<GroupMember, Error> {
         let mut delays = backoff();
         loop {
-            match GroupMember::join(self.source.clone(), party, &self.id, &self.options.payload)
-                .await
+            let e = match GroupMember::join(
+                self.source.clone(),
+                party,
+                &self.id,
+                &self.options.payload,
+            )
+            .await
             {
                 Ok(m) => return Ok(m),
-                Err(e) if e.is_retryable() || self.source.retry_on_new_session(&e) => {
-                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                Err(e) => e,
+            };
+            if e == Error::NodeExists {
+                let node = format!("{party}/{}", self.id);
+                let owner = match self.source.client().await {
+                    Ok(c) => c.exists(&node).await.map(|s| s.map(|s| s.ephemeral_owner)),
+                    Err(e) => Err(e),
+                };
+                if let Ok(Some(owner)) = owner {
+                    if !self.source.was_ours(owner) {
+                        return Err(e);
+                    }
                 }
-                Err(e) => return Err(e),
+            } else {
+                // A new session of a `Sessions` that could not connect yet
+                // is tried again too.
+                let unreachable =
+                    self.source.renews() && matches!(e, Error::NoServerReachable { .. });
+                if !(e.is_retryable() || self.source.retry_on_new_session(&e) || unreachable) {
+                    return Err(e);
+                }
             }
+            tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
         }
     }
 

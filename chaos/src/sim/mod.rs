@@ -134,18 +134,55 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let totals: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    // Each job's schedule now, and since when (wall clock): a schedule that
+    // stops virtual time (a task that never yields to the timers) would
+    // otherwise hang the run instead of failing it.
+    let running: Arc<Mutex<Vec<Running>>> = Arc::new(Mutex::new(vec![None; opts.jobs]));
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = {
+        let (running, finished, opts) = (running.clone(), finished.clone(), opts.clone());
+        std::thread::spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let stuck = lock(&running)
+                .iter()
+                .flatten()
+                .find(|(_, since)| since.elapsed() > LIVELOCK)
+                .copied();
+            if let Some((seed, _)) = stuck {
+                println!(
+                    "{}",
+                    json!({"seed": seed, "ok": false, "error": format!("livelock: the schedule's virtual time stopped for {LIVELOCK:?} of wall time (a task that never waits)")})
+                );
+                eprintln!(
+                    "zkit-chaos sim: schedule {seed} FAILED; replay: {REPLAY} --seed {seed} --schedules 1 --secs {} --verbose",
+                    opts.secs
+                );
+                std::process::exit(1);
+            }
+            if finished.load(Ordering::SeqCst) {
+                return;
+            }
+        })
+    };
     let threads: Vec<_> = (0..opts.jobs)
-        .map(|_| {
-            let (opts, next, failed, totals) =
-                (opts.clone(), next.clone(), failed.clone(), totals.clone());
+        .map(|job| {
+            let (opts, next, failed, totals, running) = (
+                opts.clone(),
+                next.clone(),
+                failed.clone(),
+                totals.clone(),
+                running.clone(),
+            );
             std::thread::spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 if i >= opts.schedules {
                     break;
                 }
                 let seed = opts.seed.wrapping_add(i);
+                lock(&running)[job] = Some((seed, std::time::Instant::now()));
                 let mut out = run(&opts, seed);
                 if opts.twice && out.ok {
+                    lock(&running)[job] = Some((seed, std::time::Instant::now()));
                     let again = run(&opts, seed);
                     if again.digest != out.digest {
                         out.ok = false;
@@ -159,6 +196,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
                         .to_string();
                     }
                 }
+                lock(&running)[job] = None;
                 {
                     let mut t = lock(&totals);
                     for (k, n) in &out.totals {
@@ -181,6 +219,8 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
     for t in threads {
         let _ = t.join();
     }
+    finished.store(true, Ordering::SeqCst);
+    let _ = watchdog.join();
     let failed = failed.load(Ordering::SeqCst);
     let passed = opts.schedules - failed;
     let mut summary = serde_json::Map::new();
@@ -200,6 +240,13 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
     println!("{}", serde_json::Value::Object(summary));
     crate::verdict(passed, failed)
 }
+
+/// A job's schedule now (seed, started on the wall clock), if any.
+type Running = Option<(u64, std::time::Instant)>;
+
+/// Wall time after which a schedule counts as livelocked (a normal one
+/// takes well under a second).
+const LIVELOCK: std::time::Duration = std::time::Duration::from_secs(60);
 
 struct Outcome {
     ok: bool,
