@@ -1,4 +1,5 @@
-//! Shared counter (Curator `SharedCount` format) and unique IDs.
+//! Shared counter (Curator `SharedCount` format), a distributed atomic long
+//! (Curator `DistributedAtomicLong` format) and unique IDs.
 //!
 //! ```text
 //! cargo run -p zkit-recipes --example counter [-- --connect HOST:PORT]
@@ -7,7 +8,7 @@
 mod common;
 
 use zkit::Client;
-use zkit_recipes::{IdGenerator, SharedCount};
+use zkit_recipes::{AtomicLong, IdGenerator, SharedCount};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,8 +20,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let base = base.clone();
         tasks.push(tokio::spawn(async move {
             let hits = SharedCount::new(&zk, format!("{base}/hits"), 0);
+            let bytes = AtomicLong::new(&zk, format!("{base}/bytes"))
+                .promoted_to_lock(format!("{base}/bytes-lock"));
             for _ in 0..25 {
                 hits.add(1).await?;
+                // Optimistic, then under the lock: it may still lose every
+                // race, and says so.
+                let r = bytes.add(1 << 20).await?;
+                assert!(r.succeeded || r.promoted_tries > 0);
             }
             let mut ids = IdGenerator::new(&zk, format!("{base}/ids"), 10);
             let first = ids.next_id().await?;
@@ -41,6 +48,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "4 clients x 25 increments = {} (compare-and-set, none lost)",
         hits.value
     );
+    let bytes = AtomicLong::new(&zk, format!("{base}/bytes")).get().await?;
+    println!("atomic long: {bytes} bytes counted (8-byte big-endian i64)");
     zk.close().await?;
     Ok(())
 }

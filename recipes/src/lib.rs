@@ -15,6 +15,7 @@
 //! | config subscription | [`ConfigSubscription`], [`config::publish`] | `<path>` holding JSON (serde) |
 //! | service registry / discovery | [`discovery::ServiceDiscovery`] | Curator x-discovery: `<base>/<service>/<id>`, `ServiceInstance` JSON |
 //! | node / tree cache | [`cache::NodeCache`], [`cache::TreeCache`] | any subtree, on a persistent recursive watch |
+//! | distributed atomic long | [`AtomicLong`] | Curator `DistributedAtomicLong`: `<path>` holding 8-byte big-endian `i64` (+ `PromotedToLock` mutex) |
 //! | shared counter | [`SharedCount`] | Curator `SharedCount`: 4-byte big-endian `i32` |
 //! | ID generator | [`IdGenerator`] | `<path>/_c_<uuid>-block-<seq>` (protected ephemeral, deleted at once) |
 //! | work partitioning | [`Partitioner`] | kazoo `SetPartitioner`: `<path>/party/<id>`, a lock per item at `<path>/locks/<item>` |
@@ -47,6 +48,7 @@
 //! releases in the background. Both need a tokio runtime.
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod atomic;
 pub mod barrier;
 pub mod cache;
 pub mod config;
@@ -63,6 +65,7 @@ pub mod rwlock;
 pub mod semaphore;
 pub mod sessions;
 
+pub use atomic::{AtomicLong, AtomicOutcome};
 pub use barrier::{Barrier, DoubleBarrier};
 pub use config::{ConfigSubscription, Versioned};
 pub use counter::{IdGenerator, SharedCount, VersionedCount};

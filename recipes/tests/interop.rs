@@ -20,7 +20,7 @@ use common::{base, client, connect_string, eventually};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use zkit::{Client, CreateOptions, Error, Version};
-use zkit_recipes::{LeaderLatch, Lock};
+use zkit_recipes::{AtomicLong, LeaderLatch, Lock};
 
 const JARS: &str = "/usr/share/java";
 const PYTHON: &str = "/usr/bin/python3";
@@ -234,6 +234,67 @@ async fn zkit_and_curator_share_a_mutex() {
         "two holders at once"
     );
     assert_eq!(counter_value(&setup, &counter).await, 3 * ROUNDS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zkit_and_curator_share_a_distributed_atomic_long() {
+    let Some(classes) = curator_worker() else {
+        require(false, "Curator (libcurator-recipes-java) or javac");
+        return;
+    };
+    let setup = client().await;
+    let dir = base(&setup, "curatoratomic").await;
+    let (counter, lock_path) = (format!("{dir}/value"), format!("{dir}/promoted"));
+    const N: usize = 150;
+    let n = N.to_string();
+    let (child, lines) = spawn(curator(
+        &classes,
+        &["atomic", &connect_string(), &counter, &lock_path, &n],
+    ));
+    // Two zkit clients race the Java one; lost races are promoted to the
+    // same lock path as Curator's. An update can still fail (every try met
+    // another writer): what matters is that none is lost or doubled.
+    let mut ours = Vec::new();
+    for _ in 0..2 {
+        let c = client().await;
+        let a = AtomicLong::new(&c, counter.clone())
+            .optimistic_tries(3)
+            .promoted_to_lock(lock_path.clone());
+        ours.push(tokio::spawn(async move {
+            let mut posts = Vec::new();
+            for _ in 0..N {
+                let r = a.increment().await.unwrap();
+                if r.succeeded {
+                    assert_eq!(r.post_value, r.pre_value + 1);
+                    posts.push(r.post_value);
+                }
+            }
+            c.close().await.unwrap();
+            posts
+        }));
+    }
+    let java_failures = worker_result(child, lines).await;
+    let mut posts = Vec::new();
+    for t in ours {
+        posts.extend(t.await.unwrap());
+    }
+    let zkit_successes = posts.len();
+    posts.sort_unstable();
+    posts.dedup();
+    assert_eq!(posts.len(), zkit_successes, "a value written twice");
+    assert!(zkit_successes > 0 && java_failures < N);
+    // Both read the same 8-byte big-endian value: every successful
+    // increment of either side counted once.
+    let total = (N - java_failures + zkit_successes) as i64;
+    assert_eq!(
+        AtomicLong::new(&setup, counter.clone())
+            .get()
+            .await
+            .unwrap(),
+        total
+    );
+    let (raw, _) = setup.get_data(&counter).await.unwrap();
+    assert_eq!(&raw[..], &total.to_be_bytes());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,10 @@
 //     SimpleDistributedQueue: offers "j1" and "j2", prints "offered", waits
 //     until j1 is gone and two items are queued (the other side took j1 and
 //     put one), then takes one item and prints "took <item>".
+//   CuratorWorker atomic CONNECT COUNTER_PATH LOCK_PATH N
+//     DistributedAtomicLong (1 optimistic try, then PromotedToLock at
+//     LOCK_PATH): N increments; prints "violations F" (F = increments that
+//     did not succeed) and "done".
 //   CuratorWorker latch CONNECT LATCH_PATH COUNTER_PATH LEAD_MS ID
 //     LeaderLatch: join, wait for leadership, then for LEAD_MS do CAS steps
 //     on the counter as above, then close. Prints "leader", "violations N",
@@ -27,6 +31,9 @@
 import java.nio.charset.StandardCharsets;
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
+import org.apache.curator.framework.recipes.atomic.AtomicValue;
+import org.apache.curator.framework.recipes.atomic.DistributedAtomicLong;
+import org.apache.curator.framework.recipes.atomic.PromotedToLock;
 import org.apache.curator.framework.recipes.leader.LeaderLatch;
 import org.apache.curator.framework.recipes.locks.InterProcessMutex;
 import org.apache.curator.framework.recipes.nodes.GroupMember;
@@ -38,6 +45,7 @@ import java.util.Collection;
 import java.util.HashMap;
 import java.util.Map;
 import org.apache.curator.retry.ExponentialBackoffRetry;
+import org.apache.curator.retry.RetryNTimes;
 import org.apache.zookeeper.KeeperException;
 import org.apache.zookeeper.data.Stat;
 
@@ -161,7 +169,17 @@ public class CuratorWorker {
             c.close();
             return;
         }
-        if (mode.equals("lock")) {
+        if (mode.equals("atomic")) {
+            DistributedAtomicLong a = new DistributedAtomicLong(c, args[2], new RetryNTimes(0, 0),
+                PromotedToLock.builder().lockPath(args[3]).retryPolicy(new RetryNTimes(100, 1)).build());
+            int n = Integer.parseInt(args[4]);
+            for (int i = 0; i < n; i++) {
+                AtomicValue<Long> v = a.increment();
+                if (!v.succeeded() || v.postValue() != v.preValue() + 1) {
+                    violations++;
+                }
+            }
+        } else if (mode.equals("lock")) {
             InterProcessMutex m = new InterProcessMutex(c, args[2]);
             int rounds = Integer.parseInt(args[4]);
             for (int i = 0; i < rounds; i++) {
