@@ -11,12 +11,15 @@ mod common;
 use std::time::{Duration, Instant};
 
 use zkit::Client;
-use zkit_recipes::{LeaderLatch, LeaderSelector};
+use zkit_recipes::{LeaderLatch, LeaderObserver, LeaderSelector};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (cs, _server) = common::server().await?;
     let path = format!("/zkit-example-leader-{}", std::process::id());
+    // Someone who only watches who leads (a dashboard, a router).
+    let watcher = Client::connect(&cs).await?;
+    let mut observer = LeaderObserver::observe(&watcher, format!("{path}/latch"));
     let mut members = Vec::new();
     for name in ["alpha", "beta", "gamma"] {
         let zk = Client::connect(&cs).await?;
@@ -27,6 +30,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (name, _, latch) in &members {
         println!("{name}: leader? {}", latch.is_leader());
     }
+    while observer.current().is_none() {
+        observer.changed().await?;
+    }
+    println!("observer: {:?} leads", observer.current().map(|l| l.id));
     let (name, zk, _latch) = members.remove(0);
     let t = Instant::now();
     zk.close().await?; // the leader's session ends (a crash would expire it)
@@ -37,6 +44,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.elapsed(),
         members[0].2.fencing_token()
     );
+    while observer.current().map(|l| l.id).as_deref() != Some(members[0].0) {
+        observer.changed().await?;
+    }
+    println!("observer: now {:?} leads", observer.current().map(|l| l.id));
 
     // Run-while-leader: the task runs only while its session leads.
     let zk = Client::connect(&cs).await?;

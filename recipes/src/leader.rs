@@ -576,3 +576,204 @@ impl LeaderSelector {
         }
     }
 }
+
+/// Who leads an election now, as seen by a participant of any layout
+/// ([`LeaderLatch`]'s `-latch-` nodes, [`LeaderSelector`]'s `-lock-` nodes,
+/// and Curator's), from one [`LeaderObserver`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct ObservedLeader {
+    /// The leader's participant id (its node's data).
+    pub id: String,
+    /// The leader's node.
+    pub node: String,
+    /// Its node's creation zxid: every later leader's is larger (the
+    /// leader's own [`LeaderLatch::fencing_token`]).
+    pub fencing_token: i64,
+}
+
+/// Follows who leads the election at a path without taking part (etcd's
+/// `Observe`): [`current`](Self::current) is the leader now (`None` when no
+/// one leads), [`changed`](Self::changed) waits for the next change.
+///
+/// One persistent watch on the election path sees every join and leave;
+/// after a reconnect the election is read again (events missed meanwhile
+/// are not replayed). Built from `&Sessions` it carries on after an expiry;
+/// from a `&Client` it stops with its session ([`changed`](Self::changed)
+/// then fails).
+///
+/// ```no_run
+/// # async fn demo(zk: zkit::Client) -> zkit::Result<()> {
+/// use zkit_recipes::leader::LeaderObserver;
+///
+/// let mut leader = LeaderObserver::observe(&zk, "/election/scheduler");
+/// leader.initialized().await?;
+/// loop {
+///     println!("leader now: {:?}", leader.current().map(|l| l.id));
+///     leader.changed().await?;
+/// }
+/// # }
+/// ```
+///
+/// Dropping it stops its task; the client removes the watch when its last
+/// watcher is gone.
+#[derive(Debug)]
+pub struct LeaderObserver {
+    rx: watch::Receiver<Option<ObservedLeader>>,
+    ready: watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LeaderObserver {
+    /// Starts following the election at `path`.
+    pub fn observe(source: impl Into<SessionSource>, path: impl Into<String>) -> Self {
+        let (tx, rx) = watch::channel(None);
+        let (ready_tx, ready) = watch::channel(false);
+        let task = tokio::spawn(observe_sessions(source.into(), path.into(), tx, ready_tx));
+        Self { rx, ready, task }
+    }
+
+    /// The leader now, as last read.
+    pub fn current(&self) -> Option<ObservedLeader> {
+        self.rx.borrow().clone()
+    }
+
+    /// Waits until the election has been read once.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the session ended before.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn initialized(&self) -> Result<(), Error> {
+        let mut r = self.ready.clone();
+        r.wait_for(|ok| *ok)
+            .await
+            .map(drop)
+            .map_err(|_| Error::Closed)
+    }
+
+    /// Waits for the next change of leader and returns it.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the session ended (no more changes).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn changed(&mut self) -> Result<Option<ObservedLeader>, Error> {
+        self.rx.changed().await.map_err(|_| Error::Closed)?;
+        Ok(self.rx.borrow_and_update().clone())
+    }
+
+    /// A receiver of the leader, for `select!` or another task.
+    pub fn receiver(&self) -> watch::Receiver<Option<ObservedLeader>> {
+        self.rx.clone()
+    }
+}
+
+/// Dropping the observer stops its task.
+impl Drop for LeaderObserver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The election's first contender, with its id; `None` when empty.
+async fn read_leader(client: &Client, path: &str) -> Result<Option<ObservedLeader>, Error> {
+    loop {
+        let children = match client.get_children(path).await {
+            Ok((c, _)) => c,
+            Err(Error::NoNode) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let markers = ["-latch-".to_string(), "-lock-".to_string()];
+        let Some(first) = contenders(&children, &markers).into_iter().next() else {
+            return Ok(None);
+        };
+        let node = join(path, &first.name);
+        match client.get_data(&node).await {
+            Ok((data, stat)) => {
+                return Ok(Some(ObservedLeader {
+                    id: String::from_utf8_lossy(&data).into_owned(),
+                    node,
+                    fencing_token: stat.czxid,
+                }))
+            }
+            Err(Error::NoNode) => {} // it left meanwhile: look again
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// [`observe`] on each session of `source` in turn.
+async fn observe_sessions(
+    source: SessionSource,
+    path: String,
+    tx: watch::Sender<Option<ObservedLeader>>,
+    ready: watch::Sender<bool>,
+) {
+    loop {
+        let Ok(client) = source.client_retrying().await else {
+            return;
+        };
+        observe(&client, &path, &tx, &ready).await;
+        if !source.retry_on_new_session(&Error::SessionExpired)
+            || client.state() != SessionState::Expired
+        {
+            return;
+        }
+    }
+}
+
+async fn observe(
+    client: &Client,
+    path: &str,
+    tx: &watch::Sender<Option<ObservedLeader>>,
+    ready: &watch::Sender<bool>,
+) {
+    let mut delays = backoff();
+    let mut states = client.state_stream();
+    let mut events = loop {
+        match client.add_watch(path, zkit::AddWatchMode::Persistent).await {
+            Ok(w) => break w,
+            Err(e) if e.is_retryable() => {
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+            }
+            Err(_) => return,
+        }
+    };
+    'reload: loop {
+        match read_leader(client, path).await {
+            Ok(leader) => {
+                set_if_changed(tx, leader);
+                ready.send_if_modified(|r| !std::mem::replace(r, true));
+            }
+            Err(e) if e.is_retryable() => {
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+                continue;
+            }
+            Err(_) => return,
+        }
+        let mut disconnected = false;
+        loop {
+            tokio::select! {
+                ev = events.changed() => {
+                    if ev.is_err() {
+                        return;
+                    }
+                    // A join, a leave, or the path itself created/deleted.
+                    continue 'reload;
+                }
+                s = states.next_state() => match s {
+                    Some(SessionState::Disconnected | SessionState::Connecting) => disconnected = true,
+                    Some(SessionState::Connected | SessionState::ConnectedReadOnly) => {
+                        if disconnected {
+                            continue 'reload; // events may have been missed
+                        }
+                    }
+                    _ => return,
+                },
+            }
+        }
+    }
+}

@@ -8,6 +8,7 @@
 //! | read/write lock | [`ReadWriteLock`] | Curator: `<path>/_c_<uuid>-__READ__<seq>`, `…-__WRIT__<seq>` |
 //! | leader latch | [`LeaderLatch`] | Curator `LeaderLatch`: `<path>/_c_<uuid>-latch-<seq>` (data: id) |
 //! | run while leader | [`LeaderSelector`] | Curator `LeaderSelector`: `<path>/_c_<uuid>-lock-<seq>` |
+//! | who leads (observe only) | [`LeaderObserver`] | either layout above |
 //! | barrier / double barrier | [`Barrier`], [`DoubleBarrier`] | Curator: `<path>`; `<path>/<uuid>` + `<path>/ready` |
 //! | FIFO queue | [`Queue`] | Curator `SimpleDistributedQueue`: `<path>/qn-<seq>` (+ `_claims/`, `_waiters/`) |
 //! | priority queue | [`Queue::priority`] | kazoo `Queue`: `<path>/entry-<prio %03d>-<seq>` |
@@ -69,7 +70,7 @@ pub use atomic::{AtomicLong, AtomicOutcome};
 pub use barrier::{Barrier, DoubleBarrier};
 pub use config::{ConfigSubscription, Versioned};
 pub use counter::{IdGenerator, SharedCount, VersionedCount};
-pub use leader::{Leader, LeaderLatch, LeaderSelector, Leadership};
+pub use leader::{Leader, LeaderLatch, LeaderObserver, LeaderSelector, Leadership, ObservedLeader};
 pub use lock::{Lock, LockGuard, LockOptions, LockState};
 pub use membership::{GroupMember, MemberSet};
 pub use partition::{Grant, PartitionEvent, Partitioner};

@@ -284,3 +284,77 @@ async fn the_term_end_hook_hears_a_returned_term() {
         Some(zkit_recipes::leader::TermEnd::Returned { token })
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_follows_who_leads_without_taking_part() {
+    let c = client().await;
+    let path = format!("{}/election", base(&c, "observe").await);
+    let mut observer = zkit_recipes::LeaderObserver::observe(&c, path.clone());
+    observer.initialized().await.unwrap();
+    assert_eq!(observer.current(), None, "nobody leads an empty election");
+    let (clients, mut latches) = three_latches(&path).await;
+    let lead = |o: &zkit_recipes::LeaderObserver| o.current().map(|l| l.id);
+    eventually("the observer sees p0", SOON, || {
+        let ok = lead(&observer).as_deref() == Some("p0");
+        async move { ok }
+    })
+    .await;
+    let first = observer.current().unwrap();
+    assert_eq!(
+        Some(first.fencing_token),
+        latches[0].as_ref().unwrap().fencing_token(),
+        "the leader's own token"
+    );
+    // The leader leaves: the next one is seen, with a larger token.
+    latches[0].take().unwrap().close().await.unwrap();
+    let next = tokio::time::timeout(SOON, async {
+        loop {
+            if let Some(l) = observer.changed().await.unwrap() {
+                if l.id != "p0" {
+                    return l;
+                }
+            }
+        }
+    })
+    .await
+    .expect("a new leader seen");
+    assert_eq!(next.id, "p1");
+    assert!(next.fencing_token > first.fencing_token);
+    assert_eq!(
+        leaders(&latches).await,
+        vec![1],
+        "the observer took no part"
+    );
+    // Its session expires: p2 leads, and the observer says so.
+    expire(&clients[1]).await;
+    eventually("the observer sees p2", Duration::from_secs(15), || {
+        let ok = lead(&observer).as_deref() == Some("p2");
+        async move { ok }
+    })
+    .await;
+    // A selector's nodes (Curator's "-lock-" layout) are seen too.
+    let sel_path = format!("{path}-selector");
+    let mut sel_observer = zkit_recipes::LeaderObserver::observe(&c, sel_path.clone());
+    let selector = LeaderSelector::new(&c, sel_path, "s0");
+    let running = tokio::spawn(async move {
+        let _ = selector
+            .run(|_leader| async move {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            })
+            .await;
+    });
+    let seen = tokio::time::timeout(SOON, async {
+        loop {
+            if let Some(l) = sel_observer.changed().await.unwrap() {
+                return l;
+            }
+        }
+    })
+    .await
+    .expect("the selector's leader seen");
+    assert_eq!(seen.id, "s0");
+    running.abort();
+    for l in latches.into_iter().flatten() {
+        let _ = l.close().await;
+    }
+}
