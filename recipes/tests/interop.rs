@@ -361,6 +361,13 @@ async fn zkit_and_curator_share_a_leader_latch() {
         vec!["curator-1", "zkit-1"],
         "one election, Curator first"
     );
+    // An observer sees the Curator leader, then us after it leaves.
+    let mut observer = zkit_recipes::LeaderObserver::observe(&setup, path.clone());
+    observer.initialized().await.unwrap();
+    assert_eq!(
+        observer.current().map(|l| l.id).as_deref(),
+        Some("curator-1")
+    );
     let violations = Arc::new(AtomicUsize::new(0));
     let steps = Arc::new(AtomicUsize::new(0));
     // While Curator leads, we must not; once it closes, we lead.
@@ -391,6 +398,17 @@ async fn zkit_and_curator_share_a_leader_latch() {
         .unwrap()
         .unwrap();
     ours.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while observer.current().map(|l| l.id).as_deref() != Some("zkit-1") {
+            observer.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the observer sees zkit lead after Curator");
+    assert_eq!(
+        observer.current().map(|l| l.fencing_token),
+        latch.fencing_token()
+    );
     assert_eq!(
         (curator_violations, violations.load(Ordering::SeqCst)),
         (0, 0),
