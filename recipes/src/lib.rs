@@ -5,6 +5,7 @@
 //! | recipe | type | layout |
 //! |---|---|---|
 //! | exclusive lock | [`Lock`] | Curator `InterProcessMutex`: `<path>/_c_<uuid>-lock-<seq>` |
+//! | several locks at once | [`MultiLock`] | Curator `InterProcessMultiLock`: a mutex per path (taken in sorted order) |
 //! | read/write lock | [`ReadWriteLock`] | Curator: `<path>/_c_<uuid>-__READ__<seq>`, `…-__WRIT__<seq>` |
 //! | leader latch | [`LeaderLatch`] | Curator `LeaderLatch`: `<path>/_c_<uuid>-latch-<seq>` (data: id) |
 //! | run while leader | [`LeaderSelector`] | Curator `LeaderSelector`: `<path>/_c_<uuid>-lock-<seq>` |
@@ -59,6 +60,7 @@ mod internal;
 pub mod leader;
 pub mod lock;
 pub mod membership;
+pub mod multilock;
 pub mod partition;
 pub mod queue;
 pub mod random;
@@ -73,6 +75,7 @@ pub use counter::{IdGenerator, SharedCount, VersionedCount};
 pub use leader::{Leader, LeaderLatch, LeaderObserver, LeaderSelector, Leadership, ObservedLeader};
 pub use lock::{Lock, LockGuard, LockOptions, LockState};
 pub use membership::{GroupMember, MemberSet};
+pub use multilock::{MultiLock, MultiLockGuard};
 pub use partition::{Grant, PartitionEvent, Partitioner};
 pub use queue::{Claim, Queue};
 pub use rwlock::ReadWriteLock;

@@ -20,7 +20,7 @@ use common::{base, client, connect_string, eventually};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use zkit::{Client, CreateOptions, Error, Version};
-use zkit_recipes::{AtomicLong, LeaderLatch, Lock};
+use zkit_recipes::{AtomicLong, LeaderLatch, Lock, MultiLock};
 
 const JARS: &str = "/usr/share/java";
 const PYTHON: &str = "/usr/bin/python3";
@@ -223,6 +223,53 @@ async fn zkit_and_curator_share_a_mutex() {
     );
     let (child, lines) = spawn(cmd);
     let ours = zkit_lockers(&lock_path, &counter, 2, ROUNDS).await;
+    let java_violations = worker_result(child, lines).await;
+    let mut zkit_violations = 0;
+    for t in ours {
+        zkit_violations += t.await.unwrap();
+    }
+    assert_eq!(
+        (java_violations, zkit_violations),
+        (0, 0),
+        "two holders at once"
+    );
+    assert_eq!(counter_value(&setup, &counter).await, 3 * ROUNDS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zkit_and_curator_share_a_multi_lock() {
+    let Some(classes) = curator_worker() else {
+        require(false, "Curator (libcurator-recipes-java) or javac");
+        return;
+    };
+    let (setup, lock_path, counter) = setup_counter("curatormultilock").await;
+    let (p1, p2) = (format!("{lock_path}-1"), format!("{lock_path}-2"));
+    const ROUNDS: usize = 60;
+    let rounds = ROUNDS.to_string();
+    // Curator takes them in list order, zkit in sorted order: Curator's
+    // list must be sorted too, or a Curator holder of p2 and a zkit holder
+    // of p1 wait for each other forever (this test hung so before).
+    let both = format!("{p1},{p2}");
+    let (child, lines) = spawn(curator(
+        &classes,
+        &["multilock", &connect_string(), &both, &counter, &rounds],
+    ));
+    let mut ours = Vec::new();
+    for _ in 0..2 {
+        let c = client().await;
+        let multi = MultiLock::new(&c, [p1.clone(), p2.clone()]);
+        let counter = counter.clone();
+        ours.push(tokio::spawn(async move {
+            let mut violations = 0;
+            for _ in 0..ROUNDS {
+                let g = multi.acquire().await.unwrap();
+                violations += usize::from(cas_step(&c, &counter).await);
+                g.release().await.unwrap();
+            }
+            c.close().await.unwrap();
+            violations
+        }));
+    }
     let java_violations = worker_result(child, lines).await;
     let mut zkit_violations = 0;
     for t in ours {

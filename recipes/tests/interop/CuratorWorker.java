@@ -20,6 +20,8 @@
 //     SimpleDistributedQueue: offers "j1" and "j2", prints "offered", waits
 //     until j1 is gone and two items are queued (the other side took j1 and
 //     put one), then takes one item and prints "took <item>".
+//   CuratorWorker multilock CONNECT LOCK_PATH,LOCK_PATH2 COUNTER_PATH ROUNDS
+//     InterProcessMultiLock over the comma-separated paths: as "lock".
 //   CuratorWorker atomic CONNECT COUNTER_PATH LOCK_PATH N
 //     DistributedAtomicLong (1 optimistic try, then PromotedToLock at
 //     LOCK_PATH): N increments; prints "violations F" (F = increments that
@@ -35,7 +37,10 @@ import org.apache.curator.framework.recipes.atomic.AtomicValue;
 import org.apache.curator.framework.recipes.atomic.DistributedAtomicLong;
 import org.apache.curator.framework.recipes.atomic.PromotedToLock;
 import org.apache.curator.framework.recipes.leader.LeaderLatch;
+import org.apache.curator.framework.recipes.locks.InterProcessLock;
+import org.apache.curator.framework.recipes.locks.InterProcessMultiLock;
 import org.apache.curator.framework.recipes.locks.InterProcessMutex;
+import java.util.Arrays;
 import org.apache.curator.framework.recipes.nodes.GroupMember;
 import org.apache.curator.framework.recipes.queue.SimpleDistributedQueue;
 import org.apache.curator.x.discovery.ServiceDiscovery;
@@ -179,8 +184,10 @@ public class CuratorWorker {
                     violations++;
                 }
             }
-        } else if (mode.equals("lock")) {
-            InterProcessMutex m = new InterProcessMutex(c, args[2]);
+        } else if (mode.equals("lock") || mode.equals("multilock")) {
+            InterProcessLock m = mode.equals("lock")
+                ? new InterProcessMutex(c, args[2])
+                : new InterProcessMultiLock(c, Arrays.asList(args[2].split(",")));
             int rounds = Integer.parseInt(args[4]);
             for (int i = 0; i < rounds; i++) {
                 m.acquire();
