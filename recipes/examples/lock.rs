@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use zkit::{Client, CreateOptions, Version};
-use zkit_recipes::Lock;
+use zkit_recipes::{Lock, MultiLock};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -64,6 +64,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "counter = {} after 12 turns: nobody overlapped",
         String::from_utf8_lossy(&data)
     );
+    // Two locks as one (Curator's InterProcessMultiLock), all or nothing:
+    // the counter's write is fenced by both lock nodes.
+    let both = MultiLock::new(
+        &admin,
+        [format!("{counter}-lock-b"), format!("{counter}-lock-a")],
+    );
+    let guard = both.acquire().await?;
+    guard
+        .guarded()
+        .set_data(&counter, b"done", Version::Any)
+        .commit()
+        .await?;
+    println!(
+        "multi-lock: tokens {:?}, counter written under both",
+        guard.fencing_tokens()
+    );
+    guard.release().await?;
     admin.delete(&counter, Version::Any).await?;
     admin.close().await?;
     Ok(())
