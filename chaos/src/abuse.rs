@@ -132,7 +132,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
 /// afterwards: the ways `line` differs from that (empty when it does not).
 fn wrong_outcome(name: &str, line: &Value) -> Vec<String> {
     let o = &line["outcome"];
-    let mut expect: Vec<(&str, Value)> = match name {
+    let expect: Vec<(&str, Value)> = match name {
         "watches" => vec![
             ("watches_set", json!(1_000_000)),
             ("server_wchs", json!("1 connections watching 1000000 paths")),
@@ -164,7 +164,7 @@ fn wrong_outcome(name: &str, line: &Value) -> Vec<String> {
         ],
     };
     let mut wrong: Vec<String> = expect
-        .drain(..)
+        .into_iter()
         .filter(|(k, v)| &o[*k] != v)
         .map(|(k, v)| format!("{k}: {} (expected {v})", o[k]))
         .collect();

@@ -27,7 +27,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 // Optimistic, then under the lock: it may still lose every
                 // race, and says so.
                 let r = bytes.add(1 << 20).await?;
-                assert!(r.succeeded || r.promoted_tries > 0);
+                if !r.succeeded {
+                    println!("client {w}: an update lost every race ({r:?})");
+                }
             }
             let mut ids = IdGenerator::new(&zk, format!("{base}/ids"), 10);
             let first = ids.next_id().await?;

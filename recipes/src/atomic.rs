@@ -223,33 +223,38 @@ impl AtomicLong {
             optimistic_tries: 0,
             promoted_tries: 0,
         };
-        for _ in 0..self.tries {
-            out.optimistic_tries += 1;
-            if self.try_once(&client, &next, &mut out).await? {
-                return Ok(out);
-            }
+        if self.tries_into(&client, &next, &mut out, false).await? {
+            return Ok(out);
         }
         let Some(lock_path) = &self.promoted else {
             return Ok(out);
         };
         let guard = Lock::new(&client, lock_path.clone()).acquire().await?;
-        let mut result = Ok(out);
+        let result = self.tries_into(&client, &next, &mut out, true).await;
+        let _ = guard.release().await;
+        result.map(|_| out)
+    }
+
+    /// Up to [`optimistic_tries`](Self::optimistic_tries) tries, counted as
+    /// promoted or not; `true` once one is done (see [`try_once`](Self::try_once)).
+    async fn tries_into(
+        &self,
+        client: &Client,
+        next: &impl Fn(i64) -> Option<i64>,
+        out: &mut AtomicOutcome,
+        promoted: bool,
+    ) -> Result<bool, Error> {
         for _ in 0..self.tries {
-            out.promoted_tries += 1;
-            match self.try_once(&client, &next, &mut out).await {
-                Ok(true) => {
-                    result = Ok(out);
-                    break;
-                }
-                Ok(false) => result = Ok(out),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
+            if promoted {
+                out.promoted_tries += 1;
+            } else {
+                out.optimistic_tries += 1;
+            }
+            if self.try_once(client, next, out).await? {
+                return Ok(true);
             }
         }
-        let _ = guard.release().await;
-        result
+        Ok(false)
     }
 
     /// One read and conditional write: `true` when written (or, for a

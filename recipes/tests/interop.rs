@@ -167,8 +167,10 @@ async fn cas_step(c: &Client, counter: &str) -> bool {
     }
 }
 
+/// `n` zkit clients doing `rounds` CAS steps each under the lock at the one
+/// path of `paths`, or under a `MultiLock` over all of them.
 async fn zkit_lockers(
-    lock_path: &str,
+    paths: &[String],
     counter: &str,
     n: usize,
     rounds: usize,
@@ -176,14 +178,23 @@ async fn zkit_lockers(
     let mut out = Vec::new();
     for _ in 0..n {
         let c = client().await;
-        let lock = Lock::new(&c, lock_path.to_string());
+        let (one, many) = match paths {
+            [p] => (Some(Lock::new(&c, p.clone())), None),
+            _ => (None, Some(MultiLock::new(&c, paths.to_vec()))),
+        };
         let counter = counter.to_string();
         out.push(tokio::spawn(async move {
             let mut violations = 0;
             for _ in 0..rounds {
-                let g = lock.acquire().await.unwrap();
-                violations += usize::from(cas_step(&c, &counter).await);
-                g.release().await.unwrap();
+                if let Some(l) = &one {
+                    let g = l.acquire().await.unwrap();
+                    violations += usize::from(cas_step(&c, &counter).await);
+                    g.release().await.unwrap();
+                } else if let Some(m) = &many {
+                    let g = m.acquire().await.unwrap();
+                    violations += usize::from(cas_step(&c, &counter).await);
+                    g.release().await.unwrap();
+                }
             }
             c.close().await.unwrap();
             violations
@@ -222,7 +233,7 @@ async fn zkit_and_curator_share_a_mutex() {
         &["lock", &connect_string(), &lock_path, &counter, &rounds],
     );
     let (child, lines) = spawn(cmd);
-    let ours = zkit_lockers(&lock_path, &counter, 2, ROUNDS).await;
+    let ours = zkit_lockers(std::slice::from_ref(&lock_path), &counter, 2, ROUNDS).await;
     let java_violations = worker_result(child, lines).await;
     let mut zkit_violations = 0;
     for t in ours {
@@ -254,22 +265,7 @@ async fn zkit_and_curator_share_a_multi_lock() {
         &classes,
         &["multilock", &connect_string(), &both, &counter, &rounds],
     ));
-    let mut ours = Vec::new();
-    for _ in 0..2 {
-        let c = client().await;
-        let multi = MultiLock::new(&c, [p1.clone(), p2.clone()]);
-        let counter = counter.clone();
-        ours.push(tokio::spawn(async move {
-            let mut violations = 0;
-            for _ in 0..ROUNDS {
-                let g = multi.acquire().await.unwrap();
-                violations += usize::from(cas_step(&c, &counter).await);
-                g.release().await.unwrap();
-            }
-            c.close().await.unwrap();
-            violations
-        }));
-    }
+    let ours = zkit_lockers(&[p1.clone(), p2.clone()], &counter, 2, ROUNDS).await;
     let java_violations = worker_result(child, lines).await;
     let mut zkit_violations = 0;
     for t in ours {
@@ -356,7 +352,7 @@ async fn zkit_and_kazoo_share_a_lock() {
         .args([&connect_string(), &lock_path, &counter])
         .arg(ROUNDS.to_string());
     let (child, lines) = spawn(cmd);
-    let ours = zkit_lockers(&lock_path, &counter, 2, ROUNDS).await;
+    let ours = zkit_lockers(std::slice::from_ref(&lock_path), &counter, 2, ROUNDS).await;
     let kazoo_violations = worker_result(child, lines).await;
     let mut zkit_violations = 0;
     for t in ours {
