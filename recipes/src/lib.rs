@@ -21,6 +21,7 @@
 //! | shared counter | [`SharedCount`] | Curator `SharedCount`: 4-byte big-endian `i32` |
 //! | ID generator | [`IdGenerator`] | `<path>/_c_<uuid>-block-<seq>` (protected ephemeral, deleted at once) |
 //! | work partitioning | [`Partitioner`] | kazoo `SetPartitioner`: `<path>/party/<id>`, a lock per item at `<path>/locks/<item>` |
+//! | scheduled jobs, sharded | [`Scheduler`], [`Jobs`] | `<root>/jobs/<job>` (JSON definition), `runs/<shard>/<fire>` records, a [`Partitioner`] per job |
 //! | counting semaphore | [`Semaphore`] | Curator `InterProcessSemaphoreV2`: `<path>/locks/…`, `<path>/leases/_c_<uuid>-lease-<seq>` |
 //!
 //! # Faults
@@ -65,6 +66,7 @@ pub mod partition;
 pub mod queue;
 pub mod random;
 pub mod rwlock;
+pub mod scheduler;
 pub mod semaphore;
 pub mod sessions;
 
@@ -79,5 +81,6 @@ pub use multilock::{MultiLock, MultiLockGuard};
 pub use partition::{Grant, PartitionEvent, Partitioner};
 pub use queue::{Claim, Queue};
 pub use rwlock::ReadWriteLock;
+pub use scheduler::{JobContext, JobSpec, Jobs, Scheduler};
 pub use semaphore::{Lease, Semaphore};
 pub use sessions::{SessionEvent, SessionEvents, SessionSource, Sessions};

@@ -309,6 +309,12 @@ impl Grant {
         self.items.values().next().map(|g| g.session_id())
     }
 
+    /// The client of the session that holds `item` (for reads next to
+    /// fenced writes).
+    pub(crate) fn client_of(&self, item: &str) -> Option<&zkit::Client> {
+        self.items.get(item).map(|g| g.client())
+    }
+
     /// Whether the grant has been revoked.
     pub fn is_revoked(&self) -> bool {
         *self.revoked.borrow()

@@ -391,6 +391,15 @@ impl SessionSource {
         }
     }
 
+    /// Whether nothing more can be done with this source: a `Client`'s
+    /// session ended, or the `Sessions` were closed.
+    pub(crate) fn is_finished(&self) -> bool {
+        match &self.kind {
+            SourceKind::Client(c) => c.state().is_terminal(),
+            SourceKind::Sessions(s) => s.is_closed(),
+        }
+    }
+
     /// Whether a session that ends is replaced (built from [`Sessions`]).
     pub fn renews(&self) -> bool {
         matches!(self.kind, SourceKind::Sessions(_))
