@@ -27,6 +27,8 @@ export ZKIT_SERVER_BIN="$PWD/target/debug/zkit-server"
 # Tests that drive Curator, kazoo, zkCli.sh and the C client as peers run (and
 # fail if one is missing) instead of skipping as under plain `cargo test`.
 export ZKIT_TEST_PEERS=1
+# The scheduler's and the partitioner's multi-process proofs run their full length.
+export ZKIT_PROOF_SECS=120
 # Every suite against real Apache ZooKeeper: standalone, 3-node ensembles with
 # fault injection, interop, and the bundled server compared with the real one.
 ZKIT_TEST_BACKEND=zookeeper run cargo test --workspace

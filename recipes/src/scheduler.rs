@@ -1377,10 +1377,8 @@ impl ShardRunner {
         let result = tokio::select! {
             r = &mut body => Some(r),
             () = async { let _ = cancel.wait_for(|c| *c).await; } => {
-                match tokio::time::timeout(self.grace, &mut body).await {
-                    Ok(r) => Some(r),
-                    Err(_) => None, // dropped: run again by the next owner
-                }
+                // Past the grace the run is dropped: run again by the next owner.
+                tokio::time::timeout(self.grace, &mut body).await.ok()
             }
         };
         let cancelled = *self.cancel.borrow();
