@@ -92,6 +92,11 @@ use zkit::{Client, CreateOptions, Error, MultiWrite, Version};
 use crate::partition::{Grant, PartitionEvent, PartitionOptions, Partitioner, Release};
 use crate::sessions::SessionSource;
 
+/// Run records beyond a job's history are deleted once this many more
+/// have piled up (one listing and a few deletes every so often, not a
+/// delete per fire).
+const PRUNE_SLACK: usize = 16;
+
 /// At most this many shards per job.
 pub const MAX_SHARDS: u32 = 4096;
 
@@ -198,7 +203,8 @@ impl JobSpec {
         self
     }
 
-    /// How many run records to keep per shard (default 10, at least 1).
+    /// How many run records to keep per shard (default 10, at least 1;
+    /// up to 16 more pile up between two prunes).
     pub fn history(mut self, k: u32) -> Self {
         self.history = k.max(1);
         self
@@ -1036,6 +1042,7 @@ impl JobRunner {
                     grace: self.options.cancel_grace,
                     events: self.events.clone(),
                     finished: BTreeSet::new(),
+                    known: None,
                 };
                 tokio::spawn(runner.run())
             })
@@ -1123,6 +1130,9 @@ struct ShardRunner {
     events: broadcast::Sender<SchedulerEvent>,
     /// Record names known to be finished.
     finished: BTreeSet<String>,
+    /// The shard's records (name → fire, trigger) while this task is their
+    /// only writer; `None`: list them.
+    known: Option<BTreeMap<String, (i64, bool)>>,
 }
 
 /// A record read back: its data and version.
@@ -1172,38 +1182,44 @@ impl ShardRunner {
         if st.paused || st.disabled.contains(&self.shard) {
             return self.wait(None).await;
         }
-        let client = self.client();
-        let dir = self.runs_dir();
-        let names = match client.get_children(&dir).await {
-            Ok((n, _)) => n,
-            Err(Error::NoNode) => Vec::new(),
-            Err(e) => return self.retry_later(e).await,
-        };
-        let mut records: BTreeMap<String, (i64, bool)> = names
-            .into_iter()
-            .filter_map(|n| parse_record_name(&n).map(|p| (n, p)))
-            .collect();
-        // Unfinished records of an earlier owner: run them again. (Records
-        // seen finished, or finished here, are not read again.)
-        self.finished.retain(|n| records.contains_key(n));
-        for (name, (fire, trigger)) in records.clone() {
-            if self.finished.contains(&name) {
-                continue;
-            }
-            match self.read(&client, &name).await {
-                Ok(Some(found)) if found.record.outcome == Outcome::Running => {
-                    self.fire(&spec, fire, trigger, Some(found)).await?;
-                    return Ok(());
-                }
-                Ok(Some(_)) => {
-                    self.finished.insert(name);
-                }
-                Ok(None) => {
-                    records.remove(&name);
-                }
+        if self.known.is_none() {
+            // Once per grant (and after an error): list the shard's
+            // records; unfinished ones of an earlier owner are run again.
+            // Afterwards this task is the only writer of the shard's
+            // records and keeps the list itself.
+            let client = self.client();
+            let names = match client.get_children(&self.runs_dir()).await {
+                Ok((n, _)) => n,
+                Err(Error::NoNode) => Vec::new(),
                 Err(e) => return self.retry_later(e).await,
+            };
+            let mut records: BTreeMap<String, (i64, bool)> = names
+                .into_iter()
+                .filter_map(|n| parse_record_name(&n).map(|p| (n, p)))
+                .collect();
+            self.finished.retain(|n| records.contains_key(n));
+            for (name, (fire, trigger)) in records.clone() {
+                if self.finished.contains(&name) {
+                    continue;
+                }
+                match self.read(&client, &name).await {
+                    Ok(Some(found)) if found.record.outcome == Outcome::Running => {
+                        // Listed again after this one (it is then finished).
+                        self.fire(&spec, fire, trigger, Some(found)).await?;
+                        return Ok(());
+                    }
+                    Ok(Some(_)) => {
+                        self.finished.insert(name);
+                    }
+                    Ok(None) => {
+                        records.remove(&name);
+                    }
+                    Err(e) => return self.retry_later(e).await,
+                }
             }
+            self.known = Some(records);
         }
+        let records = self.known.clone().unwrap_or_default();
         // Triggers not yet run by this shard.
         for (&fire, _) in st.triggers.iter() {
             if !records.contains_key(&record_name(fire, true)) {
@@ -1283,6 +1299,7 @@ impl ShardRunner {
     }
 
     async fn retry_later(&mut self, e: Error) -> Result<(), Stop> {
+        self.known = None;
         tracing::debug!(job = %self.job, shard = self.shard, error = %e, "scheduling step failed; again shortly");
         if e.is_session_terminal() {
             // The grant ends with the session: the partitioner revokes it.
@@ -1350,7 +1367,12 @@ impl ShardRunner {
             outcome: Outcome::Running,
             token,
         };
-        let Some(version) = self.start_record(&path, &record, earlier).await? else {
+        let started = self.start_record(&path, &record, earlier).await?;
+        if let Some(known) = self.known.as_mut() {
+            known.insert(name.clone(), (fire_ms, trigger));
+        }
+        let Some(version) = started else {
+            self.finished.insert(name);
             return Ok(()); // someone completed it meanwhile
         };
         let _ = self.events.send(SchedulerEvent::Started {
@@ -1542,17 +1564,30 @@ impl ShardRunner {
 
     /// Prunes the shard's history and retires a trigger every enabled shard
     /// ran.
-    async fn after_run(&self, spec: &JobSpec, trigger: Option<i64>) {
+    async fn after_run(&mut self, spec: &JobSpec, trigger: Option<i64>) {
         let client = self.client();
         let dir = self.runs_dir();
         let st = self.state.borrow().clone();
-        let pending: BTreeSet<String> = st.triggers.keys().map(|f| record_name(*f, true)).collect();
-        if let Ok((mut names, _)) = client.get_children(&dir).await {
-            names.retain(|n| parse_record_name(n).is_some() && !pending.contains(n));
-            names.sort();
-            let excess = names.len().saturating_sub(spec.history as usize);
-            for n in names.into_iter().take(excess) {
-                let _ = client.delete(&format!("{dir}/{n}"), Version::Any).await;
+        // Prune in batches, from the list this task keeps.
+        if let Some(known) = self.known.as_mut() {
+            if known.len() > spec.history as usize + PRUNE_SLACK {
+                let pending: BTreeSet<String> =
+                    st.triggers.keys().map(|f| record_name(*f, true)).collect();
+                let prunable: Vec<String> = known
+                    .keys()
+                    .filter(|n| !pending.contains(*n))
+                    .cloned()
+                    .collect();
+                let excess = prunable.len().saturating_sub(spec.history as usize);
+                for n in prunable.into_iter().take(excess) {
+                    match client.delete(&format!("{dir}/{n}"), Version::Any).await {
+                        Ok(()) | Err(Error::NoNode) => {
+                            known.remove(&n);
+                            self.finished.remove(&n);
+                        }
+                        Err(_) => break,
+                    }
+                }
             }
         }
         let Some(fire) = trigger else { return };

@@ -459,3 +459,44 @@ async fn operators_pause_trigger_and_disable_through_znodes() {
     assert_eq!(jobs.list().await.unwrap(), vec!["skip".to_string()]);
     s.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_is_bounded() {
+    let c = client().await;
+    let root = base(&c, "sched-history").await;
+    let jobs = Jobs::new(&c, &root);
+    jobs.define(
+        &JobSpec::every("fast", Duration::from_millis(20))
+            .unwrap()
+            .history(3),
+    )
+    .await
+    .unwrap();
+    let s = Scheduler::new(&c, &root, "solo")
+        .options(fast())
+        .handle("fast", |_ctx| async { Ok::<(), Error>(()) })
+        .start()
+        .unwrap();
+    let mut events = s.events();
+    let mut runs = 0;
+    while runs < 60 {
+        if let SchedulerEvent::Finished { recorded: true, .. } = event(&mut events, "a fire", |e| {
+            matches!(e, SchedulerEvent::Finished { .. })
+        })
+        .await
+        {
+            runs += 1;
+        }
+    }
+    s.close().await;
+    let h = jobs.history("fast").await.unwrap();
+    assert!(
+        (3..=3 + 16).contains(&h.len()),
+        "{} records kept of {runs}+ runs",
+        h.len()
+    );
+    // The newest are the ones kept, one fire after another.
+    for w in h.windows(2) {
+        assert_eq!(w[1].fire_ms - w[0].fire_ms, 20, "{h:?}");
+    }
+}
