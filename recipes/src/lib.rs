@@ -14,6 +14,8 @@
 //! | FIFO queue | [`Queue`] | Curator `SimpleDistributedQueue`: `<path>/qn-<seq>` (+ `_claims/`, `_waiters/`) |
 //! | priority queue | [`Queue::priority`] | kazoo `Queue`: `<path>/entry-<prio %03d>-<seq>` |
 //! | group membership | [`GroupMember`], [`MemberSet`] | Curator `GroupMember`: `<path>/<id>` (ephemeral, payload) |
+//! | self-healing node | [`PersistentNode`] | Curator `PersistentNode`: `<path>` in any mode (sequential: `_c_<uuid>-<name><seq>`), re-created when lost |
+//! | node alive while touched | [`PersistentTtlNode`] | Curator `PersistentTtlNode`: container `<path>` (data) + TTL child `<path>/touch` |
 //! | config subscription | [`ConfigSubscription`], [`config::publish`] | `<path>` holding JSON (serde) |
 //! | service registry / discovery | [`discovery::ServiceDiscovery`] | Curator x-discovery: `<base>/<service>/<id>`, `ServiceInstance` JSON |
 //! | node / tree cache | [`cache::NodeCache`], [`cache::TreeCache`] | any subtree, on a persistent recursive watch |
@@ -63,6 +65,7 @@ pub mod lock;
 pub mod membership;
 pub mod multilock;
 pub mod partition;
+pub mod persistent;
 pub mod queue;
 pub mod random;
 pub mod rwlock;
@@ -79,6 +82,10 @@ pub use lock::{Lock, LockGuard, LockOptions, LockState};
 pub use membership::{GroupMember, MemberSet};
 pub use multilock::{MultiLock, MultiLockGuard};
 pub use partition::{Grant, PartitionEvent, Partitioner};
+pub use persistent::{
+    NodeState, PersistentNode, PersistentNodeOptions, PersistentTtlNode, PersistentTtlNodeOptions,
+    TtlParent,
+};
 pub use queue::{Claim, Queue};
 pub use rwlock::ReadWriteLock;
 pub use scheduler::{JobContext, JobSpec, Jobs, Scheduler};
