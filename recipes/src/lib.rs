@@ -12,6 +12,7 @@
 //! | who leads (observe only) | [`LeaderObserver`] | either layout above |
 //! | barrier / double barrier | [`Barrier`], [`DoubleBarrier`] | Curator: `<path>`; `<path>/<uuid>` + `<path>/ready` |
 //! | FIFO queue | [`Queue`] | Curator `SimpleDistributedQueue`: `<path>/qn-<seq>` (+ `_claims/`, `_waiters/`) |
+//! | delay queue | [`DelayQueue`] | Curator `DistributedDelayQueue`: `<path>/queue-\|<due ms %08X>\|<seq>` (framed; + `_claims\|…\|/`, `_waiters\|…\|/`) |
 //! | priority queue | [`Queue::priority`] | kazoo `Queue`: `<path>/entry-<prio %03d>-<seq>` |
 //! | group membership | [`GroupMember`], [`MemberSet`] | Curator `GroupMember`: `<path>/<id>` (ephemeral, payload) |
 //! | self-healing node | [`PersistentNode`] | Curator `PersistentNode`: `<path>` in any mode (sequential: `_c_<uuid>-<name><seq>`), re-created when lost |
@@ -58,6 +59,7 @@ pub mod barrier;
 pub mod cache;
 pub mod config;
 pub mod counter;
+pub mod delay_queue;
 pub mod discovery;
 mod internal;
 pub mod leader;
@@ -77,6 +79,7 @@ pub use atomic::{AtomicLong, AtomicOutcome};
 pub use barrier::{Barrier, DoubleBarrier};
 pub use config::{ConfigSubscription, Versioned};
 pub use counter::{IdGenerator, SharedCount, VersionedCount};
+pub use delay_queue::{DelayClaim, DelayQueue, Due};
 pub use leader::{Leader, LeaderLatch, LeaderObserver, LeaderSelector, Leadership, ObservedLeader};
 pub use lock::{Lock, LockGuard, LockOptions, LockState};
 pub use membership::{GroupMember, MemberSet};

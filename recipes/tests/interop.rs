@@ -695,3 +695,99 @@ async fn worker_done(
     }
     assert!(done);
 }
+
+/// Curator's `DistributedDelayQueue` and zkit's `DelayQueue` share one
+/// queue. Curator puts two items (the later-due one first): zkit takes
+/// each at its due time, earliest first. zkit puts two items while its
+/// claims and waiting-line nodes sit in the queue path: Curator's default
+/// consumer (no lockPath) receives each at its due time, earliest first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zkit_and_curator_share_a_delay_queue() {
+    use tokio::io::AsyncWriteExt;
+    let Some(classes) = curator_worker() else {
+        require(false, "Curator (libcurator-recipes-java) or javac");
+        return;
+    };
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let on_time = |what: &str, due: u64, at: u64| {
+        assert!(at >= due, "{what}: {} ms early", due - at);
+        assert!(at <= due + 1000, "{what}: {} ms late", at - due);
+        eprintln!("{what}: delivered {} ms after its due time", at - due);
+    };
+    let setup = client().await;
+    let dir = base(&setup, "curatordelay").await;
+    let path = format!("{dir}/q");
+    let q = zkit_recipes::DelayQueue::new(&setup, path.clone());
+    let mut cmd = curator(&classes, &["delayqueue", &connect_string(), &path]);
+    cmd.stdin(Stdio::piped());
+    let (mut child, mut lines) = spawn(cmd);
+    let mut stdin = child.stdin.take().unwrap();
+
+    // Curator → zkit.
+    let put = next_line(&mut lines).await;
+    let dues: Vec<u64> = put
+        .strip_prefix("put ")
+        .unwrap_or_else(|| panic!("{put}"))
+        .split(' ')
+        .map(|d| d.parse().unwrap())
+        .collect();
+    let (early, late) = (dues[0], dues[1]);
+    let claim = q.take_claimed().await.unwrap();
+    on_time("Curator's j-early, zkit take_claimed", early, now_ms());
+    assert_eq!(claim.data(), b"j-early");
+    assert_eq!(
+        claim.due(),
+        std::time::UNIX_EPOCH + Duration::from_millis(early)
+    );
+    claim.complete().await.unwrap();
+    assert_eq!(q.take().await.unwrap(), b"j-late");
+    on_time("Curator's j-late, zkit take", late, now_ms());
+
+    // zkit → Curator, with zkit's claims and line present (and non-empty,
+    // so that no container reaping removes them meanwhile): Curator must
+    // still sleep until the head item is due.
+    let claims = format!("{path}/_claims|FFFFFFFFFFFF|");
+    let waiters = format!("{path}/_waiters|FFFFFFFFFFFF|");
+    let turn = Lock::new(&setup, waiters.clone()).acquire().await.unwrap();
+    setup
+        .create(
+            &format!("{claims}/queue-|0|0000000000"),
+            b"",
+            &CreateOptions::new(zkit::CreateMode::Ephemeral),
+        )
+        .await
+        .unwrap();
+    let t = now_ms();
+    let (z_early, z_late) = (t + 1500, t + 3000);
+    let at = |ms: u64| std::time::UNIX_EPOCH + Duration::from_millis(ms);
+    q.put(b"z-late", at(z_late)).await.unwrap();
+    q.put(b"z-early", at(z_early)).await.unwrap();
+    stdin.write_all(b"consume\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    for (want, due) in [("z-early", z_early), ("z-late", z_late)] {
+        let line = next_line(&mut lines).await;
+        let rest = line
+            .strip_prefix(&format!("took {want} "))
+            .unwrap_or_else(|| panic!("expected {want}, got {line:?}"));
+        on_time(
+            &format!("zkit's {want}, Curator consumer"),
+            due,
+            rest.parse().unwrap(),
+        );
+    }
+    let (kids, _) = setup.get_children(&path).await.unwrap();
+    assert!(
+        kids.iter().any(|k| claims.ends_with(k.as_str()))
+            && kids.iter().any(|k| waiters.ends_with(k.as_str())),
+        "{kids:?}"
+    );
+    drop(stdin);
+    worker_done(child, lines).await;
+    turn.release().await.unwrap();
+    assert_eq!(q.len().await.unwrap(), 0);
+}

@@ -30,6 +30,13 @@
 //     LeaderLatch: join, wait for leadership, then for LEAD_MS do CAS steps
 //     on the counter as above, then close. Prints "leader", "violations N",
 //     "done".
+//   CuratorWorker delayqueue CONNECT QUEUE_PATH
+//     DistributedDelayQueue<String> (UTF-8 serializer): a producer-only queue
+//     (putInBackground false) puts "j-late" due in 2500 ms, then "j-early" due
+//     in 1000 ms, and prints "put <early epoch ms> <late epoch ms>". On the
+//     stdin line "consume" starts a consumer (no lockPath) that prints
+//     "took <item> <epoch ms when received>" per item; after two items it
+//     closes and prints "done".
 import java.nio.charset.StandardCharsets;
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
@@ -53,6 +60,11 @@ import org.apache.curator.retry.ExponentialBackoffRetry;
 import org.apache.curator.retry.RetryNTimes;
 import org.apache.zookeeper.KeeperException;
 import org.apache.zookeeper.data.Stat;
+import org.apache.curator.framework.recipes.queue.DistributedDelayQueue;
+import org.apache.curator.framework.recipes.queue.QueueBuilder;
+import org.apache.curator.framework.recipes.queue.QueueConsumer;
+import org.apache.curator.framework.recipes.queue.QueueSerializer;
+import org.apache.curator.framework.state.ConnectionState;
 
 public class CuratorWorker {
     static int violations = 0;
@@ -76,6 +88,10 @@ public class CuratorWorker {
             args[1], 10000, 5000, new ExponentialBackoffRetry(50, 10));
         c.start();
         c.blockUntilConnected();
+        if (mode.equals("delayqueue")) {
+            delayQueue(c, args[2]);
+            return;
+        }
         if (mode.equals("queue")) {
             SimpleDistributedQueue q = new SimpleDistributedQueue(c, args[2]);
             q.offer("j1".getBytes(StandardCharsets.UTF_8));
@@ -213,6 +229,52 @@ public class CuratorWorker {
         }
         System.out.println("violations " + violations);
         System.out.println("done");
+        c.close();
+    }
+
+    static void delayQueue(CuratorFramework c, String path) throws Exception {
+        QueueSerializer<String> utf8 = new QueueSerializer<String>() {
+            public byte[] serialize(String s) {
+                return s.getBytes(StandardCharsets.UTF_8);
+            }
+
+            public String deserialize(byte[] b) {
+                return new String(b, StandardCharsets.UTF_8);
+            }
+        };
+        DistributedDelayQueue<String> producer =
+            QueueBuilder.builder(c, null, utf8, path).putInBackground(false).buildDelayQueue();
+        producer.start();
+        long now = System.currentTimeMillis();
+        long early = now + 1000;
+        long late = now + 2500;
+        producer.put("j-late", late);
+        producer.put("j-early", early);
+        System.out.println("put " + early + " " + late);
+        System.out.flush();
+        java.io.BufferedReader in = new java.io.BufferedReader(
+            new java.io.InputStreamReader(System.in, StandardCharsets.UTF_8));
+        String line;
+        while ((line = in.readLine()) != null && !line.equals("consume")) { }
+        final java.util.concurrent.CountDownLatch two = new java.util.concurrent.CountDownLatch(2);
+        QueueConsumer<String> consumer = new QueueConsumer<String>() {
+            public void consumeMessage(String item) {
+                System.out.println("took " + item + " " + System.currentTimeMillis());
+                System.out.flush();
+                two.countDown();
+            }
+
+            public void stateChanged(CuratorFramework client, ConnectionState state) { }
+        };
+        DistributedDelayQueue<String> q = QueueBuilder.builder(c, consumer, utf8, path).buildDelayQueue();
+        q.start();
+        if (!two.await(30, java.util.concurrent.TimeUnit.SECONDS)) {
+            System.out.println("timeout");
+        }
+        q.close();
+        producer.close();
+        System.out.println("done");
+        System.out.flush();
         c.close();
     }
 }
