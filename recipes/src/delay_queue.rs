@@ -70,15 +70,14 @@
 //! ```
 
 use std::collections::{HashSet, VecDeque};
-use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
-use zkit::{Bytes, Client, CreateMode, CreateOptions, Error, OneshotWatcher, Version};
+use zkit::{Bytes, Client, CreateMode, CreateOptions, Error, OneshotWatcher};
 
-use crate::internal::protected::{backoff, delete_in_background, delete_retrying};
-use crate::internal::protected::{ensure_containers, ensure_parent_containers, join};
+use crate::internal::claim::{detached, ItemClaim};
+use crate::internal::protected::{backoff, ensure_parent_containers, join};
 use crate::lock::Lock;
 use crate::sessions::SessionSource;
 
@@ -194,7 +193,7 @@ pub struct DelayQueue {
 /// ```
 #[derive(Debug)]
 pub struct DelayClaim {
-    node: ClaimNode,
+    node: ItemClaim,
     item: String,
     due: SystemTime,
     items: Vec<Vec<u8>>,
@@ -292,50 +291,7 @@ impl DelayClaim {
     /// background (after anything already sent): if the transaction had not
     /// applied, the item is delivered again, never lost.
     pub async fn complete(mut self) -> Result<(), Error> {
-        let client = self.node.client.clone();
-        let session = client.session_id().0;
-        let mut delays = backoff();
-        // Whether a transaction of ours went out with its outcome unknown.
-        let mut sent_before = false;
-        loop {
-            let sent = client
-                .multi()
-                .fence(&self.node.path, Version::Exact(0))
-                .delete(&self.item, Version::Any)
-                .delete(&self.node.path, Version::Exact(0))
-                .commit()
-                .await;
-            match sent {
-                Ok(_) => {
-                    self.node.done = true;
-                    return Ok(());
-                }
-                // Our claim is gone while our session lives: an earlier send
-                // of ours applied late (on an ensemble it can land after we
-                // reconnected and saw the claim still there).
-                Err(e) if sent_before && e.is_fenced() => {
-                    self.node.done = true;
-                    tracing::debug!(item = %self.item, "completed (an earlier send applied late)");
-                    return Ok(());
-                }
-                Err(e) if e.is_retryable() => sent_before = true,
-                Err(e) => return Err(e),
-            }
-            // Outcome unknown: our claim tells.
-            loop {
-                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
-                match self.node.is_ours(session).await {
-                    Ok(true) => break, // did not apply: send again
-                    Ok(false) => {
-                        self.node.done = true;
-                        tracing::debug!(item = %self.item, "completed (reply lost)");
-                        return Ok(());
-                    }
-                    Err(e) if e.is_retryable() => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
+        self.node.complete(&self.item).await
     }
 
     /// Gives the item back to the queue now (it stays due as it was).
@@ -352,43 +308,6 @@ impl DelayClaim {
     /// Session errors.
     pub async fn abandon(mut self) -> Result<(), Error> {
         self.node.release().await
-    }
-}
-
-/// Our claim node, deleted in the background when dropped unless `done`.
-#[derive(Debug)]
-struct ClaimNode {
-    client: Client,
-    path: String,
-    /// The claim's data: tells our claim from another handle's of the same
-    /// session after a lost create reply.
-    token: String,
-    done: bool,
-}
-
-impl ClaimNode {
-    /// Whether the claim node exists and is this handle's.
-    async fn is_ours(&self, session: i64) -> Result<bool, Error> {
-        match self.client.get_data(&self.path).await {
-            Ok((data, stat)) => {
-                Ok(stat.ephemeral_owner == session && data[..] == *self.token.as_bytes())
-            }
-            Err(Error::NoNode) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn release(&mut self) -> Result<(), Error> {
-        self.done = true;
-        delete_retrying(&self.client, &self.path).await
-    }
-}
-
-impl Drop for ClaimNode {
-    fn drop(&mut self) {
-        if !self.done {
-            delete_in_background(self.client.clone(), self.path.clone());
-        }
     }
 }
 
@@ -503,80 +422,6 @@ fn now_ms() -> u64 {
 
 fn time_of(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
-}
-
-/// Runs `work` on a task of its own and hands its outcome over. A caller
-/// that stops waiting does not stop the work; an outcome nobody receives
-/// is dropped, so outcomes that own something (a claim node, an item to
-/// put back) clean up in their `Drop`, wherever they are dropped: in the
-/// task, or inside the channel with the receiver.
-async fn detached<T: Send + 'static>(
-    work: impl Future<Output = Result<T, Error>> + Send + 'static,
-) -> Result<T, Error> {
-    let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        return work.await;
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    rt.spawn(async move {
-        let _ = tx.send(work.await);
-    });
-    rx.await.unwrap_or(Err(Error::Closed))
-}
-
-/// Claims `claim` (the claim node of an item) for this session, retrying
-/// through connection losses; `None` when another consumer has it.
-async fn create_claim(
-    client: Client,
-    claims: String,
-    claim: String,
-) -> Result<Option<ClaimNode>, Error> {
-    let mut token = [0u8; 16];
-    crate::random::fill(&mut token);
-    let mut node = ClaimNode {
-        client,
-        path: claim,
-        token: token.iter().map(|b| format!("{b:02x}")).collect(),
-        done: true, // nothing to delete yet
-    };
-    let client = node.client.clone();
-    let session = client.session_id().0;
-    let mut delays = backoff();
-    // Whether a create of ours went out with its outcome unknown.
-    let mut sent_before = false;
-    loop {
-        let opts = CreateOptions::new(CreateMode::Ephemeral);
-        match client
-            .create(&node.path, node.token.as_bytes(), &opts)
-            .await
-        {
-            Ok(_) => break,
-            Err(Error::NoNode) => {
-                ensure_containers(&client, &claims).await?;
-                continue;
-            }
-            Err(Error::NodeExists) if !sent_before => return Ok(None),
-            // Someone's claim, or ours from a create whose reply was lost.
-            Err(Error::NodeExists) => {}
-            Err(e) if e.is_retryable() => {
-                sent_before = true;
-                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
-            }
-            Err(e) => return Err(e),
-        }
-        match client.get_data(&node.path).await {
-            Ok((data, stat)) => {
-                if stat.ephemeral_owner == session && data[..] == *node.token.as_bytes() {
-                    break;
-                }
-                return Ok(None);
-            }
-            Err(Error::NoNode) => {} // not there: create it again
-            Err(e) if e.is_retryable() => {}
-            Err(e) => return Err(e),
-        }
-    }
-    node.done = false;
-    Ok(Some(node))
 }
 
 /// Puts the raw data of an item whose take was dropped back into the queue
@@ -907,7 +752,7 @@ impl DelayQueue {
             let items = std::mem::take(&mut claim.items);
             let name = claim.item.rsplit('/').next().unwrap_or_default();
             let put_back = PutBack {
-                client: claim.node.client.clone(),
+                client: claim.node.client().clone(),
                 parent: self.path.clone(),
                 name: name[..=name.rfind('|').unwrap_or(0)].to_string(),
                 raw: encode(&items.iter().map(Vec::as_slice).collect::<Vec<_>>()).into(),
@@ -1136,12 +981,9 @@ impl DelayQueue {
     /// Claims `entry` and reads it; `None` when another consumer has it,
     /// it is gone, or its data is not an item.
     async fn claim(&self, client: &Client, entry: &Entry) -> Result<Option<DelayClaim>, Error> {
-        let claim = join(&self.claims, &entry.name);
         // The create runs on a task of its own: a take dropped meanwhile
         // leaves no claim node (it is deleted when the outcome arrives).
-        let Some(mut node) =
-            detached(create_claim(client.clone(), self.claims.clone(), claim)).await?
-        else {
+        let Some(mut node) = ItemClaim::create(client, &self.claims, &entry.name).await? else {
             return Ok(None);
         };
         let item = join(&self.path, &entry.name);

@@ -37,7 +37,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use zkit::{Bytes, Client, CreateMode, CreateOptions, Error, Version};
 
-use crate::internal::protected::{backoff, delete_in_background, ensure_containers, join};
+use crate::internal::claim::ItemClaim;
+use crate::internal::protected::{backoff, ensure_containers, join};
 use crate::internal::sequence::{compare, parse_sequence};
 use crate::lock::Lock;
 use crate::sessions::SessionSource;
@@ -70,11 +71,9 @@ pub struct Queue {
 /// Dropping it (or the session ending) gives the item back to the queue.
 #[derive(Debug)]
 pub struct Claim {
-    client: Client,
+    node: ItemClaim,
     item: String,
-    claim: String,
     data: Bytes,
-    done: bool,
 }
 
 impl Claim {
@@ -103,7 +102,9 @@ impl Claim {
     ///
     /// # Errors
     /// [`Error::Fenced`] when our claim was lost (the item goes to
-    /// another consumer); [`Error::SessionExpired`] and other session
+    /// another consumer); [`Error::MultiFailed`] with [`Error::NoNode`]
+    /// when the item was removed by someone who does not look at claims (a
+    /// Curator or kazoo consumer, a manual delete); [`Error::SessionExpired`] and other session
     /// errors when the session ended before the outcome was known: the
     /// claim ended with it, and the item is delivered again unless the
     /// transaction had applied just before (the outcome is unknown; an
@@ -114,60 +115,7 @@ impl Claim {
     /// background (after anything already sent): if the transaction had not
     /// applied, the item is delivered again, never lost.
     pub async fn complete(mut self) -> Result<(), Error> {
-        let session = self.client.session_id().0;
-        let mut delays = backoff();
-        // Whether a transaction of ours went out with its outcome unknown.
-        let mut sent_before = false;
-        loop {
-            let sent = self
-                .client
-                .multi()
-                .fence(&self.claim, Version::Exact(0))
-                .delete(&self.item, Version::Any)
-                .delete(&self.claim, Version::Exact(0))
-                .commit()
-                .await;
-            match sent {
-                Ok(_) => {
-                    self.done = true;
-                    return Ok(());
-                }
-                // Our claim is gone while our session lives: only our own
-                // earlier transaction deletes it. On an ensemble it can
-                // apply after we reconnected and saw the claim still there
-                // (the old connection's request was already on its way to
-                // the leader), so the resend meets a deleted claim: the
-                // item was completed, by that first transaction.
-                Err(e) if sent_before && e.is_fenced() => {
-                    self.done = true;
-                    tracing::debug!(item = %self.item, "completed (an earlier send applied late)");
-                    return Ok(());
-                }
-                Err(e) if e.is_retryable() => sent_before = true,
-                Err(e) => return Err(e),
-            }
-            // Outcome unknown: find out from our claim.
-            loop {
-                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
-                match self.client.exists(&self.claim).await {
-                    // Still ours: the transaction did not apply. Send it again.
-                    Ok(Some(s)) if s.ephemeral_owner == session => break,
-                    // Gone, or now another consumer's: while our session
-                    // lives only our own transaction deletes our claim, so
-                    // it applied, and took the item with it. (Another
-                    // consumer can briefly claim the name of an item already
-                    // gone, from an older listing, before it finds the item
-                    // missing and lets go: that is not a lost claim.)
-                    Ok(_) => {
-                        self.done = true;
-                        tracing::debug!(item = %self.item, "completed (reply lost)");
-                        return Ok(());
-                    }
-                    Err(e) if e.is_retryable() => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
+        self.node.complete(&self.item).await
     }
 
     /// Gives the item back to the queue now.
@@ -175,18 +123,7 @@ impl Claim {
     /// # Errors
     /// Session errors.
     pub async fn abandon(mut self) -> Result<(), Error> {
-        self.done = true;
-        crate::internal::protected::delete_retrying(&self.client, &self.claim).await
-    }
-}
-
-/// Dropping an uncompleted claim gives the item back: the claim node is
-/// deleted in the background, and the item is delivered again.
-impl Drop for Claim {
-    fn drop(&mut self) {
-        if !self.done {
-            delete_in_background(self.client.clone(), self.claim.clone());
-        }
+        self.node.release().await
     }
 }
 
@@ -335,7 +272,10 @@ impl Queue {
     /// Session errors; connection losses are retried.
     ///
     /// # Cancel safety
-    /// A claim made by a dropped future is released in the background.
+    /// Dropping the future leaves no claim node: a claim being made when it
+    /// is dropped is deleted in the background once its create's reply
+    /// arrives (a claim already made, at once), and the item stays in the
+    /// queue for the next take.
     pub async fn take_claimed(&self) -> Result<Claim, Error> {
         match self.take_until(None, true, true).await? {
             Some(Taken::Claimed(c)) => Ok(c),
@@ -346,6 +286,9 @@ impl Queue {
     /// Claims the head unclaimed item, waiting at most `timeout`.
     ///
     /// # Errors
+    /// As [`take_claimed`](Self::take_claimed).
+    ///
+    /// # Cancel safety
     /// As [`take_claimed`](Self::take_claimed).
     pub async fn poll_claimed(&self, timeout: Duration) -> Result<Option<Claim>, Error> {
         Ok(
@@ -484,57 +427,20 @@ impl Queue {
 
     /// Claims `item`; `None` when someone else has it or it is gone.
     async fn claim(&self, client: &Client, item: &str, name: &str) -> Result<Option<Claim>, Error> {
-        let claim = join(&self.claims, name);
-        let session = client.session_id().0;
-        let mut delays = backoff();
-        // Whether a create of ours went out with its outcome unknown.
-        let mut sent_before = false;
-        loop {
-            match client
-                .create(&claim, b"", &CreateOptions::new(CreateMode::Ephemeral))
-                .await
-            {
-                Ok(_) => break,
-                Err(Error::NoNode) => {
-                    ensure_containers(client, &self.claims).await?;
-                    continue;
-                }
-                Err(Error::NodeExists) if !sent_before => return Ok(None),
-                // Someone's claim, or ours: an earlier create of ours whose
-                // reply was lost can apply after we reconnected and looked
-                // (on an ensemble), and a claim of our live session with no
-                // handle would hold the item until the session ends.
-                Err(Error::NodeExists) => {}
-                Err(e) if e.is_retryable() => {
-                    // Lost reply: the claim may be ours.
-                    sent_before = true;
-                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
-                }
-                Err(e) => return Err(e),
-            }
-            match client.exists(&claim).await {
-                Ok(Some(s)) if s.ephemeral_owner == session => break,
-                Ok(Some(_)) => return Ok(None),
-                Ok(None) => {} // not (or no longer) there: create it again
-                Err(e) if e.is_retryable() => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let mut claim_guard = Claim {
-            client: client.clone(),
-            item: item.to_string(),
-            claim,
-            data: Bytes::new(),
-            done: false,
+        // The create runs on a task of its own: a take dropped meanwhile
+        // leaves no claim node (it is deleted when the outcome arrives).
+        let Some(mut node) = ItemClaim::create(client, &self.claims, name).await? else {
+            return Ok(None);
         };
         match client.get_data(item).await {
-            Ok((data, _)) => {
-                claim_guard.data = data;
-                Ok(Some(claim_guard))
-            }
+            Ok((data, _)) => Ok(Some(Claim {
+                node,
+                item: item.to_string(),
+                data,
+            })),
             // Completed by someone between our listing and our claim.
             Err(Error::NoNode) => {
-                claim_guard.abandon().await?;
+                node.release().await?;
                 Ok(None)
             }
             Err(e) => Err(e),

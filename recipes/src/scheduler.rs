@@ -147,15 +147,15 @@ impl JobSpec {
         Self::with(name, Schedule::Cron(expr.trim().to_string()))
     }
 
-    /// A job of one shard firing every `interval` (at least 10 ms, whole
+    /// A job of one shard firing every `interval` (at least 1 ms, whole
     /// milliseconds).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a shorter interval or a bad name.
     pub fn every(name: &str, interval: Duration) -> Result<Self, Error> {
-        if interval < Duration::from_millis(10) {
+        if interval < Duration::from_millis(1) {
             return Err(Error::InvalidArgument(
-                "a job's interval is at least 10 ms".into(),
+                "a job's interval is at least 1 ms".into(),
             ));
         }
         Self::with(name, Schedule::Every(interval))
@@ -269,10 +269,10 @@ impl JobSpec {
                 parse_cron(&c)?;
                 Schedule::Cron(c)
             }
-            (None, Some(ms)) if ms >= 10 => Schedule::Every(Duration::from_millis(ms)),
+            (None, Some(ms)) if ms >= 1 => Schedule::Every(Duration::from_millis(ms)),
             _ => {
                 return Err(Error::InvalidArgument(
-                    "a job has either \"cron\" or \"every_ms\" (>= 10)".into(),
+                    "a job has either \"cron\" or \"every_ms\" (>= 1)".into(),
                 ))
             }
         };
@@ -1921,7 +1921,7 @@ mod tests {
         for bad in [
             r#"{"anchor_ms":0}"#,
             r#"{"cron":"x","anchor_ms":0}"#,
-            r#"{"every_ms":1,"anchor_ms":0}"#,
+            r#"{"every_ms":0,"anchor_ms":0}"#,
             r#"{"every_ms":1000,"cron":"* * * * *","anchor_ms":0}"#,
             r#"{"every_ms":1000,"shards":0,"anchor_ms":0}"#,
         ] {
@@ -1929,7 +1929,7 @@ mod tests {
             assert!(JobSpec::from_doc("b", doc).is_err(), "{bad}");
         }
         assert!(JobSpec::every("a/b", Duration::from_secs(1)).is_err());
-        assert!(JobSpec::every("j", Duration::from_millis(5)).is_err());
+        assert!(JobSpec::every("j", Duration::from_micros(500)).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -264,6 +264,95 @@ async fn dropped_takes_lose_no_item() {
     let mut want: Vec<String> = (0..N).map(|i| format!("item-{i}")).collect();
     want.sort();
     assert_eq!(names, want, "{dropped} takes dropped");
+}
+
+// One thread, so a claiming take can be dropped at any of its steps:
+// after k polls with replies arriving and the driver running in between
+// (between a claim's create going out and its reply coming back among
+// them). No claim node may stay behind (an orphan would hold its item
+// until the session ends), and every item is taken exactly once: by a
+// finished take, or by the drain afterwards.
+#[tokio::test(flavor = "current_thread")]
+async fn dropped_claiming_takes_leave_no_claim_node_and_lose_no_item() {
+    let zk = client().await;
+    let dir = base(&zk, "queue-drop-claimed").await;
+    let path = format!("{dir}/q");
+    let q = Queue::new(&zk, path.clone());
+    const N: usize = 90;
+    for i in 0..N {
+        q.put(format!("item-{i}").as_bytes()).await.unwrap();
+    }
+    // Where each round stops polling: spread over a take's steps, in an
+    // order that does not repeat with the round number.
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut got = Vec::new();
+    let mut dropped = 0;
+    for round in 0..N {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let polls = (seed % 20) as usize;
+        let done = {
+            let mut take = std::pin::pin!(async {
+                if round % 3 == 0 {
+                    q.poll_claimed(SOON).await.map(Option::unwrap)
+                } else {
+                    q.take_claimed().await
+                }
+            });
+            let mut done = None;
+            for _ in 0..=polls {
+                if let std::task::Poll::Ready(r) = futures::poll!(take.as_mut()) {
+                    done = Some(r.unwrap());
+                    break;
+                }
+                // Let a reply arrive, and the driver read it.
+                std::thread::sleep(Duration::from_micros(30));
+                tokio::task::yield_now().await;
+            }
+            done
+        };
+        match done {
+            Some(claim) => {
+                let d = claim.data().to_vec();
+                claim.complete().await.unwrap();
+                got.push(d);
+            }
+            None => dropped += 1,
+        }
+    }
+    assert!(dropped > 0);
+    eprintln!("{dropped} of {N} claiming takes dropped");
+    let claims = format!("{path}/_claims");
+    let claimed = || async {
+        zk.get_children(&claims)
+            .await
+            .map(|(k, _)| k)
+            .unwrap_or_default()
+    };
+    let deadline = tokio::time::Instant::now() + SOON;
+    let mut left = claimed().await;
+    while !left.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = claimed().await;
+    }
+    assert!(
+        left.is_empty(),
+        "claim nodes left behind ({dropped} takes dropped): {left:?}"
+    );
+    while let Some(claim) = q.poll_claimed(Duration::from_millis(100)).await.unwrap() {
+        got.push(claim.data().to_vec());
+        claim.complete().await.unwrap();
+    }
+    let names: BTreeSet<String> = got
+        .iter()
+        .map(|b| String::from_utf8(b.clone()).unwrap())
+        .collect();
+    assert_eq!(names.len(), got.len(), "an item was taken twice");
+    let want: BTreeSet<String> = (0..N).map(|i| format!("item-{i}")).collect();
+    assert_eq!(names, want, "{dropped} takes dropped");
+    assert_eq!(q.len().await.unwrap(), 0);
+    assert!(claimed().await.is_empty());
 }
 
 /// A consumer whose session goes through `proxy`.

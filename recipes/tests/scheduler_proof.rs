@@ -133,6 +133,12 @@ impl Workers {
         tokio::spawn(async move {
             let mut lines = BufReader::new(out).lines();
             while let Ok(Some(l)) = lines.next_line().await {
+                // libtest prints "test <name> ... " before the worker's first
+                // line, on the same line.
+                let l = match l.split_once(" ... ") {
+                    Some((head, rest)) if head.starts_with("test ") => rest.to_string(),
+                    _ => l,
+                };
                 let _ = tx.send((i, l));
             }
         });

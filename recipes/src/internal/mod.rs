@@ -1,7 +1,8 @@
 //! Machinery shared by the recipes: protected creation, container parents,
 //! background deletes, sequence parsing and ordering, names held by live
-//! handles.
+//! handles, claims on queue items.
 
+pub(crate) mod claim;
 pub(crate) mod held;
 pub(crate) mod protected;
 pub(crate) mod sequence;
