@@ -1245,7 +1245,9 @@ impl ShardRunner {
         }
         let latest = plan.latest_until(now).unwrap_or(next).max(next);
         let threshold = i64::try_from(spec.misfire_threshold.as_millis()).unwrap_or(i64::MAX);
-        let fire = if latest == next && now - next <= threshold {
+        let fire = if now - next <= threshold {
+            // Late by less than the threshold: not missed. A backlog within
+            // the threshold is caught up fire by fire.
             Some(next)
         } else if now - latest <= threshold {
             // Older fires were missed; the latest is on time.
