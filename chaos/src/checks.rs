@@ -360,6 +360,57 @@ pub(crate) fn discovery(rec: &DiscoveryRecord, v: &mut Violations) {
     }
 }
 
+/// Scheduled jobs: no (fire, shard) run by two instances at once unless
+/// one had been told (its run cancelled, or its session expired from
+/// outside); every run recorded `Ok` is a run whose fenced effect went
+/// through (same instance and attempt); after the heal every shard fires
+/// again.
+pub(crate) fn scheduler(rec: &crate::workloads::SchedulerRecord, v: &mut Violations) {
+    for ((fire, shard), runs) in &rec.runs {
+        for (a, b) in unwarned_overlaps(runs, |_, _| true) {
+            v.add(
+                "scheduler: a fire of a shard run twice at once",
+                format!(
+                    "{fire}/{shard}: {} [{}, {}] and {} [{}, {}] µs",
+                    a.who, a.start, a.end, b.who, b.start, b.end
+                ),
+            );
+        }
+    }
+    for r in &rec.records {
+        if r.outcome != zkit_recipes::scheduler::Outcome::Ok {
+            continue;
+        }
+        let who = r
+            .instance
+            .strip_prefix('s')
+            .and_then(|w| w.parse::<usize>().ok());
+        let effective =
+            who.is_some_and(|w| rec.effective.contains(&(r.fire_ms, r.shard, r.attempt, w)));
+        if !effective {
+            v.add(
+                "scheduler: a run recorded done without its fenced effect",
+                format!("{r:?}"),
+            );
+        }
+    }
+    match rec.progressed {
+        Some(true) => {}
+        Some(false) => v.add(
+            "scheduler: no fire after the heal",
+            format!(
+                "{} records, {} runs started",
+                rec.records.len(),
+                rec.started
+            ),
+        ),
+        None => v.add(
+            "scheduler: no progress",
+            format!("{} runs started", rec.started),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use crate::checks::{self, Violations};
 use crate::workloads::{self, lock, Env};
 
 /// The recipe workloads, by name.
-pub(crate) const RECIPES: [&str; 10] = [
+pub(crate) const RECIPES: [&str; 11] = [
     "lock",
     "counter",
     "queue",
@@ -23,6 +23,7 @@ pub(crate) const RECIPES: [&str; 10] = [
     "membership",
     "discovery",
     "partition",
+    "scheduler",
 ];
 
 /// Nodes the workloads expect under their base (with their data), after
@@ -54,6 +55,7 @@ pub(crate) struct Records {
     membership: Arc<Mutex<workloads::MembershipRecord>>,
     discovery: Arc<Mutex<workloads::DiscoveryRecord>>,
     partition: Arc<Mutex<workloads::PartitionRecord>>,
+    scheduler: Arc<Mutex<workloads::SchedulerRecord>>,
 }
 
 impl Records {
@@ -119,6 +121,11 @@ impl Records {
                 3,
                 seed.wrapping_mul(47),
                 self.partition.clone(),
+            ))],
+            "scheduler" => vec![tokio::spawn(workloads::scheduler(
+                e(),
+                3,
+                self.scheduler.clone(),
             ))],
             _ => vec![tokio::spawn(workloads::discovery(
                 e(),
@@ -229,6 +236,18 @@ impl Records {
                     "partition_grants": r.grants,
                     "partition_holds": r.holds.values().map(Vec::len).sum::<usize>(),
                     "partition_leaves": r.leaves,
+                })
+            }
+            "scheduler" => {
+                let mut r = lock(&self.scheduler);
+                for runs in r.runs.values_mut() {
+                    checks::warn_expired(runs, expiries);
+                }
+                checks::scheduler(&r, v);
+                json!({
+                    "scheduler_runs": r.started,
+                    "scheduler_records": r.records.len(),
+                    "scheduler_effective": r.effective.len(),
                 })
             }
             _ => {

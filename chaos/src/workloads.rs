@@ -1033,3 +1033,166 @@ pub(crate) async fn partition(
         let _ = s.close().await;
     }
 }
+
+// ---- scheduled jobs -----------------------------------------------------------
+
+/// Shards of the scheduler workload's job.
+pub(crate) const SCHEDULER_SHARDS: u32 = 3;
+
+#[derive(Debug, Default)]
+pub(crate) struct SchedulerRecord {
+    /// Per (fire, shard), each run of it: from its start to its end, warned
+    /// when the run was cancelled (its instance lost or doubted the shard).
+    pub(crate) runs: BTreeMap<(i64, u32), Vec<Hold>>,
+    /// Runs whose fenced effect went through: (fire, shard, attempt, who).
+    pub(crate) effective: std::collections::BTreeSet<(i64, u32, u32, usize)>,
+    /// The run records, read after the stop.
+    pub(crate) records: Vec<zkit_recipes::scheduler::RunRecord>,
+    /// The latest recorded fire (epoch ms of the job's clock) when the
+    /// workloads were told to stop, and whether every shard recorded a
+    /// later fire after the heal.
+    pub(crate) progressed: Option<bool>,
+    /// Runs started.
+    pub(crate) started: u64,
+}
+
+/// `instances` schedulers share a job of [`SCHEDULER_SHARDS`] shards firing
+/// every 100 ms on the harness's clock (virtual in the simulation). Each
+/// run writes its fenced effect (`effects/<fire>-<shard>-<attempt>`) and
+/// is recorded as a hold of its (fire, shard).
+pub(crate) async fn scheduler(env: Env, instances: usize, rec: Arc<Mutex<SchedulerRecord>>) {
+    use zkit_recipes::scheduler::{JobSpec, Jobs, Scheduler, SchedulerOptions};
+    let root = format!("{}/scheduler", env.base);
+    let effects = format!("{root}/effects");
+    // Epoch ms on the harness's clock: fire times follow virtual time in the
+    // simulation, and are the same in every replay.
+    let clock = env.clock;
+    let now_ms = move || 1_700_000_000_000 + i64::try_from(clock.now() / 1000).unwrap_or(0);
+    let admin = env.sessions();
+    let jobs = Jobs::new(&admin, &root);
+    let spec = JobSpec::every("job", Duration::from_millis(100))
+        .expect("a valid interval")
+        .shards(SCHEDULER_SHARDS)
+        .history(100_000)
+        .anchor_ms(now_ms());
+    loop {
+        let ok = match admin.client().await {
+            Ok(c) => c.ensure_path(&effects).await.is_ok(),
+            Err(_) => false,
+        };
+        if ok && jobs.define(&spec).await.is_ok() {
+            break;
+        }
+        if !env.pause(Duration::from_millis(50)).await {
+            return;
+        }
+    }
+    let mut running = Vec::new();
+    for who in 0..instances {
+        let s = env.sessions();
+        let (env2, rec2, effects) = (env.clone(), rec.clone(), effects.clone());
+        let options = SchedulerOptions::default()
+            .resync(Duration::from_millis(500))
+            .cancel_grace(Duration::from_secs(1))
+            .clock(now_ms);
+        let started = Scheduler::new(&s, &root, &format!("s{who}"))
+            .options(options)
+            .handle("job", move |ctx| {
+                let (env, rec, effects) = (env2.clone(), rec2.clone(), effects.clone());
+                async move {
+                    let start = env.clock.now();
+                    lock(&rec).started += 1;
+                    let key = (ctx.fire_ms(), ctx.shard());
+                    let attempt = ctx.attempt();
+                    let session = ctx.client().session_id().0;
+                    let work = async {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        let path = format!("{effects}/{}-{}-{attempt}", key.0, key.1);
+                        loop {
+                            match ctx
+                                .guarded()
+                                .create(&path, b"", &zkit::CreateOptions::default())
+                                .commit()
+                                .await
+                            {
+                                Ok(_) => return Ok(()),
+                                Err(e) if e.is_retryable() => {
+                                    tokio::time::sleep(Duration::from_millis(20)).await;
+                                }
+                                // Our own create whose reply was lost.
+                                Err(zkit::Error::MultiFailed { source, .. })
+                                    if *source == zkit::Error::NodeExists =>
+                                {
+                                    return Ok(())
+                                }
+                                Err(e) => return Err(e),
+                            }
+                        }
+                    };
+                    let mut warned = None;
+                    let r = tokio::select! {
+                        r = work => r,
+                        () = ctx.cancelled() => {
+                            warned = Some(env.clock.now());
+                            Err(zkit::Error::Closed)
+                        }
+                    };
+                    let end = env.clock.now();
+                    let mut g = lock(&rec);
+                    if r.is_ok() {
+                        g.effective.insert((key.0, key.1, attempt, who));
+                    }
+                    g.runs.entry(key).or_default().push(Hold {
+                        who,
+                        start,
+                        end,
+                        warned,
+                        token: ctx.fencing_token(),
+                        session,
+                    });
+                    r
+                }
+            })
+            .start();
+        match started {
+            Ok(r) => running.push(r),
+            Err(_) => return,
+        }
+    }
+    env.stopping().await;
+    let latest = |records: &[zkit_recipes::scheduler::RunRecord], shard: u32| {
+        records
+            .iter()
+            .filter(|r| r.shard == shard && r.outcome == zkit_recipes::scheduler::Outcome::Ok)
+            .map(|r| r.fire_ms)
+            .max()
+            .unwrap_or(0)
+    };
+    // After the heal: every shard records a fire later than any before.
+    let stop_ms = now_ms();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut progressed = false;
+    let mut records = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(r) = jobs.history("job").await {
+            records = r;
+            if (0..SCHEDULER_SHARDS).all(|s| latest(&records, s) > stop_ms) {
+                progressed = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for r in running {
+        r.close().await;
+    }
+    if let Ok(r) = jobs.history("job").await {
+        records = r;
+    }
+    {
+        let mut g = lock(&rec);
+        g.records = records;
+        g.progressed = Some(progressed);
+    }
+    let _ = admin.close().await;
+}

@@ -633,12 +633,26 @@ impl JobContext {
 type BoxFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 type Handler = Arc<dyn Fn(JobContext) -> BoxFuture + Send + Sync>;
 
+/// The time, as epoch milliseconds.
+type WallClock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
 /// Settings of a [`Scheduler`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SchedulerOptions {
     resync: Duration,
     cancel_grace: Duration,
     partition: PartitionOptions,
+    clock: WallClock,
+}
+
+impl fmt::Debug for SchedulerOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SchedulerOptions")
+            .field("resync", &self.resync)
+            .field("cancel_grace", &self.cancel_grace)
+            .field("partition", &self.partition)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for SchedulerOptions {
@@ -647,6 +661,7 @@ impl Default for SchedulerOptions {
             resync: Duration::from_secs(5),
             cancel_grace: Duration::from_secs(30),
             partition: PartitionOptions::default(),
+            clock: Arc::new(now_ms),
         }
     }
 }
@@ -663,6 +678,16 @@ impl SchedulerOptions {
     /// (default 30 s).
     pub fn cancel_grace(mut self, grace: Duration) -> Self {
         self.cancel_grace = grace;
+        self
+    }
+
+    /// The clock fires are computed from, as epoch milliseconds (default:
+    /// the system's wall clock). For simulations and tests on a virtual
+    /// clock: waits are tokio sleeps of the difference, so a clock that
+    /// follows tokio's time (e.g. a wall time taken once plus
+    /// `tokio::time::Instant` elapsed) keeps the two in step.
+    pub fn clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 
@@ -1043,6 +1068,7 @@ impl JobRunner {
                     events: self.events.clone(),
                     finished: BTreeSet::new(),
                     known: None,
+                    clock: self.options.clock.clone(),
                 };
                 tokio::spawn(runner.run())
             })
@@ -1133,6 +1159,7 @@ struct ShardRunner {
     /// The shard's records (name → fire, trigger) while this task is their
     /// only writer; `None`: list them.
     known: Option<BTreeMap<String, (i64, bool)>>,
+    clock: WallClock,
 }
 
 /// A record read back: its data and version.
@@ -1239,7 +1266,7 @@ impl ShardRunner {
         let Some(next) = plan.next_after(last) else {
             return self.wait(None).await; // no more fires
         };
-        let now = now_ms();
+        let now = (self.clock)();
         if next > now {
             return self.wait(Some(next)).await;
         }
@@ -1286,7 +1313,7 @@ impl ShardRunner {
         let sleep = async {
             match until {
                 Some(t) => {
-                    let ms = u64::try_from(t - now_ms()).unwrap_or(0);
+                    let ms = u64::try_from(t - (self.clock)()).unwrap_or(0);
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                 }
                 None => std::future::pending().await,
@@ -1364,7 +1391,7 @@ impl ShardRunner {
             trigger,
             instance: self.instance.clone(),
             attempt: earlier.as_ref().map_or(1, |f| f.record.attempt + 1),
-            start_ms: now_ms(),
+            start_ms: (self.clock)(),
             end_ms: None,
             outcome: Outcome::Running,
             token,
@@ -1420,7 +1447,7 @@ impl ShardRunner {
                 return Err(Stop::Revoked);
             }
         };
-        record.end_ms = Some(now_ms());
+        record.end_ms = Some((self.clock)());
         record.outcome = outcome.clone();
         let recorded = self.complete_record(&path, &record, version).await;
         let _ = self.events.send(SchedulerEvent::Finished {
