@@ -15,9 +15,14 @@ use zkit_recipes::{NodeState, PersistentNode, PersistentTtlNode};
 
 async fn until(node: &PersistentNode, what: &str, pred: impl Fn(&NodeState) -> bool) {
     let mut states = node.states();
-    match tokio::time::timeout(Duration::from_secs(10), states.wait_for(|s| pred(s))).await {
-        Ok(Ok(s)) => println!("  {what}: {:?}", *s),
-        _ => panic!("{what}: not within 10 s (now {:?})", node.state()),
+    let state = tokio::time::timeout(Duration::from_secs(10), states.wait_for(|s| pred(s)))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|s| s.clone());
+    match state {
+        Some(s) => println!("  {what}: {s:?}"),
+        None => panic!("{what}: not within 10 s (now {:?})", node.state()),
     }
 }
 
