@@ -35,9 +35,9 @@
 //! `withProtection()`: the first node is `<parent>/_c_<uuid>-<name><seq>`
 //! (a create whose reply was lost is found again by its GUID). After it
 //! was lost it is re-created under **the same full name**, in the mode
-//! without the sequence (EPHEMERAL_SEQUENTIAL → EPHEMERAL, as CURATOR-483;
-//! Curator drops the `_c_<uuid>-` part on re-creation, this recipe keeps
-//! the name, so observers see one stable path).
+//! without the sequence (EPHEMERAL_SEQUENTIAL → EPHEMERAL), as Curator 5.4
+//! does (CURATOR-483; observed in the interop tests: the GUID stays in the
+//! name), so observers see one stable path.
 //!
 //! ```no_run
 //! # async fn demo(zk: zkit::Client) -> zkit::Result<()> {

@@ -791,3 +791,532 @@ async fn zkit_and_curator_share_a_delay_queue() {
     turn.release().await.unwrap();
     assert_eq!(q.len().await.unwrap(), 0);
 }
+
+/// The rest of the line that starts with `prefix` (the next line must).
+async fn line_after(
+    lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    prefix: &str,
+) -> String {
+    let line = next_line(lines).await;
+    line.strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("expected {prefix:?}…, got {line:?}"))
+        .to_string()
+}
+
+/// Data and ephemeral owner of `path`, `None` when absent.
+async fn node_at(c: &Client, path: &str) -> Option<(String, i64)> {
+    match c.get_data(path).await {
+        Ok((d, s)) => Some((String::from_utf8_lossy(&d).into_owned(), s.ephemeral_owner)),
+        Err(Error::NoNode) => None,
+        Err(e) => panic!("read {path}: {e:?}"),
+    }
+}
+
+/// A Curator `PersistentNode` (`pnode` mode) at `path` with `data`:
+/// the process, its stdin, its lines and its session id.
+async fn curator_persistent_node(
+    classes: &Path,
+    path: &str,
+    data: &str,
+) -> (
+    tokio::process::Child,
+    tokio::process::ChildStdin,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    bool,
+    i64,
+) {
+    let mut cmd = curator(classes, &["pnode", &connect_string(), path, data]);
+    cmd.stdin(Stdio::piped());
+    let (mut child, mut lines) = spawn(cmd);
+    let stdin = child.stdin.take().unwrap();
+    let created = line_after(&mut lines, "created ").await;
+    let parts: Vec<&str> = created.split(' ').collect();
+    assert_eq!(parts.len(), 3, "{created:?}");
+    assert_eq!(parts[1], path, "Curator's actual path");
+    (
+        child,
+        stdin,
+        lines,
+        parts[0] == "true",
+        parts[2].parse().unwrap(),
+    )
+}
+
+/// A Curator `PersistentNode` (EPHEMERAL) holds the name: a zkit
+/// `PersistentNode` for it reports `Conflict` with the Java session as
+/// owner and leaves the node alone; it takes the name (with its data) once
+/// Curator closes its node, and again once a killed Curator process's
+/// session expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zkit_persistent_node_waits_out_a_curator_persistent_node() {
+    use zkit::{CreateMode, SessionId};
+    use zkit_recipes::{NodeState, PersistentNode};
+    let Some(classes) = curator_worker() else {
+        require(false, "Curator (libcurator-recipes-java) or javac");
+        return;
+    };
+    let setup = client().await;
+    let dir = base(&setup, "curatorpnode").await;
+    let path = format!("{dir}/holder");
+    let z = client().await;
+    for kill in [false, true] {
+        let (mut child, stdin, lines, ok, java) =
+            curator_persistent_node(&classes, &path, "java-data").await;
+        assert!(ok, "Curator created its node");
+        let before = setup.exists(&path).await.unwrap().expect("Curator's node");
+        assert_eq!(before.ephemeral_owner, java);
+        let node = PersistentNode::new(&z, path.clone(), CreateMode::Ephemeral, b"zkit-data");
+        let mut states = node.states();
+        let conflict = tokio::time::timeout(
+            Duration::from_secs(10),
+            states.wait_for(|s| !matches!(s, NodeState::Creating)),
+        )
+        .await
+        .expect("a state after Creating")
+        .unwrap()
+        .clone();
+        assert_eq!(
+            conflict,
+            NodeState::Conflict {
+                owner: SessionId(java)
+            }
+        );
+        // Never written nor deleted while Curator's session holds it.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(node.state(), conflict);
+        let after = setup.exists(&path).await.unwrap().expect("still there");
+        assert_eq!(
+            (
+                after.czxid,
+                after.mzxid,
+                after.version,
+                after.ephemeral_owner
+            ),
+            (before.czxid, before.mzxid, before.version, java),
+            "zkit touched Curator's node"
+        );
+        assert_eq!(
+            node_at(&setup, &path).await,
+            Some(("java-data".into(), java))
+        );
+        let t = tokio::time::Instant::now();
+        if kill {
+            // The session (2 s timeout) expires on the server.
+            child.kill().await.unwrap();
+            drop((stdin, lines));
+        } else {
+            drop(stdin);
+            worker_done(child, lines).await;
+        }
+        assert!(node
+            .wait_for_initial_create(Duration::from_secs(20))
+            .await
+            .unwrap());
+        eprintln!(
+            "zkit took the name {:?} after Curator {}",
+            t.elapsed(),
+            if kill { "was killed" } else { "closed" }
+        );
+        assert_eq!(
+            node_at(&setup, &path).await,
+            Some(("zkit-data".into(), z.session_id().0))
+        );
+        node.close().await.unwrap();
+        assert_eq!(node_at(&setup, &path).await, None);
+    }
+    z.close().await.unwrap();
+}
+
+/// The reverse: zkit's `PersistentNode` (EPHEMERAL) holds the name when a
+/// Curator `PersistentNode` starts. Curator adopts it (NODEEXISTS: it
+/// writes its own data into zkit's node, RECIPES.md §5.10) and reports it
+/// created; zkit keeps it (it leaves other writers' data alone). When zkit
+/// closes (deleting its own node), Curator re-creates the name for its
+/// session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_curator_persistent_node_adopts_a_zkit_persistent_node() {
+    use tokio::io::AsyncWriteExt;
+    use zkit::CreateMode;
+    use zkit_recipes::{NodeState, PersistentNode};
+    let Some(classes) = curator_worker() else {
+        require(false, "Curator (libcurator-recipes-java) or javac");
+        return;
+    };
+    let setup = client().await;
+    let dir = base(&setup, "curatoradopt").await;
+    let path = format!("{dir}/holder");
+    let z = client().await;
+    let zs = z.session_id().0;
+    let node = PersistentNode::new(&z, path.clone(), CreateMode::Ephemeral, b"zkit-data");
+    assert!(node
+        .wait_for_initial_create(Duration::from_secs(10))
+        .await
+        .unwrap());
+    let before = setup.exists(&path).await.unwrap().expect("zkit's node");
+    let (child, mut stdin, mut lines, ok, java) =
+        curator_persistent_node(&classes, &path, "java-data").await;
+    // Curator reports its node created, at the path, but the node is
+    // zkit's (same incarnation, zkit's session) with Curator's data in it.
+    assert!(ok, "Curator's waitForInitialCreate on an adopted node");
+    assert_ne!(java, zs);
+    let after = setup.exists(&path).await.unwrap().expect("still there");
+    assert_eq!(
+        (after.czxid, after.ephemeral_owner),
+        (before.czxid, zs),
+        "the same node"
+    );
+    assert_eq!(
+        node_at(&setup, &path).await,
+        Some(("java-data".into(), zs)),
+        "Curator wrote its data into zkit's node"
+    );
+    stdin.write_all(b"show\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    assert_eq!(
+        next_line(&mut lines).await,
+        format!("node java-data {zs}"),
+        "Curator sees it the same way"
+    );
+    // zkit leaves another writer's data alone and still holds it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(node.state(), NodeState::Created(path.clone()));
+    assert_eq!(node.data(), b"zkit-data");
+    assert_eq!(node_at(&setup, &path).await, Some(("java-data".into(), zs)));
+    // zkit's close deletes its own node; Curator's watch sees it go and
+    // Curator creates one of its own session.
+    node.close().await.unwrap();
+    eventually(
+        "Curator re-creates the name for its session",
+        Duration::from_secs(10),
+        || async { node_at(&setup, &path).await == Some(("java-data".into(), java)) },
+    )
+    .await;
+    drop(stdin);
+    worker_done(child, lines).await;
+    assert_eq!(node_at(&setup, &path).await, None, "Curator's close");
+    z.close().await.unwrap();
+}
+
+/// A server of its own for the TTL test: extended types on, and the
+/// container/TTL check every 200 ms instead of the shared fixture's 60 s.
+enum TtlServer {
+    Bundled(#[allow(dead_code)] zkit_server::RunningServer),
+    ZooKeeper(#[allow(dead_code)] zkit_testcontainers::Ensemble),
+}
+
+async fn ttl_server() -> (TtlServer, String) {
+    const CHECK_MS: u64 = 200;
+    if common::bundled() {
+        let s = zkit_server::Server::builder()
+            .tick_time(common::TICK)
+            .extended_types(true)
+            .container_check_interval(Duration::from_millis(CHECK_MS))
+            .start()
+            .await
+            .expect("bundled server");
+        let cs = s.connect_string();
+        (TtlServer::Bundled(s), cs)
+    } else {
+        let zk = zkit_testcontainers::Ensemble::builder()
+            .size(1)
+            .tick_time(common::TICK)
+            .jvm_prop("znode.container.checkIntervalMs", CHECK_MS.to_string())
+            .jvm_prop("zookeeper.extendedTypesEnabled", "true")
+            .start()
+            .await
+            .expect("a ZooKeeper server");
+        let cs = zk.connect_string();
+        (TtlServer::ZooKeeper(zk), cs)
+    }
+}
+
+/// Curator's and zkit's `PersistentTtlNode`s side by side, as a zkit
+/// client sees them: the parent with the data and one child `touch`, no
+/// ephemeral owner on either, the same parent and child incarnations over
+/// four TTLs while the child's mtime and version advance (touched every
+/// TTL/2). After the owner stops (Curator killed, zkit closed), the child
+/// expires and the parent goes with it. With a 60 s TTL, emptying the
+/// parent of a stopped node makes the server reap it at once: a container
+/// on both sides (a persistent or 60 s TTL parent would stay).
+///
+/// Curator's `waitForInitialCreate` returns once the parent exists; its
+/// first touch comes TTL/2 later (`scheduleAtFixedRate(ttl/2, ttl/2)`),
+/// with the client's default data (the local address). zkit's waits for
+/// the first touch, which writes no data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zkit_and_curator_persistent_ttl_nodes_share_a_layout() {
+    use zkit_recipes::PersistentTtlNode;
+    let Some(classes) = curator_worker() else {
+        require(false, "Curator (libcurator-recipes-java) or javac");
+        return;
+    };
+    const TTL: Duration = Duration::from_millis(1000);
+    const LONG: Duration = Duration::from_secs(60);
+    let (_server, cs) = ttl_server().await;
+    let c = tokio::time::timeout(Duration::from_secs(10), Client::connect(&cs))
+        .await
+        .expect("connect")
+        .unwrap();
+    c.create("/ttl", b"", &CreateOptions::default())
+        .await
+        .unwrap();
+    let (jq, jl, zq, zl) = (
+        "/ttl/curator",
+        "/ttl/curator-long",
+        "/ttl/zkit",
+        "/ttl/zkit-long",
+    );
+    let mut cmd = curator(
+        &classes,
+        &[
+            "ttlnode",
+            &cs,
+            "alive",
+            &format!("{jq}={}", TTL.as_millis()),
+            &format!("{jl}={}", LONG.as_millis()),
+        ],
+    );
+    cmd.stdin(Stdio::piped());
+    let (mut child, mut lines) = spawn(cmd);
+    assert_eq!(line_after(&mut lines, "created ").await, "true true");
+    let z = PersistentTtlNode::new(&c, zq, TTL, b"alive".to_vec());
+    let zlong = PersistentTtlNode::new(&c, zl, LONG, b"alive".to_vec());
+    for n in [&z, &zlong] {
+        assert!(n
+            .wait_for_initial_create(Duration::from_secs(10))
+            .await
+            .unwrap());
+    }
+    assert_eq!(z.child_path(), format!("{zq}/touch"));
+
+    // (parent Stat, child Stat) with the layout checked.
+    let layout = |p: &'static str| {
+        let c = c.clone();
+        async move {
+            let (data, parent) = c.get_data(p).await.unwrap();
+            assert_eq!(&data[..], b"alive", "{p}: the parent holds the data");
+            let (kids, _) = c.get_children(p).await.unwrap();
+            assert_eq!(kids, ["touch"], "{p}");
+            let (touch_data, child) = c.get_data(&format!("{p}/touch")).await.unwrap();
+            assert_eq!(
+                (parent.ephemeral_owner, child.ephemeral_owner),
+                (0, 0),
+                "{p}: container and TTL nodes show no owner"
+            );
+            (parent, child, touch_data)
+        }
+    };
+    // Curator touches TTL/2 after its start.
+    eventually("Curator's first touch", TTL * 2, || async {
+        c.exists(&format!("{jq}/touch")).await.unwrap().is_some()
+    })
+    .await;
+    let mut before = Vec::new();
+    for p in [jq, zq] {
+        let (parent, child, touch_data) = layout(p).await;
+        eprintln!(
+            "{p}: touch data {:?}, version {}",
+            String::from_utf8_lossy(&touch_data),
+            child.version
+        );
+        before.push((parent, child));
+    }
+    assert!(layout(zq).await.2.is_empty(), "zkit's touch writes no data");
+    // The 60 s nodes: Curator's has no child for 30 s; a child of ours
+    // under each (emptied later) shows what kind the parents are.
+    for p in [jl, zl] {
+        let (data, stat) = c.get_data(p).await.unwrap();
+        assert_eq!((&data[..], stat.ephemeral_owner), (&b"alive"[..], 0), "{p}");
+        c.create(&format!("{p}/probe"), b"", &CreateOptions::default())
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(TTL * 4).await;
+    for (p, (parent, child)) in [jq, zq].into_iter().zip(&before) {
+        let (parent_now, child_now, _) = layout(p).await;
+        assert_eq!(parent_now.czxid, parent.czxid, "{p}: parent kept");
+        assert_eq!(child_now.czxid, child.czxid, "{p}: child never expired");
+        assert!(child_now.mtime > child.mtime, "{p}: child touched");
+        assert!(
+            child_now.version >= child.version + 4,
+            "{p}: touched every TTL/2: {} → {}",
+            child.version,
+            child_now.version
+        );
+        eprintln!(
+            "{p}: touch version {} → {}",
+            child.version, child_now.version
+        );
+    }
+
+    // The owners stop: nothing deletes the nodes, they expire.
+    child.kill().await.unwrap();
+    z.close().await.unwrap();
+    zlong.close().await.unwrap();
+    let t = tokio::time::Instant::now();
+    let gone = |p: &'static str| {
+        let c = c.clone();
+        async move { c.exists(p).await.unwrap().is_none() }
+    };
+    eventually(
+        "both short TTL nodes expired",
+        TTL * 3 + Duration::from_secs(5),
+        || async { gone(jq).await && gone(zq).await },
+    )
+    .await;
+    eprintln!(
+        "short TTL nodes gone {:?} after their owners stopped",
+        t.elapsed()
+    );
+    for p in [jl, zl] {
+        assert!(!gone(p).await, "{p}: kept by its children");
+        let (kids, _) = c.get_children(p).await.unwrap();
+        for k in kids {
+            c.delete(&format!("{p}/{k}"), Version::Any).await.unwrap();
+        }
+    }
+    let t = tokio::time::Instant::now();
+    eventually(
+        "childless container parents reaped",
+        Duration::from_secs(5),
+        || async { gone(jl).await && gone(zl).await },
+    )
+    .await;
+    eprintln!("emptied 60 s parents reaped after {:?}", t.elapsed());
+    drop(lines);
+    c.close().await.unwrap();
+}
+
+/// Protected names: a zkit `PersistentNode` in EphemeralSequential mode
+/// (always protected) and a protected non-sequential one are recognised
+/// by Curator's `ProtectedUtils` (protected, the GUID, the name without
+/// the prefix), and a protected EPHEMERAL_SEQUENTIAL Curator
+/// `PersistentNode` in the same directory has the same shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curator_recognises_protected_zkit_persistent_node_names() {
+    use tokio::io::AsyncWriteExt;
+    use zkit::CreateMode;
+    use zkit_recipes::persistent::PersistentNodeOptions;
+    use zkit_recipes::{NodeState, PersistentNode};
+    let Some(classes) = curator_worker() else {
+        require(false, "Curator (libcurator-recipes-java) or javac");
+        return;
+    };
+    let setup = client().await;
+    let dir = base(&setup, "curatorprotected").await;
+    let z = client().await;
+    let created = |n: &PersistentNode| {
+        let mut rx = n.states();
+        async move {
+            let s =
+                tokio::time::timeout(Duration::from_secs(10), rx.wait_for(NodeState::is_created))
+                    .await
+                    .expect("created")
+                    .unwrap()
+                    .clone();
+            match s {
+                NodeState::Created(p) => p,
+                _ => unreachable!(),
+            }
+        }
+    };
+    let seq = PersistentNode::with_options(
+        &z,
+        format!("{dir}/worker-"),
+        b"z",
+        PersistentNodeOptions::new(CreateMode::EphemeralSequential),
+    );
+    let fixed = PersistentNode::with_options(
+        &z,
+        format!("{dir}/fixed"),
+        b"z",
+        PersistentNodeOptions::new(CreateMode::Ephemeral).protected(true),
+    );
+    let seq_path = created(&seq).await;
+    let fixed_path = created(&fixed).await;
+    let name = |p: &str| p.rsplit_once('/').unwrap().1.to_string();
+    let (seq_name, fixed_name) = (name(&seq_path), name(&fixed_path));
+    // `_c_` + 36-character UUID + `-` + the name (+ 10 digits).
+    let shape = |n: &str, base: &str, digits: usize| {
+        let rest = n.strip_prefix("_c_")?;
+        let (uuid, tail) = (rest.get(..36)?, rest.get(36..)?);
+        let tail = tail.strip_prefix('-')?.strip_prefix(base)?;
+        let ok = uuid.split('-').map(str::len).eq([8, 4, 4, 4, 12])
+            && uuid.chars().all(|ch| ch == '-' || ch.is_ascii_hexdigit())
+            && tail.len() == digits
+            && tail.chars().all(|ch| ch.is_ascii_digit());
+        ok.then(|| uuid.to_string())
+    };
+    let seq_uuid = shape(&seq_name, "worker-", 10).unwrap_or_else(|| panic!("{seq_name}"));
+    let fixed_uuid = shape(&fixed_name, "fixed", 0).unwrap_or_else(|| panic!("{fixed_name}"));
+
+    let mut cmd = curator(
+        &classes,
+        &[
+            "protected",
+            &connect_string(),
+            &dir,
+            &seq_name,
+            &fixed_name,
+            "worker-0000000001",
+        ],
+    );
+    cmd.stdin(Stdio::piped());
+    let (mut child, mut lines) = spawn(cmd);
+    let mut stdin = child.stdin.take().unwrap();
+    let normalized_seq = format!("worker-{}", &seq_name[seq_name.len() - 10..]);
+    assert_eq!(
+        line_after(&mut lines, "check ").await,
+        format!("{seq_name} true {seq_uuid} {normalized_seq}")
+    );
+    assert_eq!(
+        line_after(&mut lines, "check ").await,
+        format!("{fixed_name} true {fixed_uuid} fixed")
+    );
+    assert_eq!(
+        line_after(&mut lines, "check ").await,
+        "worker-0000000001 false - worker-0000000001",
+        "an unprotected name"
+    );
+    let java = line_after(&mut lines, "created ").await;
+    let (java_path, java_session) = java.split_once(' ').unwrap();
+    let java_name = name(java_path);
+    assert!(java_path.starts_with(&format!("{dir}/")), "{java_path}");
+    assert!(
+        shape(&java_name, "worker-", 10).is_some(),
+        "Curator's protected sequential name {java_name} has zkit's shape"
+    );
+    assert_eq!(
+        node_at(&setup, java_path).await,
+        Some(("j".into(), java_session.parse().unwrap()))
+    );
+
+    // Lost nodes: both re-create under the same full name (GUID kept),
+    // in the non-sequential mode. Curator 5.4 re-creates at `<base
+    // path><last 10 characters>` with protection on, and its cached
+    // create builder keeps the GUID, so the name comes back whole.
+    let java_session: i64 = java_session.parse().unwrap();
+    let java_czxid = setup.exists(java_path).await.unwrap().unwrap().czxid;
+    setup.delete(&seq_path, Version::Any).await.unwrap();
+    setup.delete(java_path, Version::Any).await.unwrap();
+    eventually("both nodes back", Duration::from_secs(10), || async {
+        node_at(&setup, &seq_path).await == Some(("z".into(), z.session_id().0))
+            && node_at(&setup, java_path).await == Some(("j".into(), java_session))
+    })
+    .await;
+    let again = setup.exists(java_path).await.unwrap().unwrap();
+    assert!(again.czxid > java_czxid, "Curator re-created its node");
+    stdin.write_all(b"path\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    assert_eq!(line_after(&mut lines, "path ").await, java_path);
+    let (mut kids, _) = setup.get_children(&dir).await.unwrap();
+    kids.sort();
+    let mut want = vec![seq_name.clone(), fixed_name.clone(), java_name.clone()];
+    want.sort();
+    assert_eq!(kids, want, "no other name appeared");
+    drop(stdin);
+    worker_done(child, lines).await;
+    seq.close().await.unwrap();
+    fixed.close().await.unwrap();
+    z.close().await.unwrap();
+}

@@ -16,7 +16,8 @@
 //! - once churn stops, the grants settle: every item once, shares differ by
 //!   at most one.
 //!
-//! Length: `ZKIT_PROOF_SECS` (scripts/test.sh: 120 s), else 30 s.
+//! Length: `ZKIT_PARTITION_PROOF_SECS` (scripts/test.sh, against real ZooKeeper: 60 s), else
+//! 30 s.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -208,7 +209,7 @@ enum Fault {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_crash_freeze_leave_and_join() {
-    let secs: u64 = std::env::var("ZKIT_PROOF_SECS")
+    let secs: u64 = std::env::var("ZKIT_PARTITION_PROOF_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);

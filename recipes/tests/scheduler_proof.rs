@@ -14,7 +14,8 @@
 //!   instance was frozen are handled by the misfire policy (`FireOnce`: at
 //!   most one run per shard for the whole outage).
 //!
-//! Length: `ZKIT_PROOF_SECS` (scripts/test.sh: 120 s), else 30 s.
+//! Length: `ZKIT_SCHEDULER_PROOF_SECS` (scripts/test.sh, against real ZooKeeper: 120 s), else
+//! 30 s.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -181,7 +182,7 @@ struct RunLog {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduler_survives_kills_and_freezes() {
-    let secs: u64 = std::env::var("ZKIT_PROOF_SECS")
+    let secs: u64 = std::env::var("ZKIT_SCHEDULER_PROOF_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);

@@ -37,6 +37,23 @@
 //     stdin line "consume" starts a consumer (no lockPath) that prints
 //     "took <item> <epoch ms when received>" per item; after two items it
 //     closes and prints "done".
+//   CuratorWorker pnode CONNECT PATH DATA
+//     PersistentNode(EPHEMERAL, unprotected) at PATH with DATA on a client of
+//     its own with a 2000 ms session timeout. Prints "created <waitForInitialCreate
+//     result> <actual path> <session id, decimal>". Stdin lines: "show" prints
+//     "node <data> <ephemeralOwner>" (or "node none") as Curator reads PATH.
+//     Stdin EOF closes the node, prints "closed", then "done".
+//   CuratorWorker ttlnode CONNECT DATA PATH=TTL_MS...
+//     A PersistentTtlNode per PATH with its TTL and DATA (defaults otherwise),
+//     on a client with a 2000 ms session timeout. Prints "created <results of
+//     waitForInitialCreate, space-separated>"; closes them all on stdin EOF and
+//     prints "done".
+//   CuratorWorker protected CONNECT DIR NAME...
+//     For each NAME: "check NAME <ProtectedUtils.isProtectedZNode>
+//     <extractProtectedId or -> <normalize>". Then a PersistentNode
+//     (EPHEMERAL_SEQUENTIAL, protected) at DIR/worker- with data "j": prints
+//     "created <actual path> <session id>". Stdin line "path" prints
+//     "path <getActualPath()>"; EOF closes it and prints "done".
 import java.nio.charset.StandardCharsets;
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
@@ -90,6 +107,11 @@ public class CuratorWorker {
         c.blockUntilConnected();
         if (mode.equals("delayqueue")) {
             delayQueue(c, args[2]);
+            return;
+        }
+        if (mode.equals("pnode") || mode.equals("ttlnode") || mode.equals("protected")) {
+            c.close();
+            persistentModes(mode, args);
             return;
         }
         if (mode.equals("queue")) {
@@ -273,6 +295,93 @@ public class CuratorWorker {
         }
         q.close();
         producer.close();
+        System.out.println("done");
+        System.out.flush();
+        c.close();
+    }
+
+    // The persistent-node modes (pnode, ttlnode, protected): a client with a
+    // short session timeout, so that a killed process's ephemerals go soon.
+    static void persistentModes(String mode, String[] args) throws Exception {
+        CuratorFramework c = CuratorFrameworkFactory.newClient(
+            args[1], 2000, 5000, new ExponentialBackoffRetry(50, 10));
+        c.start();
+        c.blockUntilConnected();
+        long session = c.getZookeeperClient().getZooKeeper().getSessionId();
+        java.io.BufferedReader in = new java.io.BufferedReader(
+            new java.io.InputStreamReader(System.in, StandardCharsets.UTF_8));
+        String line;
+        if (mode.equals("pnode")) {
+            String path = args[2];
+            org.apache.curator.framework.recipes.nodes.PersistentNode node =
+                new org.apache.curator.framework.recipes.nodes.PersistentNode(
+                    c, org.apache.zookeeper.CreateMode.EPHEMERAL, false, path,
+                    args[3].getBytes(StandardCharsets.UTF_8));
+            node.start();
+            boolean ok = node.waitForInitialCreate(10, java.util.concurrent.TimeUnit.SECONDS);
+            System.out.println("created " + ok + " " + node.getActualPath() + " " + session);
+            System.out.flush();
+            while ((line = in.readLine()) != null) {
+                if (line.equals("show")) {
+                    Stat st = new Stat();
+                    try {
+                        byte[] d = c.getData().storingStatIn(st).forPath(path);
+                        System.out.println("node " + new String(d, StandardCharsets.UTF_8)
+                            + " " + st.getEphemeralOwner());
+                    } catch (KeeperException.NoNodeException e) {
+                        System.out.println("node none");
+                    }
+                    System.out.flush();
+                }
+            }
+            node.close();
+            System.out.println("closed");
+        } else if (mode.equals("ttlnode")) {
+            byte[] data = args[2].getBytes(StandardCharsets.UTF_8);
+            java.util.List<org.apache.curator.framework.recipes.nodes.PersistentTtlNode> nodes =
+                new java.util.ArrayList<>();
+            for (int i = 3; i < args.length; i++) {
+                String[] pt = args[i].split("=");
+                org.apache.curator.framework.recipes.nodes.PersistentTtlNode n =
+                    new org.apache.curator.framework.recipes.nodes.PersistentTtlNode(
+                        c, pt[0], Long.parseLong(pt[1]), data);
+                n.start();
+                nodes.add(n);
+            }
+            StringBuilder out = new StringBuilder("created");
+            for (org.apache.curator.framework.recipes.nodes.PersistentTtlNode n : nodes) {
+                out.append(' ').append(n.waitForInitialCreate(10, java.util.concurrent.TimeUnit.SECONDS));
+            }
+            System.out.println(out);
+            System.out.flush();
+            while (in.readLine() != null) { }
+            for (org.apache.curator.framework.recipes.nodes.PersistentTtlNode n : nodes) {
+                n.close();
+            }
+        } else {
+            for (int i = 3; i < args.length; i++) {
+                String name = args[i];
+                System.out.println("check " + name + " "
+                    + org.apache.curator.framework.imps.ProtectedUtils.isProtectedZNode(name) + " "
+                    + org.apache.curator.framework.imps.ProtectedUtils.extractProtectedId(name).orElse("-")
+                    + " " + org.apache.curator.framework.imps.ProtectedUtils.normalize(name));
+            }
+            org.apache.curator.framework.recipes.nodes.PersistentNode node =
+                new org.apache.curator.framework.recipes.nodes.PersistentNode(
+                    c, org.apache.zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL, true, args[2] + "/worker-",
+                    "j".getBytes(StandardCharsets.UTF_8));
+            node.start();
+            node.waitForInitialCreate(10, java.util.concurrent.TimeUnit.SECONDS);
+            System.out.println("created " + node.getActualPath() + " " + session);
+            System.out.flush();
+            while ((line = in.readLine()) != null) {
+                if (line.equals("path")) {
+                    System.out.println("path " + node.getActualPath());
+                    System.out.flush();
+                }
+            }
+            node.close();
+        }
         System.out.println("done");
         System.out.flush();
         c.close();
