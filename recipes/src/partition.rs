@@ -520,6 +520,10 @@ impl Member {
                     Some(Release::Closed)
                 } else if g.items.iter().any(|i| !held.contains_key(i)) {
                     Some(Release::Lost)
+                } else if !in_party {
+                    // Our party node is gone (deleted, or not listed again
+                    // yet): our share is empty until we are listed.
+                    Some(Release::Rebalance)
                 } else if !may_grant {
                     Some(Release::Suspended)
                 } else if g.items != grantable

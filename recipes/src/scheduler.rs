@@ -788,9 +788,10 @@ impl Scheduler {
 
 /// A started [`Scheduler`].
 ///
-/// Dropping it stops the instance at once: runs in progress are dropped,
-/// records they started are run again by the shards' next owners, and the
-/// shard locks are released in the background.
+/// Dropping it closes the instance in the background, as
+/// [`close`](Self::close) without waiting: runs in progress are cancelled
+/// (and dropped after the cancel grace; a run that did not complete is run
+/// again by the shard's next owner), then the shards are released.
 #[derive(Debug)]
 pub struct RunningScheduler {
     events: broadcast::Sender<SchedulerEvent>,
