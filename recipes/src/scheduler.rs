@@ -837,7 +837,7 @@ impl Instance {
     async fn run(self, mut close: oneshot::Receiver<()>) {
         let jobs_dir = format!("{}/jobs", self.root);
         let mut running: HashMap<String, (oneshot::Sender<()>, JoinHandle<()>)> = HashMap::new();
-        let mut watcher: Option<(zkit::SessionId, zkit::PersistentWatcher)> = None;
+        let mut watcher: SessionWatch = None;
         loop {
             running.retain(|_, (_, t)| !t.is_finished());
             let client = tokio::select! {
@@ -849,12 +849,8 @@ impl Instance {
                 Ok(client) => {
                     if watcher.as_ref().map(|(s, _)| *s) != Some(client.session_id()) {
                         let _ = client.ensure_path(&jobs_dir).await;
-                        watcher = client
-                            .add_watch(&jobs_dir, zkit::AddWatchMode::Persistent)
-                            .await
-                            .ok()
-                            .map(|w| (client.session_id(), w));
                     }
+                    watch_on(&client, &jobs_dir, &mut watcher).await;
                     match client.get_children(&jobs_dir).await {
                         Ok((names, _)) => listed = Some(names),
                         Err(e) => tracing::debug!(root = %self.root, error = %e, "listing jobs"),
@@ -888,16 +884,7 @@ impl Instance {
             }
             let resync = tokio::time::sleep(self.options.resync);
             tokio::select! {
-                _ = async {
-                    match watcher.as_mut() {
-                        Some((_, w)) => {
-                            if w.changed().await.is_err() {
-                                std::future::pending::<()>().await;
-                            }
-                        }
-                        None => std::future::pending().await,
-                    }
-                } => {}
+                () = next_change(&mut watcher) => {}
                 () = resync => {}
                 _ = &mut close => break,
             }
@@ -914,6 +901,34 @@ impl Instance {
         for t in handles {
             let _ = t.await;
         }
+    }
+}
+
+/// A persistent watch and the session it is on.
+type SessionWatch = Option<(zkit::SessionId, zkit::PersistentWatcher)>;
+
+/// Puts a persistent watch on `path` for `client`'s session, unless the
+/// watch is already on that session (a new session needs a new watch).
+async fn watch_on(client: &Client, path: &str, watcher: &mut SessionWatch) {
+    if watcher.as_ref().map(|(s, _)| *s) != Some(client.session_id()) {
+        *watcher = client
+            .add_watch(path, zkit::AddWatchMode::Persistent)
+            .await
+            .ok()
+            .map(|w| (client.session_id(), w));
+    }
+}
+
+/// Completes on the watch's next event; never without a live watch (the
+/// periodic re-read covers that).
+async fn next_change(watcher: &mut SessionWatch) {
+    match watcher.as_mut() {
+        Some((_, w)) => {
+            if w.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -940,20 +955,14 @@ struct JobRunner {
 impl JobRunner {
     async fn run(self, mut close: oneshot::Receiver<()>) {
         let (state_tx, state_rx) = watch::channel(JobState::default());
-        let mut watcher: Option<(zkit::SessionId, zkit::PersistentWatcher)> = None;
+        let mut watcher: SessionWatch = None;
         let mut part: Option<(u32, Partitioner)> = None;
         // The live grant: its shards' tasks, and the cancel switch.
         let mut live: Option<Live> = None;
         loop {
             // Re-read the job.
             if let Ok(client) = self.source.client().await {
-                if watcher.as_ref().map(|(s, _)| *s) != Some(client.session_id()) {
-                    watcher = client
-                        .add_watch(&self.dir, zkit::AddWatchMode::Persistent)
-                        .await
-                        .ok()
-                        .map(|w| (client.session_id(), w));
-                }
+                watch_on(&client, &self.dir, &mut watcher).await;
                 match read_job(&client, &self.dir, &self.job).await {
                     Ok(Some(st)) => {
                         state_tx.send_if_modified(|cur| {
@@ -1026,16 +1035,7 @@ impl JobRunner {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 },
-                _ = async {
-                    match watcher.as_mut() {
-                        Some((_, w)) => {
-                            if w.changed().await.is_err() {
-                                std::future::pending::<()>().await;
-                            }
-                        }
-                        None => std::future::pending().await,
-                    }
-                } => {}
+                () = next_change(&mut watcher) => {}
                 () = resync => {}
                 _ = &mut close => break,
             }

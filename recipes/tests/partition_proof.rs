@@ -21,31 +21,21 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod procs;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Stdio;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
 use zkit::{Client, CreateOptions, Version};
 use zkit_recipes::{PartitionEvent, Partitioner, Sessions};
 use zkit_testcontainers::{Backend, Ensemble};
+
+use procs::{now_ms, Workers};
 
 const WORKER_ENV: &str = "ZKIT_PARTITION_WORKER";
 const SESSION: Duration = Duration::from_secs(4);
 const ITEMS: usize = 40;
 const MEMBERS: usize = 5;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        .try_into()
-        .unwrap()
-}
 
 fn items() -> Vec<String> {
     (0..ITEMS).map(|i| format!("item-{i:02}")).collect()
@@ -126,71 +116,6 @@ async fn partition_worker() {
     }
 }
 
-struct Workers {
-    connect: String,
-    root: String,
-    children: Vec<Option<Child>>,
-    lines: mpsc::UnboundedSender<(usize, String)>,
-}
-
-impl Workers {
-    fn spawn(&mut self, i: usize) {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "partition_worker",
-                "--include-ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(WORKER_ENV, format!("{}|{}|m{i}", self.connect, self.root))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn a worker");
-        let out = child.stdout.take().unwrap();
-        let tx = self.lines.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(out).lines();
-            while let Ok(Some(l)) = lines.next_line().await {
-                // libtest prints "test <name> ... " before the worker's first
-                // line, on the same line.
-                let l = match l.split_once(" ... ") {
-                    Some((head, rest)) if head.starts_with("test ") => rest.to_string(),
-                    _ => l,
-                };
-                let _ = tx.send((i, l));
-            }
-        });
-        self.children[i] = Some(child);
-    }
-
-    fn signal(&self, i: usize, sig: &str) {
-        if let Some(pid) = self.children[i].as_ref().and_then(Child::id) {
-            let ok = std::process::Command::new("kill")
-                .args([sig, &pid.to_string()])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            assert!(ok, "kill {sig} {pid}");
-        }
-    }
-
-    async fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.children[i].take() {
-            let _ = c.kill().await;
-        }
-    }
-
-    async fn leave(&mut self, i: usize) {
-        self.signal(i, "-TERM");
-        if let Some(mut c) = self.children[i].take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
-        }
-    }
-}
-
 /// One grant of one member: items, from, until (release, crash or freeze).
 #[derive(Debug, Clone)]
 struct Held {
@@ -237,15 +162,10 @@ async fn members_crash_freeze_leave_and_join() {
         .await
         .unwrap();
     }
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut w = Workers {
-        connect,
-        root,
-        children: (0..MEMBERS).map(|_| None).collect(),
-        lines: tx,
-    };
+    let (mut w, mut rx) = Workers::new("partition_worker", WORKER_ENV, MEMBERS);
+    let settings = |i: usize| format!("{connect}|{root}|m{i}");
     for i in 0..MEMBERS {
-        w.spawn(i);
+        w.spawn(i, &settings(i));
     }
     // (time, member, fault), and freezes' resume times.
     let mut faults: Vec<(i64, usize, Fault)> = Vec::new();
@@ -260,7 +180,7 @@ async fn members_crash_freeze_leave_and_join() {
         faults.push((now_ms(), k, Fault::Crash));
         w.kill(k).await;
         tokio::time::sleep(SESSION + Duration::from_secs(2)).await;
-        w.spawn(k);
+        w.spawn(k, &settings(k));
         tokio::time::sleep(Duration::from_secs(3)).await;
         // A freeze past the session timeout.
         let f = (k + 2) % MEMBERS;
@@ -273,9 +193,9 @@ async fn members_crash_freeze_leave_and_join() {
         tokio::time::sleep(Duration::from_secs(3)).await;
         // A clean leave and a join.
         let l = (k + 4) % MEMBERS;
-        w.leave(l).await;
+        w.terminate(l).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        w.spawn(l);
+        w.spawn(l, &settings(l));
         tokio::time::sleep(Duration::from_secs(3)).await;
         cycle += 1;
     }

@@ -19,30 +19,21 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod procs;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Stdio;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use zkit::{Client, CreateOptions};
 use zkit_recipes::scheduler::{JobSpec, Jobs, Outcome, Scheduler, SchedulerEvent};
 use zkit_recipes::Sessions;
 
+use procs::{now_ms, Workers};
+
 const WORKER_ENV: &str = "ZKIT_SCHEDULER_WORKER";
 const SESSION: Duration = Duration::from_secs(4);
 const SHARDS: u32 = 4;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        .try_into()
-        .unwrap()
-}
 
 /// The worker: runs until killed, one line per run start/end and per
 /// scheduler event on stdout.
@@ -106,64 +97,6 @@ async fn scheduler_worker() {
     }
 }
 
-struct Workers {
-    connect: String,
-    root: String,
-    children: Vec<Option<Child>>,
-    lines: mpsc::UnboundedSender<(usize, String)>,
-}
-
-impl Workers {
-    fn spawn(&mut self, i: usize) {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "scheduler_worker",
-                "--include-ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(WORKER_ENV, format!("{}|{}|w{i}", self.connect, self.root))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn a worker");
-        let out = child.stdout.take().unwrap();
-        let tx = self.lines.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(out).lines();
-            while let Ok(Some(l)) = lines.next_line().await {
-                // libtest prints "test <name> ... " before the worker's first
-                // line, on the same line.
-                let l = match l.split_once(" ... ") {
-                    Some((head, rest)) if head.starts_with("test ") => rest.to_string(),
-                    _ => l,
-                };
-                let _ = tx.send((i, l));
-            }
-        });
-        self.children[i] = Some(child);
-    }
-
-    async fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.children[i].take() {
-            let _ = c.kill().await;
-        }
-    }
-
-    fn signal(&self, i: usize, sig: &str) {
-        if let Some(pid) = self.children[i].as_ref().and_then(Child::id) {
-            let ok = std::process::Command::new("kill")
-                .args([sig, &pid.to_string()])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            assert!(ok, "kill {sig} {pid}");
-        }
-    }
-}
-
 /// A fault and its worker (read by the summary's `Debug` output).
 #[derive(Debug, Clone, Copy)]
 #[allow(dead_code)]
@@ -202,15 +135,10 @@ async fn scheduler_survives_kills_and_freezes() {
     )
     .await
     .unwrap();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut w = Workers {
-        connect: connect.clone(),
-        root: root.clone(),
-        children: (0..3).map(|_| None).collect(),
-        lines: tx,
-    };
+    let (mut w, mut rx) = Workers::new("scheduler_worker", WORKER_ENV, 3);
+    let settings = |i: usize| format!("{connect}|{root}|w{i}");
     for i in 0..3 {
-        w.spawn(i);
+        w.spawn(i, &settings(i));
     }
     let mut lines: Vec<(usize, String)> = Vec::new();
     let mut faults: Vec<(i64, Fault)> = Vec::new();
@@ -248,7 +176,7 @@ async fn scheduler_survives_kills_and_freezes() {
         faults.push((now_ms(), Fault::Kill(k)));
         w.kill(k).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        w.spawn(k);
+        w.spawn(k, &settings(k));
         tokio::time::sleep(Duration::from_secs(3)).await;
         // Freeze another the moment it starts a run, past its session.
         let f = (cycle + 1) % 3;
