@@ -47,15 +47,9 @@ fn items() -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run by members_crash_freeze_leave_and_join as a child process"]
 async fn partition_worker() {
-    let Ok(cfg) = std::env::var(WORKER_ENV) else {
+    let Some((connect, root, id)) = procs::worker_settings(WORKER_ENV) else {
         return;
     };
-    let mut parts = cfg.split('|');
-    let (connect, root, id) = (
-        parts.next().unwrap().to_string(),
-        parts.next().unwrap().to_string(),
-        parts.next().unwrap().to_string(),
-    );
     let sessions = Sessions::new(Client::builder().session_timeout(SESSION), connect);
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();

@@ -5,12 +5,14 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod procs;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::{base, client, soon, SOON};
+use procs::now_ms;
 use tokio::sync::broadcast;
 use zkit::{CreateOptions, Error};
 use zkit_recipes::scheduler::{
@@ -24,15 +26,6 @@ struct Run {
     instance: String,
     start: Instant,
     end: Instant,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        .try_into()
-        .unwrap()
 }
 
 fn fast() -> SchedulerOptions {

@@ -40,15 +40,9 @@ const SHARDS: u32 = 4;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run by scheduler_survives_kills_and_freezes as a child process"]
 async fn scheduler_worker() {
-    let Ok(cfg) = std::env::var(WORKER_ENV) else {
+    let Some((connect, root, id)) = procs::worker_settings(WORKER_ENV) else {
         return;
     };
-    let mut parts = cfg.split('|');
-    let (connect, root, id) = (
-        parts.next().unwrap().to_string(),
-        parts.next().unwrap().to_string(),
-        parts.next().unwrap().to_string(),
-    );
     let sessions = Sessions::new(Client::builder().session_timeout(SESSION), connect);
     let effects = format!("{root}/effects");
     let running = Scheduler::new(&sessions, &root, &id)

@@ -20,6 +20,14 @@ pub fn now_ms() -> i64 {
         .unwrap()
 }
 
+/// In a worker: its settings `(connect string, root path, id)` from `env`
+/// (`None` when this is not a worker run: the test then does nothing).
+pub fn worker_settings(env: &str) -> Option<(String, String, String)> {
+    let cfg = std::env::var(env).ok()?;
+    let mut parts = cfg.splitn(3, '|').map(str::to_string);
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
+
 /// Worker processes by index, their stdout lines merged into one channel
 /// as `(index, line)`.
 pub struct Workers {
