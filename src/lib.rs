@@ -147,6 +147,7 @@
 
 mod client;
 mod error;
+mod observe;
 #[cfg(feature = "gssapi")]
 mod gssapi;
 mod path;

@@ -33,6 +33,12 @@ macro_rules! op_codes {
             pub const fn from_code(code: i32) -> Option<Self> {
                 match code { $($val => Some(Self::$name),)* _ => None }
             }
+
+            /// The variant's name (`"GetData"`, `"Create2"`): a stable
+            /// label for logs and metrics.
+            pub const fn name(self) -> &'static str {
+                match self { $(Self::$name => stringify!($name),)* }
+            }
         }
     };
 }

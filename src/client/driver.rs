@@ -84,6 +84,11 @@ pub(crate) struct Driver {
     sasl: Option<MechanismFactory>,
     sasl_mech: Option<Box<dyn ExternalMechanism>>,
     sasl_step: Option<tokio::task::JoinHandle<SaslStepDone>>,
+    /// The host of the last established connection, and whether a session
+    /// was ever established (to tell a connect from a reconnect or a
+    /// failover in the metrics).
+    last_host: Option<String>,
+    had_session: bool,
 }
 
 /// A finished external SASL step: the generation, the mechanism (to keep
@@ -122,6 +127,8 @@ impl Driver {
             sasl,
             sasl_mech: None,
             sasl_step: None,
+            last_host: None,
+            had_session: false,
         }
     }
 
@@ -155,10 +162,12 @@ impl Driver {
                     match r {
                         Ok(0) | Err(_) => {
                             if let Err(e) = &r { debug!(error = %e, "read failed"); }
+                            crate::observe::disconnected(if r.is_ok() { "eof" } else { "read_error" });
                             self.drop_transport();
                             self.session.handle_disconnected(now());
                         }
-                        Ok(_) => {
+                        Ok(n) => {
+                            crate::observe::bytes(n, 0);
                             let t = now();
                             self.session.handle_data(t, &self.inbuf);
                             self.inbuf.clear();
@@ -166,8 +175,12 @@ impl Driver {
                     }
                 }
                 r = write_some(&mut self.writer, &mut self.outbuf), if can_write => {
+                    if let Ok(n) = r {
+                        crate::observe::bytes(0, n);
+                    }
                     if let Err(e) = r {
                         debug!(error = %e, "write failed");
+                        crate::observe::disconnected("write_error");
                         self.drop_transport();
                         self.session.handle_disconnected(now());
                     }
@@ -183,6 +196,7 @@ impl Driver {
                         }
                         Err(e) => {
                             debug!(error = %e, "connect failed");
+                            crate::observe::connect_failed();
                             self.session.handle_connect_failed(now(), &e.to_string());
                         }
                     }
@@ -335,10 +349,17 @@ impl Driver {
         while let Some(ev) = self.session.poll_event() {
             match ev {
                 Event::Dial { host } => {
+                    debug!(%host, "connecting");
+                    crate::observe::dial();
                     self.drop_transport();
                     self.connecting = Some(self.connector.connect(&host));
                 }
-                Event::CloseTransport => self.drop_transport(),
+                Event::CloseTransport => {
+                    if self.reader.is_some() || self.connecting.is_some() {
+                        crate::observe::disconnected("closed_by_session");
+                    }
+                    self.drop_transport();
+                }
                 Event::Reply { id, result } => {
                     if let Some(tx) = self.replies.remove(&id) {
                         let _ = tx.send(result);
@@ -355,6 +376,7 @@ impl Driver {
                 Event::SaslStep { generation, input } => self.start_sasl_step(generation, input),
                 Event::State(s) => {
                     trace!(?s, "state");
+                    self.observe_state(s);
                     self.update_info();
                     self.state_tx.send_replace(s);
                     self.subscribers.retain(|tx| tx.send(s).is_ok());
@@ -364,7 +386,48 @@ impl Driver {
         self.update_info();
     }
 
+    /// Metrics and events for a state change: a connect, a reconnect to the
+    /// same host or a failover to another.
+    fn observe_state(&mut self, s: SessionState) {
+        let connected = matches!(s, SessionState::Connected | SessionState::ConnectedReadOnly);
+        let name = match s {
+            SessionState::Connecting => "connecting",
+            SessionState::Connected => "connected",
+            SessionState::ConnectedReadOnly => "connected_read_only",
+            SessionState::Disconnected => "disconnected",
+            SessionState::Expired => "expired",
+            SessionState::AuthFailed => "auth_failed",
+            SessionState::Closed => "closed",
+        };
+        crate::observe::state(name, connected);
+        if connected {
+            let host = self.session.connected_host().map(ToString::to_string);
+            let kind = if !self.had_session {
+                "connect"
+            } else if host == self.last_host {
+                "reconnect"
+            } else {
+                "failover"
+            };
+            crate::observe::connected(kind);
+            debug!(session = %self.session.session_id(), host = ?host, kind, "connected");
+            self.had_session = true;
+            self.last_host = host;
+        }
+    }
+
     fn deliver(&mut self, w: WatcherId, event: &WatchedEvent) {
+        crate::observe::watch_event(match event.event_type {
+            EventType::None => "none",
+            EventType::NodeCreated => "node_created",
+            EventType::NodeDeleted => "node_deleted",
+            EventType::NodeDataChanged => "node_data_changed",
+            EventType::NodeChildrenChanged => "node_children_changed",
+            EventType::DataWatchRemoved => "data_watch_removed",
+            EventType::ChildWatchRemoved => "child_watch_removed",
+            EventType::PersistentWatchRemoved => "persistent_watch_removed",
+            _ => "other",
+        });
         let removed = matches!(
             event.event_type,
             EventType::PersistentWatchRemoved

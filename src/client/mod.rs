@@ -82,14 +82,56 @@ struct Inner {
     next_watcher: AtomicU64,
 }
 
-/// A reply body, or the error that came instead.
-type Reply = std::result::Result<oneshot::Receiver<Result<Bytes>>, Error>;
+/// A request handed to the driver: its reply to come, observed (a
+/// `zk.request` span, and metrics with the `metrics` feature).
+#[derive(Debug)]
+struct Pending {
+    rx: oneshot::Receiver<Result<Bytes>>,
+    span: tracing::Span,
+    in_flight: Option<crate::observe::InFlight>,
+}
+
+impl Pending {
+    /// A reply not tied to one op (addAuth).
+    fn plain(rx: oneshot::Receiver<Result<Bytes>>) -> Self {
+        Self {
+            rx,
+            span: tracing::Span::none(),
+            in_flight: None,
+        }
+    }
+
+    /// Names the request's path in its span.
+    fn path(&self, path: &str) {
+        self.span.record("path", path);
+    }
+}
+
+/// A reply body, or the error that came instead of sending the request.
+type Reply = std::result::Result<Pending, Error>;
 
 async fn await_reply(r: Reply) -> Result<Bytes> {
     match r {
         Err(e) => Err(e),
-        // The driver answers every request before it drops its sender.
-        Ok(rx) => rx.await.unwrap_or(Err(Error::Closed)),
+        Ok(Pending {
+            rx,
+            span,
+            in_flight,
+        }) => {
+            // The driver answers every request before it drops its sender.
+            let r = tracing::Instrument::instrument(rx, span.clone())
+                .await
+                .unwrap_or(Err(Error::Closed));
+            let outcome = crate::observe::outcome(&r);
+            if !span.is_disabled() {
+                span.record("outcome", outcome);
+                tracing::trace!(parent: &span, outcome, "reply");
+            }
+            if let Some(f) = in_flight {
+                f.finish(outcome);
+            }
+            r
+        }
     }
 }
 
@@ -277,6 +319,26 @@ impl Client {
     /// Queues `req` with the driver (synchronously: call order is wire order).
     fn submit(&self, req: Request, watcher: Option<(WatcherId, WatchSink)>) -> Reply {
         let (tx, rx) = oneshot::channel();
+        let op = req.op.name();
+        if let Some(WatchAction::Register { kind, .. }) = &req.watch {
+            crate::observe::watch_registered(match kind {
+                WatchKind::Data => "data",
+                WatchKind::Exist => "exists",
+                WatchKind::Child => "children",
+                WatchKind::Persistent => "persistent",
+                WatchKind::PersistentRecursive => "persistent_recursive",
+            });
+        }
+        let span = tracing::debug_span!(
+            "zk.request",
+            op,
+            session = tracing::field::Empty,
+            path = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            span.record("session", tracing::field::display(self.session_id()));
+        }
         let cmd = Command::Submit {
             req,
             reply: tx,
@@ -285,7 +347,11 @@ impl Client {
         if self.inner.cmds.send(cmd).is_err() {
             return Err(self.ended_error());
         }
-        Ok(rx)
+        Ok(Pending {
+            rx,
+            span,
+            in_flight: Some(crate::observe::InFlight::start(op)),
+        })
     }
 
     fn ended_error(&self) -> Error {
@@ -370,11 +436,13 @@ impl Client {
     }
 
     fn create_request(&self, path: &str, data: &[u8], options: &CreateOptions) -> Reply {
-        match self.create_op(path, data, options)? {
+        let reply = match self.create_op(path, data, options)? {
             MultiOp::CreateTtl(req) => self.send(OpCode::CreateTtl, encode(&req)),
             MultiOp::Create { op, req } => self.send(op, encode(&req)),
             other => unreachable!("create_op built {other:?}"),
-        }
+        }?;
+        reply.path(path);
+        Ok(reply)
     }
 
     /// Validates a create and builds its record; shared with multi.
@@ -601,15 +669,17 @@ impl Client {
         watch: Option<(WatchAction, WatchSink)>,
     ) -> Reply {
         let watching = watch.is_some();
-        let path = self.server_path(path, false)?;
-        self.send_watch(
+        let server_path = self.server_path(path, false)?;
+        let reply = self.send_watch(
             op,
             encode(&PathWatchRequest {
-                path,
+                path: server_path,
                 watch: watching,
             }),
             watch,
-        )
+        )?;
+        reply.path(path);
+        Ok(reply)
     }
 
     fn watched(&self, op: OpCode, kind: WatchKind, path: &str) -> (Reply, Option<OneshotWatcher>) {
@@ -889,7 +959,7 @@ impl Client {
             reply: tx,
         };
         let reply = match self.inner.cmds.send(cmd) {
-            Ok(()) => Ok(rx),
+            Ok(()) => Ok(Pending::plain(rx)),
             Err(_) => Err(self.ended_error()),
         };
         async move {

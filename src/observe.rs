@@ -1,0 +1,174 @@
+//! Observability: `tracing` spans and events, and (feature `metrics`)
+//! metrics through the [`metrics`](https://docs.rs/metrics) facade. Every
+//! function here is cheap when nothing listens: a span is a callsite check
+//! without a subscriber, and without the feature the metric calls compile
+//! to nothing.
+//!
+//! The metric names and labels are listed in the README ("Observability").
+
+use std::time::Instant;
+
+use crate::Error;
+
+/// A stable, low-cardinality label for a request's outcome.
+pub(crate) fn outcome(r: &Result<impl Sized, Error>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(e) => error_label(e),
+    }
+}
+
+/// A stable, low-cardinality label for an error.
+pub(crate) fn error_label(e: &Error) -> &'static str {
+    match e {
+        Error::NoNode => "no_node",
+        Error::NodeExists => "node_exists",
+        Error::BadVersion => "bad_version",
+        Error::NotEmpty => "not_empty",
+        Error::NoAuth => "no_auth",
+        Error::InvalidAcl => "invalid_acl",
+        Error::BadArguments | Error::InvalidArgument(_) | Error::InvalidPath { .. } => {
+            "bad_arguments"
+        }
+        Error::Unimplemented => "unimplemented",
+        Error::NoWatcher => "no_watcher",
+        Error::NotReadOnly => "not_read_only",
+        Error::Throttled => "throttled",
+        Error::MultiFailed { .. } => "multi_failed",
+        Error::Fenced { .. } => "fenced",
+        Error::ConnectionLoss => "connection_loss",
+        Error::SessionExpired => "session_expired",
+        Error::SessionMoved => "session_moved",
+        Error::AuthFailed | Error::SessionClosedRequireSaslAuth => "auth_failed",
+        Error::Closed => "closed",
+        Error::Timeout | Error::RequestTimeout | Error::OperationTimeout => "timeout",
+        Error::RequestTooLarge { .. } | Error::ResponseTooLarge { .. } => "too_large",
+        _ => "error",
+    }
+}
+
+/// One request in flight: counted in `zkit_requests_in_flight` until it
+/// completes or its future is dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    op: &'static str,
+    started: Instant,
+    done: bool,
+}
+
+impl InFlight {
+    pub(crate) fn start(op: &'static str) -> Self {
+        #[cfg(feature = "metrics")]
+        metrics::gauge!("zkit_requests_in_flight").increment(1.0);
+        Self {
+            op,
+            started: Instant::now(),
+            done: false,
+        }
+    }
+
+    /// The request completed with `outcome`.
+    pub(crate) fn finish(mut self, outcome: &'static str) {
+        self.done = true;
+        let secs = self.started.elapsed().as_secs_f64();
+        #[cfg(feature = "metrics")]
+        {
+            metrics::gauge!("zkit_requests_in_flight").decrement(1.0);
+            metrics::counter!("zkit_requests_total", "op" => self.op, "outcome" => outcome)
+                .increment(1);
+            metrics::histogram!("zkit_request_duration_seconds", "op" => self.op).record(secs);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (secs, outcome, self.op);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.done {
+            // The caller dropped the future: the request may still complete
+            // on the server, unobserved.
+            #[cfg(feature = "metrics")]
+            {
+                metrics::gauge!("zkit_requests_in_flight").decrement(1.0);
+                metrics::counter!("zkit_requests_total", "op" => self.op, "outcome" => "dropped")
+                    .increment(1);
+            }
+        }
+    }
+}
+
+/// A connection attempt to `host` begins.
+pub(crate) fn dial() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("zkit_connection_attempts_total").increment(1);
+}
+
+/// A connection attempt failed.
+pub(crate) fn connect_failed() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("zkit_connection_failures_total").increment(1);
+}
+
+/// The connection was lost; `cause`: `eof`, `read_error`, `write_error`,
+/// `closed_by_session` (a ping or request timeout, a rejected handshake, a
+/// move to another host).
+pub(crate) fn disconnected(cause: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("zkit_disconnects_total", "cause" => cause).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = cause;
+}
+
+/// A session (re)established a connection: `kind` is `connect` (a new
+/// session), `reconnect` (the same session, same host) or `failover` (the
+/// same session, another host).
+pub(crate) fn connected(kind: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("zkit_connections_total", "kind" => kind).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = kind;
+}
+
+/// The session's state changed to `state` (its `Debug` name).
+pub(crate) fn state(state: &'static str, connected: bool) {
+    #[cfg(feature = "metrics")]
+    {
+        metrics::counter!("zkit_session_state_changes_total", "state" => state).increment(1);
+        metrics::gauge!("zkit_session_connected").set(if connected { 1.0 } else { 0.0 });
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (state, connected);
+}
+
+/// Bytes read from / written to the server.
+pub(crate) fn bytes(received: usize, sent: usize) {
+    #[cfg(feature = "metrics")]
+    {
+        if received > 0 {
+            metrics::counter!("zkit_bytes_received_total").increment(received as u64);
+        }
+        if sent > 0 {
+            metrics::counter!("zkit_bytes_sent_total").increment(sent as u64);
+        }
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (received, sent);
+}
+
+/// A watcher was registered (`kind`: `data`, `exists`, `children`,
+/// `persistent`, `persistent_recursive`).
+pub(crate) fn watch_registered(kind: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("zkit_watch_registrations_total", "kind" => kind).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = kind;
+}
+
+/// A watch event was delivered (`event`: its type's `Debug` name).
+pub(crate) fn watch_event(event: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("zkit_watch_events_total", "event" => event).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = event;
+}
