@@ -4,7 +4,13 @@
 //! cargo run --release --example bench -- CONNECT [--n N] [--window W] [--warmup W] [--sync-n S]
 //!                                                [--runtime multi|current] [--peer NAME]
 //!                                                [--tls-ca CA.pem [--tls-cert C.pem --tls-key K.pem]]
+//!                                                [--observe none|trace|metrics|both]
 //! ```
+//!
+//! `--observe` measures what observability costs: `trace` installs a
+//! `tracing` subscriber with the client's spans enabled (level debug,
+//! output discarded), `metrics` the Prometheus recorder (build with
+//! `--features metrics`), `both` both; the JSON line says which.
 //!
 //! With `--tls-ca` the session runs over TLS (`TlsConfig`, the connect
 //! string naming the servers' secure ports); the JSON line says `"tls":true`.
@@ -30,6 +36,7 @@ struct Args {
     runtime: String,
     peer: String,
     tls: Option<(String, Option<(String, String)>)>,
+    observe: String,
 }
 
 /// The last `--key` value, else `BENCH_<KEY>`; `None` when absent or empty.
@@ -77,6 +84,7 @@ fn parse_args() -> Args {
         .find(|(k, _)| k == "peer")
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| "zkit-async".into());
+    let observe = text(&flags, "observe").unwrap_or_else(|| "none".into());
     let tls = text(&flags, "tls-ca").map(|ca| {
         let cert = text(&flags, "tls-cert").zip(text(&flags, "tls-key"));
         (ca, cert)
@@ -90,6 +98,7 @@ fn parse_args() -> Args {
         warmup: arg(&flags, "warmup", 5000),
         sync_n: arg(&flags, "sync-n", 2000),
         runtime,
+        observe,
     }
 }
 
@@ -258,8 +267,28 @@ async fn ops(a: &Args, out: &mut Map<String, Value>) -> zkit::Result<bool> {
     Ok(verified)
 }
 
+/// Installs what `--observe` asks for.
+fn observe(what: &str) {
+    if what == "trace" || what == "both" {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
+    }
+    if what == "metrics" || what == "both" {
+        #[cfg(feature = "metrics")]
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("one recorder");
+        #[cfg(not(feature = "metrics"))]
+        panic!("--observe {what}: build with --features metrics");
+    }
+}
+
 fn main() {
     let a = parse_args();
+    observe(&a.observe);
     let (mut builder, runtime) = if a.runtime == "current" {
         (
             tokio::runtime::Builder::new_current_thread(),
@@ -280,6 +309,7 @@ fn main() {
     );
     out.insert("connect".into(), json!(a.connect));
     out.insert("runtime".into(), json!(runtime));
+    out.insert("observe".into(), json!(a.observe));
     let t0 = Instant::now();
     let result = rt.block_on(ops(&a, &mut out));
     let code = match result {

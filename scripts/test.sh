@@ -21,6 +21,7 @@ run cargo fmt --all -- --check
 run cargo clippy --workspace --all-targets -- -D warnings
 run cargo clippy -p zkit --all-targets --features gssapi -- -D warnings
 run cargo clippy -p zkit --all-targets --features metrics -- -D warnings
+run cargo clippy -p zkit-recipes --all-targets --features metrics -- -D warnings
 # The fixtures' bundled backend runs the zkit-server binary: build it once, up
 # front, instead of letting the first test that needs it build it mid-run.
 run cargo build --quiet -p zkit-server --bin zkit-server
@@ -42,6 +43,8 @@ ZKIT_TEST_BACKEND=bundled-durable run cargo test -p zkit --test ops --test watch
 # Client metrics (feature `metrics`) scraped through the Prometheus exporter, on both backends.
 ZKIT_TEST_BACKEND=zookeeper run cargo test -p zkit --features metrics --test metrics
 ZKIT_TEST_BACKEND=bundled run cargo test -p zkit --features metrics --test metrics
+ZKIT_TEST_BACKEND=zookeeper run cargo test -p zkit-recipes --features metrics --test metrics
+ZKIT_TEST_BACKEND=bundled run cargo test -p zkit-recipes --features metrics --test metrics
 # SASL GSSAPI (feature `gssapi`) against real ZooKeeper with a private MIT KDC.
 ZKIT_TEST_BACKEND=zookeeper run cargo test -p zkit --features gssapi --lib --test gssapi
 # The recipes' lock and leader suites once more over mutual TLS + SASL

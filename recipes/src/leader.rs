@@ -248,14 +248,27 @@ async fn run_latch(inner: Arc<LatchInner>, id: Vec<u8>) {
             break;
         }
         tracing::info!(path = %inner.path, "latch session expired; joining again on a new session");
-        set_if_changed(&inner.state, Leadership::NotLeader);
+        set_leadership(&inner.state, Leadership::NotLeader);
         *lock(&inner.node) = None; // gone with the session: a new node
         match inner.source.client_retrying().await {
             Ok(c) => *lock(&inner.client) = c,
             Err(_) => break, // closed
         }
     }
-    set_if_changed(&inner.state, Leadership::Closed);
+    set_leadership(&inner.state, Leadership::Closed);
+}
+
+/// Publishes a latch's leadership, counting the changes in and out of
+/// leading in the metrics.
+fn set_leadership(tx: &watch::Sender<Leadership>, s: Leadership) {
+    let was = matches!(*tx.borrow(), Leadership::Leader { .. });
+    let is = matches!(s, Leadership::Leader { .. });
+    set_if_changed(tx, s);
+    if is && !was {
+        crate::internal::metrics::leadership("latch", "acquired");
+    } else if was && !is {
+        crate::internal::metrics::leadership("latch", "lost");
+    }
 }
 
 /// The latch's life in one session: find our place, lead or watch the
@@ -267,7 +280,7 @@ async fn run_session(inner: &LatchInner, client: &Client, id: &[u8]) -> Error {
     let markers = vec!["-latch-".to_string()];
     let mut delays = backoff();
     let mut next_in_line = false;
-    let set = |s: Leadership| set_if_changed(&inner.state, s);
+    let set = |s: Leadership| set_leadership(&inner.state, s);
     // A connection loss (seen as an error, or as a state event while
     // waiting): a leader stops leading at once.
     let suspend = || {
@@ -544,6 +557,7 @@ impl LeaderSelector {
                 token: guard.fencing_token(),
             };
             let token = guard.fencing_token();
+            crate::internal::metrics::leadership("selector", "acquired");
             let mut states = guard.state_watch();
             let cancel_on_suspend = self.cancel_on_suspend;
             let ended = async move {
@@ -564,6 +578,14 @@ impl LeaderSelector {
                     end
                 }
             };
+            crate::internal::metrics::leadership(
+                "selector",
+                match end {
+                    TermEnd::Returned { .. } => "returned",
+                    TermEnd::Suspended { .. } => "suspended",
+                    _ => "lost",
+                },
+            );
             if let Some(hook) = &self.on_term_end {
                 hook(end);
             }

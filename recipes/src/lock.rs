@@ -31,6 +31,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::internal::metrics;
 use zkit::{Client, Error, MultiWrite, SessionState, Version};
 
 use crate::internal::protected::{
@@ -223,15 +225,31 @@ impl Lock {
         deadline: Option<Instant>,
         wait: bool,
     ) -> Result<Option<LockGuard>, Error> {
-        loop {
-            let client = self.source.client().await?;
+        let started = Instant::now();
+        let r = loop {
+            let client = match self.source.client().await {
+                Ok(c) => c,
+                Err(e) => break Err(e),
+            };
             match self.acquire_on(&client, deadline, wait).await {
                 Err(e) if self.source.retry_on_new_session(&e) => {
                     tracing::info!(path = %self.path, "session expired while acquiring; again on a new session");
                 }
-                r => return r,
+                r => break r,
             }
-        }
+        };
+        let label = match self.kind {
+            Kind::Read => "read",
+            Kind::Exclusive if self.options.prefix.contains("WRIT") => "write",
+            Kind::Exclusive => "mutex",
+        };
+        let outcome = match &r {
+            Ok(Some(_)) => "acquired",
+            Ok(None) => "not_acquired",
+            Err(_) => metrics::outcome(&r),
+        };
+        metrics::lock_acquire(label, started.elapsed(), outcome);
+        r
     }
 
     async fn acquire_on(
@@ -381,13 +399,24 @@ pub struct LockGuard {
     state: watch::Receiver<LockState>,
     monitor: tokio::task::JoinHandle<()>,
     released: bool,
+    /// When it was acquired, and its label in the metrics.
+    acquired: Instant,
+    label: &'static str,
 }
 
 impl LockGuard {
     pub(crate) fn new(client: &Client, node: String, token: i64, kind: Kind) -> Self {
         let (tx, rx) = watch::channel(LockState::Held);
         let monitor = tokio::spawn(monitor(client.clone(), node.clone(), tx));
+        let label = match kind {
+            Kind::Read => "read",
+            Kind::Exclusive if node.contains("__WRIT__") => "write",
+            Kind::Exclusive if node.contains("-lease-") => "lease",
+            Kind::Exclusive => "mutex",
+        };
         Self {
+            acquired: Instant::now(),
+            label,
             client: client.clone(),
             node,
             token,
@@ -477,6 +506,7 @@ impl LockGuard {
     /// If the future is dropped, the delete continues in the background.
     pub async fn release(mut self) -> Result<(), Error> {
         self.released = true;
+        metrics::lock_release(self.label, self.acquired.elapsed());
         self.monitor.abort();
         let client = self.client.clone();
         let node = self.node.clone();
@@ -491,6 +521,7 @@ impl LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         if !self.released {
+            metrics::lock_release(self.label, self.acquired.elapsed());
             self.monitor.abort();
             delete_in_background(self.client.clone(), self.node.clone());
         }

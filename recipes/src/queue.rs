@@ -456,15 +456,31 @@ impl Queue {
         wait: bool,
         claimed_mode: bool,
     ) -> Result<Option<Taken>, Error> {
-        loop {
-            let client = self.source.client().await?;
+        let started = Instant::now();
+        let r = loop {
+            let client = match self.source.client().await {
+                Ok(c) => c,
+                Err(e) => break Err(e),
+            };
             match self.take_on(&client, deadline, wait, claimed_mode).await {
                 Err(e) if self.source.retry_on_new_session(&e) => {
                     tracing::info!(path = %self.path, "session expired while taking; again on a new session");
                 }
-                r => return r,
+                r => break r,
             }
-        }
+        };
+        let outcome = match &r {
+            Ok(Some(_)) => "taken",
+            Ok(None) => "empty",
+            Err(_) => crate::internal::metrics::outcome(&r),
+        };
+        let mode = if claimed_mode {
+            "claimed"
+        } else {
+            "at_most_once"
+        };
+        crate::internal::metrics::queue_take(mode, started.elapsed(), outcome);
+        r
     }
 
     async fn take_on(

@@ -1301,6 +1301,7 @@ impl ShardRunner {
     }
 
     fn misfired(&self, latest_ms: i64, fired: bool) {
+        crate::internal::metrics::scheduler_misfire(&self.job);
         let _ = self.events.send(SchedulerEvent::Misfired {
             job: self.job.clone(),
             shard: self.shard,
@@ -1451,6 +1452,15 @@ impl ShardRunner {
         record.end_ms = Some((self.clock)());
         record.outcome = outcome.clone();
         let recorded = self.complete_record(&path, &record, version).await;
+        crate::internal::metrics::scheduler_run(
+            &self.job,
+            match (&record.outcome, recorded) {
+                (_, false) => "unrecorded",
+                (Outcome::Ok, true) => "ok",
+                _ => "failed",
+            },
+            Duration::from_millis(u64::try_from(record.start_ms - fire_ms).unwrap_or(0)),
+        );
         let _ = self.events.send(SchedulerEvent::Finished {
             job: self.job.clone(),
             shard: self.shard,

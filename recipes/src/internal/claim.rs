@@ -192,6 +192,7 @@ impl ItemClaim {
     /// Session errors.
     pub(crate) async fn release(&mut self) -> Result<(), Error> {
         self.done = true;
+        crate::internal::metrics::queue_redelivery();
         delete_retrying(&self.client, &self.path).await
     }
 }
@@ -199,6 +200,7 @@ impl ItemClaim {
 impl Drop for ItemClaim {
     fn drop(&mut self) {
         if !self.done {
+            crate::internal::metrics::queue_redelivery();
             delete_in_background(self.client.clone(), self.path.clone());
         }
     }

@@ -4,6 +4,7 @@
 
 pub(crate) mod claim;
 pub(crate) mod held;
+pub(crate) mod metrics;
 pub(crate) mod protected;
 pub(crate) mod sequence;
 
