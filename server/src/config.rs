@@ -35,6 +35,11 @@
 //! | `X509AuthenticationProvider.superUser` | a certificate subject DN (RFC 2253) that is also super |
 //! | `enforce.auth.enabled`, `enforce.auth.schemes` | `true` + a comma list of schemes: a connection without an id of one of them gets -124 and is closed |
 //! | `sessionRequireClientSASLAuth` | `true`: shorthand for enforcing `sasl` |
+//! | `admin.enableServer` | `true`: serve the HTTP admin server (default **false** here; ZooKeeper's default is true) |
+//! | `admin.serverAddress`, `admin.serverPort` | its address (default `0.0.0.0`) and port (default 8080) |
+//! | `admin.commandURL` | the commands' URL prefix (default `/commands`) |
+//! | `metricsProvider.className` | `org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider`: also serve `/metrics` on a port of its own |
+//! | `metricsProvider.httpHost`, `metricsProvider.httpPort` | that port's address (default `0.0.0.0`) and port (default 7000) |
 //!
 //! The system-property spellings (`zookeeper.4lw.commands.whitelist`,
 //! `zookeeper.extendedTypesEnabled`,
@@ -264,7 +269,32 @@ pub struct Config {
     /// (or `sessionRequireClientSASLAuth=true`: `sasl`) require; empty when
     /// enforcement is off.
     pub enforce_auth_schemes: Vec<String>,
+    /// `admin.enableServer` (ZooKeeper defaults to true; zkit-server is off
+    /// unless it is set).
+    pub admin_enable: Option<bool>,
+    /// `admin.serverAddress` (default `0.0.0.0`).
+    pub admin_address: Option<IpAddr>,
+    /// `admin.serverPort` (default 8080).
+    pub admin_port: Option<u16>,
+    /// `admin.commandURL` (default `/commands`).
+    pub admin_command_url: Option<String>,
+    /// `metricsProvider.className` names ZooKeeper's Prometheus provider.
+    pub prometheus_provider: bool,
+    /// `metricsProvider.httpHost` (default `0.0.0.0`).
+    pub metrics_http_host: Option<IpAddr>,
+    /// `metricsProvider.httpPort` (default 7000).
+    pub metrics_http_port: Option<u16>,
 }
+
+/// ZooKeeper's default `admin.serverPort`.
+pub const DEFAULT_ADMIN_PORT: u16 = 8080;
+
+/// ZooKeeper's default `metricsProvider.httpPort`.
+pub const DEFAULT_METRICS_PORT: u16 = 7000;
+
+/// The class name of ZooKeeper's Prometheus metrics provider.
+pub const PROMETHEUS_PROVIDER: &str =
+    "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider";
 
 impl Config {
     /// Reads and parses a `zoo.cfg`.
@@ -468,6 +498,37 @@ impl Config {
                     // Java's Boolean.parseBoolean: "true" in any case, else false.
                     require_sasl = v.eq_ignore_ascii_case("true");
                 }
+                "admin.enableServer" | "zookeeper.admin.enableServer" => {
+                    // ZooKeeper reads it with Boolean.parseBoolean.
+                    cfg.admin_enable = Some(v.eq_ignore_ascii_case("true"));
+                }
+                "admin.serverAddress" | "zookeeper.admin.serverAddress" => {
+                    cfg.admin_address = Some(v.parse().map_err(|_| bad("not an IP address"))?);
+                }
+                "admin.serverPort" | "zookeeper.admin.serverPort" => {
+                    cfg.admin_port = Some(v.parse().map_err(|_| bad("not a port (0-65535)"))?);
+                }
+                "admin.commandURL" | "zookeeper.admin.commandURL" => {
+                    if !v.starts_with('/') {
+                        return Err(bad("must start with /"));
+                    }
+                    cfg.admin_command_url = Some(v.trim_end_matches('/').to_string());
+                }
+                "metricsProvider.className" => {
+                    cfg.prometheus_provider = v == PROMETHEUS_PROVIDER;
+                    if !cfg.prometheus_provider
+                        && v != "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider"
+                    {
+                        tracing::debug!(line, value, "ignoring an unknown metrics provider");
+                    }
+                }
+                "metricsProvider.httpHost" => {
+                    cfg.metrics_http_host = Some(v.parse().map_err(|_| bad("not an IP address"))?);
+                }
+                "metricsProvider.httpPort" => {
+                    cfg.metrics_http_port =
+                        Some(v.parse().map_err(|_| bad("not a port (0-65535)"))?);
+                }
                 "jute.maxbuffer" | "zookeeper.jute.maxbuffer" => {
                     let n: usize = v.parse().map_err(|_| bad("not a number of bytes"))?;
                     if n == 0 || n > i32::MAX as usize {
@@ -514,6 +575,34 @@ impl Config {
             .or(self.client_port_address)
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         Some(SocketAddr::new(ip, port))
+    }
+
+    /// The admin server's address, if `admin.enableServer=true`:
+    /// `admin.serverAddress` (default `0.0.0.0`), `admin.serverPort`
+    /// (default 8080).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        if self.admin_enable != Some(true) {
+            return None;
+        }
+        Some(SocketAddr::new(
+            self.admin_address
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            self.admin_port.unwrap_or(DEFAULT_ADMIN_PORT),
+        ))
+    }
+
+    /// The Prometheus provider's address, if `metricsProvider.className`
+    /// names it: `metricsProvider.httpHost` (default `0.0.0.0`),
+    /// `metricsProvider.httpPort` (default 7000).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        if !self.prometheus_provider {
+            return None;
+        }
+        Some(SocketAddr::new(
+            self.metrics_http_host
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            self.metrics_http_port.unwrap_or(DEFAULT_METRICS_PORT),
+        ))
     }
 
     /// The address to listen on: `clientPortAddress` (default `0.0.0.0`,
@@ -730,6 +819,26 @@ mod tests {
         );
         let msg = Config::parse("x=1\ntickTime=abc").unwrap_err().to_string();
         assert!(msg.contains("line 2") && msg.contains("tickTime"), "{msg}");
+    }
+
+    #[test]
+    fn admin_and_metrics_ports() {
+        let cfg = Config::parse("admin.serverPort=9090").unwrap();
+        assert_eq!(cfg.admin_addr(), None, "off unless enabled");
+        let cfg = Config::parse("admin.enableServer=true").unwrap();
+        assert_eq!(cfg.admin_addr(), Some("0.0.0.0:8080".parse().unwrap()));
+        let cfg = Config::parse(
+            "admin.enableServer=TRUE\nadmin.serverAddress=127.0.0.1\nadmin.serverPort=0\n\
+             metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
+             metricsProvider.httpPort=7001\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.admin_addr(), Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(cfg.metrics_addr(), Some("0.0.0.0:7001".parse().unwrap()));
+        assert_eq!(
+            invalid("admin.serverPort=x"),
+            (1, "admin.serverPort".into())
+        );
     }
 
     #[test]

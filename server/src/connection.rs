@@ -59,6 +59,10 @@ pub(crate) async fn serve<IO>(
     // ZooKeeper closes a connection that has not completed its handshake
     // after `zookeeper.nio.sessionlessCnxnTimeout` (10 s by default).
     let handshake_deadline = tokio::time::Instant::now() + shared.settings.handshake_timeout;
+    // Requests awaiting their reply, oldest first, for the latency metrics
+    // (ZooKeeper's `readlatency`/`updatelatency`): replies leave in request
+    // order; notifications (xid -1) and the ConnectResponse are not replies.
+    let mut pending = Pending::default();
     'outer: loop {
         if !queue.is_empty() {
             let released = durable
@@ -71,6 +75,7 @@ pub(crate) async fn serve<IO>(
                     Out::Frame(_, after) if *after > released => break,
                     Out::Frame(f, _) => {
                         shared.sent.fetch_add(1, Ordering::Relaxed);
+                        pending.replied(f, &shared);
                         queued_bytes -= f.len();
                         wbuf.extend_from_slice(f);
                     }
@@ -160,13 +165,17 @@ pub(crate) async fn serve<IO>(
                     shared.received.fetch_add(1, Ordering::Relaxed);
                     match conn.as_mut() {
                         None => match handshake(frame, peer, &auth, &shared, &tx) {
-                            Some(c) => conn = Some(c),
+                            Some(c) => {
+                                pending.skip_connect_response = true;
+                                conn = Some(c);
+                            }
                             None => {
                                 closing = true;
                                 break;
                             }
                         },
                         Some(c) => {
+                            pending.requested(&frame);
                             if dispatch::handle(c, frame, &shared) == Flow::Close {
                                 closing = true;
                                 let _ = tx.send(Out::Close);
@@ -348,4 +357,76 @@ async fn durable_changed(
         Some(d) => d.changed().await,
         None => std::future::pending().await,
     }
+}
+
+/// Receive times of a connection's requests still awaiting their reply.
+#[derive(Debug, Default)]
+struct Pending {
+    /// The next non-notification frame is the ConnectResponse.
+    skip_connect_response: bool,
+    /// `(received, writes a transaction)`, oldest first.
+    queue: VecDeque<(std::time::Instant, bool)>,
+}
+
+impl Pending {
+    /// Requests beyond which receive times are not kept (a client whose
+    /// requests get no reply must not grow this without bound).
+    const MAX: usize = 65_536;
+
+    /// A request (its frame: header, then body) was received.
+    fn requested(&mut self, frame: &[u8]) {
+        if self.queue.len() >= Self::MAX {
+            return;
+        }
+        let op = frame
+            .get(4..8)
+            .map_or(0, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        self.queue
+            .push_back((std::time::Instant::now(), is_write_op(op)));
+    }
+
+    /// A frame (length prefix included) is being written: a reply records
+    /// its request's latency.
+    fn replied(&mut self, frame: &[u8], shared: &Shared) {
+        let xid = frame
+            .get(4..8)
+            .map_or(-1, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        if xid == zkit_proto::codes::xid::NOTIFICATION {
+            return;
+        }
+        if std::mem::take(&mut self.skip_connect_response) {
+            return;
+        }
+        if let Some((at, write)) = self.queue.pop_front() {
+            let m = &shared.metrics;
+            let summary = if write {
+                &m.update_latency
+            } else {
+                &m.read_latency
+            };
+            summary.record(at.elapsed());
+        }
+    }
+}
+
+/// Whether a request of this op code writes a transaction (ZooKeeper
+/// counts its latency under `updatelatency`, the others under `readlatency`).
+fn is_write_op(op: i32) -> bool {
+    use zkit_proto::codes::OpCode;
+    matches!(
+        OpCode::from_code(op),
+        Some(
+            OpCode::Create
+                | OpCode::Delete
+                | OpCode::SetData
+                | OpCode::SetAcl
+                | OpCode::Multi
+                | OpCode::Create2
+                | OpCode::Reconfig
+                | OpCode::CreateContainer
+                | OpCode::DeleteContainer
+                | OpCode::CreateTtl
+                | OpCode::CloseSession
+        )
+    )
 }

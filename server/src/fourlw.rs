@@ -78,39 +78,9 @@ fn srvr(shared: &Shared, with_clients: bool) -> String {
     s
 }
 
+/// `mntr`: every metric as `zk_<name>\t<value>` (see `metrics.rs`).
 fn mntr(shared: &Shared) -> String {
-    let st = shared.lock();
-    let mut s = String::new();
-    let _ = writeln!(s, "zk_version\t{VERSION}, built on 01/01/2022 00:00 GMT");
-    let _ = writeln!(s, "zk_server_state\tstandalone");
-    let _ = writeln!(
-        s,
-        "zk_num_alive_connections\t{}",
-        shared.connections.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(s, "zk_outstanding_requests\t0");
-    let _ = writeln!(s, "zk_znode_count\t{}", st.tree.node_count());
-    let _ = writeln!(s, "zk_watch_count\t{}", st.watches.watch_count());
-    let _ = writeln!(s, "zk_ephemerals_count\t{}", {
-        st.tree
-            .sessions_with_ephemerals()
-            .iter()
-            .map(|id| st.tree.get_ephemerals(*id, "/").len())
-            .sum::<usize>()
-    });
-    let _ = writeln!(s, "zk_global_sessions\t{}", st.sessions.len());
-    let _ = writeln!(
-        s,
-        "zk_packets_received\t{}",
-        shared.received.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        s,
-        "zk_packets_sent\t{}",
-        shared.sent.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(s, "zk_uptime\t{}", shared.started.elapsed().as_millis());
-    s
+    crate::metrics::gather(shared).mntr()
 }
 
 fn conf(shared: &Shared) -> String {
@@ -240,6 +210,12 @@ fn dump(shared: &Shared) -> String {
 
 /// `dirs`: bytes in the data and log directories (0 in memory).
 fn dirs(shared: &Shared) -> String {
+    let (data, log) = dir_sizes(shared);
+    format!("datadir_size: {data}\nlogdir_size: {log}\n")
+}
+
+/// Bytes in the files of the data and log directories (0 in memory).
+pub(crate) fn dir_sizes(shared: &Shared) -> (u64, u64) {
     fn size(dir: Option<&std::path::PathBuf>) -> u64 {
         let Some(dir) = dir else { return 0 };
         std::fs::read_dir(dir)
@@ -253,10 +229,9 @@ fn dirs(shared: &Shared) -> String {
             })
             .unwrap_or(0)
     }
-    format!(
-        "datadir_size: {}\nlogdir_size: {}\n",
+    (
         size(shared.settings.data_dir.as_ref()),
-        size(shared.settings.log_dir())
+        size(shared.settings.log_dir()),
     )
 }
 

@@ -37,11 +37,13 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod acl;
+mod admin;
 mod clock;
 pub mod config;
 mod connection;
 mod dispatch;
 mod fourlw;
+mod metrics;
 mod persist;
 pub mod sasl;
 mod server;

@@ -538,6 +538,8 @@ struct Inner {
     /// A snapshot is being written: do not start another.
     snapshotting: AtomicBool,
     storage: Storage,
+    /// Time to write and sync each batch (`fsynctime`).
+    fsync: Arc<crate::metrics::Summary>,
 }
 
 impl Inner {
@@ -585,6 +587,7 @@ impl TxnLog {
             durable,
             snapshotting: AtomicBool::new(false),
             storage,
+            fsync: Arc::default(),
         });
         let thread = {
             let inner = inner.clone();
@@ -598,6 +601,12 @@ impl TxnLog {
             since_snapshot: 0,
             _lock: lock,
         })
+    }
+
+    /// The distribution of batch write + sync times (ZooKeeper's
+    /// `fsynctime`).
+    pub(crate) fn fsync_time(&self) -> Arc<crate::metrics::Summary> {
+        self.inner.fsync.clone()
     }
 
     /// A receiver of the last durable zxid.
@@ -744,6 +753,7 @@ fn writer(inner: &Arc<Inner>, mut segment: Segment, cancel: &CancellationToken) 
         // Records before the snapshot go to the current segment, the rest
         // to the segment the snapshot starts.
         let split = snapshot.as_ref().map_or(batch.len(), |s| s.2);
+        let synced = std::time::Instant::now();
         if split > 0 {
             if let Err(e) = segment.write(&batch[..split], inner.storage.force_sync) {
                 fail(inner, cancel, &e);
@@ -790,6 +800,9 @@ fn writer(inner: &Arc<Inner>, mut segment: Segment, cancel: &CancellationToken) 
             }
         }
         if !batch.is_empty() {
+            if inner.storage.force_sync {
+                inner.fsync.record(synced.elapsed());
+            }
             inner.durable.send_replace(last);
         }
         if stop && batch.is_empty() {

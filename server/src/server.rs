@@ -144,7 +144,38 @@ impl ServerBuilder {
         if let Some(f) = cfg.force_sync {
             b = b.force_sync(f);
         }
+        if let Some(addr) = cfg.admin_addr() {
+            b = b.admin_listen(addr);
+        }
+        if let Some(url) = &cfg.admin_command_url {
+            if let Some(a) = b.settings.admin.as_mut() {
+                a.command_url.clone_from(url);
+            }
+        }
+        if let Some(addr) = cfg.metrics_addr() {
+            b = b.metrics_listen(addr);
+        }
         b
+    }
+
+    /// Serves the HTTP admin server on `addr` (ZooKeeper's
+    /// `admin.enableServer=true`, `admin.serverAddress`,
+    /// `admin.serverPort`; off by default): `/commands/<name>` answers
+    /// JSON as ZooKeeper's AdminServer does, `/metrics` the Prometheus text
+    /// format with ZooKeeper's metric names, `/ready` 200 while the server
+    /// serves (503 once it stops). GET only; see the README.
+    pub fn admin_listen(mut self, addr: SocketAddr) -> Self {
+        self.settings.admin = Some(crate::admin::AdminSettings::new(addr));
+        self
+    }
+
+    /// Serves `/metrics` (Prometheus text format) on a port of its own, as
+    /// ZooKeeper's Prometheus provider does (`metricsProvider.className=
+    /// org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider`,
+    /// `metricsProvider.httpHost`, `metricsProvider.httpPort`).
+    pub fn metrics_listen(mut self, addr: SocketAddr) -> Self {
+        self.settings.metrics_listen = Some(addr);
+        self
     }
 
     /// The address to listen on (port 0 picks a free port).
@@ -490,6 +521,18 @@ impl ServerBuilder {
         }
         let listener = TcpListener::bind(settings.listen).await?;
         let local_addr = listener.local_addr()?;
+        let admin = match &settings.admin {
+            Some(a) => Some((TcpListener::bind(a.addr).await?, a.clone())),
+            None => None,
+        };
+        let metrics_listener = match settings.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        let metrics = crate::metrics::ServerMetrics {
+            fsync: state.log.as_ref().map(TxnLog::fsync_time),
+            ..Default::default()
+        };
         let reap_every = settings.container_check_interval;
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -505,6 +548,7 @@ impl ServerBuilder {
             received: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             started: std::time::Instant::now(),
+            metrics,
         });
         let tracker = TaskTracker::new();
         tracker.spawn(accept_loop(
@@ -531,11 +575,42 @@ impl ServerBuilder {
         };
         #[cfg(not(feature = "tls"))]
         let secure_addr = None;
+        let admin_addr = match admin {
+            Some((listener, settings)) => {
+                let addr = listener.local_addr()?;
+                let routes = crate::admin::Routes::admin(settings.command_url);
+                tracker.spawn(crate::admin::serve(
+                    listener,
+                    routes,
+                    shared.clone(),
+                    cancel.clone(),
+                    tracker.clone(),
+                ));
+                Some(addr)
+            }
+            None => None,
+        };
+        let metrics_addr = match metrics_listener {
+            Some(listener) => {
+                let addr = listener.local_addr()?;
+                tracker.spawn(crate::admin::serve(
+                    listener,
+                    crate::admin::Routes::metrics_only(),
+                    shared.clone(),
+                    cancel.clone(),
+                    tracker.clone(),
+                ));
+                Some(addr)
+            }
+            None => None,
+        };
         tracker.spawn(expirer(shared.clone(), cancel.clone()));
         tracker.spawn(reaper(shared.clone(), cancel.clone(), reap_every));
         Ok(RunningServer {
             local_addr,
             secure_addr,
+            admin_addr,
+            metrics_addr,
             shared,
             cancel,
             tracker,
@@ -549,6 +624,8 @@ impl ServerBuilder {
 pub struct RunningServer {
     local_addr: SocketAddr,
     secure_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -564,6 +641,18 @@ impl RunningServer {
     /// ([`ServerBuilder::secure_listen`]).
     pub fn secure_addr(&self) -> Option<SocketAddr> {
         self.secure_addr
+    }
+
+    /// The address of the HTTP admin server, if one was set
+    /// ([`ServerBuilder::admin_listen`]).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The address of the Prometheus metrics port, if one was set
+    /// ([`ServerBuilder::metrics_listen`]).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// `host:port` for a client's connect string.

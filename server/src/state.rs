@@ -73,6 +73,11 @@ pub(crate) struct Settings {
     /// these schemes gets -124 for any request but auth and SASL, and is
     /// closed. Empty: no enforcement.
     pub(crate) enforce_auth_schemes: Vec<String>,
+    /// The HTTP admin server (`admin.enableServer`): its address and
+    /// command URL (`None`: off).
+    pub(crate) admin: Option<crate::admin::AdminSettings>,
+    /// The Prometheus provider's own port (`metricsProvider.httpPort`).
+    pub(crate) metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -103,6 +108,8 @@ impl Default for Settings {
             x509_auth_provider: false,
             x509_super_user: None,
             enforce_auth_schemes: Vec::new(),
+            admin: None,
+            metrics_listen: None,
         }
     }
 }
@@ -268,6 +275,8 @@ pub(crate) struct Shared {
     pub(crate) received: AtomicU64,
     pub(crate) sent: AtomicU64,
     pub(crate) started: std::time::Instant,
+    /// Latency and fsync-time distributions.
+    pub(crate) metrics: crate::metrics::ServerMetrics,
 }
 
 impl Shared {

@@ -440,6 +440,15 @@ impl DataTree {
         self.nodes.len()
     }
 
+    /// ZooKeeper's `approximate_data_size`: the lengths of every path and
+    /// of its data, summed (a walk over the whole tree).
+    pub fn approximate_data_size(&self) -> u64 {
+        self.nodes
+            .iter()
+            .map(|(p, n)| (p.len() + n.data.as_ref().map_or(0, Bytes::len)) as u64)
+            .sum()
+    }
+
     /// Whether a node exists.
     pub fn contains(&self, path: &str) -> bool {
         self.nodes.contains_key(path)
