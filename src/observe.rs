@@ -172,3 +172,15 @@ pub(crate) fn watch_event(event: &'static str) {
     #[cfg(not(feature = "metrics"))]
     let _ = event;
 }
+
+/// Watches replayed (SetWatches/SetWatches2) on a reconnect or failover:
+/// `frames` sent, carrying `paths` watched paths.
+pub(crate) fn watch_replay(frames: usize, paths: usize) {
+    #[cfg(feature = "metrics")]
+    {
+        metrics::counter!("zkit_watch_replay_frames_total").increment(frames as u64);
+        metrics::histogram!("zkit_watch_replay_paths").record(paths as f64);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (frames, paths);
+}

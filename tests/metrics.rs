@@ -53,6 +53,24 @@ fn requests_connections_and_watches_are_counted() {
             .await
             .unwrap();
         common::soon("the watch fires", w.changed()).await.unwrap();
+        // A reconnect through a proxy that cuts the connection: the watch
+        // is replayed.
+        let target = common::connect_string()
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let proxy = zkit_testcontainers::FaultProxy::start(target)
+            .await
+            .unwrap();
+        let via = Client::connect(&proxy.addr().to_string()).await.unwrap();
+        let (_, _w2) = via.exists_and_watch(&format!("{base}/n2")).await.unwrap();
+        proxy.cut();
+        common::eventually("reconnected", Duration::from_secs(10), || async {
+            via.exists(&format!("{base}/n2")).await.is_ok()
+        })
+        .await;
         // A dropped request is counted as such.
         let dropped = c.get_data(&format!("{base}/n1"));
         drop(dropped);
@@ -107,6 +125,29 @@ fn requests_connections_and_watches_are_counted() {
     assert_eq!(
         sample(&text, r#"zkit_watch_registrations_total{kind="data"}"#),
         1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, r#"zkit_watch_registrations_total{kind="exists"}"#),
+        1.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, r#"zkit_connections_total{kind="reconnect"}"#) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, "zkit_watch_replay_frames_total") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, "zkit_watch_replay_paths_count") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, r#"zkit_disconnects_total{cause="eof"}"#)
+            + sample(&text, r#"zkit_disconnects_total{cause="read_error"}"#)
+            >= 1.0,
         "{text}"
     );
     assert_eq!(

@@ -410,6 +410,10 @@ impl Driver {
                 "failover"
             };
             crate::observe::connected(kind);
+            if kind != "connect" {
+                let (frames, paths) = self.session.last_watch_replay();
+                crate::observe::watch_replay(frames, paths);
+            }
             debug!(session = %self.session.session_id(), host = ?host, kind, "connected");
             self.had_session = true;
             self.last_host = host;

@@ -412,6 +412,8 @@ pub(crate) struct Session {
     requests: Requests,
     auth: Auth,
     watches: Watches,
+    /// The last SetWatches replay: frames sent and watched paths in them.
+    last_replay: (usize, usize),
     wire: Wire,
     close: CloseRequest,
     events: VecDeque<Event>,
@@ -471,6 +473,7 @@ impl Session {
                 on_conn: VecDeque::new(),
             },
             watches: Watches::default(),
+            last_replay: (0, 0),
             wire: Wire::default(),
             close: CloseRequest::default(),
             events: VecDeque::new(),
@@ -505,6 +508,12 @@ impl Session {
     /// The negotiated session timeout, once known.
     pub(crate) fn negotiated_timeout(&self) -> Option<Duration> {
         self.ident.negotiated
+    }
+
+    /// The watch replay of the latest connection: SetWatches frames sent
+    /// and the watched paths they carried.
+    pub(crate) fn last_watch_replay(&self) -> (usize, usize) {
+        self.last_replay
     }
 
     /// The server the session is connected to right now, if any.
@@ -1647,6 +1656,19 @@ impl Session {
             .watches
             .registry
             .replay(self.ident.last_zxid, SET_WATCHES_MAX_LENGTH);
+        self.last_replay = (
+            batches.len(),
+            batches
+                .iter()
+                .map(|b| {
+                    b.data_watches.len()
+                        + b.exist_watches.len()
+                        + b.child_watches.len()
+                        + b.persistent_watches.len()
+                        + b.persistent_recursive_watches.len()
+                })
+                .sum(),
+        );
         for b in batches {
             let xid = self.take_xid();
             let persistent =
