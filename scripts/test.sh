@@ -36,7 +36,7 @@ export ZKIT_TEST_PEERS=1
 ZKIT_TEST_BACKEND=zookeeper ZKIT_SCHEDULER_PROOF_SECS=120 ZKIT_PARTITION_PROOF_SECS=60 run cargo test --workspace
 # The client and recipe suites again on the bundled zkit-server (what plain
 # `cargo test` runs; the tests that need real ZooKeeper processes skip here).
-ZKIT_TEST_BACKEND=bundled run cargo test -p zkit -p zkit-recipes --tests
+ZKIT_TEST_BACKEND=bundled run cargo test -p zkit -p zkit-recipes -p zkit-cli --tests
 # Once more with a data directory: every reply waits for the transaction log.
 ZKIT_TEST_BACKEND=bundled-durable run cargo test -p zkit --test ops --test watches --test multi --test acl \
   --test chroot --test pipeline --test session
