@@ -43,6 +43,7 @@ pub mod config;
 mod connection;
 mod dispatch;
 mod fourlw;
+pub mod import;
 mod metrics;
 mod persist;
 pub mod sasl;

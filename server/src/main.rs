@@ -4,6 +4,7 @@
 //! ```text
 //! zkit-server [--listen ADDR] [--tick-time MS] [--config zoo.cfg]
 //!             [--four-letter-words LIST] [--data-dir DIR]
+//!             [--import-zookeeper ZK_DATA_DIR]
 //! ```
 //!
 //! Flags override the config file. Prints `listening on ADDR` once bound,
@@ -36,6 +37,12 @@ Options:
                               -Djava.security.auth.login.config)
   --data-dir DIR              persist here (snapshots and transaction log;
                               recovered at start); default: in-memory
+  --import-zookeeper DIR      start from a copy of a ZooKeeper 3.8 data
+                              directory (its dataDir, holding version-2/:
+                              newest snapshot + transaction logs); into
+                              --data-dir when given (which must hold no
+                              zkit state yet), else into a temporary
+                              directory removed at exit
   -h, --help                  print this help
 
 Flags override the config file. Log verbosity: RUST_LOG (default info).
@@ -50,6 +57,7 @@ struct Args {
     four_letter_words: Option<String>,
     data_dir: Option<PathBuf>,
     jaas: Option<PathBuf>,
+    import_zookeeper: Option<PathBuf>,
     help: bool,
 }
 
@@ -91,6 +99,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--four-letter-words" => args.four_letter_words = Some(value()?),
             "--data-dir" => args.data_dir = Some(PathBuf::from(value()?)),
             "--jaas" => args.jaas = Some(PathBuf::from(value()?)),
+            "--import-zookeeper" => args.import_zookeeper = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -166,14 +175,70 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cfg = match effective_config(&args) {
+    let mut cfg = match effective_config(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("zkit-server: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let mut builder = ServerBuilder::from_config(&cfg);
+    // Removed at exit when the import went to a temporary directory.
+    let mut scratch = None;
+    if let Some(zk_dir) = &args.import_zookeeper {
+        match import_zookeeper(zk_dir, &mut cfg) {
+            Ok(tmp) => scratch = tmp,
+            Err(e) => {
+                eprintln!("zkit-server: --import-zookeeper: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let code = run(&args, &cfg).await;
+    if let Some(dir) = scratch {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    code
+}
+
+/// Loads a ZooKeeper data directory into the configured data directory, or
+/// into a new temporary one (returned, and set in `cfg`).
+fn import_zookeeper(zk_dir: &std::path::Path, cfg: &mut Config) -> Result<Option<PathBuf>, String> {
+    let state = zkit_server::import::load_zookeeper_dir(zk_dir).map_err(|e| e.to_string())?;
+    for w in &state.warnings {
+        tracing::warn!("import: {w}");
+    }
+    let mut scratch = None;
+    let target = match &cfg.data_dir {
+        Some(d) => d.clone(),
+        None => {
+            let d = std::env::temp_dir().join(format!("zkit-import-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            cfg.data_dir = Some(d.clone());
+            scratch = Some(d.clone());
+            d
+        }
+    };
+    let written = state.write_data_dir(&target, cfg.data_log_dir.as_deref());
+    if let Err(e) = written {
+        if let Some(d) = &scratch {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        return Err(e.to_string());
+    }
+    tracing::info!(
+        from = %state.snapshot.display(),
+        replayed = state.replayed,
+        zxid = format_args!("{:#x}", state.zxid),
+        znodes = state.tree.node_count(),
+        sessions = state.sessions.len(),
+        into = %target.display(),
+        "imported ZooKeeper data"
+    );
+    Ok(scratch)
+}
+
+async fn run(args: &Args, cfg: &Config) -> ExitCode {
+    let mut builder = ServerBuilder::from_config(cfg);
     if let Some(jaas) = &args.jaas {
         match zkit_server::SaslUsers::from_jaas_file(jaas) {
             Ok(users) => builder = builder.sasl(users),
@@ -253,5 +318,15 @@ mod tests {
         let a = args(&["--data-dir", "/tmp/zk"]).unwrap();
         let cfg = effective_config(&a).unwrap();
         assert_eq!(cfg.data_dir, Some(PathBuf::from("/tmp/zk")));
+    }
+
+    #[test]
+    fn import_flag_parses() {
+        let a = args(&["--import-zookeeper", "/var/lib/zookeeper"]).unwrap();
+        assert_eq!(
+            a.import_zookeeper,
+            Some(PathBuf::from("/var/lib/zookeeper"))
+        );
+        assert!(args(&["--import-zookeeper"]).is_err());
     }
 }

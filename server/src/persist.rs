@@ -823,6 +823,34 @@ fn fail(inner: &Inner, cancel: &CancellationToken, e: &io::Error) {
     cancel.cancel();
 }
 
+/// Writes the first snapshot of a data directory (an import): `false`,
+/// writing nothing, when `data_dir` or `log_dir` already holds snapshots or
+/// log segments. Fails when a running server holds the directory.
+pub(crate) fn write_initial_snapshot(
+    data_dir: &Path,
+    log_dir: &Path,
+    zxid: i64,
+    sessions: impl Iterator<Item = (i64, i32)>,
+    image: impl FnOnce(&mut BytesMut),
+) -> io::Result<bool> {
+    let _lock = lock_dir(data_dir)?;
+    if log_dir.exists() && !list(log_dir, "log")?.is_empty()
+        || !list(data_dir, "snapshot")?.is_empty()
+    {
+        return Ok(false);
+    }
+    let storage = Storage {
+        data_dir: data_dir.to_path_buf(),
+        log_dir: log_dir.to_path_buf(),
+        snap_count: 0,
+        snap_retain_count: 1,
+        prealloc: 0,
+        force_sync: true,
+    };
+    write_snapshot(&storage, zxid, encode_snapshot(zxid, sessions, image))?;
+    Ok(true)
+}
+
 /// Writes `snapshot.<zxid>` atomically (temp file, sync, rename, sync dir).
 fn write_snapshot(storage: &Storage, zxid: i64, mut image: BytesMut) -> io::Result<()> {
     let crc = crc32(&image);
