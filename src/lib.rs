@@ -147,9 +147,9 @@
 
 mod client;
 mod error;
-mod observe;
 #[cfg(feature = "gssapi")]
 mod gssapi;
+mod observe;
 mod path;
 #[doc(inline)]
 pub use zkit_proto as proto;
