@@ -4,11 +4,12 @@
 //! cargo run --release --example bench -- CONNECT [--n N] [--window W] [--warmup W] [--sync-n S]
 //!                                                [--runtime multi|current] [--peer NAME]
 //!                                                [--tls-ca CA.pem [--tls-cert C.pem --tls-key K.pem]]
-//!                                                [--observe none|trace|metrics|both]
+//!                                                [--observe none|info|trace|metrics|both]
 //! ```
 //!
-//! `--observe` measures what observability costs: `trace` installs a
-//! `tracing` subscriber with the client's spans enabled (level debug,
+//! `--observe` measures what observability costs: `info` installs a
+//! `tracing` subscriber at level info (the request spans off by level, as
+//! most services run), `trace` one at level debug (the client's spans on,
 //! output discarded), `metrics` the Prometheus recorder (build with
 //! `--features metrics`), `both` both; the JSON line says which.
 //!
@@ -269,6 +270,15 @@ async fn ops(a: &Args, out: &mut Map<String, Value>) -> zkit::Result<bool> {
 
 /// Installs what `--observe` asks for.
 fn observe(what: &str) {
+    if what == "info" {
+        // A subscriber as most services run one: the request spans
+        // (debug) are off by level.
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
+    }
     if what == "trace" || what == "both" {
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::DEBUG)
