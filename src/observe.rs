@@ -6,6 +6,7 @@
 //!
 //! The metric names and labels are listed in the README ("Observability").
 
+#[cfg(feature = "metrics")]
 use std::time::Instant;
 
 use crate::Error;
@@ -47,53 +48,159 @@ pub(crate) fn error_label(e: &Error) -> &'static str {
     }
 }
 
+/// A client's metric handles, registered once each (with the recorder
+/// installed at that moment) instead of looked up by name per request.
+#[cfg(feature = "metrics")]
+#[derive(Debug)]
+pub(crate) struct Registry {
+    in_flight: std::sync::OnceLock<metrics::Gauge>,
+    /// Per op code (wire codes 0..128; others are registered per request).
+    ops: Box<[std::sync::OnceLock<std::sync::Arc<OpMetrics>>]>,
+}
+
+/// Without the `metrics` feature: nothing.
+#[cfg(not(feature = "metrics"))]
+#[derive(Debug, Default)]
+pub(crate) struct Registry;
+
+#[cfg(not(feature = "metrics"))]
+impl Registry {
+    pub(crate) fn new() -> Self {
+        Self
+    }
+}
+
+#[cfg(feature = "metrics")]
+const OP_SLOTS: usize = 128;
+
+#[cfg(feature = "metrics")]
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            in_flight: std::sync::OnceLock::new(),
+            ops: (0..OP_SLOTS).map(|_| std::sync::OnceLock::new()).collect(),
+        }
+    }
+}
+
+/// One op's handles.
+#[cfg(feature = "metrics")]
+#[derive(Debug)]
+struct OpMetrics {
+    op: &'static str,
+    duration: metrics::Histogram,
+    ok: metrics::Counter,
+    /// Counters of the other outcomes, registered as they occur.
+    others: std::sync::Mutex<std::collections::HashMap<&'static str, metrics::Counter>>,
+}
+
+#[cfg(feature = "metrics")]
+impl OpMetrics {
+    fn new(op: &'static str) -> Self {
+        Self {
+            op,
+            duration: metrics::histogram!("zkit_request_duration_seconds", "op" => op),
+            ok: metrics::counter!("zkit_requests_total", "op" => op, "outcome" => "ok"),
+            others: std::sync::Mutex::default(),
+        }
+    }
+
+    fn count(&self, outcome: &'static str) {
+        if outcome == "ok" {
+            self.ok.increment(1);
+            return;
+        }
+        let mut others = self
+            .others
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        others
+            .entry(outcome)
+            .or_insert_with(
+                || metrics::counter!("zkit_requests_total", "op" => self.op, "outcome" => outcome),
+            )
+            .increment(1);
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Registry {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    fn in_flight(&self) -> metrics::Gauge {
+        self.in_flight
+            .get_or_init(|| metrics::gauge!("zkit_requests_in_flight"))
+            .clone()
+    }
+
+    fn op(&self, op: crate::proto::codes::OpCode) -> std::sync::Arc<OpMetrics> {
+        let make = || std::sync::Arc::new(OpMetrics::new(op.name()));
+        match usize::try_from(op.code()).ok().filter(|c| *c < OP_SLOTS) {
+            Some(i) => self.ops[i].get_or_init(make).clone(),
+            None => make(),
+        }
+    }
+}
+
 /// One request in flight: counted in `zkit_requests_in_flight` until it
-/// completes or its future is dropped.
+/// completes or its future is dropped. Without the `metrics` feature it is
+/// empty and costs nothing.
 #[derive(Debug)]
 pub(crate) struct InFlight {
-    op: &'static str,
+    #[cfg(feature = "metrics")]
+    op: std::sync::Arc<OpMetrics>,
+    #[cfg(feature = "metrics")]
+    gauge: metrics::Gauge,
+    #[cfg(feature = "metrics")]
     started: Instant,
+    #[cfg(feature = "metrics")]
     done: bool,
 }
 
 impl InFlight {
-    pub(crate) fn start(op: &'static str) -> Self {
-        #[cfg(feature = "metrics")]
-        metrics::gauge!("zkit_requests_in_flight").increment(1.0);
+    #[cfg(feature = "metrics")]
+    pub(crate) fn start(registry: &Registry, op: crate::proto::codes::OpCode) -> Self {
+        let gauge = registry.in_flight();
+        gauge.increment(1.0);
         Self {
-            op,
+            op: registry.op(op),
+            gauge,
             started: Instant::now(),
             done: false,
         }
     }
 
+    #[cfg(not(feature = "metrics"))]
+    pub(crate) fn start(_registry: &Registry, _op: crate::proto::codes::OpCode) -> Self {
+        Self {}
+    }
+
     /// The request completed with `outcome`.
-    pub(crate) fn finish(mut self, outcome: &'static str) {
-        self.done = true;
-        let secs = self.started.elapsed().as_secs_f64();
+    pub(crate) fn finish(#[allow(unused_mut)] mut self, outcome: &'static str) {
         #[cfg(feature = "metrics")]
         {
-            metrics::gauge!("zkit_requests_in_flight").decrement(1.0);
-            metrics::counter!("zkit_requests_total", "op" => self.op, "outcome" => outcome)
-                .increment(1);
-            metrics::histogram!("zkit_request_duration_seconds", "op" => self.op).record(secs);
+            self.done = true;
+            self.gauge.decrement(1.0);
+            self.op.count(outcome);
+            self.op
+                .duration
+                .record(self.started.elapsed().as_secs_f64());
         }
         #[cfg(not(feature = "metrics"))]
-        let _ = (secs, outcome, self.op);
+        let _ = outcome;
     }
 }
 
+#[cfg(feature = "metrics")]
 impl Drop for InFlight {
     fn drop(&mut self) {
         if !self.done {
             // The caller dropped the future: the request may still complete
             // on the server, unobserved.
-            #[cfg(feature = "metrics")]
-            {
-                metrics::gauge!("zkit_requests_in_flight").decrement(1.0);
-                metrics::counter!("zkit_requests_total", "op" => self.op, "outcome" => "dropped")
-                    .increment(1);
-            }
+            self.gauge.decrement(1.0);
+            self.op.count("dropped");
         }
     }
 }

@@ -13,17 +13,6 @@ fn scrape(handle: &metrics_exporter_prometheus::PrometheusHandle) -> String {
     handle.render()
 }
 
-/// The value of the sample `name{labels}` (labels as rendered), or 0.
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            (k == series).then(|| v.parse().ok()).flatten()
-        })
-        .unwrap_or(0.0)
-}
-
 #[test]
 fn requests_connections_and_watches_are_counted() {
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
@@ -85,11 +74,12 @@ fn requests_connections_and_watches_are_counted() {
     });
     let text = scrape(&handle);
     assert!(
-        sample(&text, r#"zkit_requests_total{op="Create2",outcome="ok"}"#) >= 6.0,
+        common::prometheus_sample(&text, r#"zkit_requests_total{op="Create2",outcome="ok"}"#)
+            >= 6.0,
         "{text}"
     );
     assert_eq!(
-        sample(
+        common::prometheus_sample(
             &text,
             r#"zkit_requests_total{op="GetData",outcome="no_node"}"#
         ),
@@ -97,25 +87,35 @@ fn requests_connections_and_watches_are_counted() {
         "{text}"
     );
     assert!(
-        sample(
+        common::prometheus_sample(
             &text,
             r#"zkit_request_duration_seconds_count{op="GetData"}"#
         ) >= 4.0,
         "{text}"
     );
-    assert_eq!(sample(&text, "zkit_requests_in_flight"), 0.0, "{text}");
-    assert!(sample(&text, "zkit_bytes_sent_total") > 0.0, "{text}");
-    assert!(sample(&text, "zkit_bytes_received_total") > 0.0, "{text}");
-    assert!(
-        sample(&text, r#"zkit_connections_total{kind="connect"}"#) >= 2.0,
+    assert_eq!(
+        common::prometheus_sample(&text, "zkit_requests_in_flight"),
+        0.0,
         "{text}"
     );
     assert!(
-        sample(&text, "zkit_connection_attempts_total") >= 2.0,
+        common::prometheus_sample(&text, "zkit_bytes_sent_total") > 0.0,
+        "{text}"
+    );
+    assert!(
+        common::prometheus_sample(&text, "zkit_bytes_received_total") > 0.0,
+        "{text}"
+    );
+    assert!(
+        common::prometheus_sample(&text, r#"zkit_connections_total{kind="connect"}"#) >= 2.0,
+        "{text}"
+    );
+    assert!(
+        common::prometheus_sample(&text, "zkit_connection_attempts_total") >= 2.0,
         "{text}"
     );
     assert_eq!(
-        sample(
+        common::prometheus_sample(
             &text,
             r#"zkit_session_state_changes_total{state="expired"}"#
         ),
@@ -123,35 +123,35 @@ fn requests_connections_and_watches_are_counted() {
         "{text}"
     );
     assert_eq!(
-        sample(&text, r#"zkit_watch_registrations_total{kind="data"}"#),
+        common::prometheus_sample(&text, r#"zkit_watch_registrations_total{kind="data"}"#),
         1.0,
         "{text}"
     );
     assert_eq!(
-        sample(&text, r#"zkit_watch_registrations_total{kind="exists"}"#),
+        common::prometheus_sample(&text, r#"zkit_watch_registrations_total{kind="exists"}"#),
         1.0,
         "{text}"
     );
     assert!(
-        sample(&text, r#"zkit_connections_total{kind="reconnect"}"#) >= 1.0,
+        common::prometheus_sample(&text, r#"zkit_connections_total{kind="reconnect"}"#) >= 1.0,
         "{text}"
     );
     assert!(
-        sample(&text, "zkit_watch_replay_frames_total") >= 1.0,
+        common::prometheus_sample(&text, "zkit_watch_replay_frames_total") >= 1.0,
         "{text}"
     );
     assert!(
-        sample(&text, "zkit_watch_replay_paths_count") >= 1.0,
+        common::prometheus_sample(&text, "zkit_watch_replay_paths_count") >= 1.0,
         "{text}"
     );
     assert!(
-        sample(&text, r#"zkit_disconnects_total{cause="eof"}"#)
-            + sample(&text, r#"zkit_disconnects_total{cause="read_error"}"#)
+        common::prometheus_sample(&text, r#"zkit_disconnects_total{cause="eof"}"#)
+            + common::prometheus_sample(&text, r#"zkit_disconnects_total{cause="read_error"}"#)
             >= 1.0,
         "{text}"
     );
     assert_eq!(
-        sample(
+        common::prometheus_sample(
             &text,
             r#"zkit_watch_events_total{event="node_data_changed"}"#
         ),

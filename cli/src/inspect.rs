@@ -18,17 +18,7 @@ use crate::output::{
     session_hex, Table,
 };
 
-/// Name fragments of lock and election contenders: Curator's mutex,
-/// read/write lock, latch and semaphore lease; kazoo's lock and read lock.
-const CONTENDER_MARKERS: &[&str] = &[
-    "-lock-",
-    "__lock__",
-    "__WRIT__",
-    "__READ__",
-    "__rlock__",
-    "-latch-",
-    "-lease-",
-];
+use zkit_recipes::lock::CONTENDER_MARKERS;
 
 /// Fragments of contenders that share the lock with each other (readers).
 const READER_MARKERS: &[&str] = &["__READ__", "__rlock__"];

@@ -38,7 +38,12 @@ use zkit::{Client, Error, MultiWrite, SessionState, Version};
 use crate::internal::protected::{
     backoff, create_protected, delete_in_background, delete_retrying, join, name_of, NodeGuard,
 };
-use crate::internal::sequence::{contenders, CONTENDER_MARKERS};
+use crate::internal::sequence::contenders;
+/// Name patterns that mark a lock or election contender, whoever wrote it:
+/// Curator (`-lock-`, `__WRIT__`, `__READ__`, the latch's `-latch-`, the
+/// semaphore's `-lease-`) and kazoo (`__lock__`, `__rlock__`). Tools that
+/// inspect a lock directory (the `zkit` CLI) read contenders by them.
+pub use crate::internal::sequence::CONTENDER_MARKERS;
 use crate::sessions::SessionSource;
 
 /// Settings of a [`Lock`].

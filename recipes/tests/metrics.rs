@@ -10,17 +10,6 @@ use zkit::Error;
 use zkit_recipes::scheduler::{JobSpec, Jobs, Scheduler, SchedulerEvent};
 use zkit_recipes::{LeaderSelector, Lock, Queue};
 
-/// The value of the sample `series` (as rendered), or 0.
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            (k == series).then(|| v.parse().ok()).flatten()
-        })
-        .unwrap_or(0.0)
-}
-
 #[test]
 fn recipes_report_waits_holds_leaders_takes_and_runs() {
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
@@ -82,7 +71,7 @@ fn recipes_report_waits_holds_leaders_takes_and_runs() {
     });
     let text = handle.render();
     let has = |series: &str, min: f64| {
-        let v = sample(&text, series);
+        let v = common::prometheus_sample(&text, series);
         assert!(v >= min, "{series} = {v} (want >= {min})\n{text}");
     };
     has(

@@ -54,8 +54,8 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use zkit_proto::codes::perms;
-use zkit_proto::jute::{write_buffer, write_i32, write_i64, write_string};
-use zkit_proto::{Acl, Encode, Id};
+use zkit_proto::jute::{write_i32, write_i64};
+use zkit_proto::{Acl, Id};
 
 use crate::tree::DataTree;
 
@@ -359,19 +359,8 @@ impl<'a> Reader<'a> {
 
 // ---- the tree as ZooKeeper's DataTree keeps it ----------------------------------------
 
-/// `StatPersisted`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct StatP {
-    czxid: i64,
-    mzxid: i64,
-    ctime: i64,
-    mtime: i64,
-    version: i32,
-    cversion: i32,
-    aversion: i32,
-    ephemeral_owner: i64,
-    pzxid: i64,
-}
+/// `StatPersisted`: the tree's own.
+type StatP = crate::tree::Persisted;
 
 impl StatP {
     fn read(r: &mut Reader<'_>) -> Res<Self> {
@@ -1306,37 +1295,22 @@ pub fn load_zookeeper_dirs(
 
 /// Writes the model in [`DataTree::encode_image`]'s format.
 fn encode_image(m: &Model, buf: &mut BytesMut) {
-    write_i32(buf, 1);
+    write_i32(buf, crate::tree::IMAGE_VERSION);
     write_i64(buf, m.nodes.len() as i64);
     let mut paths: Vec<&String> = m.nodes.keys().collect();
     paths.sort();
     for path in paths {
         let n = &m.nodes[path];
-        write_string(buf, if path.is_empty() { "/" } else { path });
-        match &n.data {
-            Some(d) => write_buffer(buf, d),
-            None => write_i32(buf, -1),
-        }
-        write_i32(buf, n.acl.len() as i32);
-        for a in n.acl.iter() {
-            a.encode(buf);
-        }
-        let s = &n.stat;
-        for v in [s.czxid, s.mzxid, s.ctime, s.mtime] {
-            write_i64(buf, v);
-        }
-        for v in [s.version, s.cversion, s.aversion] {
-            write_i32(buf, v);
-        }
-        write_i64(buf, s.ephemeral_owner);
-        write_i64(buf, s.pzxid);
+        let path = if path.is_empty() { "/" } else { path };
+        crate::tree::write_image_node(buf, path, n.data.as_ref(), &n.acl, &n.stat);
     }
 }
 
 impl ImportedState {
     /// Saves the state as the first snapshot of a zkit data directory
-    /// (created if missing), for [`ServerBuilder::data_dir`]
-    /// (crate::ServerBuilder::data_dir) to recover at start; `log_dir` is the
+    /// (created if missing), for
+    /// [`ServerBuilder::data_dir`](crate::ServerBuilder::data_dir) to recover
+    /// at start; `log_dir` is the
     /// server's `dataLogDir` when it has a separate one.
     ///
     /// # Errors

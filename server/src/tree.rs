@@ -194,16 +194,16 @@ impl<'a> Txn<'a> {
 /// `StatPersisted`: what ZooKeeper stores (no dataLength / numChildren; the
 /// stored cversion counts creates only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct Persisted {
-    czxid: i64,
-    mzxid: i64,
-    ctime: i64,
-    mtime: i64,
-    version: i32,
-    cversion: i32,
-    aversion: i32,
-    ephemeral_owner: i64,
-    pzxid: i64,
+pub(crate) struct Persisted {
+    pub(crate) czxid: i64,
+    pub(crate) mzxid: i64,
+    pub(crate) ctime: i64,
+    pub(crate) mtime: i64,
+    pub(crate) version: i32,
+    pub(crate) cversion: i32,
+    pub(crate) aversion: i32,
+    pub(crate) ephemeral_owner: i64,
+    pub(crate) pzxid: i64,
 }
 
 impl Persisted {
@@ -1359,7 +1359,38 @@ fn check_version(current: i32, expected: i32) -> ServerResult<i32> {
 }
 
 /// Snapshot image format version written by [`DataTree::encode_image`].
-const IMAGE_VERSION: i32 = 1;
+pub(crate) const IMAGE_VERSION: i32 = 1;
+
+/// Appends one znode's entry of the snapshot image (path, data, ACL, the
+/// stored Stat), as [`DataTree::encode_image`] writes them; shared with the
+/// ZooKeeper importer, which writes its tree in the same format.
+pub(crate) fn write_image_node(
+    buf: &mut BytesMut,
+    path: &str,
+    data: Option<&Bytes>,
+    acl: &[Acl],
+    s: &Persisted,
+) {
+    use zkit_proto::jute::{write_buffer, write_i32, write_i64, write_string};
+    use zkit_proto::Encode;
+    write_string(buf, path);
+    match data {
+        Some(d) => write_buffer(buf, d),
+        None => write_i32(buf, -1),
+    }
+    write_i32(buf, acl.len() as i32);
+    for a in acl {
+        a.encode(buf);
+    }
+    for v in [s.czxid, s.mzxid, s.ctime, s.mtime] {
+        write_i64(buf, v);
+    }
+    for v in [s.version, s.cversion, s.aversion] {
+        write_i32(buf, v);
+    }
+    write_i64(buf, s.ephemeral_owner);
+    write_i64(buf, s.pzxid);
+}
 
 impl DataTree {
     // ---- snapshots --------------------------------------------------------
@@ -1369,29 +1400,11 @@ impl DataTree {
     /// container and TTL indexes are derived data and are rebuilt by
     /// [`decode_image`](Self::decode_image).
     pub fn encode_image(&self, buf: &mut BytesMut) {
-        use zkit_proto::jute::{write_buffer, write_i32, write_i64, write_string};
-        use zkit_proto::Encode;
+        use zkit_proto::jute::{write_i32, write_i64};
         write_i32(buf, IMAGE_VERSION);
         write_i64(buf, self.nodes.len() as i64);
         for (path, n) in self.nodes.iter() {
-            write_string(buf, path);
-            match &n.data {
-                Some(d) => write_buffer(buf, d),
-                None => write_i32(buf, -1),
-            }
-            write_i32(buf, n.acl.len() as i32);
-            for a in n.acl.iter() {
-                a.encode(buf);
-            }
-            let s = &n.stat;
-            for v in [s.czxid, s.mzxid, s.ctime, s.mtime] {
-                write_i64(buf, v);
-            }
-            for v in [s.version, s.cversion, s.aversion] {
-                write_i32(buf, v);
-            }
-            write_i64(buf, s.ephemeral_owner);
-            write_i64(buf, s.pzxid);
+            write_image_node(buf, path, n.data.as_ref(), &n.acl, &n.stat);
         }
     }
 

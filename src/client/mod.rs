@@ -80,6 +80,8 @@ struct Inner {
     chroot: Chroot,
     chroot_str: Option<String>,
     next_watcher: AtomicU64,
+    /// The client's metric handles (empty without the `metrics` feature).
+    metrics: crate::observe::Registry,
 }
 
 /// A request handed to the driver: its reply to come, observed (a
@@ -183,6 +185,7 @@ impl Client {
                 chroot: Chroot::new(chroot.clone()),
                 chroot_str: chroot,
                 next_watcher: AtomicU64::new(1),
+                metrics: crate::observe::Registry::new(),
             }),
         }
     }
@@ -319,7 +322,8 @@ impl Client {
     /// Queues `req` with the driver (synchronously: call order is wire order).
     fn submit(&self, req: Request, watcher: Option<(WatcherId, WatchSink)>) -> Reply {
         let (tx, rx) = oneshot::channel();
-        let op = req.op.name();
+        let req_op = req.op;
+        let op = req_op.name();
         if let Some(WatchAction::Register { kind, .. }) = &req.watch {
             crate::observe::watch_registered(match kind {
                 WatchKind::Data => "data",
@@ -350,7 +354,7 @@ impl Client {
         Ok(Pending {
             rx,
             span,
-            in_flight: Some(crate::observe::InFlight::start(op)),
+            in_flight: Some(crate::observe::InFlight::start(&self.inner.metrics, req_op)),
         })
     }
 

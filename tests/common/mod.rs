@@ -368,3 +368,15 @@ where
     .await
     .unwrap_or_else(|_| panic!("still ConnectionLoss after {limit:?}"))
 }
+
+/// The value of the sample `series` (as Prometheus renders it, labels in
+/// registration order) in the exposition `text`, or 0 when absent.
+pub fn prometheus_sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            (k == series).then(|| v.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}

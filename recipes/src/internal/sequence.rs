@@ -14,7 +14,7 @@ use std::cmp::Ordering;
 /// Name patterns that mark a lock contender, whoever wrote it: Curator
 /// (`-lock-`, `__WRIT__`, `__READ__`), kazoo (`__lock__`, `__rlock__`), the
 /// Curator latch (`-latch-`), Curator semaphore leases (`-lease-`).
-pub(crate) const CONTENDER_MARKERS: &[&str] = &[
+pub const CONTENDER_MARKERS: &[&str] = &[
     "-lock-",
     "__lock__",
     "__WRIT__",
