@@ -4,203 +4,322 @@
 //! without a subscriber, and without the feature the metric calls compile
 //! to nothing.
 //!
+//! Request metrics are kept by the connection driver, which already knows
+//! each request's op, when it took it and when its reply came (it reads the
+//! clock once per batch of commands and once per read, not per request),
+//! through handles registered once per client: a request costs a histogram
+//! record and a counter increment, no registry look-up and no extra clock
+//! read.
+//!
 //! The metric names and labels are listed in the README ("Observability").
-
-#[cfg(feature = "metrics")]
-use std::time::Instant;
 
 use crate::Error;
 
+/// The outcome labels: `ok`, the error labels, and `dropped`.
+const OUTCOMES: [&str; 24] = [
+    "ok",
+    "no_node",
+    "node_exists",
+    "bad_version",
+    "not_empty",
+    "no_auth",
+    "invalid_acl",
+    "bad_arguments",
+    "unimplemented",
+    "no_watcher",
+    "not_read_only",
+    "throttled",
+    "multi_failed",
+    "fenced",
+    "connection_loss",
+    "session_expired",
+    "session_moved",
+    "auth_failed",
+    "closed",
+    "timeout",
+    "too_large",
+    "error",
+    "dropped",
+    "quota_exceeded",
+];
+
+/// `OUTCOMES` index of `ok` and of `dropped`.
+const OK: usize = 0;
+#[cfg(feature = "metrics")]
+const DROPPED: usize = 22;
+
 /// A stable, low-cardinality label for a request's outcome.
 pub(crate) fn outcome(r: &Result<impl Sized, Error>) -> &'static str {
+    OUTCOMES[outcome_slot(r)]
+}
+
+fn outcome_slot(r: &Result<impl Sized, Error>) -> usize {
     match r {
-        Ok(_) => "ok",
-        Err(e) => error_label(e),
+        Ok(_) => OK,
+        Err(e) => error_slot(e),
     }
 }
 
-/// A stable, low-cardinality label for an error.
-pub(crate) fn error_label(e: &Error) -> &'static str {
+/// A stable, low-cardinality label for an error (its `OUTCOMES` index).
+fn error_slot(e: &Error) -> usize {
     match e {
-        Error::NoNode => "no_node",
-        Error::NodeExists => "node_exists",
-        Error::BadVersion => "bad_version",
-        Error::NotEmpty => "not_empty",
-        Error::NoAuth => "no_auth",
-        Error::InvalidAcl => "invalid_acl",
-        Error::BadArguments | Error::InvalidArgument(_) | Error::InvalidPath { .. } => {
-            "bad_arguments"
-        }
-        Error::Unimplemented => "unimplemented",
-        Error::NoWatcher => "no_watcher",
-        Error::NotReadOnly => "not_read_only",
-        Error::Throttled => "throttled",
-        Error::MultiFailed { .. } => "multi_failed",
-        Error::Fenced { .. } => "fenced",
-        Error::ConnectionLoss => "connection_loss",
-        Error::SessionExpired => "session_expired",
-        Error::SessionMoved => "session_moved",
-        Error::AuthFailed | Error::SessionClosedRequireSaslAuth => "auth_failed",
-        Error::Closed => "closed",
-        Error::Timeout | Error::RequestTimeout | Error::OperationTimeout => "timeout",
-        Error::RequestTooLarge { .. } | Error::ResponseTooLarge { .. } => "too_large",
-        _ => "error",
+        Error::NoNode => 1,
+        Error::NodeExists => 2,
+        Error::BadVersion => 3,
+        Error::NotEmpty => 4,
+        Error::NoAuth => 5,
+        Error::InvalidAcl => 6,
+        Error::BadArguments | Error::InvalidArgument(_) | Error::InvalidPath { .. } => 7,
+        Error::Unimplemented => 8,
+        Error::NoWatcher => 9,
+        Error::NotReadOnly => 10,
+        Error::Throttled => 11,
+        Error::MultiFailed { .. } => 12,
+        Error::Fenced { .. } => 13,
+        Error::ConnectionLoss => 14,
+        Error::SessionExpired => 15,
+        Error::SessionMoved => 16,
+        Error::AuthFailed | Error::SessionClosedRequireSaslAuth => 17,
+        Error::Closed => 18,
+        Error::Timeout | Error::RequestTimeout | Error::OperationTimeout => 19,
+        Error::RequestTooLarge { .. } | Error::ResponseTooLarge { .. } => 20,
+        Error::QuotaExceeded => 23,
+        _ => 21,
     }
 }
 
-/// A client's metric handles, registered once each (with the recorder
-/// installed at that moment) instead of looked up by name per request.
 #[cfg(feature = "metrics")]
-#[derive(Debug)]
-pub(crate) struct Registry {
-    in_flight: std::sync::OnceLock<metrics::Gauge>,
-    /// Per op code (wire codes 0..128; others are registered per request).
-    ops: Box<[std::sync::OnceLock<std::sync::Arc<OpMetrics>>]>,
+/// The watch kinds' labels (`zkit_watch_registrations_total`).
+pub(crate) fn watch_kind_label(kind: crate::session::WatchKind) -> &'static str {
+    use crate::session::WatchKind;
+    match kind {
+        WatchKind::Data => "data",
+        WatchKind::Exist => "exists",
+        WatchKind::Child => "children",
+        WatchKind::Persistent => "persistent",
+        WatchKind::PersistentRecursive => "persistent_recursive",
+    }
 }
 
-/// Without the `metrics` feature: nothing.
-#[cfg(not(feature = "metrics"))]
+#[cfg(feature = "metrics")]
+/// The event types' labels (`zkit_watch_events_total`).
+pub(crate) fn event_label(t: crate::types::EventType) -> &'static str {
+    use crate::types::EventType;
+    match t {
+        EventType::None => "none",
+        EventType::NodeCreated => "node_created",
+        EventType::NodeDeleted => "node_deleted",
+        EventType::NodeDataChanged => "node_data_changed",
+        EventType::NodeChildrenChanged => "node_children_changed",
+        EventType::DataWatchRemoved => "data_watch_removed",
+        EventType::ChildWatchRemoved => "child_watch_removed",
+        EventType::PersistentWatchRemoved => "persistent_watch_removed",
+        _ => "other",
+    }
+}
+
+/// A client's metric handles, kept by its driver and registered once each
+/// (with the recorder installed at that moment) instead of looked up by
+/// name per request. Without the `metrics` feature it is empty and every
+/// method compiles to nothing.
 #[derive(Debug, Default)]
-pub(crate) struct Registry;
-
-#[cfg(not(feature = "metrics"))]
-impl Registry {
-    pub(crate) fn new() -> Self {
-        Self
-    }
+pub(crate) struct Registry {
+    #[cfg(feature = "metrics")]
+    handles: handles::Handles,
 }
 
-#[cfg(feature = "metrics")]
-const OP_SLOTS: usize = 128;
-
-#[cfg(feature = "metrics")]
-impl Default for Registry {
-    fn default() -> Self {
-        Self {
-            in_flight: std::sync::OnceLock::new(),
-            ops: (0..OP_SLOTS).map(|_| std::sync::OnceLock::new()).collect(),
-        }
-    }
-}
-
-/// One op's handles.
-#[cfg(feature = "metrics")]
-#[derive(Debug)]
-struct OpMetrics {
-    op: &'static str,
-    duration: metrics::Histogram,
-    ok: metrics::Counter,
-    /// Counters of the other outcomes, registered as they occur.
-    others: std::sync::Mutex<std::collections::HashMap<&'static str, metrics::Counter>>,
-}
-
-#[cfg(feature = "metrics")]
-impl OpMetrics {
-    fn new(op: &'static str) -> Self {
-        Self {
-            op,
-            duration: metrics::histogram!("zkit_request_duration_seconds", "op" => op),
-            ok: metrics::counter!("zkit_requests_total", "op" => op, "outcome" => "ok"),
-            others: std::sync::Mutex::default(),
-        }
-    }
-
-    fn count(&self, outcome: &'static str) {
-        if outcome == "ok" {
-            self.ok.increment(1);
-            return;
-        }
-        let mut others = self
-            .others
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        others
-            .entry(outcome)
-            .or_insert_with(
-                || metrics::counter!("zkit_requests_total", "op" => self.op, "outcome" => outcome),
-            )
-            .increment(1);
-    }
-}
-
-#[cfg(feature = "metrics")]
 impl Registry {
     pub(crate) fn new() -> Self {
         Self::default()
     }
 
-    fn in_flight(&self) -> metrics::Gauge {
-        self.in_flight
-            .get_or_init(|| metrics::gauge!("zkit_requests_in_flight"))
-            .clone()
-    }
-
-    fn op(&self, op: crate::proto::codes::OpCode) -> std::sync::Arc<OpMetrics> {
-        let make = || std::sync::Arc::new(OpMetrics::new(op.name()));
-        match usize::try_from(op.code()).ok().filter(|c| *c < OP_SLOTS) {
-            Some(i) => self.ops[i].get_or_init(make).clone(),
-            None => make(),
-        }
-    }
-}
-
-/// One request in flight: counted in `zkit_requests_in_flight` until it
-/// completes or its future is dropped. Without the `metrics` feature it is
-/// empty and costs nothing.
-#[derive(Debug)]
-pub(crate) struct InFlight {
-    #[cfg(feature = "metrics")]
-    op: std::sync::Arc<OpMetrics>,
-    #[cfg(feature = "metrics")]
-    gauge: metrics::Gauge,
-    #[cfg(feature = "metrics")]
-    started: Instant,
-    #[cfg(feature = "metrics")]
-    done: bool,
-}
-
-impl InFlight {
-    #[cfg(feature = "metrics")]
-    pub(crate) fn start(registry: &Registry, op: crate::proto::codes::OpCode) -> Self {
-        let gauge = registry.in_flight();
-        gauge.increment(1.0);
-        Self {
-            op: registry.op(op),
-            gauge,
-            started: Instant::now(),
-            done: false,
-        }
-    }
-
-    #[cfg(not(feature = "metrics"))]
-    pub(crate) fn start(_registry: &Registry, _op: crate::proto::codes::OpCode) -> Self {
-        Self {}
-    }
-
-    /// The request completed with `outcome`.
-    pub(crate) fn finish(#[allow(unused_mut)] mut self, outcome: &'static str) {
+    /// A request of `op` was answered after `elapsed` with `result`;
+    /// `delivered` is false when its caller had dropped the future.
+    #[inline]
+    pub(crate) fn reply(
+        &self,
+        op: crate::proto::codes::OpCode,
+        elapsed: std::time::Duration,
+        result: &Result<impl Sized, Error>,
+        delivered: bool,
+    ) {
         #[cfg(feature = "metrics")]
         {
-            self.done = true;
-            self.gauge.decrement(1.0);
-            self.op.count(outcome);
-            self.op
-                .duration
-                .record(self.started.elapsed().as_secs_f64());
+            let slot = if delivered {
+                outcome_slot(result)
+            } else {
+                DROPPED
+            };
+            self.handles.reply(op, elapsed, slot);
         }
         #[cfg(not(feature = "metrics"))]
-        let _ = outcome;
+        let _ = (op, elapsed, result, delivered);
+    }
+
+    /// `n` requests are waiting for their replies.
+    #[inline]
+    pub(crate) fn in_flight(&self, n: usize) {
+        #[cfg(feature = "metrics")]
+        self.handles.in_flight(n);
+        #[cfg(not(feature = "metrics"))]
+        let _ = n;
+    }
+
+    /// Bytes read from / written to the server.
+    #[inline]
+    pub(crate) fn bytes(&self, received: usize, sent: usize) {
+        #[cfg(feature = "metrics")]
+        self.handles.bytes(received, sent);
+        #[cfg(not(feature = "metrics"))]
+        let _ = (received, sent);
+    }
+
+    /// A watcher was registered.
+    #[inline]
+    pub(crate) fn watch_registered(&self, kind: crate::session::WatchKind) {
+        #[cfg(feature = "metrics")]
+        self.handles.watch_registered(kind);
+        #[cfg(not(feature = "metrics"))]
+        let _ = kind;
+    }
+
+    /// A watch event was delivered.
+    #[inline]
+    pub(crate) fn watch_event(&self, t: crate::types::EventType) {
+        #[cfg(feature = "metrics")]
+        self.handles.watch_event(t);
+        #[cfg(not(feature = "metrics"))]
+        let _ = t;
     }
 }
 
 #[cfg(feature = "metrics")]
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if !self.done {
-            // The caller dropped the future: the request may still complete
-            // on the server, unobserved.
-            self.gauge.decrement(1.0);
-            self.op.count("dropped");
+mod handles {
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    use metrics::{Counter, Gauge, Histogram};
+
+    use super::{event_label, watch_kind_label, OUTCOMES};
+    use crate::proto::codes::OpCode;
+
+    /// Op codes 0..OP_SLOTS get a slot each; others share the last one's
+    /// fallback (registered per request: they do not occur).
+    const OP_SLOTS: usize = 128;
+
+    #[derive(Debug)]
+    pub(super) struct Handles {
+        in_flight: OnceLock<Gauge>,
+        received: OnceLock<Counter>,
+        sent: OnceLock<Counter>,
+        ops: Box<[OnceLock<OpMetrics>]>,
+        watch_kinds: [OnceLock<Counter>; 5],
+        events: [OnceLock<Counter>; 9],
+    }
+
+    impl Default for Handles {
+        fn default() -> Self {
+            Self {
+                in_flight: OnceLock::new(),
+                received: OnceLock::new(),
+                sent: OnceLock::new(),
+                ops: (0..OP_SLOTS).map(|_| OnceLock::new()).collect(),
+                watch_kinds: Default::default(),
+                events: Default::default(),
+            }
+        }
+    }
+
+    /// One op's handles; the outcome counters are registered as they occur.
+    #[derive(Debug)]
+    struct OpMetrics {
+        op: &'static str,
+        duration: Histogram,
+        outcomes: [OnceLock<Counter>; OUTCOMES.len()],
+    }
+
+    impl OpMetrics {
+        fn new(op: &'static str) -> Self {
+            Self {
+                op,
+                duration: metrics::histogram!("zkit_request_duration_seconds", "op" => op),
+                outcomes: Default::default(),
+            }
+        }
+
+        fn record(&self, elapsed: Duration, slot: usize) {
+            self.outcomes[slot]
+                .get_or_init(|| {
+                    metrics::counter!("zkit_requests_total", "op" => self.op, "outcome" => OUTCOMES[slot])
+                })
+                .increment(1);
+            self.duration.record(elapsed.as_secs_f64());
+        }
+    }
+
+    impl Handles {
+        pub(super) fn reply(&self, op: OpCode, elapsed: Duration, slot: usize) {
+            match usize::try_from(op.code()).ok().filter(|c| *c < OP_SLOTS) {
+                Some(i) => self.ops[i]
+                    .get_or_init(|| OpMetrics::new(op.name()))
+                    .record(elapsed, slot),
+                None => OpMetrics::new(op.name()).record(elapsed, slot),
+            }
+        }
+
+        pub(super) fn in_flight(&self, n: usize) {
+            self.in_flight
+                .get_or_init(|| metrics::gauge!("zkit_requests_in_flight"))
+                .set(n as f64);
+        }
+
+        pub(super) fn bytes(&self, received: usize, sent: usize) {
+            if received > 0 {
+                self.received
+                    .get_or_init(|| metrics::counter!("zkit_bytes_received_total"))
+                    .increment(received as u64);
+            }
+            if sent > 0 {
+                self.sent
+                    .get_or_init(|| metrics::counter!("zkit_bytes_sent_total"))
+                    .increment(sent as u64);
+            }
+        }
+
+        pub(super) fn watch_registered(&self, kind: crate::session::WatchKind) {
+            use crate::session::WatchKind;
+            let i = match kind {
+                WatchKind::Data => 0,
+                WatchKind::Exist => 1,
+                WatchKind::Child => 2,
+                WatchKind::Persistent => 3,
+                WatchKind::PersistentRecursive => 4,
+            };
+            self.watch_kinds[i]
+                .get_or_init(|| {
+                    metrics::counter!("zkit_watch_registrations_total", "kind" => watch_kind_label(kind))
+                })
+                .increment(1);
+        }
+
+        pub(super) fn watch_event(&self, t: crate::types::EventType) {
+            use crate::types::EventType;
+            let i = match t {
+                EventType::None => 0,
+                EventType::NodeCreated => 1,
+                EventType::NodeDeleted => 2,
+                EventType::NodeDataChanged => 3,
+                EventType::NodeChildrenChanged => 4,
+                EventType::DataWatchRemoved => 5,
+                EventType::ChildWatchRemoved => 6,
+                EventType::PersistentWatchRemoved => 7,
+                _ => 8,
+            };
+            self.events[i]
+                .get_or_init(
+                    || metrics::counter!("zkit_watch_events_total", "event" => event_label(t)),
+                )
+                .increment(1);
         }
     }
 }
@@ -246,38 +365,6 @@ pub(crate) fn state(state: &'static str, connected: bool) {
     }
     #[cfg(not(feature = "metrics"))]
     let _ = (state, connected);
-}
-
-/// Bytes read from / written to the server.
-pub(crate) fn bytes(received: usize, sent: usize) {
-    #[cfg(feature = "metrics")]
-    {
-        if received > 0 {
-            metrics::counter!("zkit_bytes_received_total").increment(received as u64);
-        }
-        if sent > 0 {
-            metrics::counter!("zkit_bytes_sent_total").increment(sent as u64);
-        }
-    }
-    #[cfg(not(feature = "metrics"))]
-    let _ = (received, sent);
-}
-
-/// A watcher was registered (`kind`: `data`, `exists`, `children`,
-/// `persistent`, `persistent_recursive`).
-pub(crate) fn watch_registered(kind: &'static str) {
-    #[cfg(feature = "metrics")]
-    metrics::counter!("zkit_watch_registrations_total", "kind" => kind).increment(1);
-    #[cfg(not(feature = "metrics"))]
-    let _ = kind;
-}
-
-/// A watch event was delivered (`event`: its type's `Debug` name).
-pub(crate) fn watch_event(event: &'static str) {
-    #[cfg(feature = "metrics")]
-    metrics::counter!("zkit_watch_events_total", "event" => event).increment(1);
-    #[cfg(not(feature = "metrics"))]
-    let _ = event;
 }
 
 /// Watches replayed (SetWatches/SetWatches2) on a reconnect or failover:

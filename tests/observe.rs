@@ -1,5 +1,5 @@
 //! Tracing spans of requests: one `zk.request` span per request with its
-//! op, path, session and outcome, entered while the reply is awaited.
+//! op, path, session, xid and outcome, entered while the reply is awaited.
 
 mod common;
 
@@ -53,7 +53,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Spans {
 }
 
 #[test]
-fn every_request_has_a_span_with_op_path_session_and_outcome() {
+fn every_request_has_a_span_with_op_path_session_xid_and_outcome() {
     let spans = Spans::default();
     let subscriber = tracing_subscriber::registry().with(spans.clone());
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -101,4 +101,13 @@ fn every_request_has_a_span_with_op_path_session_and_outcome() {
         assert_eq!(f.get("outcome").map(String::as_str), Some(outcome), "{f:?}");
         assert_eq!(f.get("session"), Some(&session.to_string()), "{f:?}");
     }
+    // The xids the requests went out with: positive, in call order.
+    let xids: Vec<i64> = requests
+        .iter()
+        .map(|f| f.get("xid").and_then(|x| x.parse().ok()).expect("an xid"))
+        .collect();
+    assert!(
+        xids[0] > 0 && xids.windows(2).all(|w| w[0] < w[1]),
+        "{xids:?}"
+    );
 }

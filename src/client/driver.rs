@@ -27,6 +27,9 @@ pub(crate) enum Command {
         req: Request,
         reply: oneshot::Sender<Result<Bytes, Error>>,
         watcher: Option<(WatcherId, WatchSink)>,
+        /// The caller's `zk.request` span (disabled when nothing listens):
+        /// the driver records the xid in it.
+        span: tracing::Span,
     },
     /// An addAuth: credentials the session keeps and replays.
     AddAuth {
@@ -63,12 +66,28 @@ fn now() -> std::time::Instant {
     TokioInstant::now().into_std()
 }
 
+/// A request waiting for its reply.
+#[derive(Debug)]
+struct Waiter {
+    tx: oneshot::Sender<Result<Bytes, Error>>,
+    span: tracing::Span,
+    /// The op (`None`: an addAuth) and when the driver took the request,
+    /// for the request metrics.
+    op: Option<crate::proto::codes::OpCode>,
+    taken: std::time::Instant,
+}
+
 pub(crate) struct Driver {
     session: Session,
+    /// The time of the driver's last clock read: events a session call
+    /// produced happened at it.
+    clock: std::time::Instant,
+    /// The request metrics' handles (nothing without the `metrics` feature).
+    metrics: crate::observe::Registry,
     cmds: mpsc::UnboundedReceiver<Command>,
     state_tx: watch::Sender<SessionState>,
     info: Arc<Mutex<SessionInfo>>,
-    replies: HashMap<RequestId, oneshot::Sender<Result<Bytes, Error>>>,
+    replies: HashMap<RequestId, Waiter>,
     watchers: HashMap<WatcherId, WatchSink>,
     subscribers: Vec<mpsc::UnboundedSender<SessionState>>,
     closers: Vec<oneshot::Sender<Result<(), Error>>>,
@@ -110,6 +129,8 @@ impl Driver {
     ) -> Self {
         Self {
             session,
+            clock: now(),
+            metrics: crate::observe::Registry::new(),
             cmds,
             state_tx,
             info,
@@ -146,7 +167,8 @@ impl Driver {
                 // Flush nothing more: the session is over.
                 break;
             }
-            self.session.poll_transmit(now(), &mut self.outbuf);
+            let t = self.tick();
+            self.session.poll_transmit(t, &mut self.outbuf);
             match self.session.poll_timeout() {
                 Some(d) if armed.is_none_or(|a| d < a) => {
                     timer.as_mut().reset(TokioInstant::from_std(d));
@@ -164,11 +186,12 @@ impl Driver {
                             if let Err(e) = &r { debug!(error = %e, "read failed"); }
                             crate::observe::disconnected(if r.is_ok() { "eof" } else { "read_error" });
                             self.drop_transport();
-                            self.session.handle_disconnected(now());
+                            let t = self.tick();
+                            self.session.handle_disconnected(t);
                         }
                         Ok(n) => {
-                            crate::observe::bytes(n, 0);
-                            let t = now();
+                            self.metrics.bytes(n, 0);
+                            let t = self.tick();
                             self.session.handle_data(t, &self.inbuf);
                             self.inbuf.clear();
                         }
@@ -176,13 +199,14 @@ impl Driver {
                 }
                 r = write_some(&mut self.writer, &mut self.outbuf), if can_write => {
                     if let Ok(n) = r {
-                        crate::observe::bytes(0, n);
+                        self.metrics.bytes(0, n);
                     }
                     if let Err(e) = r {
                         debug!(error = %e, "write failed");
                         crate::observe::disconnected("write_error");
                         self.drop_transport();
-                        self.session.handle_disconnected(now());
+                        let t = self.tick();
+                        self.session.handle_disconnected(t);
                     }
                 }
                 r = poll_connect(&mut self.connecting), if self.connecting.is_some() => {
@@ -192,24 +216,28 @@ impl Driver {
                             let (r, w) = tokio::io::split(stream);
                             self.reader = Some(r);
                             self.writer = Some(w);
-                            self.session.handle_connected(now());
+                            let t = self.tick();
+                            self.session.handle_connected(t);
                         }
                         Err(e) => {
                             debug!(error = %e, "connect failed");
                             crate::observe::connect_failed();
-                            self.session.handle_connect_failed(now(), &e.to_string());
+                            let t = self.tick();
+                            self.session.handle_connect_failed(t, &e.to_string());
                         }
                     }
                 }
                 cmd = self.cmds.recv(), if self.commands_open => {
                     match cmd {
                         Some(cmd) => {
-                            self.handle_command(cmd);
+                            // One clock read for the batch.
+                            let t = self.tick();
+                            self.handle_command(t, cmd);
                             // Batch whatever else is queued so pipelined
                             // requests share one write.
                             for _ in 0..1024 {
                                 match self.cmds.try_recv() {
-                                    Ok(cmd) => self.handle_command(cmd),
+                                    Ok(cmd) => self.handle_command(t, cmd),
                                     Err(_) => break,
                                 }
                             }
@@ -217,7 +245,8 @@ impl Driver {
                         None => {
                             // Every Client handle is gone: close the session.
                             self.commands_open = false;
-                            self.session.close(now());
+                            let t = self.tick();
+                            self.session.close(t);
                         }
                     }
                 }
@@ -228,19 +257,31 @@ impl Driver {
                         Err(e) => (0, None, Err(format!("SASL step panicked: {e}"))),
                     };
                     self.sasl_mech = mech;
-                    self.session.handle_sasl_step(now(), generation, result);
+                    let t = self.tick();
+                    self.session.handle_sasl_step(t, generation, result);
                 }
                 () = &mut timer, if armed.is_some() => {
                     armed = None;
-                    self.session.handle_timeout(now());
+                    let t = self.tick();
+                    self.session.handle_timeout(t);
                 }
             }
         }
         // Terminal: fail whatever is still waiting.
         let err = self.session.terminal_error().unwrap_or(Error::Closed);
-        for (_, tx) in self.replies.drain() {
-            let _ = tx.send(Err(err.clone()));
+        for (_, w) in self.replies.drain() {
+            let result = Err(err.clone());
+            if let Some(op) = w.op {
+                self.metrics.reply(
+                    op,
+                    self.clock.saturating_duration_since(w.taken),
+                    &result,
+                    true,
+                );
+            }
+            let _ = w.tx.send(result);
         }
+        self.metrics.in_flight(0);
         for tx in self.closers.drain(..) {
             let _ = tx.send(Ok(()));
         }
@@ -263,19 +304,37 @@ impl Driver {
         }
     }
 
-    fn handle_command(&mut self, cmd: Command) {
-        let t = now();
+    /// Reads the clock (tokio's, so paused-time tests control it).
+    fn tick(&mut self) -> std::time::Instant {
+        self.clock = now();
+        self.clock
+    }
+
+    fn handle_command(&mut self, t: std::time::Instant, cmd: Command) {
         match cmd {
             Command::Submit {
                 req,
                 reply,
                 watcher,
+                span,
             } => {
                 if let Some((id, sink)) = watcher {
                     self.watchers.insert(id, sink);
                 }
+                if let Some(crate::session::WatchAction::Register { kind, .. }) = &req.watch {
+                    self.metrics.watch_registered(*kind);
+                }
+                let op = req.op;
                 let id = self.session.submit(t, req);
-                self.replies.insert(id, reply);
+                self.replies.insert(
+                    id,
+                    Waiter {
+                        tx: reply,
+                        span,
+                        op: Some(op),
+                        taken: t,
+                    },
+                );
             }
             Command::AddAuth {
                 scheme,
@@ -283,7 +342,15 @@ impl Driver {
                 reply,
             } => {
                 let id = self.session.add_auth(t, scheme, auth);
-                self.replies.insert(id, reply);
+                self.replies.insert(
+                    id,
+                    Waiter {
+                        tx: reply,
+                        span: tracing::Span::none(),
+                        op: None,
+                        taken: t,
+                    },
+                );
             }
             Command::Unwatch(id) => {
                 self.watchers.remove(&id);
@@ -305,8 +372,9 @@ impl Driver {
     /// wait on its KDC); the result comes back through `poll_sasl`.
     fn start_sasl_step(&mut self, generation: u64, input: SaslInput) {
         let Some(factory) = self.sasl.clone() else {
+            let t = self.tick();
             self.session.handle_sasl_step(
-                now(),
+                t,
                 generation,
                 Err("no SASL mechanism configured".into()),
             );
@@ -360,9 +428,24 @@ impl Driver {
                     }
                     self.drop_transport();
                 }
-                Event::Reply { id, result } => {
-                    if let Some(tx) = self.replies.remove(&id) {
-                        let _ = tx.send(result);
+                Event::Reply { id, xid, result } => {
+                    if let Some(w) = self.replies.remove(&id) {
+                        if let (Some(xid), false) = (xid, w.span.is_disabled()) {
+                            w.span.record("xid", xid);
+                        }
+                        let elapsed = self.clock.saturating_duration_since(w.taken);
+                        match w.op {
+                            Some(op) => {
+                                // Only a live caller's reply is counted by
+                                // its outcome; an abandoned one as `dropped`.
+                                let delivered = !w.tx.is_closed();
+                                self.metrics.reply(op, elapsed, &result, delivered);
+                                let _ = w.tx.send(result);
+                            }
+                            None => {
+                                let _ = w.tx.send(result);
+                            }
+                        }
                     }
                 }
                 Event::Watch { watchers, event } => {
@@ -383,6 +466,7 @@ impl Driver {
                 }
             }
         }
+        self.metrics.in_flight(self.replies.len());
         self.update_info();
     }
 
@@ -421,17 +505,7 @@ impl Driver {
     }
 
     fn deliver(&mut self, w: WatcherId, event: &WatchedEvent) {
-        crate::observe::watch_event(match event.event_type {
-            EventType::None => "none",
-            EventType::NodeCreated => "node_created",
-            EventType::NodeDeleted => "node_deleted",
-            EventType::NodeDataChanged => "node_data_changed",
-            EventType::NodeChildrenChanged => "node_children_changed",
-            EventType::DataWatchRemoved => "data_watch_removed",
-            EventType::ChildWatchRemoved => "child_watch_removed",
-            EventType::PersistentWatchRemoved => "persistent_watch_removed",
-            _ => "other",
-        });
+        self.metrics.watch_event(event.event_type);
         let removed = matches!(
             event.event_type,
             EventType::PersistentWatchRemoved
@@ -446,7 +520,7 @@ impl Driver {
                 } else if !alive {
                     // Receiver gone without an Unwatch reaching us yet.
                     self.watchers.remove(&w);
-                    self.session.unwatch(now(), w);
+                    self.session.unwatch(self.clock, w);
                 }
             }
             Some(WatchSink::Oneshot(_)) => {

@@ -80,17 +80,14 @@ struct Inner {
     chroot: Chroot,
     chroot_str: Option<String>,
     next_watcher: AtomicU64,
-    /// The client's metric handles (empty without the `metrics` feature).
-    metrics: crate::observe::Registry,
 }
 
-/// A request handed to the driver: its reply to come, observed (a
-/// `zk.request` span, and metrics with the `metrics` feature).
+/// A request handed to the driver: its reply to come, in its `zk.request`
+/// span (the driver keeps the request's metrics).
 #[derive(Debug)]
 struct Pending {
     rx: oneshot::Receiver<Result<Bytes>>,
     span: tracing::Span,
-    in_flight: Option<crate::observe::InFlight>,
 }
 
 impl Pending {
@@ -99,7 +96,6 @@ impl Pending {
         Self {
             rx,
             span: tracing::Span::none(),
-            in_flight: None,
         }
     }
 
@@ -115,23 +111,17 @@ type Reply = std::result::Result<Pending, Error>;
 async fn await_reply(r: Reply) -> Result<Bytes> {
     match r {
         Err(e) => Err(e),
-        Ok(Pending {
-            rx,
-            span,
-            in_flight,
-        }) => {
+        Ok(Pending { rx, span }) => {
             // The driver answers every request before it drops its sender.
+            if span.is_disabled() {
+                return rx.await.unwrap_or(Err(Error::Closed));
+            }
             let r = tracing::Instrument::instrument(rx, span.clone())
                 .await
                 .unwrap_or(Err(Error::Closed));
             let outcome = crate::observe::outcome(&r);
-            if !span.is_disabled() {
-                span.record("outcome", outcome);
-                tracing::trace!(parent: &span, outcome, "reply");
-            }
-            if let Some(f) = in_flight {
-                f.finish(outcome);
-            }
+            span.record("outcome", outcome);
+            tracing::trace!(parent: &span, outcome, "reply");
             r
         }
     }
@@ -185,7 +175,6 @@ impl Client {
                 chroot: Chroot::new(chroot.clone()),
                 chroot_str: chroot,
                 next_watcher: AtomicU64::new(1),
-                metrics: crate::observe::Registry::new(),
             }),
         }
     }
@@ -322,22 +311,13 @@ impl Client {
     /// Queues `req` with the driver (synchronously: call order is wire order).
     fn submit(&self, req: Request, watcher: Option<(WatcherId, WatchSink)>) -> Reply {
         let (tx, rx) = oneshot::channel();
-        let req_op = req.op;
-        let op = req_op.name();
-        if let Some(WatchAction::Register { kind, .. }) = &req.watch {
-            crate::observe::watch_registered(match kind {
-                WatchKind::Data => "data",
-                WatchKind::Exist => "exists",
-                WatchKind::Child => "children",
-                WatchKind::Persistent => "persistent",
-                WatchKind::PersistentRecursive => "persistent_recursive",
-            });
-        }
+        let op = req.op.name();
         let span = tracing::debug_span!(
             "zk.request",
             op,
             session = tracing::field::Empty,
             path = tracing::field::Empty,
+            xid = tracing::field::Empty,
             outcome = tracing::field::Empty,
         );
         if !span.is_disabled() {
@@ -347,15 +327,12 @@ impl Client {
             req,
             reply: tx,
             watcher,
+            span: span.clone(),
         };
         if self.inner.cmds.send(cmd).is_err() {
             return Err(self.ended_error());
         }
-        Ok(Pending {
-            rx,
-            span,
-            in_flight: Some(crate::observe::InFlight::start(&self.inner.metrics, req_op)),
-        })
+        Ok(Pending { rx, span })
     }
 
     fn ended_error(&self) -> Error {

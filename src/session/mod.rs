@@ -155,6 +155,8 @@ pub(crate) enum Event {
     Reply {
         /// Which request.
         id: RequestId,
+        /// The xid it was sent with, when the server answered it.
+        xid: Option<i32>,
         /// Body or error.
         result: Result<Bytes, Error>,
     },
@@ -1245,7 +1247,11 @@ impl Session {
             self.watches.cancelled.remove(w);
             self.events.push_back(Event::WatchAbandoned(*w));
         }
-        self.events.push_back(Event::Reply { id, result: Err(e) });
+        self.events.push_back(Event::Reply {
+            id,
+            xid: None,
+            result: Err(e),
+        });
     }
 
     fn set_state(&mut self, s: SessionState) {
@@ -1385,6 +1391,7 @@ impl Session {
             if let Some(id) = a.waiter.take() {
                 self.events.push_back(Event::Reply {
                     id,
+                    xid: None,
                     result: Err(e.clone()),
                 });
             }
@@ -1433,6 +1440,7 @@ impl Session {
                     if let Some(id) = waiter {
                         self.events.push_back(Event::Reply {
                             id,
+                            xid: None,
                             result: Err(Error::AuthFailed),
                         });
                     }
@@ -1443,7 +1451,11 @@ impl Session {
                     } else {
                         Err(Error::from_code(hdr.err))
                     };
-                    self.events.push_back(Event::Reply { id, result });
+                    self.events.push_back(Event::Reply {
+                        id,
+                        xid: None,
+                        result,
+                    });
                 }
                 Ok(())
             }
@@ -1712,6 +1724,7 @@ impl Session {
             self.terminate(SessionState::Expired, now);
             return;
         }
+        let xid = p.xid;
         match p.kind {
             PendingKind::User(id, watch) => {
                 self.watches.setup_done(watch.as_ref());
@@ -1747,7 +1760,11 @@ impl Session {
                 } else {
                     Err(Error::from_code(code))
                 };
-                self.events.push_back(Event::Reply { id, result });
+                self.events.push_back(Event::Reply {
+                    id,
+                    xid: Some(xid),
+                    result,
+                });
             }
             PendingKind::Sasl => self.handle_sasl_reply(now, code, body),
             PendingKind::SetWatches => {

@@ -503,7 +503,7 @@ fn replies(events: &[Event]) -> Vec<(RequestId, Result<Bytes, Error>)> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::Reply { id, result } => Some((*id, result.clone())),
+            Event::Reply { id, result, .. } => Some((*id, result.clone())),
             _ => None,
         })
         .collect()
@@ -1123,6 +1123,7 @@ fn add_auth_waiter_completes_on_success() {
         p.take_events(),
         vec![Event::Reply {
             id: a,
+            xid: None,
             result: Ok(Bytes::new())
         }]
     );
@@ -1568,6 +1569,7 @@ fn one_shot_watcher_dropped_before_its_reply_is_not_registered() {
         p.take_events(),
         vec![Event::Reply {
             id: r,
+            xid: Some(x),
             result: Ok(Bytes::from_static(b"data"))
         }],
         "the reply still completes; no watch event"
@@ -1648,6 +1650,7 @@ fn persistent_watcher_dropped_before_its_reply_removes_the_server_watch() {
         p.take_events(),
         vec![Event::Reply {
             id: r,
+            xid: Some(x),
             result: Ok(Bytes::new())
         }]
     );
@@ -1747,11 +1750,13 @@ fn expired_connect_response_on_resume_is_terminal() {
             vec![
                 Event::Reply {
                     id: late,
+                    xid: None,
                     result: Err(Error::SessionExpired)
                 },
                 Event::WatchAbandoned(WatcherId(9)),
                 Event::Reply {
                     id: late_watch,
+                    xid: None,
                     result: Err(Error::SessionExpired)
                 },
             ]
@@ -2496,6 +2501,7 @@ fn request_too_large_fails_at_once_and_writes_nothing() {
             Event::WatchAbandoned(WatcherId(4)),
             Event::Reply {
                 id,
+                xid: None,
                 result: Err(Error::RequestTooLarge {
                     size: 101,
                     limit: 100
