@@ -190,7 +190,7 @@ async fn connection(
                 r.allow_get = true;
                 r
             }
-            Ok(Request::Get(path)) => route(&path, routes, shared, cancel),
+            Ok(Request::Get(path, query)) => route(&path, &query, routes, shared, cancel),
         },
     };
     let bytes = response.encode();
@@ -231,8 +231,8 @@ async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, HeadError> {
 }
 
 enum Request {
-    /// A GET of this path (query string removed).
-    Get(String),
+    /// A GET of this path, with its query's parameters (percent-decoded).
+    Get(String, Query),
     /// A well-formed request with another method.
     Other,
 }
@@ -266,11 +266,63 @@ fn parse(head: &[u8]) -> Result<Request, &'static str> {
     if method != "GET" {
         return Ok(Request::Other);
     }
-    let path = target.split(['?', '#']).next().unwrap_or(target);
-    Ok(Request::Get(path.to_string()))
+    let target = target.split('#').next().unwrap_or(target);
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    Ok(Request::Get(path.to_string(), parse_query(query)))
 }
 
-fn route(path: &str, routes: &Routes, shared: &Shared, cancel: &CancellationToken) -> Response {
+/// A request's query parameters (the last value of a repeated name wins).
+type Query = std::collections::HashMap<String, String>;
+
+/// Parses `a=1&b=x%20y` (form encoding: `+` is a space); a malformed escape
+/// is kept as written.
+fn parse_query(query: &str) -> Query {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| {
+        char::from(c)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            ) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn route(
+    path: &str,
+    query: &Query,
+    routes: &Routes,
+    shared: &Shared,
+    cancel: &CancellationToken,
+) -> Response {
     if routes.metrics_everywhere || path == "/metrics" {
         return Response::new(
             200,
@@ -295,7 +347,7 @@ fn route(path: &str, routes: &Routes, shared: &Shared, cancel: &CancellationToke
         "" | "/" => Response::new(200, "text/html; charset=utf-8", command_links(prefix)),
         _ => match rest.strip_prefix('/') {
             Some(name) => {
-                let body = run(name, shared, cancel);
+                let body = run(name, query, shared, cancel);
                 let text = serde_json::to_string_pretty(&body).unwrap_or_default();
                 Response::new(200, "application/json", text + "\n")
             }
@@ -314,13 +366,19 @@ const COMMANDS: &[&[&str]] = &[
     &["environment", "env", "envi"],
     &["get_trace_mask", "gtmk"],
     &["hash"],
+    &["initial_configuration", "icfg"],
     &["is_read_only", "isro"],
+    &["last_snapshot", "lsnp"],
+    &["leader", "lead"],
     &["monitor", "mntr"],
+    &["observer_connection_stat_reset", "orst"],
     &["observers", "obsr"],
     &["ruok"],
     &["server_stats", "srvr"],
+    &["set_trace_mask", "stmk"],
     &["stat_reset", "srst"],
     &["stats", "stat"],
+    &["system_properties", "sysp"],
     &["voting_view"],
     &["watch_summary", "wchs"],
     &["watches", "wchc"],
@@ -343,7 +401,7 @@ fn command_links(prefix: &str) -> String {
 /// Runs command `name` (a name or an alias): its JSON object, with
 /// `command` (the primary name) and `error` last, as ZooKeeper's
 /// `CommandResponse`.
-fn run(name: &str, shared: &Shared, cancel: &CancellationToken) -> Value {
+fn run(name: &str, query: &Query, shared: &Shared, cancel: &CancellationToken) -> Value {
     let Some(names) = COMMANDS.iter().find(|n| n.contains(&name)) else {
         return json!({ "command": name, "error": format!("Unknown command: {name}") });
     };
@@ -368,7 +426,33 @@ fn run(name: &str, shared: &Shared, cancel: &CancellationToken) -> Value {
         }
         "dump" => dump(shared),
         "environment" => environment(),
-        "get_trace_mask" => obj(json!({ "tracemask": 306 })),
+        "connection_stat_reset" => {
+            for h in shared.lock().conns.values() {
+                h.stats.reset();
+            }
+            Map::new()
+        }
+        "get_trace_mask" => obj(json!({ "tracemask": shared.trace_mask.load(Ordering::Relaxed) })),
+        "initial_configuration" => {
+            obj(json!({ "initial_configuration": initial_configuration(shared) }))
+        }
+        "last_snapshot" => last_snapshot(shared),
+        // A standalone server is no quorum peer: ZooKeeper answers so.
+        "leader" => obj(json!({ "error": "server is not initialized" })),
+        "set_trace_mask" => match query.get("traceMask").map(|v| v.parse::<u64>()) {
+            Some(Ok(mask)) => {
+                shared.trace_mask.store(mask, Ordering::Relaxed);
+                obj(json!({ "tracemask": mask }))
+            }
+            Some(Err(_)) => obj(json!({
+                "error": format!(
+                    "setTraceMask requires long traceMask argument, got {}",
+                    query.get("traceMask").map_or("", String::as_str)
+                )
+            })),
+            None => obj(json!({ "error": "setTraceMask requires long traceMask argument" })),
+        },
+        "system_properties" => system_properties(shared),
         "hash" => obj(json!({ "digests": [] })),
         "is_read_only" => obj(json!({ "read_only": false })),
         "monitor" => metrics::gather(shared)
@@ -399,7 +483,7 @@ fn run(name: &str, shared: &Shared, cancel: &CancellationToken) -> Value {
         _ => Map::new(),
     };
     out.insert("command".into(), primary.into());
-    out.insert("error".into(), Value::Null);
+    out.entry("error").or_insert(Value::Null);
     Value::Object(out)
 }
 
@@ -440,19 +524,36 @@ fn connections(shared: &Shared, full: bool) -> Value {
     let out: Vec<Value> = list
         .into_iter()
         .map(|h| {
+            let c = &h.stats;
+            let r = Ordering::Relaxed;
             let mut m = obj(json!({
                 "remote_socket_address": h.peer.to_string(),
                 "interest_ops": 1,
-                "outstanding_requests": 0,
-                "packets_received": 0,
-                "packets_sent": 0,
+                "outstanding_requests": c.outstanding.load(r),
+                "packets_received": c.packets_received.load(r),
+                "packets_sent": c.packets_sent.load(r),
             }));
             if full {
+                // ZooKeeper's `getConnectionInfo(false)`, in its order.
                 m.insert("session_id".into(), h.session.into());
+                m.insert("last_operation".into(), c.last_op().into());
+                m.insert("established".into(), c.established_ms.into());
                 m.insert(
                     "session_timeout".into(),
                     st.sessions.timeout(h.session).unwrap_or(0).into(),
                 );
+                m.insert("last_cxid".into(), c.last_cxid.load(r).into());
+                m.insert("last_zxid".into(), c.last_zxid.load(r).into());
+                // ZooKeeper's is its monotonic clock (an arbitrary origin);
+                // ours the wall clock, which an operator can read.
+                m.insert(
+                    "last_response_time".into(),
+                    c.last_response_ms.load(r).into(),
+                );
+                m.insert("last_latency".into(), c.last_latency.load(r).into());
+                m.insert("min_latency".into(), c.min_latency().into());
+                m.insert("avg_latency".into(), c.avg_latency().into());
+                m.insert("max_latency".into(), c.max_latency.load(r).into());
             }
             Value::Object(m)
         })
@@ -524,7 +625,7 @@ fn server_stats(shared: &Shared) -> Map<String, Value> {
             "provider_null": false,
             "server_state": "standalone",
             "last_processed_zxid": get("last_processed_zxid"),
-            "outstanding_requests": 0,
+            "outstanding_requests": get("outstanding_requests"),
             "avg_latency": get("avg_latency"),
             "max_latency": get("max_latency"),
             "min_latency": get("min_latency"),
@@ -537,6 +638,115 @@ fn server_stats(shared: &Shared) -> Map<String, Value> {
         "client_response": buffers,
         "node_count": get("znode_count"),
     }))
+}
+
+/// `initial_configuration`: the `zoo.cfg` text the server was started
+/// with; a server built in code reports its effective settings in the same
+/// syntax.
+fn initial_configuration(shared: &Shared) -> String {
+    if let Some(text) = &shared.settings.initial_config {
+        return text.clone();
+    }
+    let mut s = String::new();
+    for (k, v) in configuration(shared) {
+        let key = match k.as_str() {
+            "client_port" => "clientPort",
+            "data_dir" => "dataDir",
+            "data_log_dir" => "dataLogDir",
+            "tick_time" => "tickTime",
+            "max_client_cnxns" => "maxClientCnxns",
+            "min_session_timeout" => "minSessionTimeout",
+            "max_session_timeout" => "maxSessionTimeout",
+            _ => continue,
+        };
+        let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+        s.push_str(&format!("{key}={v}\n"));
+    }
+    s
+}
+
+/// `last_snapshot`: the newest snapshot file of the data directory (its
+/// zxid, from its name, and when it was written). An in-memory server has
+/// none: zxid 0, time 0.
+fn last_snapshot(shared: &Shared) -> Map<String, Value> {
+    // This server's snapshots are in the data directory itself (an
+    // imported ZooKeeper directory keeps its `version-2`).
+    let newest = shared.settings.data_dir.as_ref().and_then(|d| {
+        [d.clone(), d.join("version-2")]
+            .iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let zxid = i64::from_str_radix(name.strip_prefix("snapshot.")?, 16).ok()?;
+                let at = e.metadata().ok()?.modified().ok()?;
+                Some((zxid, at))
+            })
+            .max_by_key(|(zxid, _)| *zxid)
+    });
+    let (zxid, at_ms) = newest.map_or((0, 0), |(zxid, at)| {
+        let ms = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        (zxid, ms)
+    });
+    obj(json!({ "zxid": format!("{zxid:x}"), "timestamp": at_ms }))
+}
+
+/// `system_properties`: a JVM's `System.getProperties()` has no meaning
+/// here; the server reports the ZooKeeper properties it honours, with their
+/// effective values, and the platform's, under the same names.
+fn system_properties(shared: &Shared) -> Map<String, Value> {
+    let s = &shared.settings;
+    let mut m = std::collections::BTreeMap::<String, String>::new();
+    let mut put = |k: &str, v: String| {
+        m.insert(k.to_string(), v);
+    };
+    put("jute.maxbuffer", s.max_frame.to_string());
+    put(
+        "zookeeper.extendedTypesEnabled",
+        s.extended_types.to_string(),
+    );
+    put(
+        "zookeeper.4lw.commands.whitelist",
+        s.four_letter_words.to_string(),
+    );
+    put("zookeeper.maxCnxns", s.max_connections.to_string());
+    put("zookeeper.snapCount", s.snap_count.to_string());
+    put(
+        "zookeeper.preAllocSize",
+        (s.prealloc_size / 1024).to_string(),
+    );
+    put(
+        "zookeeper.forceSync",
+        if s.force_sync { "yes" } else { "no" }.into(),
+    );
+    put(
+        "znode.container.checkIntervalMs",
+        s.container_check_interval.as_millis().to_string(),
+    );
+    put(
+        "zookeeper.nio.sessionlessCnxnTimeout",
+        s.handshake_timeout.as_millis().to_string(),
+    );
+    put("os.name", std::env::consts::OS.into());
+    put("os.arch", std::env::consts::ARCH.into());
+    put("file.separator", std::path::MAIN_SEPARATOR.to_string());
+    put("line.separator", "\n".into());
+    if let Ok(dir) = std::env::current_dir() {
+        put("user.dir", dir.display().to_string());
+    }
+    for (k, var) in [
+        ("user.name", "USER"),
+        ("user.home", "HOME"),
+        ("java.io.tmpdir", "TMPDIR"),
+    ] {
+        if let Ok(v) = std::env::var(var) {
+            put(k, v);
+        }
+    }
+    m.into_iter().map(|(k, v)| (k, Value::String(v))).collect()
 }
 
 /// `watches` (by session) and `watches_by_path` over the data watches.
@@ -571,7 +781,7 @@ mod tests {
     #[test]
     fn parses_request_heads() {
         let get = |h: &str| match parse(h.as_bytes()) {
-            Ok(Request::Get(p)) => Ok(p),
+            Ok(Request::Get(p, _)) => Ok(p),
             Ok(Request::Other) => Err("other"),
             Err(e) => Err(e),
         };
@@ -586,5 +796,15 @@ mod tests {
         assert!(get("GET /metrics HTTP/2.0").is_err());
         assert!(get("GET /metrics HTTP/1.1\r\nno colon").is_err());
         assert!(get("get /metrics HTTP/1.1").is_err());
+        let query = |h: &str| match parse(h.as_bytes()) {
+            Ok(Request::Get(_, q)) => q,
+            _ => Query::new(),
+        };
+        let q = query("GET /commands/stmk?traceMask=42&x=a%20b+c&bad=%zz&flag HTTP/1.1");
+        assert_eq!(q["traceMask"], "42");
+        assert_eq!(q["x"], "a b c");
+        assert_eq!(q["bad"], "%zz");
+        assert_eq!(q["flag"], "");
+        assert_eq!(query("GET /m?x=%4 HTTP/1.1")["x"], "%4");
     }
 }

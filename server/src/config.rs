@@ -104,6 +104,17 @@ impl Default for FourLetterWords {
     }
 }
 
+/// ZooKeeper's list syntax: `*`, or the words comma-separated.
+impl std::fmt::Display for FourLetterWords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.all {
+            return f.write_str("*");
+        }
+        let words: Vec<&str> = self.words.iter().map(String::as_str).collect();
+        f.write_str(&words.join(","))
+    }
+}
+
 impl FourLetterWords {
     /// Every four-letter word (`*`).
     pub fn all() -> Self {
@@ -203,6 +214,9 @@ impl std::error::Error for ConfigError {
 /// The settings of a `zoo.cfg` this server understands; `None` = not set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
+    /// The text this was parsed from (empty when built in code): what the
+    /// admin server's `initial_configuration` answers.
+    pub text: String,
     /// `clientPort`.
     pub client_port: Option<u16>,
     /// `clientPortAddress`.
@@ -316,7 +330,10 @@ impl Config {
     /// [`ConfigError::Invalid`] naming the key and line of the first bad
     /// value.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let mut cfg = Self::default();
+        let mut cfg = Self {
+            text: text.to_string(),
+            ..Self::default()
+        };
         let mut secure_at: Option<(usize, String)> = None;
         let mut enforce_enabled: Option<(usize, String)> = None;
         let mut enforce_schemes: Vec<String> = Vec::new();
@@ -843,7 +860,14 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_ignored() {
-        let cfg = Config::parse("initLimit=5\nsyncLimit=2\nserver.1=a:2888:3888").unwrap();
-        assert_eq!(cfg, Config::default());
+        let text = "initLimit=5\nsyncLimit=2\nserver.1=a:2888:3888";
+        let cfg = Config::parse(text).unwrap();
+        assert_eq!(
+            cfg,
+            Config {
+                text: text.into(),
+                ..Config::default()
+            }
+        );
     }
 }

@@ -16,7 +16,7 @@ use crate::acl::AuthInfo;
 use crate::dispatch::{self, Flow};
 use crate::persist::RecordKind;
 use crate::sessions::generate_password;
-use crate::state::{Conn, ConnHandle, Out, Shared};
+use crate::state::{Conn, ConnHandle, ConnStats, Out, Shared};
 use crate::watches::ConnId;
 use crate::wire::record_frame;
 
@@ -62,7 +62,8 @@ pub(crate) async fn serve<IO>(
     // Requests awaiting their reply, oldest first, for the latency metrics
     // (ZooKeeper's `readlatency`/`updatelatency`): replies leave in request
     // order; notifications (xid -1) and the ConnectResponse are not replies.
-    let mut pending = Pending::default();
+    let stats = Arc::new(ConnStats::new(shared.clock.wall_ms().max(0) as u64));
+    let mut pending = Pending::new(stats.clone());
     'outer: loop {
         if !queue.is_empty() {
             let released = durable
@@ -75,6 +76,7 @@ pub(crate) async fn serve<IO>(
                     Out::Frame(_, after) if *after > released => break,
                     Out::Frame(f, _) => {
                         shared.sent.fetch_add(1, Ordering::Relaxed);
+                        stats.packets_sent.fetch_add(1, Ordering::Relaxed);
                         pending.replied(f, &shared);
                         queued_bytes -= f.len();
                         wbuf.extend_from_slice(f);
@@ -148,7 +150,12 @@ pub(crate) async fn serve<IO>(
                 // Process every complete frame in the buffer.
                 loop {
                     if conn.is_none() && buf.len() >= 4 {
-                        if let Some(answer) = crate::fourlw::answer(&buf[..4], &shared) {
+                        let need = crate::fourlw::needs(&buf[..4]);
+                        if buf.len() < need {
+                            // `stmk` and its mask: wait for the rest.
+                            break;
+                        }
+                        if let Some(answer) = crate::fourlw::answer(&buf[..need], &shared) {
                             let _ = io.write_all(answer.as_bytes()).await;
                             let _ = io.flush().await;
                             break 'outer;
@@ -163,8 +170,9 @@ pub(crate) async fn serve<IO>(
                         }
                     };
                     shared.received.fetch_add(1, Ordering::Relaxed);
+                    stats.packets_received.fetch_add(1, Ordering::Relaxed);
                     match conn.as_mut() {
-                        None => match handshake(frame, peer, &auth, &shared, &tx) {
+                        None => match handshake(frame, peer, &auth, &shared, &tx, &stats) {
                             Some(c) => {
                                 pending.skip_connect_response = true;
                                 conn = Some(c);
@@ -233,6 +241,7 @@ fn handshake(
     auth: &AuthInfo,
     shared: &Shared,
     tx: &mpsc::UnboundedSender<Out>,
+    stats: &Arc<ConnStats>,
 ) -> Option<Conn> {
     let mut body = frame;
     let req = match ConnectRequest::decode(&mut body) {
@@ -312,6 +321,7 @@ fn handshake(
             tx: tx.clone(),
             session,
             peer,
+            stats: stats.clone(),
         },
     );
     st.session_conn.insert(session, id);
@@ -359,13 +369,17 @@ async fn durable_changed(
     }
 }
 
-/// Receive times of a connection's requests still awaiting their reply.
-#[derive(Debug, Default)]
+/// A connection's requests still awaiting their reply, oldest first: their
+/// receive times for the latency metrics (ZooKeeper's `readlatency` /
+/// `updatelatency`) and the connection's statistics. Replies leave in
+/// request order; notifications (xid -1) are not replies.
+#[derive(Debug)]
 struct Pending {
     /// The next non-notification frame is the ConnectResponse.
     skip_connect_response: bool,
-    /// `(received, writes a transaction)`, oldest first.
-    queue: VecDeque<(std::time::Instant, bool)>,
+    /// `(received, writes a transaction, op's short name)`, oldest first.
+    queue: VecDeque<(std::time::Instant, bool, [u8; 4])>,
+    stats: Arc<ConnStats>,
 }
 
 impl Pending {
@@ -373,8 +387,17 @@ impl Pending {
     /// requests get no reply must not grow this without bound).
     const MAX: usize = 65_536;
 
+    fn new(stats: Arc<ConnStats>) -> Self {
+        Self {
+            skip_connect_response: false,
+            queue: VecDeque::new(),
+            stats,
+        }
+    }
+
     /// A request (its frame: header, then body) was received.
     fn requested(&mut self, frame: &[u8]) {
+        self.stats.outstanding.fetch_add(1, Ordering::Relaxed);
         if self.queue.len() >= Self::MAX {
             return;
         }
@@ -382,7 +405,7 @@ impl Pending {
             .get(4..8)
             .map_or(0, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
         self.queue
-            .push_back((std::time::Instant::now(), is_write_op(op)));
+            .push_back((std::time::Instant::now(), is_write_op(op), short_name(op)));
     }
 
     /// A frame (length prefix included) is being written: a reply records
@@ -394,19 +417,68 @@ impl Pending {
         if xid == zkit_proto::codes::xid::NOTIFICATION {
             return;
         }
+        let wall = || shared.clock.wall_ms().max(0) as u64;
         if std::mem::take(&mut self.skip_connect_response) {
+            // ZooKeeper's createSession: cxid 0, the zxid of the moment.
+            let zxid = shared.lock().zxid;
+            self.stats.replied(*b"SESS", 0, zxid, wall(), 0);
             return;
         }
-        if let Some((at, write)) = self.queue.pop_front() {
+        let _ = self
+            .stats
+            .outstanding
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        if let Some((at, write, op)) = self.queue.pop_front() {
+            let elapsed = at.elapsed();
             let m = &shared.metrics;
             let summary = if write {
                 &m.update_latency
             } else {
                 &m.read_latency
             };
-            summary.record(at.elapsed());
+            summary.record(elapsed);
+            let zxid = frame.get(8..16).map_or(-1, |b| {
+                i64::from_be_bytes(b.try_into().unwrap_or([0xff; 8]))
+            });
+            let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+            self.stats.replied(op, xid, zxid, wall(), ms);
         }
     }
+}
+
+/// ZooKeeper's short name of an op (`FinalRequestProcessor`'s `lastOp`).
+fn short_name(op: i32) -> [u8; 4] {
+    use zkit_proto::codes::OpCode;
+    let name: &[u8; 4] = match OpCode::from_code(op) {
+        Some(OpCode::Ping) => b"PING",
+        Some(OpCode::Multi) => b"MULT",
+        Some(OpCode::MultiRead) => b"MLTR",
+        Some(OpCode::Create | OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl) => {
+            b"CREA"
+        }
+        Some(OpCode::Delete | OpCode::DeleteContainer) => b"DELE",
+        Some(OpCode::SetData) => b"SETD",
+        Some(OpCode::Reconfig) => b"RECO",
+        Some(OpCode::SetAcl) => b"SETA",
+        Some(OpCode::CloseSession) => b"CLOS",
+        Some(OpCode::Sync) => b"SYNC",
+        Some(OpCode::Check) => b"CHEC",
+        Some(OpCode::Exists) => b"EXIS",
+        Some(OpCode::GetData) => b"GETD",
+        Some(OpCode::SetWatches | OpCode::SetWatches2) => b"SETW",
+        Some(OpCode::AddWatch) => b"ADDW",
+        Some(OpCode::GetAcl) => b"GETA",
+        Some(OpCode::GetChildren | OpCode::GetChildren2) => b"GETC",
+        Some(OpCode::CheckWatches) => b"CHKW",
+        Some(OpCode::RemoveWatches) => b"REMW",
+        Some(OpCode::WhoAmI) => b"HOMI",
+        Some(OpCode::GetEphemerals) => b"GETE",
+        Some(OpCode::GetAllChildrenNumber) => b"GETN",
+        Some(OpCode::Auth) => b"AUTH",
+        Some(OpCode::Sasl) => b"SASL",
+        _ => b"NA  ",
+    };
+    *name
 }
 
 /// Whether a request of this op code writes a transaction (ZooKeeper

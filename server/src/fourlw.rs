@@ -15,10 +15,22 @@ const KNOWN: [&[u8; 4]; 18] = [
     b"stat", b"wchc", b"wchp", b"wchs", b"mntr", b"isro", b"hash", b"dirs",
 ];
 
-/// The answer to `word`, or `None` if it is not a four-letter word this
+/// Bytes a four-letter word needs before it can be answered: `stmk` is
+/// followed by the new mask (8 bytes, big-endian), the others stand alone.
+pub(crate) fn needs(word: &[u8]) -> usize {
+    if word == b"stmk" {
+        12
+    } else {
+        4
+    }
+}
+
+/// The answer to the four-letter word starting `input` (with as many bytes
+/// as [`needs`] says), or `None` if it is not a four-letter word this
 /// server answers. A known word missing from the whitelist
 /// (`4lw.commands.whitelist`) gets ZooKeeper's refusal text.
-pub(crate) fn answer(word: &[u8], shared: &Shared) -> Option<String> {
+pub(crate) fn answer(input: &[u8], shared: &Shared) -> Option<String> {
+    let word = input.get(..4)?;
     if !KNOWN.iter().any(|k| &k[..] == word) {
         return None;
     }
@@ -37,33 +49,62 @@ pub(crate) fn answer(word: &[u8], shared: &Shared) -> Option<String> {
         b"mntr" => mntr(shared),
         b"conf" => conf(shared),
         b"envi" => envi(),
-        b"cons" => cons(shared),
+        b"cons" => cons(shared, false),
         b"wchs" => wchs(shared),
         b"wchc" => wchc(shared, false),
         b"wchp" => wchc(shared, true),
         b"dump" => dump(shared),
-        b"crst" => "Connection stats reset.\n".to_string(),
+        b"crst" => {
+            for h in shared.lock().conns.values() {
+                h.stats.reset();
+            }
+            "Connection stats reset.\n".to_string()
+        }
         b"srst" => "Server stats reset.\n".to_string(),
         b"dirs" => dirs(shared),
-        // ZooTrace's default mask; `stmk` sets it and answers nothing.
-        b"gtmk" => "306".to_string(),
-        b"stmk" | b"hash" => String::new(),
+        b"gtmk" => shared.trace_mask.load(Ordering::Relaxed).to_string(),
+        b"stmk" => {
+            let mask = input
+                .get(4..12)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_be_bytes);
+            shared.trace_mask.store(mask, Ordering::Relaxed);
+            mask.to_string()
+        }
+        b"hash" => String::new(),
         _ => return None,
     };
     Some(text)
 }
 
 fn srvr(shared: &Shared, with_clients: bool) -> String {
+    let report = crate::metrics::gather(shared);
+    let value = |name: &str| {
+        report.get(name).map_or_else(
+            || "0".to_string(),
+            |v| match v {
+                crate::metrics::Value::Int(i) => i.to_string(),
+                crate::metrics::Value::Float(f) => format!("{f:?}"),
+                crate::metrics::Value::Text(t) => t.clone(),
+            },
+        )
+    };
     let st = shared.lock();
     let mut s = format!("Zookeeper version: {VERSION}, built on 01/01/2022 00:00 GMT\n");
     if with_clients {
         s.push_str("Clients:\n");
         for h in st.conns.values() {
-            let _ = writeln!(s, " /{}[1](queued=0,recved=0,sent=0)", h.peer);
+            connection_line(&mut s, h, None);
         }
         s.push('\n');
     }
-    let _ = writeln!(s, "Latency min/avg/max: 0/0.0/0");
+    let _ = writeln!(
+        s,
+        "Latency min/avg/max: {}/{}/{}",
+        value("min_latency"),
+        value("avg_latency"),
+        value("max_latency")
+    );
     let _ = writeln!(s, "Received: {}", shared.received.load(Ordering::Relaxed));
     let _ = writeln!(s, "Sent: {}", shared.sent.load(Ordering::Relaxed));
     let _ = writeln!(
@@ -71,7 +112,7 @@ fn srvr(shared: &Shared, with_clients: bool) -> String {
         "Connections: {}",
         shared.connections.load(Ordering::Relaxed)
     );
-    let _ = writeln!(s, "Outstanding: 0");
+    let _ = writeln!(s, "Outstanding: {}", st.outstanding());
     let _ = writeln!(s, "Zxid: {:#x}", st.zxid);
     let _ = writeln!(s, "Mode: standalone");
     let _ = writeln!(s, "Node count: {}", st.tree.node_count());
@@ -114,18 +155,56 @@ fn envi() -> String {
     )
 }
 
-fn cons(shared: &Shared) -> String {
+/// `cons`: a line per connection with its statistics.
+fn cons(shared: &Shared, _brief: bool) -> String {
     let st = shared.lock();
     let mut s = String::new();
     for h in st.conns.values() {
-        let _ = writeln!(
-            s,
-            " /{}[1](queued=0,recved=0,sent=0,sid={:#x})",
-            h.peer, h.session
-        );
+        connection_line(&mut s, h, Some(st.sessions.timeout(h.session).unwrap_or(0)));
     }
     s.push('\n');
     s
+}
+
+/// One connection as ZooKeeper's `dumpConnectionInfo` writes it: the
+/// counters, then (with the session timeout: `cons`, not `stat`) the session
+/// and the last request's facts.
+fn connection_line(s: &mut String, h: &crate::state::ConnHandle, timeout: Option<i32>) {
+    let c = &h.stats;
+    let r = Ordering::Relaxed;
+    let _ = write!(
+        s,
+        " /{}[1](queued={},recved={},sent={}",
+        h.peer,
+        c.outstanding.load(r),
+        c.packets_received.load(r),
+        c.packets_sent.load(r)
+    );
+    if let Some(timeout) = timeout {
+        let _ = write!(
+            s,
+            ",sid={:#x},lop={},est={},to={}",
+            h.session,
+            c.last_op(),
+            c.established_ms,
+            timeout
+        );
+        let cxid = c.last_cxid.load(r);
+        if cxid >= 0 {
+            let _ = write!(s, ",lcxid={cxid:#x}");
+        }
+        let _ = write!(
+            s,
+            ",lzxid={:#x},lresp={},llat={},minlat={},avglat={},maxlat={}",
+            c.last_zxid.load(r),
+            c.last_response_ms.load(r),
+            c.last_latency.load(r),
+            c.min_latency(),
+            c.avg_latency(),
+            c.max_latency.load(r)
+        );
+    }
+    s.push_str(")\n");
 }
 
 fn wchs(shared: &Shared) -> String {

@@ -231,7 +231,7 @@ pub(crate) fn ephemerals_count(st: &crate::state::State) -> usize {
 /// approximate data size walks the tree).
 pub(crate) fn gather(shared: &Shared) -> Report {
     use Kind::{Counter, Gauge};
-    let (znodes, watches, ephemerals, sessions, data_size, zxid) = {
+    let (znodes, watches, ephemerals, sessions, data_size, zxid, outstanding) = {
         let st = shared.lock();
         (
             st.tree.node_count(),
@@ -240,6 +240,7 @@ pub(crate) fn gather(shared: &Shared) -> Report {
             st.sessions.len(),
             st.tree.approximate_data_size(),
             st.zxid,
+            st.outstanding(),
         )
     };
     let m = &shared.metrics;
@@ -280,7 +281,7 @@ pub(crate) fn gather(shared: &Shared) -> Report {
         int(shared.connections.load(Ordering::Relaxed)),
     );
     add("avg_latency", Gauge, Value::Float(all_avg));
-    add("outstanding_requests", Gauge, int(0));
+    add("outstanding_requests", Gauge, int(outstanding));
     add("znode_count", Gauge, int(znodes));
     add("global_sessions", Gauge, int(sessions));
     add(
@@ -331,6 +332,14 @@ const MNTR_PERCENTILES: [(&str, f64); 4] =
     [("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999)];
 
 impl Report {
+    /// The metric `name`'s value, if there is one.
+    pub(crate) fn get(&self, name: &str) -> Option<&Value> {
+        self.metrics
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| &m.value)
+    }
+
     /// Flat `(name, value)` pairs as `mntr` and `/commands/monitor` list
     /// them: every metric, then `avg_`/`min_`/`max_`/`cnt_`/`sum_` (and for
     /// ADVANCED summaries `p50_`… `p999_`) of each summary.

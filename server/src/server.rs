@@ -75,6 +75,9 @@ impl ServerBuilder {
         let mut b = Self::default();
         let s = &mut b.settings;
         s.listen = cfg.listen_addr();
+        if !cfg.text.is_empty() {
+            s.initial_config = Some(cfg.text.clone());
+        }
         s.max_connections_per_ip = cfg.max_client_cnxns.unwrap_or(DEFAULT_MAX_CLIENT_CNXNS);
         s.max_connections = cfg.max_cnxns.unwrap_or(0);
         if let Some(t) = cfg.tick_time {
@@ -549,6 +552,7 @@ impl ServerBuilder {
             sent: AtomicU64::new(0),
             started: std::time::Instant::now(),
             metrics,
+            trace_mask: AtomicU64::new(crate::state::DEFAULT_TRACE_MASK),
         });
         let tracker = TaskTracker::new();
         tracker.spawn(accept_loop(

@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -78,6 +78,8 @@ pub(crate) struct Settings {
     pub(crate) admin: Option<crate::admin::AdminSettings>,
     /// The Prometheus provider's own port (`metricsProvider.httpPort`).
     pub(crate) metrics_listen: Option<SocketAddr>,
+    /// The `zoo.cfg` text the server was configured from, if any.
+    pub(crate) initial_config: Option<String>,
 }
 
 impl Default for Settings {
@@ -110,6 +112,7 @@ impl Default for Settings {
             enforce_auth_schemes: Vec::new(),
             admin: None,
             metrics_listen: None,
+            initial_config: None,
         }
     }
 }
@@ -136,12 +139,125 @@ pub(crate) enum Out {
     Close,
 }
 
+/// ZooTrace's default mask (client requests, client pings, server
+/// pings, the session traces' bits).
+pub(crate) const DEFAULT_TRACE_MASK: u64 = 306;
+
 /// A registered (handshaken) connection, as the state knows it.
 #[derive(Debug)]
 pub(crate) struct ConnHandle {
     pub(crate) tx: mpsc::UnboundedSender<Out>,
     pub(crate) session: ServerSessionId,
     pub(crate) peer: SocketAddr,
+    /// Its counters, kept by its task (`cons`, `/commands/connections`).
+    pub(crate) stats: Arc<ConnStats>,
+}
+
+/// A connection's statistics, as ZooKeeper's `ServerCnxn` keeps them:
+/// written by the connection's task, read by the admin commands. Times are
+/// wall-clock milliseconds, latencies milliseconds.
+#[derive(Debug)]
+pub(crate) struct ConnStats {
+    /// When the connection was accepted.
+    pub(crate) established_ms: u64,
+    pub(crate) packets_received: AtomicU64,
+    pub(crate) packets_sent: AtomicU64,
+    /// Requests received and not yet answered.
+    pub(crate) outstanding: AtomicU64,
+    /// ZooKeeper's short name of the last answered op (`GETD`, `PING`, ...;
+    /// `NA` before any), as 4 ASCII bytes.
+    last_op: AtomicU32,
+    /// The last answered request's xid (-1: none yet).
+    pub(crate) last_cxid: AtomicI64,
+    /// The zxid of the last reply (-1: none yet).
+    pub(crate) last_zxid: AtomicI64,
+    pub(crate) last_response_ms: AtomicU64,
+    pub(crate) last_latency: AtomicU64,
+    /// `u64::MAX` until the first reply.
+    min_latency: AtomicU64,
+    pub(crate) max_latency: AtomicU64,
+    total_latency: AtomicU64,
+    count: AtomicU64,
+}
+
+impl ConnStats {
+    pub(crate) fn new(established_ms: u64) -> Self {
+        Self {
+            established_ms,
+            packets_received: AtomicU64::new(0),
+            packets_sent: AtomicU64::new(0),
+            outstanding: AtomicU64::new(0),
+            last_op: AtomicU32::new(0),
+            last_cxid: AtomicI64::new(-1),
+            last_zxid: AtomicI64::new(-1),
+            last_response_ms: AtomicU64::new(0),
+            last_latency: AtomicU64::new(0),
+            min_latency: AtomicU64::new(u64::MAX),
+            max_latency: AtomicU64::new(0),
+            total_latency: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// A reply to `op` (its short name), for the request `cxid` (negative:
+    /// a ping or an auth, whose xid is not a cxid), carrying `zxid`, sent at
+    /// `now_ms`, `latency_ms` after its request came.
+    pub(crate) fn replied(&self, op: [u8; 4], cxid: i32, zxid: i64, now_ms: u64, latency_ms: u64) {
+        let r = Ordering::Relaxed;
+        if cxid >= 0 {
+            self.last_cxid.store(i64::from(cxid), r);
+        }
+        self.last_op.store(u32::from_be_bytes(op), r);
+        self.last_zxid.store(zxid, r);
+        self.last_response_ms.store(now_ms, r);
+        self.last_latency.store(latency_ms, r);
+        self.min_latency.fetch_min(latency_ms, r);
+        self.max_latency.fetch_max(latency_ms, r);
+        self.total_latency.fetch_add(latency_ms, r);
+        self.count.fetch_add(1, r);
+    }
+
+    /// The last op's short name (`NA` before any).
+    pub(crate) fn last_op(&self) -> String {
+        match self.last_op.load(Ordering::Relaxed) {
+            0 => "NA".to_string(),
+            v => String::from_utf8_lossy(&v.to_be_bytes()).into_owned(),
+        }
+    }
+
+    /// The least latency seen (0 before any reply).
+    pub(crate) fn min_latency(&self) -> u64 {
+        match self.min_latency.load(Ordering::Relaxed) {
+            u64::MAX => 0,
+            v => v,
+        }
+    }
+
+    /// The mean latency (integer milliseconds, as ZooKeeper's).
+    pub(crate) fn avg_latency(&self) -> u64 {
+        let n = self.count.load(Ordering::Relaxed);
+        self.total_latency
+            .load(Ordering::Relaxed)
+            .checked_div(n)
+            .unwrap_or(0)
+    }
+
+    /// `crst`: forgets the counters (ZooKeeper's `resetStats`), keeping the
+    /// connection's identity.
+    pub(crate) fn reset(&self) {
+        let r = Ordering::Relaxed;
+        self.packets_received.store(0, r);
+        self.packets_sent.store(0, r);
+        self.last_op.store(0, r);
+        self.last_cxid.store(-1, r);
+        self.last_zxid.store(-1, r);
+        self.last_response_ms.store(0, r);
+        self.last_latency.store(0, r);
+        self.min_latency.store(u64::MAX, r);
+        self.max_latency.store(0, r);
+        self.total_latency.store(0, r);
+        self.count.store(0, r);
+    }
 }
 
 /// A handshaken connection, as its own task knows it: what a request of it
@@ -172,6 +288,14 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Requests received and not yet answered, over every connection.
+    pub(crate) fn outstanding(&self) -> u64 {
+        self.conns
+            .values()
+            .map(|h| h.stats.outstanding.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// The zxid that must be durable before a frame produced now may be
     /// written: the last logged one (0 for an in-memory server).
     pub(crate) fn gate(&self) -> i64 {
@@ -277,6 +401,9 @@ pub(crate) struct Shared {
     pub(crate) started: std::time::Instant,
     /// Latency and fsync-time distributions.
     pub(crate) metrics: crate::metrics::ServerMetrics,
+    /// The trace mask (`gtmk`/`stmk`): kept and reported, as ZooKeeper's
+    /// `ZooTrace` level (this server writes no trace file).
+    pub(crate) trace_mask: AtomicU64,
 }
 
 impl Shared {

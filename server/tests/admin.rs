@@ -19,6 +19,7 @@ async fn bundled() -> RunningServer {
     Server::builder()
         .admin_listen(any)
         .metrics_listen(any)
+        .four_letter_words(zkit_server::FourLetterWords::all())
         .start()
         .await
         .expect("server starts")
@@ -233,6 +234,12 @@ const COMMAND_KEYS: &[(&str, &[&str])] = &[
     ("watches_by_path", &["path_to_session_ids"]),
     ("dirs", &["datadir_size", "logdir_size"]),
     ("get_trace_mask", &["tracemask"]),
+    ("initial_configuration", &["initial_configuration"]),
+    ("last_snapshot", &["zxid", "timestamp"]),
+    (
+        "system_properties",
+        &["os.name", "os.arch", "line.separator"],
+    ),
 ];
 
 #[tokio::test]
@@ -325,13 +332,11 @@ async fn bad_requests_and_readiness() {
 
 #[tokio::test]
 async fn zoo_cfg_keys_enable_the_admin_server() {
-    let cfg = zkit_server::Config::parse(
-        "clientPort=0\nclientPortAddress=127.0.0.1\nadmin.enableServer=true\n\
+    let text = "clientPort=0\nclientPortAddress=127.0.0.1\nadmin.enableServer=true\n\
          admin.serverAddress=127.0.0.1\nadmin.serverPort=0\n\
          metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
-         metricsProvider.httpHost=127.0.0.1\nmetricsProvider.httpPort=0\n",
-    )
-    .unwrap();
+         metricsProvider.httpHost=127.0.0.1\nmetricsProvider.httpPort=0\n";
+    let cfg = zkit_server::Config::parse(text).unwrap();
     let server = zkit_server::ServerBuilder::from_config(&cfg)
         .start()
         .await
@@ -339,6 +344,8 @@ async fn zoo_cfg_keys_enable_the_admin_server() {
     let admin = server.admin_addr().expect("admin enabled");
     assert_eq!(command(admin, "ruok").await["error"], Value::Null);
     assert_eq!(get(server.metrics_addr().unwrap(), "/metrics").await.0, 200);
+    // The configuration as written, as ZooKeeper answers it.
+    assert_eq!(command(admin, "icfg").await["initial_configuration"], text);
     server.shutdown().await;
     let off = zkit_server::ServerBuilder::from_config(
         &zkit_server::Config::parse("clientPort=0\nclientPortAddress=127.0.0.1\n").unwrap(),
@@ -396,6 +403,7 @@ async fn same_answers_as_real_zookeeper() {
         .config("admin.enableServer", "true")
         .config("admin.serverAddress", "127.0.0.1")
         .config("admin.serverPort", port.to_string())
+        .config("4lw.commands.whitelist", "*")
         .start()
         .await
         .expect("real ZooKeeper starts");
@@ -468,6 +476,12 @@ async fn same_answers_as_real_zookeeper() {
                 let ok = keys(&o).is_subset(&keys(&r));
                 assert!(ok, "{name}: {:?} vs {:?}", keys(&o), keys(&r));
             }
+            // A JVM's properties against ours: the platform's are common.
+            "system_properties" => {
+                for k in ["os.name", "os.arch", "file.separator", "line.separator"] {
+                    assert!(o.contains_key(k) && r.contains_key(k), "{k}");
+                }
+            }
             _ => assert_eq!(keys(&o), keys(&r), "{name}"),
         }
     }
@@ -477,13 +491,49 @@ async fn same_answers_as_real_zookeeper() {
     );
     let rk = keys(rc["connections"][0].as_object().unwrap());
     let ok = keys(oc["connections"][0].as_object().unwrap());
-    assert!(
-        ok.is_subset(&rk),
-        "connection keys: ours {ok:?}, ZooKeeper {rk:?}"
+    assert_eq!(ok, rk, "connection keys");
+    // The same request on both: the same last operation and counters.
+    for (admin, zk) in [(real_admin, &zk_real), (our_admin, &zk_ours)] {
+        zk.get_data("/app").await.unwrap();
+        let c = &command(admin, "connections").await["connections"];
+        let conn = c
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["session_id"] == zk.session_id().0)
+            .expect("our session's connection")
+            .clone();
+        assert_eq!(conn["last_operation"], "GETD", "{admin}: {conn}");
+        assert_eq!(conn["outstanding_requests"], 0, "{admin}: {conn}");
+        assert!(conn["last_cxid"].as_i64().unwrap() >= 7, "{admin}: {conn}");
+        assert!(
+            conn["packets_received"].as_i64().unwrap() >= 8,
+            "{admin}: {conn}"
+        );
+    }
+    // The leader command of a standalone server.
+    assert_eq!(
+        command(our_admin, "leader").await,
+        command(real_admin, "leader").await
     );
-    eprintln!(
-        "connection keys only ZooKeeper has: {:?}",
-        rk.difference(&ok).collect::<Vec<_>>()
+    // `cons` over four-letter words: the same fields, in the same order.
+    let fields = |text: &str, sid: i64| -> Vec<String> {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("sid={sid:#x}")))
+            .unwrap_or_else(|| panic!("no line of {sid:#x} in {text}"));
+        let inner = line.split_once("](").unwrap().1.trim_end_matches(')');
+        inner
+            .split(',')
+            .map(|f| f.split('=').next().unwrap().to_string())
+            .collect()
+    };
+    let real_cons = real.four_letter(0, "cons").await.unwrap();
+    let our_cons = four_letter(ours.local_addr(), b"cons").await;
+    assert_eq!(
+        fields(&our_cons, zk_ours.session_id().0),
+        fields(&real_cons, zk_real.session_id().0),
+        "ours:\n{our_cons}\nZooKeeper:\n{real_cons}"
     );
     // Same ephemerals and watched paths.
     // (ZooKeeper lists them in hash order: compared sorted.)
@@ -552,4 +602,172 @@ async fn same_answers_as_real_zookeeper() {
     zk_real.close().await.unwrap();
     zk_ours.close().await.unwrap();
     ours.shutdown().await;
+}
+
+/// A four-letter word to `addr`; `extra` follows it (`stmk`'s mask).
+async fn four_letter_with(addr: SocketAddr, word: &[u8], extra: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&[word, extra].concat()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+async fn four_letter(addr: SocketAddr, word: &[u8]) -> String {
+    four_letter_with(addr, word, &[]).await
+}
+
+#[tokio::test]
+async fn connection_statistics_and_their_reset() {
+    let server = Server::builder()
+        .admin_listen(LOCAL_ANY.parse().unwrap())
+        .four_letter_words(zkit_server::FourLetterWords::all())
+        .start()
+        .await
+        .unwrap();
+    let admin = server.admin_addr().unwrap();
+    let (zk, _w) = workload(&server.connect_string()).await;
+    let sid = zk.session_id().0;
+    let stat = zk
+        .set_data("/app", b"v2", zkit::Version::Any)
+        .await
+        .unwrap();
+    let conn = |m: &serde_json::Map<String, Value>| -> serde_json::Map<String, Value> {
+        m["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["session_id"] == sid)
+            .expect("the session's connection")
+            .as_object()
+            .unwrap()
+            .clone()
+    };
+    let c = conn(&command(admin, "connections").await);
+    // Connect, 3 creates, 3 watched reads, addWatch, setData: 9 requests
+    // (and pings, if the test ran slowly); a reply to each, and the data
+    // watch's event that the setData fired.
+    let received = c["packets_received"].as_u64().unwrap();
+    assert!(received >= 9, "{c:?}");
+    assert_eq!(c["packets_sent"].as_u64().unwrap(), received + 1, "{c:?}");
+    assert_eq!(c["outstanding_requests"], 0);
+    assert_eq!(c["last_operation"], "SETD");
+    assert_eq!(c["last_cxid"], 8, "the setData was the 8th request");
+    assert_eq!(c["last_zxid"], stat.mzxid, "the setData's zxid");
+    let (min, avg, max) = (
+        c["min_latency"].as_u64().unwrap(),
+        c["avg_latency"].as_u64().unwrap(),
+        c["max_latency"].as_u64().unwrap(),
+    );
+    assert!(min <= avg && avg <= max, "{c:?}");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let lresp = c["last_response_time"].as_u64().unwrap();
+    assert!(now_ms - lresp < 10_000, "{lresp} vs now {now_ms}");
+    // The data watch is spent: another setData is one packet each way.
+    zk.set_data("/app", b"v3", zkit::Version::Any)
+        .await
+        .unwrap();
+    let c = conn(&command(admin, "connections").await);
+    let received = c["packets_received"].as_u64().unwrap();
+    assert_eq!(c["packets_sent"].as_u64().unwrap(), received + 1, "{c:?}");
+    // The four-letter word says the same.
+    let cons = four_letter(server.local_addr(), b"cons").await;
+    let line = cons
+        .lines()
+        .find(|l| l.contains(&format!("sid={sid:#x}")))
+        .unwrap_or_else(|| panic!("{cons}"));
+    assert!(
+        line.contains("lop=SETD") && line.contains(&format!("recved={received},")),
+        "{line}"
+    );
+    // Reset: the counters start again, the connection stays.
+    assert_eq!(command(admin, "crst").await["error"], Value::Null);
+    let c = conn(&command(admin, "connections").await);
+    assert_eq!(c["packets_received"], 0, "{c:?}");
+    assert_eq!(c["last_operation"], "NA", "{c:?}");
+    assert_eq!(c["last_cxid"], -1, "{c:?}");
+    zk.get_data("/app").await.unwrap();
+    let c = conn(&command(admin, "connections").await);
+    assert_eq!(c["packets_received"], 1, "{c:?}");
+    assert_eq!(c["last_operation"], "GETD", "{c:?}");
+
+    // The trace mask: set over HTTP and over `stmk`, read back by both.
+    assert_eq!(command(admin, "gtmk").await["tracemask"], 306);
+    let (status, body) = get(admin, "/commands/stmk?traceMask=1234").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(four_letter(server.local_addr(), b"gtmk").await, "1234");
+    assert_eq!(
+        four_letter_with(server.local_addr(), b"stmk", &77u64.to_be_bytes()).await,
+        "77"
+    );
+    assert_eq!(command(admin, "get_trace_mask").await["tracemask"], 77);
+    let bad = command(admin, "set_trace_mask?traceMask=x").await;
+    assert!(
+        bad["error"].as_str().unwrap().contains("traceMask"),
+        "{bad:?}"
+    );
+    zk.close().await.unwrap();
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn last_snapshot_names_the_newest_snapshot() {
+    let dir = std::env::temp_dir().join(format!("zkit-lsnp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let server = Server::builder()
+        .admin_listen(LOCAL_ANY.parse().unwrap())
+        .data_dir(&dir)
+        .snap_count(10)
+        .start()
+        .await
+        .unwrap();
+    let admin = server.admin_addr().unwrap();
+    let zk = Client::connect(&server.connect_string()).await.unwrap();
+    for i in 0..40 {
+        zk.create(&format!("/n{i}"), b"", &CreateOptions::default())
+            .await
+            .unwrap();
+    }
+    // Snapshots are written in the background: wait for the newest.
+    let newest = || -> Option<i64> {
+        std::fs::read_dir(&dir)
+            .ok()?
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                i64::from_str_radix(name.strip_prefix("snapshot.")?, 16).ok()
+            })
+            .max()
+    };
+    let mut seen = None;
+    for _ in 0..100 {
+        let l = command(admin, "last_snapshot").await;
+        let zxid = i64::from_str_radix(l["zxid"].as_str().unwrap(), 16).unwrap();
+        if zxid > 0 && Some(zxid) == newest() {
+            assert!(
+                l["timestamp"].as_u64().unwrap() > 1_600_000_000_000,
+                "{l:?}"
+            );
+            seen = Some(zxid);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen.is_some(), "last_snapshot never named {:?}", newest());
+    zk.close().await.unwrap();
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    // In memory: no snapshot.
+    let mem = bundled().await;
+    let l = command(mem.admin_addr().unwrap(), "lsnp").await;
+    assert_eq!(
+        (l["zxid"].as_str(), l["timestamp"].as_u64()),
+        (Some("0"), Some(0))
+    );
+    mem.shutdown().await;
 }
