@@ -71,13 +71,15 @@ pub(crate) async fn serve<IO>(
                 .map_or(i64::MAX, |d| *d.borrow_and_update());
             let mut wbuf = BytesMut::new();
             let mut close = false;
+            // One clock read for the batch's replies.
+            let now = BatchClock::new(&shared);
             while let Some(out) = queue.front() {
                 match out {
                     Out::Frame(_, after) if *after > released => break,
                     Out::Frame(f, _) => {
                         shared.sent.fetch_add(1, Ordering::Relaxed);
                         stats.packets_sent.fetch_add(1, Ordering::Relaxed);
-                        pending.replied(f, &shared);
+                        pending.replied(f, &shared, &now);
                         queued_bytes -= f.len();
                         wbuf.extend_from_slice(f);
                     }
@@ -410,18 +412,17 @@ impl Pending {
 
     /// A frame (length prefix included) is being written: a reply records
     /// its request's latency.
-    fn replied(&mut self, frame: &[u8], shared: &Shared) {
+    fn replied(&mut self, frame: &[u8], shared: &Shared, now: &BatchClock) {
         let xid = frame
             .get(4..8)
             .map_or(-1, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
         if xid == zkit_proto::codes::xid::NOTIFICATION {
             return;
         }
-        let wall = || shared.clock.wall_ms().max(0) as u64;
         if std::mem::take(&mut self.skip_connect_response) {
             // ZooKeeper's createSession: cxid 0, the zxid of the moment.
             let zxid = shared.lock().zxid;
-            self.stats.replied(*b"SESS", 0, zxid, wall(), 0);
+            self.stats.replied(*b"SESS", 0, zxid, now.wall_ms, 0);
             return;
         }
         let _ = self
@@ -429,7 +430,7 @@ impl Pending {
             .outstanding
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         if let Some((at, write, op)) = self.queue.pop_front() {
-            let elapsed = at.elapsed();
+            let elapsed = now.at.saturating_duration_since(at);
             let m = &shared.metrics;
             let summary = if write {
                 &m.update_latency
@@ -441,7 +442,22 @@ impl Pending {
                 i64::from_be_bytes(b.try_into().unwrap_or([0xff; 8]))
             });
             let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-            self.stats.replied(op, xid, zxid, wall(), ms);
+            self.stats.replied(op, xid, zxid, now.wall_ms, ms);
+        }
+    }
+}
+
+/// The time a batch of frames is written, read once for all of them.
+struct BatchClock {
+    at: std::time::Instant,
+    wall_ms: u64,
+}
+
+impl BatchClock {
+    fn new(shared: &Shared) -> Self {
+        Self {
+            at: std::time::Instant::now(),
+            wall_ms: u64::try_from(shared.clock.wall_ms()).unwrap_or(0),
         }
     }
 }
