@@ -19,8 +19,8 @@ Environment:
   ZKIT_SASL_PASSWORD  SASL password, as --sasl-password";
 
 /// A ZooKeeper command-line tool: basics with readable output, recipe
-/// inspection (locks, leaders, queues, services, members, jobs) and
-/// dump/restore of subtrees.
+/// inspection (locks, leaders, queues, semaphores, barriers, delay queues,
+/// services, members, jobs) and dump/restore of subtrees.
 #[derive(Debug, Parser)]
 #[command(
     name = "zkit",
@@ -136,17 +136,53 @@ pub(crate) enum Command {
     Leader(PathArg),
     /// Show a queue: depth, oldest item and its age, claims, waiting consumers.
     Queue(QueueArgs),
+    /// Show a semaphore: leases held, the client taking one, the clients
+    /// waiting, with their sessions.
+    #[command(after_help = SEMAPHORE_AFTER_HELP)]
+    Semaphore(SemaphoreArgs),
+    /// Show a barrier (set or clear), or a double barrier's members and
+    /// whether it is ready.
+    #[command(after_help = BARRIER_AFTER_HELP)]
+    Barrier(PathArg),
+    /// Show a delay queue: items with their due times, how many are due
+    /// now, the oldest, claims, waiting consumers.
+    #[command(after_help = DELAY_QUEUE_AFTER_HELP)]
+    DelayQueue(QueueArgs),
     /// Show registered services and their instances (Curator x-discovery layout).
     Services(ServicesArgs),
     /// Show the members of a group (Curator GroupMember layout).
     Members(PathArg),
     /// Show a scheduler's jobs: spec, paused/disabled shards, instances, last runs.
     Jobs(JobsArgs),
-    /// Write a subtree (data, ACLs, stats) as JSON to stdout.
+    /// Write a subtree (data, ACLs, stats, modes) as JSON to stdout.
     Dump(DumpArgs),
-    /// Create a dumped subtree again (idempotent: existing nodes are updated).
+    /// Create a dumped subtree again, each node in its recorded mode
+    /// (idempotent: existing nodes are updated).
     Restore(RestoreArgs),
 }
+
+/// The layout `semaphore` reads.
+const SEMAPHORE_AFTER_HELP: &str = "\
+Layout (zkit-recipes' Semaphore, Curator's InterProcessSemaphoreV2): a node per lease held or being
+taken, PATH/leases/_c_<uuid>-lease-<seq>, and an internal lock, PATH/locks, whose holder is taking
+a lease (its lease node waits until the count allows it) and whose other contenders wait. The number
+of leases is not recorded in the layout: give it with --max-leases to see how many are free.";
+
+/// The layouts `barrier` reads.
+const BARRIER_AFTER_HELP: &str = "\
+Layouts: a barrier (zkit-recipes' Barrier, Curator's DistributedBarrier) is set while the node PATH
+exists. A double barrier (DoubleBarrier; Curator's DistributedDoubleBarrier, kazoo's) has an
+ephemeral node per member under PATH and PATH/ready once the members it waits for have entered
+(their number is not recorded). A node that had children and has none left is a double barrier
+everyone left; one that never had any is a barrier that is set.";
+
+/// The layout `delay-queue` reads.
+const DELAY_QUEUE_AFTER_HELP: &str = "\
+Layout (zkit-recipes' DelayQueue, Curator's DistributedDelayQueue): items
+PATH/queue-|<due time, epoch ms in hex>|<seq>, taken in due-time order, holding Curator's item
+framing (several items in a node from Curator's putMulti); zkit's claims
+PATH/_claims|FFFFFFFFFFFF|/<item> and waiting consumers under PATH/_waiters|FFFFFFFFFFFF|. The
+oldest is the item due first. Due times are the producers' clocks, compared with this host's.";
 
 /// A single path.
 #[derive(Debug, Args)]
@@ -242,7 +278,8 @@ pub(crate) struct CreateArgs {
     #[arg(short = 'p', long)]
     pub(crate) parents: bool,
     /// ACL, as `scheme:id:perms[,scheme:id:perms...]`
-    /// (e.g. `world:anyone:r,digest:bob:Xg...=:cdrwa`); default open.
+    /// (e.g. `world:anyone:r,digest:bob:Xg...=:cdrwa`,
+    /// `x509:CN=app,O=corp:cdrwa`, `sasl:bob:cdrwa`); default open.
     #[arg(long, value_name = "ACL")]
     pub(crate) acl: Option<String>,
 }
@@ -276,7 +313,7 @@ pub(crate) struct AclSetArgs {
     pub(crate) path: String,
     /// The new ACL: `scheme:id:perms[,scheme:id:perms...]`, perms from
     /// `cdrwa` (e.g. `world:anyone:r`, `digest:bob:Xg...=:cdrwa`, `auth::cdrwa`,
-    /// `ip:10.0.0.0/8:r`).
+    /// `ip:10.0.0.0/8:r`, `sasl:bob:cdrwa`, `x509:CN=app,O=corp:cdrwa`).
     pub(crate) acl: String,
     /// Only if the node's ACL version is V (else exit 1, BadVersion).
     #[arg(long, short = 'v', value_name = "V")]
@@ -308,7 +345,7 @@ pub(crate) struct WatchArgs {
     pub(crate) count: Option<u64>,
 }
 
-/// `queue`.
+/// `queue` and `delay-queue`.
 #[derive(Debug, Args)]
 pub(crate) struct QueueArgs {
     /// The queue's node.
@@ -316,6 +353,17 @@ pub(crate) struct QueueArgs {
     /// List at most this many items (from the head).
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub(crate) limit: usize,
+}
+
+/// `semaphore`.
+#[derive(Debug, Args)]
+pub(crate) struct SemaphoreArgs {
+    /// The semaphore's node.
+    pub(crate) path: String,
+    /// The semaphore's number of leases, to show how many are free: the
+    /// layout does not record it (each participant is built with it).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_leases: Option<usize>,
 }
 
 /// `services`.
@@ -339,6 +387,7 @@ pub(crate) struct JobsArgs {
 
 /// `dump`.
 #[derive(Debug, Args)]
+#[command(after_help = DUMP_AFTER_HELP)]
 pub(crate) struct DumpArgs {
     /// The subtree's root.
     pub(crate) path: String,
@@ -348,10 +397,28 @@ pub(crate) struct DumpArgs {
     /// Leave ephemeral nodes out (they are never restored anyway).
     #[arg(long)]
     pub(crate) no_ephemerals: bool,
+    /// Record the nodes matching PATTERN as containers, for restore to
+    /// create them so (`*` matches within one path segment, `**` across
+    /// segments); may be repeated.
+    #[arg(long = "container", value_name = "PATTERN")]
+    pub(crate) containers: Vec<String>,
+    /// Record the nodes matching PATTERN as TTL nodes with a TTL of MS
+    /// milliseconds; may be repeated.
+    #[arg(long = "ttl", value_name = "PATTERN=MS")]
+    pub(crate) ttls: Vec<String>,
     /// No progress bar on stderr.
     #[arg(long, short = 'q')]
     pub(crate) quiet: bool,
 }
+
+/// Why `dump` is told which nodes are containers and TTL nodes.
+const DUMP_AFTER_HELP: &str = "\
+Node modes: each node is recorded with its mode (\"persistent\", \"ephemeral\", \"container\" or
+\"ttl\" with \"ttl_ms\"), and restore creates it in that mode. ZooKeeper shows clients a container or
+TTL node as a plain persistent one (its Stat reads ephemeralOwner 0), so dump records those two
+modes only for the nodes named with --container and --ttl, e.g.
+  zkit dump /app --container '/app/locks/*' --ttl '/app/heartbeats/*=60000'
+Ephemeral nodes are recorded (mode \"ephemeral\", with their owner in the stat) and never restored.";
 
 /// `restore`.
 #[derive(Debug, Args)]

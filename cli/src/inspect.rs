@@ -10,7 +10,7 @@ use zkit_recipes::discovery::ServiceInstance;
 use zkit_recipes::leader::LeaderObserver;
 use zkit_recipes::scheduler::{Jobs, RunRecord, Schedule};
 
-use crate::args::{JobsArgs, PathArg, QueueArgs, ServicesArgs};
+use crate::args::{JobsArgs, PathArg, QueueArgs, SemaphoreArgs, ServicesArgs};
 use crate::conn::Ctx;
 use crate::error::CliError;
 use crate::output::{
@@ -56,6 +56,25 @@ struct Contender {
 /// the earliest sequence number), with their stats and data.
 async fn contenders(ctx: &Ctx, path: &str, what: &str) -> Result<Vec<Contender>, CliError> {
     let (children, _) = ctx.zk.get_children(path).await.map_err(ctx.err(what))?;
+    contenders_among(ctx, path, children, what).await
+}
+
+/// As [`contenders`], an absent `path` having none.
+async fn contenders_or_none(ctx: &Ctx, path: &str, what: &str) -> Result<Vec<Contender>, CliError> {
+    match ctx.zk.get_children(path).await {
+        Ok((children, _)) => contenders_among(ctx, path, children, what).await,
+        Err(zkit::Error::NoNode) => Ok(Vec::new()),
+        Err(e) => Err(ctx.err(what)(e)),
+    }
+}
+
+/// The contenders among `children` of `path`, in lock order.
+async fn contenders_among(
+    ctx: &Ctx,
+    path: &str,
+    children: Vec<String>,
+    what: &str,
+) -> Result<Vec<Contender>, CliError> {
     let mut named: Vec<(String, i32)> = children
         .into_iter()
         .filter(|c| CONTENDER_MARKERS.iter().any(|m| c.contains(m)))
@@ -334,6 +353,469 @@ pub(crate) async fn queue(ctx: &Ctx, a: QueueArgs) -> Result<(), CliError> {
                 st.as_ref()
                     .map_or("-".into(), |s| format_age(now - s.ctime)),
                 claims.get(n).map_or("-".into(), |o| session_hex(*o)),
+            ]);
+        }
+        t.print();
+        if items.len() > shown.len() {
+            println!("... {} more (--limit)", items.len() - shown.len());
+        }
+    }
+    Ok(())
+}
+
+/// The semaphore's lease directory (zkit-recipes' and Curator's
+/// `InterProcessSemaphoreV2`): one `_c_<uuid>-lease-<seq>` node per lease
+/// held or being taken.
+const SEMAPHORE_LEASES: &str = "leases";
+/// The semaphore's internal lock, which its takers line up in.
+const SEMAPHORE_LOCKS: &str = "locks";
+
+/// What a semaphore participant is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeaseRole {
+    /// Holds a lease.
+    Holder,
+    /// Holds the internal lock: its lease node (if made yet) waits for the
+    /// lease count to fall to the maximum.
+    Acquiring,
+    /// Waits in line for the internal lock.
+    Waiter,
+}
+
+impl LeaseRole {
+    /// The role's name in tables and JSON.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Holder => "holder",
+            Self::Acquiring => "acquiring",
+            Self::Waiter => "waiter",
+        }
+    }
+}
+
+/// `semaphore`: `<path>/leases/…` and `<path>/locks/…`.
+///
+/// A taker holds the internal lock while its lease node waits for the lease
+/// count to reach the maximum, so the lock's holder is acquiring and its
+/// lease node is the newest of its session made after its lock node; the
+/// maximum itself is not in the layout (`--max-leases`). Once granted, the
+/// lock node goes (in the background), so a lease granted a moment ago may
+/// still read as acquiring unless `--max-leases` says the count allows it.
+pub(crate) async fn semaphore(ctx: &Ctx, a: SemaphoreArgs) -> Result<(), CliError> {
+    let what = format!("semaphore {}", a.path);
+    if ctx
+        .zk
+        .exists(&a.path)
+        .await
+        .map_err(ctx.err(&what))?
+        .is_none()
+    {
+        return Err(ctx.err(&what)(zkit::Error::NoNode));
+    }
+    let leases = contenders_or_none(ctx, &join(&a.path, SEMAPHORE_LEASES), &what).await?;
+    let line = contenders_or_none(ctx, &join(&a.path, SEMAPHORE_LOCKS), &what).await?;
+    // The internal lock holder's lease node, if it made it yet: acquiring
+    // while the count is over the maximum (or the maximum is unknown).
+    let takers_lease = line.first().and_then(|lock| {
+        leases.iter().rposition(|l| {
+            l.stat.ephemeral_owner == lock.stat.ephemeral_owner && l.stat.czxid > lock.stat.czxid
+        })
+    });
+    let over_max = a.max_leases.is_none_or(|max| leases.len() > max);
+    let taking = takers_lease.filter(|_| over_max);
+    let mut rows: Vec<(LeaseRole, &str, &Contender)> = leases
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let role = if Some(i) == taking {
+                LeaseRole::Acquiring
+            } else {
+                LeaseRole::Holder
+            };
+            (role, SEMAPHORE_LEASES, l)
+        })
+        .collect();
+    for (i, c) in line.iter().enumerate() {
+        match (i, takers_lease) {
+            // The lock's holder is listed by its lease node.
+            (0, Some(_)) => {}
+            (0, None) => rows.push((LeaseRole::Acquiring, SEMAPHORE_LOCKS, c)),
+            _ => rows.push((LeaseRole::Waiter, SEMAPHORE_LOCKS, c)),
+        }
+    }
+    let count = |role| rows.iter().filter(|r| r.0 == role).count();
+    let (held, acquiring, waiting) = (
+        count(LeaseRole::Holder),
+        count(LeaseRole::Acquiring),
+        count(LeaseRole::Waiter),
+    );
+    let free = a.max_leases.map(|max| max.saturating_sub(held));
+    let now = now_ms();
+    if ctx.out.json {
+        let list: Vec<Value> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, (role, dir, c))| {
+                let (data, encoding) = data_json(&c.data);
+                json!({
+                    "position": i + 1,
+                    "role": role.as_str(),
+                    "node": format!("{dir}/{}", c.name),
+                    "sequence": c.seq,
+                    "session": owner_json(c.stat.ephemeral_owner),
+                    "created_ms": c.stat.ctime,
+                    "data": data,
+                    "encoding": encoding,
+                })
+            })
+            .collect();
+        ctx.out.json(&json!({
+            "path": a.path,
+            "max_leases": a.max_leases,
+            "held": held,
+            "free": free,
+            "acquiring": acquiring,
+            "waiting": waiting,
+            "participants": list,
+        }));
+        return Ok(());
+    }
+    let held_text = match (a.max_leases, free) {
+        (Some(max), Some(free)) => format!("{held} of {max} leases held ({free} free)"),
+        _ => format!("{held} leases held (max not recorded: --max-leases)"),
+    };
+    println!(
+        "{}: {held_text}, {acquiring} acquiring, {waiting} waiting",
+        a.path
+    );
+    if !rows.is_empty() {
+        let mut t = Table::new(&["#", "ROLE", "SESSION", "SINCE", "NODE", "DATA"]);
+        for (i, (role, dir, c)) in rows.iter().enumerate() {
+            t.row(vec![
+                (i + 1).to_string(),
+                role.as_str().into(),
+                session_hex(c.stat.ephemeral_owner),
+                format_age(now - c.stat.ctime),
+                format!("{dir}/{}", c.name),
+                data_preview(&c.data, 32),
+            ]);
+        }
+        t.print();
+    }
+    Ok(())
+}
+
+/// The double barrier's node that opens it (zkit-recipes, Curator, kazoo).
+const BARRIER_READY: &str = "ready";
+
+/// `barrier`: a plain barrier is up while `<path>` exists; a double
+/// barrier's members are `<path>/<id>` (ephemeral) and `<path>/ready`
+/// appears once the expected count has entered.
+///
+/// A node without children is a plain barrier that is set, unless it has
+/// had children (`cversion` > 0): then it is a double barrier everyone has
+/// left. The count a double barrier waits for is not in the layout (each
+/// member is built with it).
+pub(crate) async fn barrier(ctx: &Ctx, a: PathArg) -> Result<(), CliError> {
+    let what = format!("barrier {}", a.path);
+    let (children, stat) = match ctx.zk.get_children(&a.path).await {
+        Ok(c) => c,
+        Err(zkit::Error::NoNode) => {
+            if ctx.out.json {
+                ctx.out
+                    .json(&json!({"path": a.path, "kind": "barrier", "state": "clear"}));
+            } else {
+                println!("{}: barrier clear (no node: waiters pass)", a.path);
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(ctx.err(&what)(e)),
+    };
+    let now = now_ms();
+    if children.is_empty() && stat.cversion > 0 {
+        if ctx.out.json {
+            ctx.out.json(&json!({
+                "path": a.path,
+                "kind": "double",
+                "state": "empty",
+                "ready": false,
+                "ready_since_ms": null,
+                "members": [],
+            }));
+        } else {
+            println!("{}: double barrier, no members (all left)", a.path);
+        }
+        return Ok(());
+    }
+    if children.is_empty() {
+        if ctx.out.json {
+            ctx.out.json(&json!({
+                "path": a.path,
+                "kind": "barrier",
+                "state": "set",
+                "since_ms": stat.ctime,
+            }));
+        } else {
+            println!(
+                "{}: barrier set for {} (waiters block until the node is removed)",
+                a.path,
+                format_age(now - stat.ctime)
+            );
+        }
+        return Ok(());
+    }
+    let ready_path = join(&a.path, BARRIER_READY);
+    let ready_call = ctx.zk.exists(&ready_path);
+    let ids: Vec<String> = children
+        .into_iter()
+        .filter(|c| c != BARRIER_READY)
+        .collect();
+    let calls: Vec<_> = ids
+        .iter()
+        .map(|i| ctx.zk.get_data(&join(&a.path, i)))
+        .collect();
+    let ready = ready_call.await.map_err(ctx.err(&what))?;
+    let mut members = Vec::new();
+    for (id, call) in ids.into_iter().zip(calls) {
+        match call.await {
+            Ok((data, stat)) => members.push((id, data, stat)),
+            // Left meanwhile.
+            Err(zkit::Error::NoNode) => {}
+            Err(e) => return Err(ctx.err(&what)(e)),
+        }
+    }
+    // In the order they entered.
+    members.sort_by_key(|(id, _, s)| (s.czxid, id.clone()));
+    let state = match (&ready, members.is_empty()) {
+        (Some(_), false) => "entered",
+        (Some(_), true) => "left",
+        (None, _) => "waiting",
+    };
+    if ctx.out.json {
+        let list: Vec<Value> = members
+            .iter()
+            .map(|(id, data, stat)| {
+                let (data, encoding) = data_json(data);
+                json!({
+                    "id": id,
+                    "session": owner_json(stat.ephemeral_owner),
+                    "joined_ms": stat.ctime,
+                    "data": data,
+                    "encoding": encoding,
+                })
+            })
+            .collect();
+        ctx.out.json(&json!({
+            "path": a.path,
+            "kind": "double",
+            "state": state,
+            "ready": ready.is_some(),
+            "ready_since_ms": ready.as_ref().map(|s| s.ctime),
+            "members": list,
+        }));
+        return Ok(());
+    }
+    let n = members.len();
+    let plural = if n == 1 { "" } else { "s" };
+    let head = match (state, &ready) {
+        ("entered", Some(r)) => format!(
+            "{n} member{plural} in, ready (entered {} ago)",
+            format_age(now - r.ctime)
+        ),
+        ("left", _) => "ready, every member has left".to_string(),
+        _ => format!("{n} member{plural} waiting to enter (not ready)"),
+    };
+    println!("{}: double barrier, {head}", a.path);
+    if !members.is_empty() {
+        let mut t = Table::new(&["#", "MEMBER", "SESSION", "JOINED", "DATA"]);
+        for (i, (id, data, stat)) in members.iter().enumerate() {
+            t.row(vec![
+                (i + 1).to_string(),
+                id.clone(),
+                session_hex(stat.ephemeral_owner),
+                format!("{} ago", format_age(now - stat.ctime)),
+                data_preview(data, 32),
+            ]);
+        }
+        t.print();
+    }
+    Ok(())
+}
+
+/// The delay queue's item prefix (Curator's `QUEUE_ITEM_NAME`).
+const DELAY_PREFIX: &str = "queue-";
+/// zkit-recipes' claims directory of a delay queue (the `|FFFFFFFFFFFF|`
+/// makes Curator's consumers read it as due last and skip it).
+const DELAY_CLAIMS: &str = "_claims|FFFFFFFFFFFF|";
+/// zkit-recipes' line of waiting consumers of a delay queue (a lock).
+const DELAY_WAITERS: &str = "_waiters|FFFFFFFFFFFF|";
+/// Curator's item framing: version, then (`01`, length, bytes)*, then `02`.
+const DELAY_FRAME_VERSION: [u8; 4] = [0x00, 0x01, 0x00, 0x01];
+
+/// A delay-queue item node: `queue-…|<due ms, hex>|<seq>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DelayItem {
+    name: String,
+    due_ms: i64,
+    seq: i32,
+}
+
+/// Parses an item name as Curator's delay queue does: the due time between
+/// the last two `|` in hex, then a `%010d` (signed) sequence.
+fn delay_item(name: &str) -> Option<DelayItem> {
+    let rest = name.strip_prefix(DELAY_PREFIX)?;
+    let last = rest.rfind('|')?;
+    let first = rest[..last].rfind('|')?;
+    let hex = &rest[first + 1..last];
+    if hex.is_empty() || hex.len() > 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let due_ms = i64::try_from(u64::from_str_radix(hex, 16).ok()?).ok()?;
+    let tail = &rest[last + 1..];
+    let digits = tail.strip_prefix('-').unwrap_or(tail);
+    if !(10..=11).contains(&tail.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(DelayItem {
+        name: name.to_string(),
+        due_ms,
+        seq: tail.parse().ok()?,
+    })
+}
+
+/// The sizes of the items a node holds in Curator's framing; `None` when
+/// the data is not that framing.
+fn delay_frames(data: &[u8]) -> Option<Vec<usize>> {
+    let mut rest = data.strip_prefix(&DELAY_FRAME_VERSION[..])?;
+    let mut sizes = Vec::new();
+    loop {
+        let (&op, tail) = rest.split_first()?;
+        match op {
+            0x02 => return Some(sizes),
+            0x01 => {
+                let len = i32::from_be_bytes(tail.get(..4)?.try_into().ok()?);
+                let len = usize::try_from(len).ok()?;
+                tail.get(4..4 + len)?;
+                sizes.push(len);
+                rest = &tail[4 + len..];
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// `delay-queue`: items `queue-|<due>|<seq>` in delivery order (due time,
+/// then sequence), claims `_claims|…|/<item>`, waiting consumers
+/// `_waiters|…|/…`. Due times are the producers' clocks, compared with
+/// this host's.
+pub(crate) async fn delay_queue(ctx: &Ctx, a: QueueArgs) -> Result<(), CliError> {
+    let what = format!("delay-queue {}", a.path);
+    let (children, _) = ctx.zk.get_children(&a.path).await.map_err(ctx.err(&what))?;
+    let mut items: Vec<DelayItem> = children.iter().filter_map(|c| delay_item(c)).collect();
+    if let Some(anchor) =
+        items
+            .iter()
+            .map(|i| i.seq)
+            .reduce(|a, b| if b.wrapping_sub(a) < 0 { b } else { a })
+    {
+        items.sort_by_key(|i| (i.due_ms, i.seq.wrapping_sub(anchor) as u32, i.name.clone()));
+    }
+    let claims = owners(ctx, &join(&a.path, DELAY_CLAIMS), &what).await?;
+    let waiting = owners(ctx, &join(&a.path, DELAY_WAITERS), &what)
+        .await?
+        .len();
+    let now = now_ms();
+    let due_now = items.iter().filter(|i| i.due_ms <= now).count();
+    let shown: Vec<&DelayItem> = items.iter().take(a.limit).collect();
+    let calls: Vec<_> = shown
+        .iter()
+        .map(|i| ctx.zk.get_data(&join(&a.path, &i.name)))
+        .collect();
+    let mut read = Vec::new();
+    for call in calls {
+        match call.await {
+            Ok((data, stat)) => read.push(Some((delay_frames(&data), stat))),
+            // Taken meanwhile.
+            Err(zkit::Error::NoNode) => read.push(None),
+            Err(e) => return Err(ctx.err(&what)(e)),
+        }
+    }
+    let oldest = items.first();
+    if ctx.out.json {
+        let list: Vec<Value> = shown
+            .iter()
+            .zip(&read)
+            .map(|(i, r)| {
+                let frames = r.as_ref().and_then(|(f, _)| f.as_ref());
+                json!({
+                    "item": i.name,
+                    "sequence": i.seq,
+                    "due_ms": i.due_ms,
+                    "due": i.due_ms <= now,
+                    "size": frames.map(|f| f.iter().sum::<usize>()),
+                    "entries": frames.map(Vec::len),
+                    "valid": r.as_ref().map(|(f, _)| f.is_some()),
+                    "created_ms": r.as_ref().map(|(_, s)| s.ctime),
+                    "claimed_by": claims.get(&i.name).map_or(Value::Null, |o| owner_json(*o)),
+                })
+            })
+            .collect();
+        let claims: Vec<Value> = claims
+            .iter()
+            .map(|(n, o)| json!({"item": n, "session": owner_json(*o)}))
+            .collect();
+        ctx.out.json(&json!({
+            "path": a.path,
+            "depth": items.len(),
+            "due_now": due_now,
+            "oldest": oldest.map(|i| json!({
+                "item": i.name,
+                "due_ms": i.due_ms,
+                "overdue_ms": now - i.due_ms,
+            })),
+            "claims": claims,
+            "waiting_consumers": waiting,
+            "items": list,
+        }));
+        return Ok(());
+    }
+    let when = |due_ms: i64| {
+        if due_ms <= now {
+            format!("{} ago", format_age(now - due_ms))
+        } else {
+            format!("in {}", format_age(due_ms - now))
+        }
+    };
+    let head = match oldest {
+        Some(i) => format!(", oldest due {}", when(i.due_ms)),
+        None => String::new(),
+    };
+    println!(
+        "{}: {} items, {due_now} due now{head}, {} claimed, {waiting} consumers waiting",
+        a.path,
+        items.len(),
+        claims.len(),
+    );
+    if !shown.is_empty() {
+        let mut t = Table::new(&["#", "ITEM", "DUE AT", "DUE", "SIZE", "CLAIMED BY"]);
+        for (n, (i, r)) in shown.iter().zip(&read).enumerate() {
+            let size = match r {
+                None => "(taken)".to_string(),
+                Some((None, _)) => "(not an item)".to_string(),
+                Some((Some(f), _)) if f.len() == 1 => format_size(f[0] as i64),
+                Some((Some(f), _)) => format!(
+                    "{} ({} entries)",
+                    format_size(f.iter().sum::<usize>() as i64),
+                    f.len()
+                ),
+            };
+            t.row(vec![
+                (n + 1).to_string(),
+                i.name.clone(),
+                format_time(i.due_ms),
+                when(i.due_ms),
+                size,
+                claims.get(&i.name).map_or("-".into(), |o| session_hex(*o)),
             ]);
         }
         t.print();
@@ -758,6 +1240,38 @@ fn outcome_text(r: &RunRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delay_items_parse_as_curator_reads_them() {
+        assert_eq!(
+            delay_item("queue-|18BCFE56800|0000000007"),
+            Some(DelayItem {
+                name: "queue-|18BCFE56800|0000000007".into(),
+                due_ms: 1_700_000_000_000,
+                seq: 7
+            })
+        );
+        assert_eq!(
+            delay_item("queue-|1|-2147483648").map(|i| (i.due_ms, i.seq)),
+            Some((1, i32::MIN))
+        );
+        assert_eq!(delay_item("_claims|FFFFFFFFFFFF|"), None);
+        assert_eq!(delay_item("queue-|xyz|0000000001"), None);
+        assert_eq!(delay_item("queue-|1|123"), None);
+        assert_eq!(delay_item("qn-0000000001"), None);
+    }
+
+    #[test]
+    fn delay_frames_are_curators() {
+        let mut two = vec![
+            0, 1, 0, 1, 1, 0, 0, 0, 2, b'h', b'i', 1, 0, 0, 0, 1, b'x', 2,
+        ];
+        assert_eq!(delay_frames(&two), Some(vec![2, 1]));
+        assert_eq!(delay_frames(&[0, 1, 0, 1, 2]), Some(vec![]));
+        two.truncate(12);
+        assert_eq!(delay_frames(&two), None);
+        assert_eq!(delay_frames(b"raw"), None);
+    }
 
     #[test]
     fn sequences() {

@@ -3,8 +3,9 @@
 //! ZooKeeper basics with readable output (`ls`, `get`, `set`, `create`,
 //! `delete`, `stat`, `acl`, `sync`, `tree`, `watch`), inspection of the
 //! recipes' znode layouts shared by zkit, Curator and kazoo (`locks`,
-//! `leader`, `queue`, `services`, `members`, `jobs`), and `dump` / `restore`
-//! of subtrees as JSON. Human tables by default, `--json` for scripts.
+//! `leader`, `queue`, `semaphore`, `barrier`, `delay-queue`, `services`,
+//! `members`, `jobs`), and `dump` / `restore` of subtrees as JSON. Human
+//! tables by default, `--json` for scripts.
 //!
 //! Exit codes: 0 success, 1 ZooKeeper error (no node, bad version, not
 //! authorised, ...), 2 usage error (bad arguments, invalid path), 3 no
@@ -81,6 +82,9 @@ async fn dispatch(ctx: &conn::Ctx, command: Command) -> Result<(), CliError> {
         Command::Locks(a) => inspect::locks(ctx, a).await,
         Command::Leader(a) => inspect::leader(ctx, a).await,
         Command::Queue(a) => inspect::queue(ctx, a).await,
+        Command::Semaphore(a) => inspect::semaphore(ctx, a).await,
+        Command::Barrier(a) => inspect::barrier(ctx, a).await,
+        Command::DelayQueue(a) => inspect::delay_queue(ctx, a).await,
         Command::Services(a) => inspect::services(ctx, a).await,
         Command::Members(a) => inspect::members(ctx, a).await,
         Command::Jobs(a) => inspect::jobs(ctx, a).await,

@@ -370,10 +370,33 @@ pub(crate) fn parse_perms(s: &str) -> Result<i32, String> {
     })
 }
 
+/// Splits an ACL spec into entries: at each comma followed by
+/// `<scheme>:`, a scheme being a name without `=` (x509 ids are DNs such as
+/// `CN=client,OU=tests,O=zkit`, whose commas are followed by `<attr>=`).
+fn acl_entries(spec: &str) -> Vec<&str> {
+    let starts_entry = |rest: &str| {
+        rest.split_once(':').is_some_and(|(scheme, _)| {
+            let scheme = scheme.trim();
+            !scheme.is_empty() && !scheme.contains(['=', ','])
+        })
+    };
+    let mut entries = Vec::new();
+    let mut start = 0;
+    for (i, c) in spec.char_indices() {
+        if c == ',' && starts_entry(&spec[i + 1..]) {
+            entries.push(&spec[start..i]);
+            start = i + 1;
+        }
+    }
+    entries.push(&spec[start..]);
+    entries
+}
+
 /// Parses `scheme:id:perms[,scheme:id:perms...]` (the id may contain `:`,
-/// as digest ids and IPv6 addresses do).
+/// as digest ids and IPv6 addresses do, and `,`, as x509 DNs do).
 pub(crate) fn parse_acl(spec: &str) -> Result<Vec<Acl>, String> {
-    spec.split(',')
+    acl_entries(spec)
+        .into_iter()
         .filter(|s| !s.trim().is_empty())
         .map(|entry| {
             let entry = entry.trim();
@@ -445,7 +468,16 @@ mod tests {
         assert_eq!(perms_string(acl[1].perms), "cdrwa");
         assert_eq!(acl[2].id.id, "::1");
         assert!(parse_acl("world:anyone:x").is_err());
+        assert!(parse_acl("world:anyone:q,digest:bob:a:b=:cdrwa").is_err());
         assert!(parse_acl("").is_err());
+        // x509 ids are DNs, with commas.
+        let acl = parse_acl("x509:CN=client,OU=tests,O=zkit:cdrwa,world:anyone:r").unwrap();
+        assert_eq!(acl.len(), 2);
+        assert_eq!(
+            (acl[0].id.scheme.as_str(), acl[0].id.id.as_str()),
+            ("x509", "CN=client,OU=tests,O=zkit")
+        );
+        assert_eq!(perms_string(acl[1].perms), "r");
     }
 
     #[test]

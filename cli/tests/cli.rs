@@ -240,6 +240,17 @@ async fn dump_then_restore_gives_the_same_tree_and_is_idempotent() {
     let doc: Value = serde_json::from_str(&dumped).unwrap();
     assert_eq!(doc["format"], "zkit-dump");
     assert_eq!(doc["nodes"].as_array().unwrap().len(), 7);
+    // Each node's mode: the ephemeral as such, the rest persistent (no
+    // container or TTL node was declared).
+    for n in doc["nodes"].as_array().unwrap() {
+        let expected = if n["path"] == "/src/eph" {
+            "ephemeral"
+        } else {
+            "persistent"
+        };
+        assert_eq!(n["mode"], expected, "{n}");
+        assert!(n.get("ttl_ms").is_none(), "{n}");
+    }
 
     let f = file.to_str().unwrap();
     let first = zkit(r, &["restore", f, "--to", "/copy", "--json"])

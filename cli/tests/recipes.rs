@@ -1,15 +1,18 @@
-//! Recipe inspection against locks, elections, queues, services, members
-//! and jobs made with zkit-recipes in the test.
+//! Recipe inspection against locks, elections, queues, semaphores,
+//! barriers, delay queues, services, members and jobs made with
+//! zkit-recipes in the test.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use common::{client, fresh_root, hosts, normalise_table, zkit};
 use serde_json::json;
 use zkit_recipes::discovery::{ServiceDiscovery, ServiceInstance};
 use zkit_recipes::scheduler::{JobSpec, Jobs};
-use zkit_recipes::{GroupMember, LeaderLatch, Lock, Queue, Sessions};
+use zkit_recipes::{
+    Barrier, DelayQueue, DoubleBarrier, GroupMember, LeaderLatch, Lock, Queue, Semaphore, Sessions,
+};
 
 #[tokio::test]
 async fn locks_show_holder_and_waiters_in_order() {
@@ -272,4 +275,429 @@ async fn jobs_show_spec_state_and_runs() {
     let missing = zkit(r, &["jobs", "/sched", "nope"]).await;
     assert_eq!(missing.code, 1, "{missing:?}");
     zk.close().await.unwrap();
+}
+
+/// The JSON of `zkit args...` once `ready` accepts it (the recipes' nodes
+/// appear asynchronously), at most 10 s.
+async fn json_when(
+    r: &str,
+    args: &[&str],
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    for _ in 0..200 {
+        let v = zkit(r, args).await.json();
+        if ready(&v) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("zkit {args:?}: never reached the expected state");
+}
+
+#[tokio::test]
+async fn semaphore_shows_holders_the_taker_and_waiters() {
+    let root = fresh_root("semaphore").await;
+    let r = root.as_str();
+    let clients = [
+        client(r).await,
+        client(r).await,
+        client(r).await,
+        client(r).await,
+    ];
+    let session = |i: usize| format!("{:#x}", clients[i].session_id().0);
+    let sem = |i: usize| Semaphore::new(&clients[i], "/sem", 2).data(format!("worker-{i}"));
+    let first = sem(0).acquire().await.unwrap();
+    let second = sem(1).acquire().await.unwrap();
+    // The third holds the internal lock with its lease node made, waiting
+    // for a lease; the fourth waits for the internal lock.
+    let third = tokio::spawn({
+        let s = sem(2);
+        async move { s.acquire().await }
+    });
+    json_when(r, &["semaphore", "/sem", "--json"], |v| {
+        v["acquiring"] == 1
+            && v["participants"][2]["node"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("leases/"))
+    })
+    .await;
+    let fourth = tokio::spawn({
+        let s = sem(3);
+        async move { s.acquire().await }
+    });
+    let v = json_when(r, &["semaphore", "/sem", "--json"], |v| v["waiting"] == 1).await;
+    assert_eq!(
+        (v["held"].clone(), v["acquiring"].clone()),
+        (json!(2), json!(1)),
+        "{v}"
+    );
+    assert_eq!(v["max_leases"], serde_json::Value::Null);
+    let roles: Vec<(String, String)> = v["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["role"].as_str().unwrap().to_string(),
+                p["session"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("holder".to_string(), session(0)),
+            ("holder".into(), session(1)),
+            ("acquiring".into(), session(2)),
+            ("waiter".into(), session(3)),
+        ]
+    );
+    let p = &v["participants"];
+    assert_eq!(
+        p[0]["node"].as_str().unwrap(),
+        format!("leases/{}", first.node().rsplit('/').next().unwrap())
+    );
+    assert_eq!(p[0]["data"], "worker-0");
+    assert!(
+        p[3]["node"].as_str().unwrap().starts_with("locks/_c_"),
+        "{v}"
+    );
+    let with_max = zkit(r, &["semaphore", "/sem", "--max-leases", "2", "--json"])
+        .await
+        .json();
+    assert_eq!(
+        (with_max["max_leases"].clone(), with_max["free"].clone()),
+        (json!(2), json!(0))
+    );
+
+    let human = normalise_table(&zkit(r, &["semaphore", "/sem"]).await.ok());
+    let lines: Vec<&str> = human.lines().collect();
+    assert_eq!(
+        lines[0],
+        "/sem: 2 leases held (max not recorded: --max-leases), 1 acquiring, 1 waiting"
+    );
+    assert_eq!(lines[1], "#  ROLE  SESSION  SINCE  NODE  DATA");
+    for (line, start, end) in [
+        (
+            lines[2],
+            "1  holder  <session>  <age>  leases/_c_",
+            "-lease-0000000000  worker-0",
+        ),
+        (
+            lines[3],
+            "2  holder  <session>  <age>  leases/_c_",
+            "-lease-0000000001  worker-1",
+        ),
+        (
+            lines[4],
+            "3  acquiring  <session>  <age>  leases/_c_",
+            "-lease-0000000002  worker-2",
+        ),
+        (
+            lines[5],
+            "4  waiter  <session>  <age>  locks/_c_",
+            "-lock-0000000003",
+        ),
+    ] {
+        assert!(line.starts_with(start) && line.ends_with(end), "{human}");
+    }
+    assert_eq!(lines.len(), 6, "{human}");
+    let human = zkit(r, &["semaphore", "/sem", "--max-leases", "2"])
+        .await
+        .ok();
+    assert!(
+        human.starts_with("/sem: 2 of 2 leases held (0 free), 1 acquiring, 1 waiting\n"),
+        "{human}"
+    );
+    // Were the maximum 3, the taker's lease would be granted already.
+    let v = zkit(r, &["semaphore", "/sem", "--max-leases", "3", "--json"])
+        .await
+        .json();
+    assert_eq!(
+        (&v["held"], &v["free"], &v["acquiring"], &v["waiting"]),
+        (&json!(3), &json!(0), &json!(0), &json!(1)),
+        "{v}"
+    );
+
+    // A lease comes free: the third takes it, the fourth becomes the taker.
+    first.release().await.unwrap();
+    let third = third.await.unwrap().unwrap();
+    let v = json_when(r, &["semaphore", "/sem", "--json"], |v| {
+        v["waiting"] == 0 && v["participants"][2]["role"] == "acquiring"
+    })
+    .await;
+    assert_eq!(v["participants"][0]["session"], session(1));
+    assert_eq!(v["participants"][1]["session"], session(2));
+    assert_eq!(v["participants"][2]["session"], session(3));
+    second.release().await.unwrap();
+    third.release().await.unwrap();
+    fourth.await.unwrap().unwrap().release().await.unwrap();
+    let v = json_when(r, &["semaphore", "/sem", "--json"], |v| {
+        v["participants"].as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+    assert_eq!(v["held"], 0);
+    let missing = zkit(r, &["semaphore", "/nope"]).await;
+    assert_eq!(missing.code, 1, "{missing:?}");
+    assert!(
+        missing
+            .stderr
+            .contains("semaphore /nope: node does not exist (NoNode)"),
+        "{}",
+        missing.stderr
+    );
+    for c in clients {
+        c.close().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn barrier_shows_set_or_clear_and_double_barrier_members() {
+    let root = fresh_root("barrier").await;
+    let r = root.as_str();
+    let zk = client(r).await;
+    let gate = Barrier::new(&zk, "/gate");
+    assert_eq!(
+        zkit(r, &["barrier", "/gate"]).await.ok(),
+        "/gate: barrier clear (no node: waiters pass)\n"
+    );
+    gate.set().await.unwrap();
+    let v = zkit(r, &["barrier", "/gate", "--json"]).await.json();
+    assert_eq!(
+        (v["kind"].clone(), v["state"].clone()),
+        (json!("barrier"), json!("set"))
+    );
+    assert!(v["since_ms"].as_i64().unwrap() > 0);
+    assert_eq!(
+        normalise_table(&zkit(r, &["barrier", "/gate"]).await.ok()),
+        "/gate: barrier set for <age> (waiters block until the node is removed)\n"
+    );
+    gate.remove().await.unwrap();
+    let v = zkit(r, &["barrier", "/gate", "--json"]).await.json();
+    assert_eq!(v["state"], "clear");
+
+    // A double barrier for three: two are in and wait.
+    let members = [client(r).await, client(r).await, client(r).await];
+    let session = |i: usize| format!("{:#x}", members[i].session_id().0);
+    let barriers: Vec<_> = members
+        .iter()
+        .map(|c| std::sync::Arc::new(DoubleBarrier::new(c, "/db", 3)))
+        .collect();
+    let enter = |i: usize| {
+        let b = barriers[i].clone();
+        tokio::spawn(async move { b.enter().await })
+    };
+    let first = enter(0);
+    json_when(r, &["barrier", "/db", "--json"], |v| {
+        v["members"].as_array().is_some_and(|m| m.len() == 1)
+    })
+    .await;
+    let second = enter(1);
+    let v = json_when(r, &["barrier", "/db", "--json"], |v| {
+        v["members"].as_array().is_some_and(|m| m.len() == 2)
+    })
+    .await;
+    assert_eq!(
+        (v["kind"].clone(), v["state"].clone(), v["ready"].clone()),
+        (json!("double"), json!("waiting"), json!(false))
+    );
+    assert_eq!(v["members"][0]["session"], session(0));
+    assert_eq!(v["members"][1]["session"], session(1));
+    let human = normalise_table(&zkit(r, &["barrier", "/db"]).await.ok());
+    let lines: Vec<&str> = human.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [
+            "/db: double barrier, 2 members waiting to enter (not ready)",
+            "#  MEMBER  SESSION  JOINED  DATA"
+        ],
+        "{human}"
+    );
+    for (i, line) in lines[2..].iter().enumerate() {
+        let id = v["members"][i]["id"].as_str().unwrap();
+        assert_eq!(*line, format!("{}  {id}  <session>  <age> ago", i + 1));
+    }
+    assert_eq!(lines.len(), 4, "{human}");
+
+    // The third opens it.
+    barriers[2].enter().await.unwrap();
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    let v = zkit(r, &["barrier", "/db", "--json"]).await.json();
+    assert_eq!(
+        (v["state"].clone(), v["ready"].clone()),
+        (json!("entered"), json!(true))
+    );
+    assert_eq!(v["members"][2]["session"], session(2));
+    assert!(v["ready_since_ms"].as_i64().is_some());
+    let human = normalise_table(&zkit(r, &["barrier", "/db"]).await.ok());
+    assert!(
+        human.starts_with(
+            "/db: double barrier, 3 members in, ready (entered <age> ago)\n\
+             #  MEMBER  SESSION  JOINED  DATA\n"
+        ),
+        "{human}"
+    );
+    // Everyone leaves: the node stays (until reaped) without children.
+    let leaving: Vec<_> = barriers
+        .iter()
+        .map(|b| {
+            let b = b.clone();
+            tokio::spawn(async move { b.leave().await })
+        })
+        .collect();
+    for l in leaving {
+        l.await.unwrap().unwrap();
+    }
+    let v = zkit(r, &["barrier", "/db", "--json"]).await.json();
+    assert_eq!(
+        (v["kind"].clone(), v["state"].clone(), v["members"].clone()),
+        (json!("double"), json!("empty"), json!([]))
+    );
+    assert_eq!(
+        zkit(r, &["barrier", "/db"]).await.ok(),
+        "/db: double barrier, no members (all left)\n"
+    );
+    for c in members {
+        c.close().await.unwrap();
+    }
+    zk.close().await.unwrap();
+}
+
+/// Item names carry their due time in hex (`queue-|18BCFE56800|…`), which
+/// changes between runs: replaced by `<due>`.
+fn normalise_due(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("queue-|") {
+        let (head, tail) = rest.split_at(i + "queue-|".len());
+        out.push_str(head);
+        match tail.find('|') {
+            Some(end) if tail[..end].bytes().all(|b| b.is_ascii_hexdigit()) => {
+                out.push_str("<due>");
+                rest = &tail[end..];
+            }
+            _ => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[tokio::test]
+async fn delay_queue_shows_due_items_the_oldest_and_claims() {
+    let root = fresh_root("delayq").await;
+    let r = root.as_str();
+    let a = client(r).await;
+    let b = client(r).await;
+    let q = DelayQueue::new(&a, "/dq");
+    let now = SystemTime::now();
+    q.put(b"late", now - Duration::from_secs(30)).await.unwrap();
+    q.put(b"soon", Duration::from_secs(600)).await.unwrap();
+    q.put(b"also", now - Duration::from_secs(10)).await.unwrap();
+    // A node of two items (Curator's putMulti), due in 20 minutes.
+    let due = now + Duration::from_secs(1200);
+    let due_ms = due
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    a.create(
+        &format!("/dq/queue-|{due_ms:X}|"),
+        &[
+            0, 1, 0, 1, 1, 0, 0, 0, 2, b'h', b'i', 1, 0, 0, 0, 3, b'y', b'o', b'u', 2,
+        ],
+        &zkit::CreateOptions::new(zkit::CreateMode::PersistentSequential),
+    )
+    .await
+    .unwrap();
+    let claim = q.take_claimed().await.unwrap();
+    assert_eq!(claim.data(), b"late");
+
+    let v = zkit(r, &["delay-queue", "/dq", "--json"]).await.json();
+    assert_eq!(
+        (v["depth"].clone(), v["due_now"].clone()),
+        (json!(4), json!(2)),
+        "{v}"
+    );
+    let items = v["items"].as_array().unwrap();
+    let names: Vec<&str> = items.iter().map(|i| i["item"].as_str().unwrap()).collect();
+    assert_eq!(names[0], claim.item().rsplit('/').next().unwrap());
+    assert!(
+        names
+            .iter()
+            .zip(["0000000000", "0000000002", "0000000001", "0000000003"])
+            .all(|(n, s)| n.ends_with(s)),
+        "due order, not put order: {names:?}"
+    );
+    assert_eq!(
+        items.iter().map(|i| i["due"].clone()).collect::<Vec<_>>(),
+        [json!(true), json!(true), json!(false), json!(false)]
+    );
+    assert_eq!(items[0]["claimed_by"], format!("{:#x}", a.session_id().0));
+    assert_eq!(items[1]["claimed_by"], serde_json::Value::Null);
+    assert_eq!(
+        (items[0]["size"].clone(), items[0]["entries"].clone()),
+        (json!(4), json!(1))
+    );
+    assert_eq!(
+        (items[3]["size"].clone(), items[3]["entries"].clone()),
+        (json!(5), json!(2))
+    );
+    assert_eq!(v["oldest"]["item"], names[0]);
+    assert!(v["oldest"]["overdue_ms"].as_i64().unwrap() >= 30_000, "{v}");
+    assert_eq!(v["claims"][0]["item"], names[0]);
+    assert_eq!(v["waiting_consumers"], 0);
+
+    let human = normalise_due(&normalise_table(
+        &zkit(r, &["delay-queue", "/dq", "--limit", "3"]).await.ok(),
+    ));
+    assert_eq!(
+        human,
+        "/dq: 4 items, 2 due now, oldest due <age> ago, 1 claimed, 0 consumers waiting\n\
+         #  ITEM  DUE AT  DUE  SIZE  CLAIMED BY\n\
+         1  queue-|<due>|0000000000  <time>  <age> ago  4 B  <session>\n\
+         2  queue-|<due>|0000000002  <time>  <age> ago  4 B  -\n\
+         3  queue-|<due>|0000000001  <time>  in <age>  4 B  -\n\
+         ... 1 more (--limit)\n"
+    );
+    let all = normalise_due(&normalise_table(
+        &zkit(r, &["delay-queue", "/dq"]).await.ok(),
+    ));
+    assert!(
+        all.ends_with("4  queue-|<due>|0000000003  <time>  in <age>  5 B (2 entries)  -\n"),
+        "{all}"
+    );
+
+    // Another consumer claims the other due item, then waits in line for
+    // the next.
+    let qb = DelayQueue::new(&b, "/dq");
+    let also = qb.take_claimed().await.unwrap();
+    assert_eq!(also.data(), b"also");
+    let waiting =
+        tokio::spawn(async move { qb.take_claimed().await.map(|c| c.item().to_string()) });
+    let v = json_when(r, &["delay-queue", "/dq", "--json"], |v| {
+        v["waiting_consumers"] == 1
+    })
+    .await;
+    assert_eq!(v["claims"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(
+        v["items"][1]["claimed_by"],
+        format!("{:#x}", b.session_id().0)
+    );
+    waiting.abort();
+    claim.complete().await.unwrap();
+    also.complete().await.unwrap();
+    let v = zkit(r, &["delay-queue", "/dq", "--json"]).await.json();
+    assert_eq!(
+        (v["depth"].clone(), v["due_now"].clone()),
+        (json!(2), json!(0))
+    );
+    assert!(
+        v["oldest"]["overdue_ms"].as_i64().unwrap() < 0,
+        "not due yet: {v}"
+    );
+    let missing = zkit(r, &["delay-queue", "/nope"]).await;
+    assert_eq!(missing.code, 1, "{missing:?}");
+    a.close().await.unwrap();
+    b.close().await.unwrap();
 }

@@ -170,7 +170,23 @@ pub fn zkit_cmd(chroot: &str) -> Command {
 /// Runs `zkit args...` under `chroot` (stdin empty), off the async runtime.
 pub async fn zkit(chroot: &str, args: &[&str]) -> Run {
     let mut c = zkit_cmd(chroot);
-    c.args(args).stdin(Stdio::null());
+    c.args(args);
+    run(c).await
+}
+
+/// The `zkit` command with no server given and no `ZKIT_*` variable
+/// inherited, for tests that bring their own server (`--server`).
+pub fn zkit_bare() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_zkit"));
+    for var in ["ZKIT_SERVER", "ZKIT_AUTH", "ZKIT_SASL_PASSWORD"] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// Runs a `zkit` command (stdin empty), off the async runtime.
+pub async fn run(mut c: Command) -> Run {
+    c.stdin(Stdio::null());
     tokio::task::spawn_blocking(move || Run::from(c.output().expect("run zkit")))
         .await
         .unwrap()
