@@ -18,7 +18,11 @@ use crate::output::{
     session_hex, Table,
 };
 
+// Layout facts of the recipes, from the recipes themselves.
+use zkit_recipes::barrier::layout as barrier_layout;
+use zkit_recipes::delay_queue::layout as delay_layout;
 use zkit_recipes::lock::CONTENDER_MARKERS;
+use zkit_recipes::semaphore::layout as semaphore_layout;
 
 /// Fragments of contenders that share the lock with each other (readers).
 const READER_MARKERS: &[&str] = &["__READ__", "__rlock__"];
@@ -363,13 +367,6 @@ pub(crate) async fn queue(ctx: &Ctx, a: QueueArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The semaphore's lease directory (zkit-recipes' and Curator's
-/// `InterProcessSemaphoreV2`): one `_c_<uuid>-lease-<seq>` node per lease
-/// held or being taken.
-const SEMAPHORE_LEASES: &str = "leases";
-/// The semaphore's internal lock, which its takers line up in.
-const SEMAPHORE_LOCKS: &str = "locks";
-
 /// What a semaphore participant is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LeaseRole {
@@ -412,8 +409,8 @@ pub(crate) async fn semaphore(ctx: &Ctx, a: SemaphoreArgs) -> Result<(), CliErro
     {
         return Err(ctx.err(&what)(zkit::Error::NoNode));
     }
-    let leases = contenders_or_none(ctx, &join(&a.path, SEMAPHORE_LEASES), &what).await?;
-    let line = contenders_or_none(ctx, &join(&a.path, SEMAPHORE_LOCKS), &what).await?;
+    let leases = contenders_or_none(ctx, &join(&a.path, semaphore_layout::LEASES), &what).await?;
+    let line = contenders_or_none(ctx, &join(&a.path, semaphore_layout::LOCKS), &what).await?;
     // The internal lock holder's lease node, if it made it yet: acquiring
     // while the count is over the maximum (or the maximum is unknown).
     let takers_lease = line.first().and_then(|lock| {
@@ -432,15 +429,15 @@ pub(crate) async fn semaphore(ctx: &Ctx, a: SemaphoreArgs) -> Result<(), CliErro
             } else {
                 LeaseRole::Holder
             };
-            (role, SEMAPHORE_LEASES, l)
+            (role, semaphore_layout::LEASES, l)
         })
         .collect();
     for (i, c) in line.iter().enumerate() {
         match (i, takers_lease) {
             // The lock's holder is listed by its lease node.
             (0, Some(_)) => {}
-            (0, None) => rows.push((LeaseRole::Acquiring, SEMAPHORE_LOCKS, c)),
-            _ => rows.push((LeaseRole::Waiter, SEMAPHORE_LOCKS, c)),
+            (0, None) => rows.push((LeaseRole::Acquiring, semaphore_layout::LOCKS, c)),
+            _ => rows.push((LeaseRole::Waiter, semaphore_layout::LOCKS, c)),
         }
     }
     let count = |role| rows.iter().filter(|r| r.0 == role).count();
@@ -505,9 +502,6 @@ pub(crate) async fn semaphore(ctx: &Ctx, a: SemaphoreArgs) -> Result<(), CliErro
     Ok(())
 }
 
-/// The double barrier's node that opens it (zkit-recipes, Curator, kazoo).
-const BARRIER_READY: &str = "ready";
-
 /// `barrier`: a plain barrier is up while `<path>` exists; a double
 /// barrier's members are `<path>/<id>` (ephemeral) and `<path>/ready`
 /// appears once the expected count has entered.
@@ -564,11 +558,11 @@ pub(crate) async fn barrier(ctx: &Ctx, a: PathArg) -> Result<(), CliError> {
         }
         return Ok(());
     }
-    let ready_path = join(&a.path, BARRIER_READY);
+    let ready_path = join(&a.path, barrier_layout::READY);
     let ready_call = ctx.zk.exists(&ready_path);
     let ids: Vec<String> = children
         .into_iter()
-        .filter(|c| c != BARRIER_READY)
+        .filter(|c| c != barrier_layout::READY)
         .collect();
     let calls: Vec<_> = ids
         .iter()
@@ -642,17 +636,8 @@ pub(crate) async fn barrier(ctx: &Ctx, a: PathArg) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The delay queue's item prefix (Curator's `QUEUE_ITEM_NAME`).
-const DELAY_PREFIX: &str = "queue-";
-/// zkit-recipes' claims directory of a delay queue (the `|FFFFFFFFFFFF|`
-/// makes Curator's consumers read it as due last and skip it).
-const DELAY_CLAIMS: &str = "_claims|FFFFFFFFFFFF|";
-/// zkit-recipes' line of waiting consumers of a delay queue (a lock).
-const DELAY_WAITERS: &str = "_waiters|FFFFFFFFFFFF|";
-/// Curator's item framing: version, then (`01`, length, bytes)*, then `02`.
-const DELAY_FRAME_VERSION: [u8; 4] = [0x00, 0x01, 0x00, 0x01];
-
-/// A delay-queue item node: `queue-…|<due ms, hex>|<seq>`.
+/// A delay-queue item node: its name, and its due time (ms, as this tool's
+/// clock reads times) and sequence number parsed by zkit-recipes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct DelayItem {
     name: String,
@@ -660,47 +645,16 @@ struct DelayItem {
     seq: i32,
 }
 
-/// Parses an item name as Curator's delay queue does: the due time between
-/// the last two `|` in hex, then a `%010d` (signed) sequence.
-fn delay_item(name: &str) -> Option<DelayItem> {
-    let rest = name.strip_prefix(DELAY_PREFIX)?;
-    let last = rest.rfind('|')?;
-    let first = rest[..last].rfind('|')?;
-    let hex = &rest[first + 1..last];
-    if hex.is_empty() || hex.len() > 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let due_ms = i64::try_from(u64::from_str_radix(hex, 16).ok()?).ok()?;
-    let tail = &rest[last + 1..];
-    let digits = tail.strip_prefix('-').unwrap_or(tail);
-    if !(10..=11).contains(&tail.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(DelayItem {
-        name: name.to_string(),
-        due_ms,
-        seq: tail.parse().ok()?,
-    })
-}
-
-/// The sizes of the items a node holds in Curator's framing; `None` when
-/// the data is not that framing.
-fn delay_frames(data: &[u8]) -> Option<Vec<usize>> {
-    let mut rest = data.strip_prefix(&DELAY_FRAME_VERSION[..])?;
-    let mut sizes = Vec::new();
-    loop {
-        let (&op, tail) = rest.split_first()?;
-        match op {
-            0x02 => return Some(sizes),
-            0x01 => {
-                let len = i32::from_be_bytes(tail.get(..4)?.try_into().ok()?);
-                let len = usize::try_from(len).ok()?;
-                tail.get(4..4 + len)?;
-                sizes.push(len);
-                rest = &tail[4 + len..];
-            }
-            _ => return None,
-        }
+impl DelayItem {
+    /// The item named `name`; `None` for a child that is not an item.
+    fn parse(name: &str) -> Option<Self> {
+        let item = delay_layout::parse_item(name)?;
+        Some(Self {
+            name: name.to_string(),
+            // Never fails: parsed due times fit a Java `long`.
+            due_ms: i64::try_from(item.due_ms).ok()?,
+            seq: item.seq,
+        })
     }
 }
 
@@ -711,7 +665,10 @@ fn delay_frames(data: &[u8]) -> Option<Vec<usize>> {
 pub(crate) async fn delay_queue(ctx: &Ctx, a: QueueArgs) -> Result<(), CliError> {
     let what = format!("delay-queue {}", a.path);
     let (children, _) = ctx.zk.get_children(&a.path).await.map_err(ctx.err(&what))?;
-    let mut items: Vec<DelayItem> = children.iter().filter_map(|c| delay_item(c)).collect();
+    let mut items: Vec<DelayItem> = children
+        .iter()
+        .filter_map(|c| DelayItem::parse(c))
+        .collect();
     if let Some(anchor) =
         items
             .iter()
@@ -720,8 +677,8 @@ pub(crate) async fn delay_queue(ctx: &Ctx, a: QueueArgs) -> Result<(), CliError>
     {
         items.sort_by_key(|i| (i.due_ms, i.seq.wrapping_sub(anchor) as u32, i.name.clone()));
     }
-    let claims = owners(ctx, &join(&a.path, DELAY_CLAIMS), &what).await?;
-    let waiting = owners(ctx, &join(&a.path, DELAY_WAITERS), &what)
+    let claims = owners(ctx, &join(&a.path, delay_layout::CLAIMS), &what).await?;
+    let waiting = owners(ctx, &join(&a.path, delay_layout::WAITERS), &what)
         .await?
         .len();
     let now = now_ms();
@@ -734,7 +691,12 @@ pub(crate) async fn delay_queue(ctx: &Ctx, a: QueueArgs) -> Result<(), CliError>
     let mut read = Vec::new();
     for call in calls {
         match call.await {
-            Ok((data, stat)) => read.push(Some((delay_frames(&data), stat))),
+            Ok((data, stat)) => {
+                // The sizes of the items the node holds; `None`: not an item.
+                let sizes = delay_layout::framed_items(&data)
+                    .map(|items| items.iter().map(|i| i.len()).collect::<Vec<usize>>());
+                read.push(Some((sizes, stat)));
+            }
             // Taken meanwhile.
             Err(zkit::Error::NoNode) => read.push(None),
             Err(e) => return Err(ctx.err(&what)(e)),
@@ -1244,7 +1206,7 @@ mod tests {
     #[test]
     fn delay_items_parse_as_curator_reads_them() {
         assert_eq!(
-            delay_item("queue-|18BCFE56800|0000000007"),
+            DelayItem::parse("queue-|18BCFE56800|0000000007"),
             Some(DelayItem {
                 name: "queue-|18BCFE56800|0000000007".into(),
                 due_ms: 1_700_000_000_000,
@@ -1252,25 +1214,13 @@ mod tests {
             })
         );
         assert_eq!(
-            delay_item("queue-|1|-2147483648").map(|i| (i.due_ms, i.seq)),
+            DelayItem::parse("queue-|1|-2147483648").map(|i| (i.due_ms, i.seq)),
             Some((1, i32::MIN))
         );
-        assert_eq!(delay_item("_claims|FFFFFFFFFFFF|"), None);
-        assert_eq!(delay_item("queue-|xyz|0000000001"), None);
-        assert_eq!(delay_item("queue-|1|123"), None);
-        assert_eq!(delay_item("qn-0000000001"), None);
-    }
-
-    #[test]
-    fn delay_frames_are_curators() {
-        let mut two = vec![
-            0, 1, 0, 1, 1, 0, 0, 0, 2, b'h', b'i', 1, 0, 0, 0, 1, b'x', 2,
-        ];
-        assert_eq!(delay_frames(&two), Some(vec![2, 1]));
-        assert_eq!(delay_frames(&[0, 1, 0, 1, 2]), Some(vec![]));
-        two.truncate(12);
-        assert_eq!(delay_frames(&two), None);
-        assert_eq!(delay_frames(b"raw"), None);
+        assert_eq!(DelayItem::parse("_claims|FFFFFFFFFFFF|"), None);
+        assert_eq!(DelayItem::parse("queue-|xyz|0000000001"), None);
+        assert_eq!(DelayItem::parse("queue-|1|123"), None);
+        assert_eq!(DelayItem::parse("qn-0000000001"), None);
     }
 
     #[test]

@@ -5,12 +5,12 @@
 //!
 //! [`DoubleBarrier`] (Curator `DistributedDoubleBarrier`, ZooKeeper's
 //! recipe): members enter by creating an ephemeral `<path>/<uuid>`; when
-//! `count` members are in, the last one creates `<path>/ready` and everyone
-//! proceeds; to leave, members delete their nodes and wait until all have
-//! left. Waiters watch a single node (`ready` to enter, one member to
-//! leave), and every wake-up — a spurious one, a connection-only event — is
-//! re-checked against the server (the bug Curator fixed only in 2026,
-//! GH-1290).
+//! `count` members are in, the last one creates `<path>/ready`
+//! ([`layout::READY`]) and everyone proceeds; to leave, members delete
+//! their nodes and wait until all have left. Waiters watch a single node
+//! (`ready` to enter, one member to leave), and every wake-up — a spurious
+//! one, a connection-only event — is re-checked against the server (the
+//! bug Curator fixed only in 2026, GH-1290).
 //!
 //! ```no_run
 //! # async fn demo(zk: zkit::Client) -> zkit::Result<()> {
@@ -33,6 +33,28 @@ use crate::internal::protected::{
     NodeGuard,
 };
 use crate::sessions::SessionSource;
+
+use self::layout::READY;
+
+/// The double barrier's znode layout (Curator's `DistributedDoubleBarrier`,
+/// ZooKeeper's recipe), for tools that inspect a barrier without taking
+/// part. Members are the other children of the barrier's node, one
+/// ephemeral `<path>/<uuid>` each. (A plain [`Barrier`] has no children:
+/// it is up while its node exists.)
+///
+/// ```
+/// use zkit_recipes::barrier::layout;
+///
+/// let children = ["9f1c0e4a-2b7d-4c1e-8f3a-5d6b7c8d9e0f", layout::READY];
+/// let members = children.iter().filter(|c| **c != layout::READY).count();
+/// assert_eq!(members, 1);
+/// ```
+pub mod layout {
+    /// The child that opens a [`DoubleBarrier`](super::DoubleBarrier):
+    /// `<path>/ready`, created by the member that completes the count and
+    /// deleted once every member has left. Not a member.
+    pub const READY: &str = "ready";
+}
 
 /// A barrier that is up while its node exists.
 #[derive(Debug, Clone)]
@@ -123,8 +145,6 @@ pub struct DoubleBarrier {
     /// Our member node, `<path>/<uuid>`.
     me: String,
 }
-
-const READY: &str = "ready";
 
 impl DoubleBarrier {
     /// A member of the double barrier at `path` for `count` members.

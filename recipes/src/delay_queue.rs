@@ -16,6 +16,8 @@
 //! [`DelayQueue`] value, left in place). The queue node itself is
 //! PERSISTENT (as Curator's consumers create it), its ancestors containers:
 //! a reaped queue node would leave Curator's consumers watching nothing.
+//! Tools that inspect a queue find the names and the framing in
+//! [`layout`].
 //!
 //! **Claims and waiting.** Like [`Queue`](crate::Queue): a consumer claims
 //! an item with an ephemeral `<path>/_claims|FFFFFFFFFFFF|/<item>`;
@@ -81,16 +83,152 @@ use crate::internal::protected::{backoff, ensure_parent_containers, join};
 use crate::lock::Lock;
 use crate::sessions::SessionSource;
 
-/// Curator's item prefix (`DistributedQueue.QUEUE_ITEM_NAME`).
-const PREFIX: &str = "queue-";
-/// Our claims and the line of waiting consumers. The suffix makes Curator's
-/// delay consumer read them as due in the year 10889 (see the module docs).
-const CLAIMS: &str = "_claims|FFFFFFFFFFFF|";
-const WAITERS: &str = "_waiters|FFFFFFFFFFFF|";
-/// Curator's `ItemSerializer`: version, item opcode, end opcode.
-const FRAME_VERSION: [u8; 4] = [0x00, 0x01, 0x00, 0x01];
-const FRAME_ITEM: u8 = 0x01;
-const FRAME_END: u8 = 0x02;
+use self::layout::{encode, framed_items, item_name_prefix, parse_item, CLAIMS, WAITERS};
+
+/// The delay queue's znode layout and item framing (Curator's
+/// `DistributedDelayQueue`), for tools that inspect a queue without taking
+/// part: which children of the queue's node are items and when they are
+/// due, zkit's two helper nodes among them, and the items an item node's
+/// data holds. The module docs of [`delay_queue`](super) describe the
+/// layout as a whole.
+///
+/// ```
+/// use zkit_recipes::delay_queue::layout;
+///
+/// let children = ["queue-|18BCFE56800|0000000007", layout::CLAIMS, layout::WAITERS];
+/// let items: Vec<_> = children.iter().filter_map(|c| layout::parse_item(c)).collect();
+/// assert_eq!(items.len(), 1);
+/// assert_eq!((items[0].due_ms, items[0].seq), (1_700_000_000_000, 7));
+/// ```
+pub mod layout {
+    /// The prefix of every item's name (Curator's
+    /// `DistributedQueue.QUEUE_ITEM_NAME`). An item is
+    /// `queue-|<due>|<seq>`: see [`parse_item`].
+    pub const ITEM_PREFIX: &str = "queue-";
+
+    /// The child holding zkit's claims: a consumer claims an item with an
+    /// ephemeral `<path>/_claims|FFFFFFFFFFFF|/<item name>`. The
+    /// `|FFFFFFFFFFFF|` makes Curator's consumer read it as due in the year
+    /// 10889, sort it last and skip it (see the [module docs](super)).
+    pub const CLAIMS: &str = "_claims|FFFFFFFFFFFF|";
+
+    /// The child holding zkit's line of waiting consumers: an exclusive
+    /// [`Lock`](crate::Lock) whose holder alone watches the queue. The
+    /// suffix is there for Curator, as in [`CLAIMS`].
+    pub const WAITERS: &str = "_waiters|FFFFFFFFFFFF|";
+
+    /// Curator's `ItemSerializer`: version, item opcode, end opcode.
+    const FRAME_VERSION: [u8; 4] = [0x00, 0x01, 0x00, 0x01];
+    const FRAME_ITEM: u8 = 0x01;
+    const FRAME_END: u8 = 0x02;
+
+    /// An item node's name, parsed by [`parse_item`].
+    ///
+    /// Items are delivered by due time, then (within one due millisecond)
+    /// in wrap-safe sequence order.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub struct ItemName {
+        /// When the item falls due, in milliseconds since the Unix epoch by
+        /// the producer's clock (at most `i64::MAX`: a Java `long`).
+        pub due_ms: u64,
+        /// The sequence number ZooKeeper appended (`%010d` of a signed
+        /// counter: negative once the queue node's counter has wrapped).
+        pub seq: i32,
+    }
+
+    /// Parses a child name of the queue's node as Curator's delay queue
+    /// reads it: the [`ITEM_PREFIX`], the due time in hex between the last
+    /// two `|` (1 to 16 digits, at most `i64::MAX`; written as `%08X`),
+    /// then the sequence number (10 digits, or `-` and 9 or 10 digits).
+    /// `None` for anything else, such as [`CLAIMS`], [`WAITERS`] or an item
+    /// `queue-<seq>` of Curator's plain `DistributedQueue`.
+    ///
+    /// ```
+    /// use zkit_recipes::delay_queue::layout::parse_item;
+    ///
+    /// // Due at 2023-11-14T22:13:20Z, sequence number 7.
+    /// let item = parse_item("queue-|18BCFE56800|0000000007").unwrap();
+    /// assert_eq!((item.due_ms, item.seq), (1_700_000_000_000, 7));
+    /// // After the sequence counter wrapped.
+    /// assert_eq!(parse_item("queue-|1|-2147483648").map(|i| i.seq), Some(i32::MIN));
+    /// assert_eq!(parse_item("queue-0000000001"), None);
+    /// ```
+    pub fn parse_item(name: &str) -> Option<ItemName> {
+        let rest = name.strip_prefix(ITEM_PREFIX)?;
+        let last = rest.rfind('|')?;
+        let first = rest[..last].rfind('|')?;
+        let hex = &rest[first + 1..last];
+        if hex.is_empty() || hex.len() > 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let due_ms = u64::from_str_radix(hex, 16)
+            .ok()
+            .filter(|&d| i64::try_from(d).is_ok())?;
+        let tail = &rest[last + 1..];
+        let digits = tail.strip_prefix('-').unwrap_or(tail);
+        if !(10..=11).contains(&tail.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let seq = tail.parse().ok()?;
+        Some(ItemName { due_ms, seq })
+    }
+
+    /// The name of an item due at `due_ms`, up to the sequence number
+    /// ZooKeeper appends: `queue-|<due %08X>|`.
+    pub(crate) fn item_name_prefix(due_ms: u64) -> String {
+        format!("{ITEM_PREFIX}|{due_ms:08X}|")
+    }
+
+    /// The items framed in an item node's data, borrowed from `data`;
+    /// `None` when `data` is not Curator's `ItemSerializer` framing:
+    /// `00 01 00 01`, then per item `01`, a big-endian `i32` length and the
+    /// bytes, then `02`. Bytes after the `02` are ignored, as by Curator. A
+    /// node written by [`DelayQueue::put`](super::DelayQueue::put) (or
+    /// Curator's `put`) holds one item; Curator's `putMulti` writes several.
+    ///
+    /// ```
+    /// use zkit_recipes::delay_queue::layout::framed_items;
+    ///
+    /// let data = [0, 1, 0, 1, 1, 0, 0, 0, 2, b'h', b'i', 1, 0, 0, 0, 1, b'x', 2];
+    /// assert_eq!(framed_items(&data), Some(vec![&b"hi"[..], &b"x"[..]]));
+    /// assert_eq!(framed_items(b"raw bytes"), None);
+    /// ```
+    pub fn framed_items(data: &[u8]) -> Option<Vec<&[u8]>> {
+        let mut rest = data.strip_prefix(&FRAME_VERSION[..])?;
+        let mut items = Vec::new();
+        loop {
+            let (&op, tail) = rest.split_first()?;
+            match op {
+                FRAME_END => return Some(items),
+                FRAME_ITEM => {
+                    let len = i32::from_be_bytes(tail.get(..4)?.try_into().ok()?);
+                    let len = usize::try_from(len).ok()?;
+                    items.push(tail.get(4..4 + len)?);
+                    rest = &tail[4 + len..];
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Curator's `ItemSerializer` framing of `items` (the inverse of
+    /// [`framed_items`]).
+    pub(crate) fn encode(items: &[&[u8]]) -> Vec<u8> {
+        let len: usize = items.iter().map(|i| i.len() + 5).sum();
+        let mut out = Vec::with_capacity(len + 5);
+        out.extend_from_slice(&FRAME_VERSION);
+        for item in items {
+            out.push(FRAME_ITEM);
+            // Items are far below 2 GiB (ZooKeeper's jute.maxbuffer).
+            out.extend_from_slice(&(item.len() as u32).to_be_bytes());
+            out.extend_from_slice(item);
+        }
+        out.push(FRAME_END);
+        out
+    }
+}
+
 /// The longest a waiting consumer sleeps before reading the clock again.
 const MAX_NAP: Duration = Duration::from_secs(60);
 
@@ -311,7 +449,7 @@ impl DelayClaim {
     }
 }
 
-/// An item node's name parsed: `queue-…|<due hex>|<seq>`.
+/// An item node: its name, and the name parsed ([`parse_item`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     name: String,
@@ -319,44 +457,21 @@ struct Entry {
     seq: i32,
 }
 
-/// Parses an item name as Curator's delay queue reads it: the `queue-`
-/// prefix, the due time between the last two `|` (hex), then the sequence
-/// (`%010d`, signed). Anything else is not an item.
-fn parse_item(name: &str) -> Option<Entry> {
-    let rest = name.strip_prefix(PREFIX)?;
-    let last = rest.rfind('|')?;
-    let first = rest[..last].rfind('|')?;
-    let hex = &rest[first + 1..last];
-    if hex.is_empty() || hex.len() > 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let due_ms = u64::from_str_radix(hex, 16)
-        .ok()
-        .filter(|&d| i64::try_from(d).is_ok())?;
-    let tail = &rest[last + 1..];
-    let digits = tail.strip_prefix('-').unwrap_or(tail);
-    if !(10..=11).contains(&tail.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let seq = tail.parse().ok()?;
-    Some(Entry {
-        name: name.to_string(),
-        due_ms,
-        seq,
-    })
-}
-
 /// The items among `children`, in delivery order: due time, then
 /// sequence (wrap-safe, relative to the smallest), then name.
 fn items_in_order(children: impl IntoIterator<Item = String>) -> Vec<Entry> {
     let mut items: Vec<Entry> = children
         .into_iter()
-        .filter_map(|c| {
-            let e = parse_item(&c);
-            if e.is_none() {
+        .filter_map(|c| match parse_item(&c) {
+            Some(i) => Some(Entry {
+                name: c,
+                due_ms: i.due_ms,
+                seq: i.seq,
+            }),
+            None => {
                 tracing::debug!(name = %c, "skipping a child that is not a delay-queue item");
+                None
             }
-            e
         })
         .collect();
     let anchor = items.iter().map(|e| e.seq).reduce(|a, b| {
@@ -378,39 +493,10 @@ fn items_in_order(children: impl IntoIterator<Item = String>) -> Vec<Entry> {
     items
 }
 
-/// Curator's `ItemSerializer` framing of `items`.
-fn encode(items: &[&[u8]]) -> Vec<u8> {
-    let len: usize = items.iter().map(|i| i.len() + 5).sum();
-    let mut out = Vec::with_capacity(len + 5);
-    out.extend_from_slice(&FRAME_VERSION);
-    for item in items {
-        out.push(FRAME_ITEM);
-        // Items are far below 2 GiB (ZooKeeper's jute.maxbuffer).
-        out.extend_from_slice(&(item.len() as u32).to_be_bytes());
-        out.extend_from_slice(item);
-    }
-    out.push(FRAME_END);
-    out
-}
-
-/// The items of Curator-framed `data`; `None` when it is not that framing.
-/// Bytes after the end opcode are ignored, as Curator does.
+/// The items of Curator-framed `data`, owned; `None` when it is not that
+/// framing ([`framed_items`]).
 fn decode(data: &[u8]) -> Option<Vec<Vec<u8>>> {
-    let mut rest = data.strip_prefix(&FRAME_VERSION[..])?;
-    let mut items = Vec::new();
-    loop {
-        let (&op, tail) = rest.split_first()?;
-        match op {
-            FRAME_END => return Some(items),
-            FRAME_ITEM => {
-                let len = i32::from_be_bytes(tail.get(..4)?.try_into().ok()?);
-                let len = usize::try_from(len).ok()?;
-                items.push(tail.get(4..4 + len)?.to_vec());
-                rest = &tail[4 + len..];
-            }
-            _ => return None,
-        }
-    }
+    framed_items(data).map(|items| items.into_iter().map(<[u8]>::to_vec).collect())
 }
 
 /// The current wall-clock time in whole milliseconds since the epoch.
@@ -556,7 +642,7 @@ impl DelayQueue {
     pub async fn put(&self, data: &[u8], due: impl Into<Due>) -> Result<String, Error> {
         let due = due.into().epoch_ms()?;
         let client = &self.source.client().await?;
-        let item = join(&self.path, &format!("{PREFIX}|{due:08X}|"));
+        let item = join(&self.path, &item_name_prefix(due));
         let framed = encode(&[data]);
         loop {
             let opts = CreateOptions::new(CreateMode::PersistentSequential);

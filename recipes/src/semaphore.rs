@@ -1,6 +1,7 @@
 //! Counting semaphore in Curator's `InterProcessSemaphoreV2` layout:
 //! `<path>/locks/` (an internal [`Lock`]) and `<path>/leases/`
-//! (`_c_<uuid>-lease-<seq>` nodes, one per lease held or being taken).
+//! (`_c_<uuid>-lease-<seq>` nodes, one per lease held or being taken); the
+//! names are in [`layout`].
 //!
 //! To take a lease: take the internal lock, create a lease node, then wait
 //! until the lease count is at most `max_leases`, then release the internal
@@ -29,6 +30,29 @@ use zkit::{Client, Error};
 use crate::internal::protected::{backoff, create_protected, join, NodeGuard};
 use crate::lock::{Kind, Lock, LockGuard};
 use crate::sessions::SessionSource;
+
+/// The semaphore's znode layout (Curator's `InterProcessSemaphoreV2`), for
+/// tools that inspect a semaphore without taking part: the names of the
+/// two children of the semaphore's node.
+///
+/// ```
+/// use zkit_recipes::semaphore::layout;
+///
+/// let path = "/semaphores/db";
+/// assert_eq!(format!("{path}/{}", layout::LEASES), "/semaphores/db/leases");
+/// assert_eq!(format!("{path}/{}", layout::LOCKS), "/semaphores/db/locks");
+/// ```
+pub mod layout {
+    /// The lease directory: one protected ephemeral sequential
+    /// `_c_<uuid>-lease-<seq>` node per lease held, or being taken by the
+    /// internal lock's holder.
+    pub const LEASES: &str = "leases";
+
+    /// The internal lock's directory: an exclusive [`Lock`](crate::Lock)
+    /// (`_c_<uuid>-lock-<seq>` nodes) that takers line up in; its holder is
+    /// the one taking a lease.
+    pub const LOCKS: &str = "locks";
+}
 
 /// A lease of a [`Semaphore`]: the same guard as a lock's (state, loss
 /// signal, fencing token, fenced writes; release or drop to give it back).
@@ -60,8 +84,8 @@ impl Semaphore {
         let path = path.into();
         Self {
             source: source.into(),
-            leases: join(&path, "leases"),
-            locks: join(&path, "locks"),
+            leases: join(&path, layout::LEASES),
+            locks: join(&path, layout::LOCKS),
             max_leases: max_leases.max(1),
             data: Vec::new(),
         }
