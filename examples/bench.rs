@@ -5,6 +5,7 @@
 //!                                                [--runtime multi|current] [--peer NAME]
 //!                                                [--tls-ca CA.pem [--tls-cert C.pem --tls-key K.pem]]
 //!                                                [--observe none|info|trace|metrics|both]
+//!                                                [--caller block-on|spawned]
 //! ```
 //!
 //! `--observe` measures what observability costs: `info` installs a
@@ -12,6 +13,10 @@
 //! most services run), `trace` one at level debug (the client's spans on,
 //! output discarded), `metrics` the Prometheus recorder (build with
 //! `--features metrics`), `both` both; the JSON line says which.
+//!
+//! `--caller spawned` runs the benchmark in a task spawned on the runtime
+//! (as a service's handlers run) instead of in `block_on` on the main
+//! thread (as the peers' benchmarks run); the JSON line says which.
 //!
 //! With `--tls-ca` the session runs over TLS (`TlsConfig`, the connect
 //! string naming the servers' secure ports); the JSON line says `"tls":true`.
@@ -38,6 +43,10 @@ struct Args {
     peer: String,
     tls: Option<(String, Option<(String, String)>)>,
     observe: String,
+    /// Whether the benchmark runs in a spawned task (on a runtime worker,
+    /// as a service's request handlers do) rather than in `block_on` on
+    /// the main thread (as the peers run).
+    spawned: bool,
 }
 
 /// The last `--key` value, else `BENCH_<KEY>`; `None` when absent or empty.
@@ -100,6 +109,7 @@ fn parse_args() -> Args {
         sync_n: arg(&flags, "sync-n", 2000),
         runtime,
         observe,
+        spawned: text(&flags, "caller").is_some_and(|c| c == "spawned"),
     }
 }
 
@@ -320,8 +330,28 @@ fn main() {
     out.insert("connect".into(), json!(a.connect));
     out.insert("runtime".into(), json!(runtime));
     out.insert("observe".into(), json!(a.observe));
+    out.insert(
+        "caller".into(),
+        json!(if a.spawned { "spawned" } else { "block_on" }),
+    );
     let t0 = Instant::now();
-    let result = rt.block_on(ops(&a, &mut out));
+    let a = std::sync::Arc::new(a);
+    let result = if a.spawned {
+        let task = a.clone();
+        let (result, more) = rt.block_on(async move {
+            tokio::spawn(async move {
+                let mut more = Map::new();
+                let r = ops(&task, &mut more).await;
+                (r, more)
+            })
+            .await
+            .expect("the benchmark task")
+        });
+        out.extend(more);
+        result
+    } else {
+        rt.block_on(ops(&a, &mut out))
+    };
     let code = match result {
         Ok(verified) => {
             out.insert("verified".into(), json!(verified));

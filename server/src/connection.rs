@@ -64,12 +64,14 @@ pub(crate) async fn serve<IO>(
     // order; notifications (xid -1) and the ConnectResponse are not replies.
     let stats = Arc::new(ConnStats::new(shared.clock.wall_ms().max(0) as u64));
     let mut pending = Pending::new(stats.clone());
+    // The batch being written, reused (its capacity kept) from batch to batch.
+    let mut wbuf = BytesMut::with_capacity(16 * 1024);
     'outer: loop {
         if !queue.is_empty() {
             let released = durable
                 .as_mut()
                 .map_or(i64::MAX, |d| *d.borrow_and_update());
-            let mut wbuf = BytesMut::new();
+            wbuf.clear();
             let mut close = false;
             // One clock read for the batch's replies.
             let now = BatchClock::new(&shared);
@@ -102,6 +104,10 @@ pub(crate) async fn serve<IO>(
                 };
                 if written.is_err() {
                     break;
+                }
+                if wbuf.capacity() > 1 << 20 {
+                    // A large reply went out: give its memory back.
+                    wbuf = BytesMut::with_capacity(16 * 1024);
                 }
             }
             if close {
@@ -152,12 +158,8 @@ pub(crate) async fn serve<IO>(
                 // Process every complete frame in the buffer.
                 loop {
                     if conn.is_none() && buf.len() >= 4 {
-                        let need = crate::fourlw::needs(&buf[..4]);
-                        if buf.len() < need {
-                            // `stmk` and its mask: wait for the rest.
-                            break;
-                        }
-                        if let Some(answer) = crate::fourlw::answer(&buf[..need], &shared) {
+                        // The word, and what came with it (`stmk`'s mask).
+                        if let Some(answer) = crate::fourlw::answer(&buf, &shared) {
                             let _ = io.write_all(answer.as_bytes()).await;
                             let _ = io.flush().await;
                             break 'outer;

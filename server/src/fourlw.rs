@@ -15,19 +15,10 @@ const KNOWN: [&[u8; 4]; 18] = [
     b"stat", b"wchc", b"wchp", b"wchs", b"mntr", b"isro", b"hash", b"dirs",
 ];
 
-/// Bytes a four-letter word needs before it can be answered: `stmk` is
-/// followed by the new mask (8 bytes, big-endian), the others stand alone.
-pub(crate) fn needs(word: &[u8]) -> usize {
-    if word == b"stmk" {
-        12
-    } else {
-        4
-    }
-}
-
-/// The answer to the four-letter word starting `input` (with as many bytes
-/// as [`needs`] says), or `None` if it is not a four-letter word this
-/// server answers. A known word missing from the whitelist
+/// The answer to the four-letter word starting `input` (the bytes read so
+/// far: `stmk` takes its 8-byte mask from them, as ZooKeeper reads it from
+/// the same packet), or `None` if it is not a four-letter word this server
+/// answers. A known word missing from the whitelist
 /// (`4lw.commands.whitelist`) gets ZooKeeper's refusal text.
 pub(crate) fn answer(input: &[u8], shared: &Shared) -> Option<String> {
     let word = input.get(..4)?;
@@ -63,14 +54,15 @@ pub(crate) fn answer(input: &[u8], shared: &Shared) -> Option<String> {
         b"srst" => "Server stats reset.\n".to_string(),
         b"dirs" => dirs(shared),
         b"gtmk" => shared.trace_mask.load(Ordering::Relaxed).to_string(),
-        b"stmk" => {
-            let mask = input
-                .get(4..12)
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, u64::from_be_bytes);
-            shared.trace_mask.store(mask, Ordering::Relaxed);
-            mask.to_string()
-        }
+        // Without its mask ZooKeeper fails to read one and answers nothing.
+        b"stmk" => match input.get(4..12).and_then(|b| b.try_into().ok()) {
+            Some(mask) => {
+                let mask = u64::from_be_bytes(mask);
+                shared.trace_mask.store(mask, Ordering::Relaxed);
+                mask.to_string()
+            }
+            None => String::new(),
+        },
         b"hash" => String::new(),
         _ => return None,
     };

@@ -500,8 +500,8 @@ impl ServerBuilder {
             watches: WatchManager::with_compat(settings.compat),
             sessions: SessionTracker::new(config, id_seed),
             zxid: 0,
-            conns: HashMap::new(),
-            session_conn: HashMap::new(),
+            conns: Default::default(),
+            session_conn: Default::default(),
             next_conn: 1,
             log: None,
         };

@@ -280,8 +280,8 @@ pub(crate) struct State {
     pub(crate) sessions: SessionTracker,
     /// Last processed zxid.
     pub(crate) zxid: i64,
-    pub(crate) conns: HashMap<ConnId, ConnHandle>,
-    pub(crate) session_conn: HashMap<ServerSessionId, ConnId>,
+    pub(crate) conns: crate::shards::FastMap<ConnId, ConnHandle>,
+    pub(crate) session_conn: crate::shards::FastMap<ServerSessionId, ConnId>,
     pub(crate) next_conn: u64,
     /// The transaction log (`None`: in-memory server).
     pub(crate) log: Option<TxnLog>,

@@ -38,7 +38,7 @@ use zkit_proto::{
     GetDataResponse, Id, MultiOp, MultiResult, Stat, StatResponse,
 };
 
-use crate::shards::ShardedMap;
+use crate::shards::{FastSet, ShardedMap};
 use crate::{ErrorCode, ServerResult};
 
 /// Which ZooKeeper release's observable behaviour to reproduce where
@@ -229,7 +229,7 @@ struct Node {
     /// Shared with every znode that has an equal ACL ([`AclTable`]).
     acl: Arc<[Acl]>,
     stat: Persisted,
-    children: HashSet<String>,
+    children: FastSet<String>,
 }
 
 /// `EphemeralType`.
@@ -762,7 +762,7 @@ impl DataTree {
             data: data.clone(),
             acl: self.acls.intern(&acl),
             stat: Persisted::create(txn.zxid, txn.time_ms, owner),
-            children: HashSet::new(),
+            children: FastSet::default(),
         };
         let stat = self.client_stat(&node);
         self.nodes.insert(final_path.clone(), node);
@@ -1457,7 +1457,7 @@ impl DataTree {
                 data,
                 acl: acls.intern(&acl),
                 stat,
-                children: HashSet::new(),
+                children: FastSet::default(),
             };
             if nodes.insert(path.clone(), node).is_some() {
                 return Err(DecodeError::Invalid(format!("duplicate znode {path}")));

@@ -21,7 +21,7 @@
 //! *any* connection's watch. [`Compat::V3_9`] keeps modes independently and
 //! checks per connection.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use zkit_proto::codes::{err, keeper_state, AddWatchMode, EventType, WatcherType};
 use zkit_proto::{SetWatches2, WatcherEvent};
@@ -45,12 +45,12 @@ struct Table {
     by_path: ShardedMap<String, BTreeSet<ConnId>>,
     /// Modes per (connection, path). On 3.8 exactly one bit is set. Every
     /// change goes through `set_mode`.
-    by_conn: HashMap<ConnId, ShardedMap<String, u8>>,
+    by_conn: crate::shards::FastMap<ConnId, ShardedMap<String, u8>>,
     /// Paths with a recursive watch, and how many connections have one
     /// there: a trigger looks for watches above its path only among these
     /// (when fewer than the path's ancestors), so a deep path costs no
     /// lookup per ancestor.
-    recursive: HashMap<String, usize>,
+    recursive: crate::shards::FastMap<String, usize>,
     /// Watches of closed connections still listed in `by_path`, unlinked a
     /// slice at a time (`reap`): a connection with a million watches does
     /// not hold the server's lock for the time it takes to unlink them all.

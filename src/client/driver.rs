@@ -77,6 +77,62 @@ struct Waiter {
     taken: std::time::Instant,
 }
 
+/// The requests waiting for replies, by id. Ids are handed out in
+/// increasing order and replies mostly come in that order, so a queue
+/// indexed from the oldest id does what a hash map would, without hashing:
+/// an answered request leaves a hole until those before it are answered.
+#[derive(Debug, Default)]
+struct Waiters {
+    /// The id of `slots[0]`.
+    base: u64,
+    slots: std::collections::VecDeque<Option<Waiter>>,
+    len: usize,
+}
+
+impl Waiters {
+    /// Adds the waiter of `id` (greater than every id added before).
+    fn insert(&mut self, id: RequestId, w: Waiter) {
+        if self.slots.is_empty() {
+            self.base = id.0;
+        }
+        let Some(i) =
+            id.0.checked_sub(self.base)
+                .and_then(|i| usize::try_from(i).ok())
+        else {
+            debug_assert!(false, "request ids out of order");
+            return;
+        };
+        if i >= self.slots.len() {
+            self.slots.resize_with(i + 1, || None);
+        }
+        if self.slots[i].replace(w).is_none() {
+            self.len += 1;
+        }
+    }
+
+    /// Takes the waiter of `id`, if it is waiting.
+    fn remove(&mut self, id: RequestId) -> Option<Waiter> {
+        let i = usize::try_from(id.0.checked_sub(self.base)?).ok()?;
+        let w = self.slots.get_mut(i)?.take()?;
+        self.len -= 1;
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        Some(w)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Takes every waiter.
+    fn drain(&mut self) -> impl Iterator<Item = Waiter> + '_ {
+        self.len = 0;
+        self.slots.drain(..).flatten()
+    }
+}
+
 pub(crate) struct Driver {
     session: Session,
     /// The time of the driver's last clock read: events a session call
@@ -87,7 +143,7 @@ pub(crate) struct Driver {
     cmds: mpsc::UnboundedReceiver<Command>,
     state_tx: watch::Sender<SessionState>,
     info: Arc<Mutex<SessionInfo>>,
-    replies: HashMap<RequestId, Waiter>,
+    replies: Waiters,
     watchers: HashMap<WatcherId, WatchSink>,
     subscribers: Vec<mpsc::UnboundedSender<SessionState>>,
     closers: Vec<oneshot::Sender<Result<(), Error>>>,
@@ -134,7 +190,7 @@ impl Driver {
             cmds,
             state_tx,
             info,
-            replies: HashMap::new(),
+            replies: Waiters::default(),
             watchers: HashMap::new(),
             subscribers: Vec::new(),
             closers: Vec::new(),
@@ -269,7 +325,7 @@ impl Driver {
         }
         // Terminal: fail whatever is still waiting.
         let err = self.session.terminal_error().unwrap_or(Error::Closed);
-        for (_, w) in self.replies.drain() {
+        for w in self.replies.drain() {
             let result = Err(err.clone());
             if let Some(op) = w.op {
                 self.metrics.reply(
@@ -429,7 +485,7 @@ impl Driver {
                     self.drop_transport();
                 }
                 Event::Reply { id, xid, result } => {
-                    if let Some(w) = self.replies.remove(&id) {
+                    if let Some(w) = self.replies.remove(id) {
                         if let (Some(xid), false) = (xid, w.span.is_disabled()) {
                             w.span.record("xid", xid);
                         }
@@ -582,5 +638,53 @@ async fn poll_connect(c: &mut Option<ConnectFuture>) -> io::Result<BoxedIo> {
     match c {
         Some(f) => f.await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod waiters_tests {
+    use super::*;
+
+    fn waiter() -> (Waiter, oneshot::Receiver<Result<Bytes, Error>>) {
+        let (tx, rx) = oneshot::channel();
+        let w = Waiter {
+            tx,
+            span: tracing::Span::none(),
+            op: None,
+            taken: now(),
+        };
+        (w, rx)
+    }
+
+    #[test]
+    fn replies_in_any_order_find_their_waiters() {
+        let mut ws = Waiters::default();
+        let mut rxs = Vec::new();
+        for id in 10..15 {
+            let (w, rx) = waiter();
+            ws.insert(RequestId(id), w);
+            rxs.push(rx);
+        }
+        assert_eq!(ws.len(), 5);
+        // Out of order, then the oldest: the queue shrinks past the holes.
+        assert!(ws.remove(RequestId(12)).is_some());
+        assert!(ws.remove(RequestId(12)).is_none(), "answered once");
+        assert!(ws.remove(RequestId(10)).is_some());
+        assert!(ws.remove(RequestId(11)).is_some());
+        assert_eq!((ws.len(), ws.base, ws.slots.len()), (2, 13, 2));
+        assert!(ws.remove(RequestId(9)).is_none(), "before the oldest");
+        assert!(ws.remove(RequestId(99)).is_none(), "never added");
+        // A gap in the ids (a request answered before it was added).
+        let (w, _rx) = waiter();
+        ws.insert(RequestId(17), w);
+        assert_eq!(ws.len(), 3);
+        let left: Vec<_> = ws.drain().collect();
+        assert_eq!(left.len(), 3);
+        assert_eq!(ws.len(), 0);
+        // Empty again: the next id starts the queue afresh.
+        let (w, _rx) = waiter();
+        ws.insert(RequestId(40), w);
+        assert!(ws.remove(RequestId(40)).is_some());
+        assert!(ws.slots.is_empty());
     }
 }

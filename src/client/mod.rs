@@ -131,8 +131,17 @@ fn decode<T: Decode>(body: Bytes) -> Result<T> {
     decode_exact(body).map_err(|e| Error::Protocol(e.to_string()))
 }
 
+/// Room most request bodies fit in (a path and a few fields): one
+/// allocation instead of a growth from empty.
+const BODY_CAPACITY: usize = 128;
+
 fn encode(rec: &impl Encode) -> Bytes {
-    let mut b = BytesMut::new();
+    encode_sized(rec, BODY_CAPACITY)
+}
+
+/// Encodes a record carrying data: `room` is the size it will likely take.
+fn encode_sized(rec: &impl Encode, room: usize) -> Bytes {
+    let mut b = BytesMut::with_capacity(room);
     rec.encode(&mut b);
     b.freeze()
 }
@@ -417,9 +426,11 @@ impl Client {
     }
 
     fn create_request(&self, path: &str, data: &[u8], options: &CreateOptions) -> Reply {
+        // Path, data, and an ACL of a few short entries.
+        let room = path.len() + data.len() + 64 + 32 * options.acl.len();
         let reply = match self.create_op(path, data, options)? {
-            MultiOp::CreateTtl(req) => self.send(OpCode::CreateTtl, encode(&req)),
-            MultiOp::Create { op, req } => self.send(op, encode(&req)),
+            MultiOp::CreateTtl(req) => self.send(OpCode::CreateTtl, encode_sized(&req, room)),
+            MultiOp::Create { op, req } => self.send(op, encode_sized(&req, room)),
             other => unreachable!("create_op built {other:?}"),
         }?;
         reply.path(path);
@@ -587,13 +598,17 @@ impl Client {
         version: Version,
     ) -> impl Future<Output = Result<Stat>> + Send + 'static {
         let reply = self.server_path(path, false).and_then(|path| {
+            let room = path.len() + data.len() + 16;
             self.send(
                 OpCode::SetData,
-                encode(&SetDataRequest {
-                    path,
-                    data: Some(Bytes::copy_from_slice(data)),
-                    version: version.as_i32(),
-                }),
+                encode_sized(
+                    &SetDataRequest {
+                        path,
+                        data: Some(Bytes::copy_from_slice(data)),
+                        version: version.as_i32(),
+                    },
+                    room,
+                ),
             )
         });
         async move {
