@@ -5,7 +5,7 @@
 //!                                                [--runtime multi|current] [--peer NAME]
 //!                                                [--tls-ca CA.pem [--tls-cert C.pem --tls-key K.pem]]
 //!                                                [--observe none|info|trace|metrics|both]
-//!                                                [--caller block-on|spawned]
+//!                                                [--caller block-on|spawned] [--busy-poll-us U]
 //! ```
 //!
 //! `--observe` measures what observability costs: `info` installs a
@@ -17,6 +17,11 @@
 //! `--caller spawned` runs the benchmark in a task spawned on the runtime
 //! (as a service's handlers run) instead of in `block_on` on the main
 //! thread (as the peers' benchmarks run); the JSON line says which.
+//!
+//! `--busy-poll-us U` turns on the client's low-latency mode
+//! (`ClientBuilder::busy_poll`); the JSON line then also says what the
+//! one-at-a-time phase cost in CPU per request (`sync_cpu_us_per_op`, every
+//! thread of the process), reported in any mode.
 //!
 //! With `--tls-ca` the session runs over TLS (`TlsConfig`, the connect
 //! string naming the servers' secure ports); the JSON line says `"tls":true`.
@@ -47,6 +52,8 @@ struct Args {
     /// as a service's request handlers do) rather than in `block_on` on
     /// the main thread (as the peers run).
     spawned: bool,
+    /// `ClientBuilder::busy_poll` in microseconds (0: off).
+    busy_poll_us: u64,
 }
 
 /// The last `--key` value, else `BENCH_<KEY>`; `None` when absent or empty.
@@ -110,6 +117,7 @@ fn parse_args() -> Args {
         runtime,
         observe,
         spawned: text(&flags, "caller").is_some_and(|c| c == "spawned"),
+        busy_poll_us: arg(&flags, "busy-poll-us", 0) as u64,
     }
 }
 
@@ -169,7 +177,9 @@ async fn ops(a: &Args, out: &mut Map<String, Value>) -> zkit::Result<bool> {
     }
     let mut builder = Client::builder()
         .session_timeout(Duration::from_secs(10))
-        .connect_timeout(Duration::from_secs(15));
+        .connect_timeout(Duration::from_secs(15))
+        .busy_poll(Duration::from_micros(a.busy_poll_us));
+    out.insert("busy_poll_us".into(), json!(a.busy_poll_us));
     out.insert("tls".into(), json!(a.tls.is_some()));
     if let Some((ca, cert)) = &a.tls {
         let mut tls = zkit::TlsConfig::new().ca_file(ca);
@@ -226,11 +236,19 @@ async fn ops(a: &Args, out: &mut Map<String, Value>) -> zkit::Result<bool> {
     }
     let mut lat = Vec::with_capacity(a.sync_n);
     let mut bad = 0usize;
+    let cpu0 = process_cpu_ns();
     for _ in 0..a.sync_n {
         let t0 = Instant::now();
         let (data, _) = zk.get_data(&node).await?;
         lat.push(t0.elapsed().as_nanos() as u64);
         bad += usize::from(data.len() != 100);
+    }
+    if let (Some(c0), Some(c1)) = (cpu0, process_cpu_ns()) {
+        // What the one-at-a-time phase cost this process (all threads).
+        out.insert(
+            "sync_cpu_us_per_op".into(),
+            round((c1 - c0) as f64 / a.sync_n.max(1) as f64 / 1e3, 2),
+        );
     }
     lat.sort_unstable();
     zk.delete(&node, Version::Any).await?;
@@ -276,6 +294,18 @@ async fn ops(a: &Args, out: &mut Map<String, Value>) -> zkit::Result<bool> {
     let mean = lat.iter().sum::<u64>() as f64 / lat.len().max(1) as f64 / 1e3;
     out.insert("sync_get_mean_us".into(), round(mean, 1));
     Ok(verified)
+}
+
+/// CPU time of every thread of this process so far, in nanoseconds (Linux:
+/// the first field of each thread's `schedstat`); `None` elsewhere.
+fn process_cpu_ns() -> Option<u64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        let text = std::fs::read_to_string(path).ok()?;
+        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
 }
 
 /// Installs what `--observe` asks for.

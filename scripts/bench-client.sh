@@ -5,7 +5,7 @@
 #
 #   scripts/bench-client.sh                    # 3 interleaved repeats
 #   REPEAT=5 N=200000 SYNC_N=5000 scripts/bench-client.sh
-#   CLIENTS="zkit zkit-current" scripts/bench-client.sh
+#   CLIENTS="zkit zkit-current zkit-spawned zkit-busy" scripts/bench-client.sh   # zkit's variants
 #   SERVER_BIN=/tmp/old/zkit-server BENCH_BIN=/tmp/old/bench scripts/bench-client.sh   # a before/after
 #
 # Columns: pipelined get/set/create/delete per second (window 1000), one-at-a-time getData p50 and
@@ -68,6 +68,7 @@ for r in $(seq "$REPEAT"); do
       zkit) cmd=("$BENCH") ;;
       zkit-current) cmd=("$BENCH" --runtime current --peer zkit-async-current) ;;
       zkit-spawned) cmd=("$BENCH" --caller spawned --peer zkit-async-spawned) ;;
+      zkit-busy) cmd=("$BENCH" --busy-poll-us "${BUSY_POLL_US:-100}" --peer zkit-async-busy-poll) ;;
       zkit-*) cmd=("$BENCH" --peer "$c") ;;
       *) echo "unknown client $c" >&2; exit 2 ;;
     esac
@@ -95,7 +96,8 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 cpus = int(sys.argv[2])
 names = {"java": "Java client 3.8 (java-async)", "rzc": "`zookeeper-client` 0.11",
          "zkit": "zkit (multi-thread runtime, the default)", "zkit-current": "zkit (current-thread runtime)",
-         "zkit-spawned": "zkit (multi-thread, caller in a spawned task)"}
+         "zkit-spawned": "zkit (multi-thread, caller in a spawned task)",
+         "zkit-busy": "zkit (multi-thread, `busy_poll` 100 µs)"}
 by = {}
 for d in rows:
     by.setdefault(d["bench_client"], []).append(d)

@@ -237,21 +237,7 @@ impl Driver {
             tokio::select! {
                 biased;
                 r = read_some(&mut self.reader, &mut self.inbuf), if self.reader.is_some() => {
-                    match r {
-                        Ok(0) | Err(_) => {
-                            if let Err(e) = &r { debug!(error = %e, "read failed"); }
-                            crate::observe::disconnected(if r.is_ok() { "eof" } else { "read_error" });
-                            self.drop_transport();
-                            let t = self.tick();
-                            self.session.handle_disconnected(t);
-                        }
-                        Ok(n) => {
-                            self.metrics.bytes(n, 0);
-                            let t = self.tick();
-                            self.session.handle_data(t, &self.inbuf);
-                            self.inbuf.clear();
-                        }
-                    }
+                    self.on_read(r);
                 }
                 r = write_some(&mut self.writer, &mut self.outbuf), if can_write => {
                     if let Ok(n) = r {
@@ -356,6 +342,27 @@ impl Driver {
                     let _ = tx.send(*self.state_tx.borrow());
                 }
                 Command::Unwatch(_) => {}
+            }
+        }
+    }
+
+    /// Bytes read (or the connection lost): into the session.
+    fn on_read(&mut self, r: io::Result<usize>) {
+        match r {
+            Ok(0) | Err(_) => {
+                if let Err(e) = &r {
+                    debug!(error = %e, "read failed");
+                }
+                crate::observe::disconnected(if r.is_ok() { "eof" } else { "read_error" });
+                self.drop_transport();
+                let t = self.tick();
+                self.session.handle_disconnected(t);
+            }
+            Ok(n) => {
+                self.metrics.bytes(n, 0);
+                let t = self.tick();
+                self.session.handle_data(t, &self.inbuf);
+                self.inbuf.clear();
             }
         }
     }

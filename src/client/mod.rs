@@ -80,6 +80,8 @@ struct Inner {
     chroot: Chroot,
     chroot_str: Option<String>,
     next_watcher: AtomicU64,
+    /// Low-latency mode's spin budget (zero: off).
+    busy_poll: std::time::Duration,
 }
 
 /// A request handed to the driver: its reply to come, in its `zk.request`
@@ -88,6 +90,8 @@ struct Inner {
 struct Pending {
     rx: oneshot::Receiver<Result<Bytes>>,
     span: tracing::Span,
+    /// How long the caller may spin for the reply (low-latency mode).
+    spin: std::time::Duration,
 }
 
 impl Pending {
@@ -96,6 +100,7 @@ impl Pending {
         Self {
             rx,
             span: tracing::Span::none(),
+            spin: std::time::Duration::ZERO,
         }
     }
 
@@ -111,7 +116,17 @@ type Reply = std::result::Result<Pending, Error>;
 async fn await_reply(r: Reply) -> Result<Bytes> {
     match r {
         Err(e) => Err(e),
-        Ok(Pending { rx, span }) => {
+        Ok(Pending { mut rx, span, spin }) => {
+            if !spin.is_zero() && may_spin() {
+                if let Some(r) = spin_for(&mut rx, spin) {
+                    if !span.is_disabled() {
+                        let outcome = crate::observe::outcome(&r);
+                        span.record("outcome", outcome);
+                        tracing::trace!(parent: &span, outcome, "reply");
+                    }
+                    return r;
+                }
+            }
             // The driver answers every request before it drops its sender.
             if span.is_disabled() {
                 return rx.await.unwrap_or(Err(Error::Closed));
@@ -123,6 +138,38 @@ async fn await_reply(r: Reply) -> Result<Bytes> {
             span.record("outcome", outcome);
             tracing::trace!(parent: &span, outcome, "reply");
             r
+        }
+    }
+}
+
+/// Whether a caller may spin for its reply: not inside a task (a spinning
+/// task would hold its worker, which may be the one that must run the
+/// connection's task), and not on a current-thread runtime (whose one
+/// thread runs the connection's task too).
+fn may_spin() -> bool {
+    tokio::task::try_id().is_none()
+        && tokio::runtime::Handle::try_current().map_or(true, |h| {
+            h.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread
+        })
+}
+
+/// Polls for the reply for up to `budget`; `None` if it has not come.
+fn spin_for(
+    rx: &mut oneshot::Receiver<Result<Bytes>>,
+    budget: std::time::Duration,
+) -> Option<Result<Bytes>> {
+    let start = std::time::Instant::now();
+    loop {
+        match rx.try_recv() {
+            Ok(r) => return Some(r),
+            Err(oneshot::error::TryRecvError::Closed) => return Some(Err(Error::Closed)),
+            Err(oneshot::error::TryRecvError::Empty) => {}
+        }
+        if start.elapsed() >= budget {
+            return None;
+        }
+        for _ in 0..8 {
+            std::hint::spin_loop();
         }
     }
 }
@@ -175,6 +222,7 @@ impl Client {
         state: watch::Receiver<SessionState>,
         info: Arc<Mutex<SessionInfo>>,
         chroot: Option<String>,
+        busy_poll: std::time::Duration,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -184,6 +232,7 @@ impl Client {
                 chroot: Chroot::new(chroot.clone()),
                 chroot_str: chroot,
                 next_watcher: AtomicU64::new(1),
+                busy_poll,
             }),
         }
     }
@@ -341,7 +390,11 @@ impl Client {
         if self.inner.cmds.send(cmd).is_err() {
             return Err(self.ended_error());
         }
-        Ok(Pending { rx, span })
+        Ok(Pending {
+            rx,
+            span,
+            spin: self.inner.busy_poll,
+        })
     }
 
     fn ended_error(&self) -> Error {
