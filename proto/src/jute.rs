@@ -33,7 +33,7 @@ impl DecodeError {
 /// Result of a decoding step.
 pub type DecodeResult<T> = Result<T, DecodeError>;
 
-fn need(buf: &Bytes, n: usize, what: &'static str) -> DecodeResult<()> {
+pub(crate) fn need(buf: &Bytes, n: usize, what: &'static str) -> DecodeResult<()> {
     if buf.remaining() < n {
         Err(DecodeError::Truncated {
             what,

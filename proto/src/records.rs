@@ -155,31 +155,95 @@ record! {
     }
 }
 
-record! {
-    /// A znode's metadata (`Stat`, 68 bytes).
-    pub struct Stat {
-        /// Zxid of the create.
-        pub czxid: i64,
-        /// Zxid of the last data change.
-        pub mzxid: i64,
-        /// Create time, ms since the epoch.
-        pub ctime: i64,
-        /// Last data change time, ms since the epoch.
-        pub mtime: i64,
-        /// Data version (number of setData calls).
-        pub version: i32,
-        /// Child version (creates + deletes of children).
-        pub cversion: i32,
-        /// ACL version.
-        pub aversion: i32,
-        /// Owning session id for ephemerals, else 0 (also 0 for container and TTL nodes).
-        pub ephemeral_owner: i64,
-        /// Length of the data.
-        pub data_length: i32,
-        /// Number of children.
-        pub num_children: i32,
-        /// Zxid of the last change to the children.
-        pub pzxid: i64,
+/// A znode's metadata (`Stat`, 68 bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Stat {
+    /// Zxid of the create.
+    pub czxid: i64,
+    /// Zxid of the last data change.
+    pub mzxid: i64,
+    /// Create time, ms since the epoch.
+    pub ctime: i64,
+    /// Last data change time, ms since the epoch.
+    pub mtime: i64,
+    /// Data version (number of setData calls).
+    pub version: i32,
+    /// Child version (creates + deletes of children).
+    pub cversion: i32,
+    /// ACL version.
+    pub aversion: i32,
+    /// Owning session id for ephemerals, else 0 (also 0 for container and TTL nodes).
+    pub ephemeral_owner: i64,
+    /// Length of the data.
+    pub data_length: i32,
+    /// Number of children.
+    pub num_children: i32,
+    /// Zxid of the last change to the children.
+    pub pzxid: i64,
+}
+
+/// Its encoded size.
+const STAT_LEN: usize = 68;
+
+/// The Stat is in nearly every reply: written as one 68-byte block and read
+/// from one, rather than field by field.
+impl Field for Stat {
+    const MIN_LEN: usize = STAT_LEN;
+
+    fn read(buf: &mut Bytes) -> DecodeResult<Self> {
+        jute::need(buf, STAT_LEN, "Stat")?;
+        let b = buf.split_to(STAT_LEN);
+        let i64_at = |at: usize| {
+            let mut v = [0u8; 8];
+            v.copy_from_slice(&b[at..at + 8]);
+            i64::from_be_bytes(v)
+        };
+        let i32_at = |at: usize| {
+            let mut v = [0u8; 4];
+            v.copy_from_slice(&b[at..at + 4]);
+            i32::from_be_bytes(v)
+        };
+        Ok(Self {
+            czxid: i64_at(0),
+            mzxid: i64_at(8),
+            ctime: i64_at(16),
+            mtime: i64_at(24),
+            version: i32_at(32),
+            cversion: i32_at(36),
+            aversion: i32_at(40),
+            ephemeral_owner: i64_at(44),
+            data_length: i32_at(52),
+            num_children: i32_at(56),
+            pzxid: i64_at(60),
+        })
+    }
+
+    fn write(&self, buf: &mut BytesMut) {
+        let mut b = [0u8; STAT_LEN];
+        b[0..8].copy_from_slice(&self.czxid.to_be_bytes());
+        b[8..16].copy_from_slice(&self.mzxid.to_be_bytes());
+        b[16..24].copy_from_slice(&self.ctime.to_be_bytes());
+        b[24..32].copy_from_slice(&self.mtime.to_be_bytes());
+        b[32..36].copy_from_slice(&self.version.to_be_bytes());
+        b[36..40].copy_from_slice(&self.cversion.to_be_bytes());
+        b[40..44].copy_from_slice(&self.aversion.to_be_bytes());
+        b[44..52].copy_from_slice(&self.ephemeral_owner.to_be_bytes());
+        b[52..56].copy_from_slice(&self.data_length.to_be_bytes());
+        b[56..60].copy_from_slice(&self.num_children.to_be_bytes());
+        b[60..68].copy_from_slice(&self.pzxid.to_be_bytes());
+        buf.extend_from_slice(&b);
+    }
+}
+
+impl Encode for Stat {
+    fn encode(&self, buf: &mut BytesMut) {
+        Field::write(self, buf);
+    }
+}
+
+impl Decode for Stat {
+    fn decode(buf: &mut Bytes) -> DecodeResult<Self> {
+        Field::read(buf)
     }
 }
 

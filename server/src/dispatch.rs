@@ -348,7 +348,7 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
             _ => return unimplemented(conn, xid, hdr.op),
         }
     };
-    if op != OpCode::CloseSession && st.zxid != zxid_before {
+    if op != OpCode::CloseSession && st.zxid != zxid_before && st.log.is_some() {
         // The request took a zxid: log it before anything it caused can
         // reach a client (replies and notifications wait for the log).
         let ok = matches!(reply, Some(Ok(_))) && !failed;

@@ -800,6 +800,10 @@ impl DataTree {
         // tree, not a lookup per ancestor of a deep path on every write.
         let limits = &QUOTA_LIMIT_SUFFIX[1..];
         let mut node = self.nodes.get(QUOTA_NODE)?;
+        if node.children.is_empty() {
+            // No quota anywhere: the usual case, without a path built.
+            return None;
+        }
         let mut quota_path = String::from(QUOTA_NODE);
         let mut end = 0;
         let mut deepest = None;

@@ -147,6 +147,10 @@ impl Table {
     /// `WatchManager.triggerWatch`: the connections to notify.
     fn trigger(&mut self, compat: Compat, path: &str, event: EventType) -> BTreeSet<ConnId> {
         let mut out = BTreeSet::new();
+        if self.by_path.is_empty() {
+            // No watch in this table (recursive ones are in `by_path` too).
+            return out;
+        }
         self.fire_at(compat, path, false, event, &mut out);
         // Above the path only recursive watches count: look among them, or
         // walk the ancestors, whichever is less work.
