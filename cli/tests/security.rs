@@ -22,7 +22,7 @@ use zkit_testcontainers::{Backend, ClientAuth, Ensemble, TestBackend, CLIENT_DN}
 
 /// How long a connection that cannot succeed is retried: failures exit 3
 /// after this.
-const FAIL_TIMEOUT: &str = "3s";
+const FAIL_TIMEOUT: &str = "8s";
 
 /// The fixture backend of this run.
 fn backend() -> Backend {

@@ -28,10 +28,9 @@ use crate::path::validate_path;
 use crate::proto::codes::{AddWatchMode, OpCode, WatcherType};
 use crate::proto::{
     decode_exact, Acl, AddWatchRequest, ClientInfo, Create2Response, CreateRequest,
-    CreateTtlRequest, Decode, DeleteRequest, Encode, GetAclResponse, GetChildren2Response,
-    GetChildrenResponse, GetDataResponse, IntResponse, MultiOp, PathRequest, PathResponse,
-    PathWatchRequest, ReconfigRequest, SetAclRequest, SetDataRequest, Stat, StatResponse,
-    WatchesRequest, WhoAmIResponse,
+    CreateTtlRequest, Decode, Encode, GetAclResponse, GetChildren2Response, GetChildrenResponse,
+    GetDataResponse, IntResponse, MultiOp, PathRequest, PathResponse, PathWatchRequest,
+    ReconfigRequest, SetAclRequest, Stat, StatResponse, WatchesRequest, WhoAmIResponse,
 };
 use crate::session::{Chroot, HostAddr, Request, WatchAction, WatchKind, WatcherId};
 use crate::types::{CreateMode, CreateOptions, SessionId, SessionState, Version};
@@ -140,6 +139,17 @@ async fn await_reply(r: Reply) -> Result<Bytes> {
             r
         }
     }
+}
+
+/// A TTL as the wire carries it: whole milliseconds, 1 ..= 2^40-1 (under
+/// 1 ms would be 0).
+fn ttl_millis(ttl: Duration) -> Result<i64> {
+    if ttl.as_millis() == 0 || ttl > MAX_TTL {
+        return Err(Error::InvalidArgument(format!(
+            "TTL {ttl:?} out of range (1 ms ..= 2^40-1 ms)"
+        )));
+    }
+    Ok(ttl.as_millis() as i64)
 }
 
 /// Whether a caller may spin for its reply: not inside a task (a spinning
@@ -334,6 +344,37 @@ impl Client {
         Ok(self.inner.chroot.to_server(path))
     }
 
+    /// A request body that starts with the server path of `path`, encoded
+    /// straight from the caller's arguments (no path `String`, no owned
+    /// record); `rest` writes the fields after the path, `room` their size.
+    fn path_body(
+        &self,
+        path: &str,
+        sequential: bool,
+        room: usize,
+        rest: impl FnOnce(&mut BytesMut),
+    ) -> Result<Bytes> {
+        validate_path(path, sequential)?;
+        let root = self.chroot().unwrap_or("");
+        let mut b = BytesMut::with_capacity(4 + root.len() + path.len() + 1 + room);
+        // As `server_path`: "/" is the chroot itself, except as the parent
+        // of a sequential create ("<chroot>/").
+        let (head, tail) = match (root.is_empty(), path) {
+            (true, _) => ("", path),
+            (false, "/") if sequential => (root, "/"),
+            (false, "/") => (root, ""),
+            (false, _) => (root, path),
+        };
+        let len = i32::try_from(head.len() + tail.len()).map_err(|_| {
+            Error::InvalidArgument(format!("path of {} bytes", head.len() + tail.len()))
+        })?;
+        crate::proto::jute::write_i32(&mut b, len);
+        b.extend_from_slice(head.as_bytes());
+        b.extend_from_slice(tail.as_bytes());
+        rest(&mut b);
+        Ok(b.freeze())
+    }
+
     fn client_path(&self, path: &str) -> String {
         self.inner.chroot.to_client(path)
     }
@@ -479,13 +520,34 @@ impl Client {
     }
 
     fn create_request(&self, path: &str, data: &[u8], options: &CreateOptions) -> Reply {
-        // Path, data, and an ACL of a few short entries.
-        let room = path.len() + data.len() + 64 + 32 * options.acl.len();
-        let reply = match self.create_op(path, data, options)? {
-            MultiOp::CreateTtl(req) => self.send(OpCode::CreateTtl, encode_sized(&req, room)),
-            MultiOp::Create { op, req } => self.send(op, encode_sized(&req, room)),
-            other => unreachable!("create_op built {other:?}"),
-        }?;
+        let mode = options.mode;
+        let ttl = mode.ttl().map(ttl_millis).transpose();
+        // CreateRequest / CreateTTLRequest: path, data, ACL, flags[, ttl].
+        let acl = &options.acl;
+        let room = data.len()
+            + 24
+            + acl
+                .iter()
+                .map(|a| 16 + a.id.scheme.len() + a.id.id.len())
+                .sum::<usize>();
+        let body = self.path_body(path, mode.is_sequential(), room, |b| {
+            crate::proto::jute::write_buffer(b, data);
+            crate::proto::jute::write_i32(b, i32::try_from(acl.len()).unwrap_or(i32::MAX));
+            for a in acl {
+                a.encode(b);
+            }
+            crate::proto::jute::write_i32(b, mode.flags());
+            if let Ok(Some(ttl)) = ttl {
+                crate::proto::jute::write_i64(b, ttl);
+            }
+        })?;
+        // A bad path is reported before a bad TTL.
+        let op = match (ttl?, mode) {
+            (Some(_), _) => OpCode::CreateTtl,
+            (None, CreateMode::Container) => OpCode::CreateContainer,
+            (None, _) => OpCode::Create2,
+        };
+        let reply = self.send(op, body)?;
         reply.path(path);
         Ok(reply)
     }
@@ -496,18 +558,12 @@ impl Client {
         let path = self.server_path(path, mode.is_sequential())?;
         let data = Some(Bytes::copy_from_slice(data));
         if let Some(ttl) = mode.ttl() {
-            // The wire carries whole milliseconds: under 1 ms would be 0.
-            if ttl.as_millis() == 0 || ttl > MAX_TTL {
-                return Err(Error::InvalidArgument(format!(
-                    "TTL {ttl:?} out of range (1 ms ..= 2^40-1 ms)"
-                )));
-            }
             return Ok(MultiOp::CreateTtl(CreateTtlRequest {
                 path,
                 data,
                 acl: options.acl.clone(),
                 flags: mode.flags(),
-                ttl: ttl.as_millis() as i64,
+                ttl: ttl_millis(ttl)?,
             }));
         }
         let op = if mode == CreateMode::Container {
@@ -539,15 +595,12 @@ impl Client {
         path: &str,
         version: Version,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
-        let reply = self.server_path(path, false).and_then(|path| {
-            self.send(
-                OpCode::Delete,
-                encode(&DeleteRequest {
-                    path,
-                    version: version.as_i32(),
-                }),
-            )
-        });
+        // DeleteRequest: path, version.
+        let reply = self
+            .path_body(path, false, 4, |b| {
+                crate::proto::jute::write_i32(b, version.as_i32());
+            })
+            .and_then(|body| self.send(OpCode::Delete, body));
         async move {
             await_reply(reply).await?;
             Ok(())
@@ -650,20 +703,13 @@ impl Client {
         data: &[u8],
         version: Version,
     ) -> impl Future<Output = Result<Stat>> + Send + 'static {
-        let reply = self.server_path(path, false).and_then(|path| {
-            let room = path.len() + data.len() + 16;
-            self.send(
-                OpCode::SetData,
-                encode_sized(
-                    &SetDataRequest {
-                        path,
-                        data: Some(Bytes::copy_from_slice(data)),
-                        version: version.as_i32(),
-                    },
-                    room,
-                ),
-            )
-        });
+        // SetDataRequest: path, data, version.
+        let reply = self
+            .path_body(path, false, data.len() + 8, |b| {
+                crate::proto::jute::write_buffer(b, data);
+                crate::proto::jute::write_i32(b, version.as_i32());
+            })
+            .and_then(|body| self.send(OpCode::SetData, body));
         async move {
             let r: StatResponse = decode(await_reply(reply).await?)?;
             Ok(r.stat)
@@ -717,16 +763,12 @@ impl Client {
         path: &str,
         watch: Option<(WatchAction, WatchSink)>,
     ) -> Reply {
+        // PathWatchRequest: path, watch flag.
         let watching = watch.is_some();
-        let server_path = self.server_path(path, false)?;
-        let reply = self.send_watch(
-            op,
-            encode(&PathWatchRequest {
-                path: server_path,
-                watch: watching,
-            }),
-            watch,
-        )?;
+        let body = self.path_body(path, false, 1, |b| {
+            crate::proto::jute::write_bool(b, watching);
+        })?;
+        let reply = self.send_watch(op, body, watch)?;
         reply.path(path);
         Ok(reply)
     }
