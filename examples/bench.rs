@@ -6,6 +6,7 @@
 //!                                                [--tls-ca CA.pem [--tls-cert C.pem --tls-key K.pem]]
 //!                                                [--observe none|info|trace|metrics|both]
 //!                                                [--caller block-on|spawned] [--busy-poll-us U]
+//!                                                [--server-pid PID]
 //! ```
 //!
 //! `--observe` measures what observability costs: `info` installs a
@@ -22,6 +23,10 @@
 //! (`ClientBuilder::busy_poll`); the JSON line then also says what the
 //! one-at-a-time phase cost in CPU per request (`sync_cpu_us_per_op`, every
 //! thread of the process), reported in any mode.
+//!
+//! `--server-pid PID` (a server on this machine) adds each phase's CPU per
+//! request of the client and of the server (`<phase>_client_cpu_us_per_op`,
+//! `<phase>_server_cpu_us_per_op`): which side a phase costs most.
 //!
 //! With `--tls-ca` the session runs over TLS (`TlsConfig`, the connect
 //! string naming the servers' secure ports); the JSON line says `"tls":true`.
@@ -54,6 +59,9 @@ struct Args {
     spawned: bool,
     /// `ClientBuilder::busy_poll` in microseconds (0: off).
     busy_poll_us: u64,
+    /// The server's process id, when it runs on this machine: each phase
+    /// then reports the server's CPU per request beside the client's.
+    server_pid: Option<String>,
 }
 
 /// The last `--key` value, else `BENCH_<KEY>`; `None` when absent or empty.
@@ -118,18 +126,28 @@ fn parse_args() -> Args {
         observe,
         spawned: text(&flags, "caller").is_some_and(|c| c == "spawned"),
         busy_poll_us: arg(&flags, "busy-poll-us", 0) as u64,
+        server_pid: text(&flags, "server-pid"),
     }
 }
 
-/// Runs `n` requests with at most `window` in flight; returns (ops/s, ok, errors).
-/// Requests are sent when issued and complete in order, so awaiting the
-/// oldest is all the window needs.
+/// CPU per request of a phase, in microseconds: this process (every
+/// thread) and, with `--server-pid`, the server.
+#[derive(Default)]
+struct PhaseCpu {
+    client_us: Option<f64>,
+    server_us: Option<f64>,
+}
+
+/// Runs `n` requests with at most `window` in flight; returns (ops/s, ok,
+/// errors) and the phase's CPU per request. Requests are sent when issued
+/// and complete in order, so awaiting the oldest is all the window needs.
 async fn phase<T, F>(
     n: usize,
     window: usize,
+    server_pid: Option<&str>,
     mut issue: impl FnMut(usize) -> F,
     check: impl Fn(&T) -> bool,
-) -> (f64, usize, usize)
+) -> ((f64, usize, usize), PhaseCpu)
 where
     F: Future<Output = zkit::Result<T>>,
 {
@@ -139,6 +157,7 @@ where
         _ => err += 1,
     };
     let mut inflight = VecDeque::with_capacity(window);
+    let cpu0 = (process_cpu_ns("self"), server_pid.and_then(process_cpu_ns));
     let t0 = Instant::now();
     for i in 0..n {
         if inflight.len() >= window {
@@ -149,7 +168,15 @@ where
     while let Some(f) = inflight.pop_front() {
         tally(f.await);
     }
-    (n as f64 / t0.elapsed().as_secs_f64(), ok, err)
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    let cpu1 = (process_cpu_ns("self"), server_pid.and_then(process_cpu_ns));
+    let per_op =
+        |a: Option<u64>, b: Option<u64>| Some(b?.saturating_sub(a?) as f64 / n.max(1) as f64 / 1e3);
+    let cpu = PhaseCpu {
+        client_us: per_op(cpu0.0, cpu1.0),
+        server_us: per_op(cpu0.1, cpu1.1),
+    };
+    ((rate, ok, err), cpu)
 }
 
 fn percentile_us(sorted_ns: &[u64], p: f64) -> f64 {
@@ -204,30 +231,47 @@ async fn ops(a: &Args, out: &mut Map<String, Value>) -> zkit::Result<bool> {
     let paths: Vec<String> = (0..a.n).map(|i| format!("{dir}/n{i}")).collect();
 
     let is100 = |r: &(zkit::Bytes, zkit::Stat)| r.0.len() == 100;
-    phase(a.warmup, a.window, |_| zk.get_data(&node), is100).await;
-    let g = phase(a.n, a.window, |_| zk.get_data(&node), is100).await;
-    let s = phase(
+    let pid = a.server_pid.as_deref();
+    phase(a.warmup, a.window, pid, |_| zk.get_data(&node), is100).await;
+    let (g, g_cpu) = phase(a.n, a.window, pid, |_| zk.get_data(&node), is100).await;
+    let (s, s_cpu) = phase(
         a.n,
         a.window,
+        pid,
         |_| zk.set_data(&node, &value, Version::Any),
         |_| true,
     )
     .await;
-    let c = phase(
+    let (c, c_cpu) = phase(
         a.n,
         a.window,
+        pid,
         |i| zk.create(&paths[i], &value, &opts),
         |_| true,
     )
     .await;
     let created = zk.exists(&dir).await?.map_or(-1, |s| s.num_children);
-    let d = phase(
+    let (d, d_cpu) = phase(
         a.n,
         a.window,
+        pid,
         |i| zk.delete(&paths[i], Version::Any),
         |_| true,
     )
     .await;
+    for (name, cpu) in [
+        ("get", g_cpu),
+        ("set", s_cpu),
+        ("create", c_cpu),
+        ("delete", d_cpu),
+    ] {
+        if let Some(v) = cpu.client_us {
+            out.insert(format!("{name}_client_cpu_us_per_op"), round(v, 2));
+        }
+        if let Some(v) = cpu.server_us {
+            out.insert(format!("{name}_server_cpu_us_per_op"), round(v, 2));
+        }
+    }
     let left = zk.exists(&dir).await?.map_or(-1, |s| s.num_children);
     let version = zk.exists(&node).await?.map_or(-1, |s| s.version);
 
@@ -236,14 +280,14 @@ async fn ops(a: &Args, out: &mut Map<String, Value>) -> zkit::Result<bool> {
     }
     let mut lat = Vec::with_capacity(a.sync_n);
     let mut bad = 0usize;
-    let cpu0 = process_cpu_ns();
+    let cpu0 = process_cpu_ns("self");
     for _ in 0..a.sync_n {
         let t0 = Instant::now();
         let (data, _) = zk.get_data(&node).await?;
         lat.push(t0.elapsed().as_nanos() as u64);
         bad += usize::from(data.len() != 100);
     }
-    if let (Some(c0), Some(c1)) = (cpu0, process_cpu_ns()) {
+    if let (Some(c0), Some(c1)) = (cpu0, process_cpu_ns("self")) {
         // What the one-at-a-time phase cost this process (all threads).
         out.insert(
             "sync_cpu_us_per_op".into(),
@@ -296,13 +340,17 @@ async fn ops(a: &Args, out: &mut Map<String, Value>) -> zkit::Result<bool> {
     Ok(verified)
 }
 
-/// CPU time of every thread of this process so far, in nanoseconds (Linux:
-/// the first field of each thread's `schedstat`); `None` elsewhere.
-fn process_cpu_ns() -> Option<u64> {
+/// CPU time of every thread of a process (`self` or a pid) so far, in
+/// nanoseconds (Linux: the first field of each thread's `schedstat`);
+/// `None` elsewhere. A thread that ends between listing and reading is
+/// skipped.
+fn process_cpu_ns(pid: &str) -> Option<u64> {
     let mut total = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
         let path = task.ok()?.path().join("schedstat");
-        let text = std::fs::read_to_string(path).ok()?;
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
         total += text.split_whitespace().next()?.parse::<u64>().ok()?;
     }
     Some(total)

@@ -12,7 +12,8 @@
 # p99, and CPU per operation of the client and of the server (user + sys over every operation the
 # run issued: warm-up, the four phases, the one-at-a-time gets). Client and server share the
 # machine's CPUs: when client CPU/op + server CPU/op times the rate fills every CPU, the machine
-# bounds the phase, and the side with the larger share bounds it first.
+# bounds the phase, and the side with the larger share bounds it first. zkit's runs also report
+# that per phase (`--server-pid`): a second table.
 # JSON lines of every run go to target/bench-client/run-<time>.jsonl.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -65,11 +66,11 @@ for r in $(seq "$REPEAT"); do
     case $c in
       java) cmd=("$PEERS/bin/java-async") ;;
       rzc) cmd=("$PEERS/bin/rust-zookeeper-client") ;;
-      zkit) cmd=("$BENCH") ;;
-      zkit-current) cmd=("$BENCH" --runtime current --peer zkit-async-current) ;;
-      zkit-spawned) cmd=("$BENCH" --caller spawned --peer zkit-async-spawned) ;;
-      zkit-busy) cmd=("$BENCH" --busy-poll-us "${BUSY_POLL_US:-100}" --peer zkit-async-busy-poll) ;;
-      zkit-*) cmd=("$BENCH" --peer "$c") ;;
+      zkit) cmd=("$BENCH" --server-pid "$server") ;;
+      zkit-current) cmd=("$BENCH" --server-pid "$server" --runtime current --peer zkit-async-current) ;;
+      zkit-spawned) cmd=("$BENCH" --server-pid "$server" --caller spawned --peer zkit-async-spawned) ;;
+      zkit-busy) cmd=("$BENCH" --server-pid "$server" --busy-poll-us "${BUSY_POLL_US:-100}" --peer zkit-async-busy-poll) ;;
+      zkit-*) cmd=("$BENCH" --server-pid "$server" --peer "$c") ;;
       *) echo "unknown client $c" >&2; exit 2 ;;
     esac
     s0=$(cpu_of "$server")
@@ -112,5 +113,17 @@ for c, ds in by.items():
     print(f"| {names.get(c, c)} | {k(g('get_ops_s'))} | {k(g('set_ops_s'))} | {k(g('create_ops_s'))} | {k(g('delete_ops_s'))} "
           f"| {g('sync_get_p50_us'):.1f} µs | {g('sync_get_p99_us'):.1f} µs | {g('client_cpu_us_per_op'):.2f} µs "
           f"| {g('server_cpu_us_per_op'):.2f} µs | {all(d.get('verified') for d in ds)} |")
+# Which side each phase costs most (zkit's runs report both per phase):
+# CPU use = (client + server CPU per op) x rate, in CPUs of this machine.
+print("\nPer phase, zkit's runs: CPU per op of the client and of the server, and the CPUs they kept busy\n")
+print("| client | phase | ops/s | client CPU/op | server CPU/op | CPUs busy (of %d) |" % cpus)
+print("|---|---|---|---|---|---|")
+for c, ds in by.items():
+    if "get_client_cpu_us_per_op" not in ds[0]:
+        continue
+    for ph in ["get", "set", "create", "delete"]:
+        g = lambda key: med([d[key] for d in ds if key in d])
+        rate, cl, sv = g(f"{ph}_ops_s"), g(f"{ph}_client_cpu_us_per_op"), g(f"{ph}_server_cpu_us_per_op")
+        print(f"| {names.get(c, c)} | {ph} | {k(rate)} | {cl:.2f} µs | {sv:.2f} µs | {(cl + sv) * rate / 1e6:.2f} |")
 print(f"\nJSON lines: {sys.argv[1]}")
 PY
