@@ -978,13 +978,17 @@ impl Session {
                             Conn::Handshaking { .. } => Some("no answer to the handshake"),
                             _ => None,
                         };
+                        // A host that already failed keeps that cause (a
+                        // refused TLS handshake says more than "still
+                        // connecting" of the retry under way).
                         if let (Some(why), Some(host)) = (pending, &self.wire.host) {
                             let host = host.to_string();
-                            self.dial_failures.retain(|f| f.host != host);
-                            self.dial_failures.push(DialFailure {
-                                host,
-                                cause: why.to_string(),
-                            });
+                            if !self.dial_failures.iter().any(|f| f.host == host) {
+                                self.dial_failures.push(DialFailure {
+                                    host,
+                                    cause: why.to_string(),
+                                });
+                            }
                         }
                         let attempts = self.dial_failures.clone();
                         warn!(

@@ -1876,6 +1876,26 @@ fn new_session_gives_up_after_connect_timeout() {
 }
 
 #[test]
+fn a_host_that_failed_keeps_its_cause_while_a_retry_is_under_way_at_the_deadline() {
+    let mut cfg = config(1);
+    cfg.connect_timeout = ms(3_000);
+    let mut p = Pair::new(cfg);
+    // The one host refuses; the retries refuse too, until one hangs in its
+    // dial when the connect timeout runs out.
+    p.dial_fail();
+    while !p.session.is_terminal() {
+        let next = p.next_timeout().expect("a deadline");
+        p.advance(next);
+    }
+    let err = p.session.terminal_error().unwrap();
+    assert_eq!(
+        unreachable_causes(&err, ms(3_000)),
+        vec!["refused".to_string()],
+        "{err}"
+    );
+}
+
+#[test]
 fn resumed_session_that_never_reaches_a_server_times_out() {
     let mut cfg = config(2);
     cfg.connect_timeout = ms(3_000);
