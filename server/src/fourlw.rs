@@ -40,7 +40,7 @@ pub(crate) fn answer(input: &[u8], shared: &Shared) -> Option<String> {
         b"mntr" => mntr(shared),
         b"conf" => conf(shared),
         b"envi" => envi(),
-        b"cons" => cons(shared, false),
+        b"cons" => cons(shared),
         b"wchs" => wchs(shared),
         b"wchc" => wchc(shared, false),
         b"wchp" => wchc(shared, true),
@@ -70,17 +70,7 @@ pub(crate) fn answer(input: &[u8], shared: &Shared) -> Option<String> {
 }
 
 fn srvr(shared: &Shared, with_clients: bool) -> String {
-    let report = crate::metrics::gather(shared);
-    let value = |name: &str| {
-        report.get(name).map_or_else(
-            || "0".to_string(),
-            |v| match v {
-                crate::metrics::Value::Int(i) => i.to_string(),
-                crate::metrics::Value::Float(f) => format!("{f:?}"),
-                crate::metrics::Value::Text(t) => t.clone(),
-            },
-        )
-    };
+    let (min, avg, max) = crate::metrics::latency(shared);
     let st = shared.lock();
     let mut s = format!("Zookeeper version: {VERSION}, built on 01/01/2022 00:00 GMT\n");
     if with_clients {
@@ -90,13 +80,7 @@ fn srvr(shared: &Shared, with_clients: bool) -> String {
         }
         s.push('\n');
     }
-    let _ = writeln!(
-        s,
-        "Latency min/avg/max: {}/{}/{}",
-        value("min_latency"),
-        value("avg_latency"),
-        value("max_latency")
-    );
+    let _ = writeln!(s, "Latency min/avg/max: {min}/{avg:?}/{max}");
     let _ = writeln!(s, "Received: {}", shared.received.load(Ordering::Relaxed));
     let _ = writeln!(s, "Sent: {}", shared.sent.load(Ordering::Relaxed));
     let _ = writeln!(
@@ -148,7 +132,7 @@ fn envi() -> String {
 }
 
 /// `cons`: a line per connection with its statistics.
-fn cons(shared: &Shared, _brief: bool) -> String {
+fn cons(shared: &Shared) -> String {
     let st = shared.lock();
     let mut s = String::new();
     for h in st.conns.values() {

@@ -227,6 +227,30 @@ pub(crate) fn ephemerals_count(st: &crate::state::State) -> usize {
         .sum()
 }
 
+/// ZooKeeper's request latency (`ServerStats`: min, avg, max in ms) over
+/// every request, reads and writes.
+fn request_latency(read: &SummaryValues, update: &SummaryValues) -> (u64, f64, u64) {
+    let count = read.count + update.count;
+    let avg = if count == 0 {
+        0.0
+    } else {
+        (read.sum + update.sum) as f64 / count as f64
+    };
+    let min = match (read.count, update.count) {
+        (0, 0) => 0,
+        (0, _) => update.min,
+        (_, 0) => read.min,
+        _ => read.min.min(update.min),
+    };
+    (min, avg, read.max.max(update.max))
+}
+
+/// The request latency `srvr` reports, without gathering everything else.
+pub(crate) fn latency(shared: &Shared) -> (u64, f64, u64) {
+    let m = &shared.metrics;
+    request_latency(&m.read_latency.snapshot(), &m.update_latency.snapshot())
+}
+
 /// Gathers every metric (the state lock is held once, briefly; the
 /// approximate data size walks the tree).
 pub(crate) fn gather(shared: &Shared) -> Report {
@@ -246,19 +270,7 @@ pub(crate) fn gather(shared: &Shared) -> Report {
     let m = &shared.metrics;
     let read = m.read_latency.snapshot();
     let update = m.update_latency.snapshot();
-    // ZooKeeper's request latency (ServerStats) covers every request.
-    let all_count = read.count + update.count;
-    let all_avg = if all_count == 0 {
-        0.0
-    } else {
-        (read.sum + update.sum) as f64 / all_count as f64
-    };
-    let all_min = match (read.count, update.count) {
-        (0, 0) => 0,
-        (0, _) => update.min,
-        (_, 0) => read.min,
-        _ => read.min.min(update.min),
-    };
+    let (all_min, all_avg, all_max) = request_latency(&read, &update);
     let (open_fds, max_fds) = file_descriptors();
     let mut metrics = Vec::new();
     let mut add = |name: &str, kind: Kind, value: Value| {
@@ -302,7 +314,7 @@ pub(crate) fn gather(shared: &Shared) -> Report {
     add("open_file_descriptor_count", Gauge, Value::Int(open_fds));
     add("local_sessions", Gauge, int(0));
     add("uptime", Gauge, int(shared.started.elapsed().as_millis()));
-    add("max_latency", Gauge, int(read.max.max(update.max)));
+    add("max_latency", Gauge, int(all_max));
     add("last_processed_zxid", Gauge, int(zxid));
     add("commit_count", Counter, int(0));
     let mut summaries = vec![
@@ -332,14 +344,6 @@ const MNTR_PERCENTILES: [(&str, f64); 4] =
     [("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999)];
 
 impl Report {
-    /// The metric `name`'s value, if there is one.
-    pub(crate) fn get(&self, name: &str) -> Option<&Value> {
-        self.metrics
-            .iter()
-            .find(|m| m.name == name)
-            .map(|m| &m.value)
-    }
-
     /// Flat `(name, value)` pairs as `mntr` and `/commands/monitor` list
     /// them: every metric, then `avg_`/`min_`/`max_`/`cnt_`/`sum_` (and for
     /// ADVANCED summaries `p50_`… `p999_`) of each summary.

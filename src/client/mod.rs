@@ -332,16 +332,8 @@ impl Client {
 
     fn server_path(&self, path: &str, sequential: bool) -> Result<String> {
         validate_path(path, sequential)?;
-        if sequential && path == "/" {
-            // A sequential create of "/" names children of the root; under a
-            // chroot that is "<chroot>/", not the chroot path itself (which
-            // would create a sibling of the chroot, as Java's client does).
-            return Ok(match self.chroot() {
-                Some(root) => format!("{root}/"),
-                None => "/".to_string(),
-            });
-        }
-        Ok(self.inner.chroot.to_server(path))
+        let (head, tail) = self.inner.chroot.server_parts(path, sequential);
+        Ok(format!("{head}{tail}"))
     }
 
     /// A request body that starts with the server path of `path`, encoded
@@ -355,20 +347,12 @@ impl Client {
         rest: impl FnOnce(&mut BytesMut),
     ) -> Result<Bytes> {
         validate_path(path, sequential)?;
-        let root = self.chroot().unwrap_or("");
-        let mut b = BytesMut::with_capacity(4 + root.len() + path.len() + 1 + room);
-        // As `server_path`: "/" is the chroot itself, except as the parent
-        // of a sequential create ("<chroot>/").
-        let (head, tail) = match (root.is_empty(), path) {
-            (true, _) => ("", path),
-            (false, "/") if sequential => (root, "/"),
-            (false, "/") => (root, ""),
-            (false, _) => (root, path),
-        };
-        let len = i32::try_from(head.len() + tail.len()).map_err(|_| {
-            Error::InvalidArgument(format!("path of {} bytes", head.len() + tail.len()))
-        })?;
-        crate::proto::jute::write_i32(&mut b, len);
+        let (head, tail) = self.inner.chroot.server_parts(path, sequential);
+        let len = head.len() + tail.len();
+        let len_i32 = i32::try_from(len)
+            .map_err(|_| Error::InvalidArgument(format!("path of {len} bytes")))?;
+        let mut b = BytesMut::with_capacity(4 + len + room);
+        crate::proto::jute::write_i32(&mut b, len_i32);
         b.extend_from_slice(head.as_bytes());
         b.extend_from_slice(tail.as_bytes());
         rest(&mut b);
