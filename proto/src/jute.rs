@@ -106,10 +106,16 @@ pub fn read_ustring(buf: &mut Bytes) -> DecodeResult<Option<String>> {
         None => Ok(None),
         Some(n) => {
             need(buf, n, "ustring bytes")?;
-            let raw = buf.split_to(n);
-            decode_utf8_or_cesu8(&raw)
-                .map(Some)
-                .ok_or_else(|| DecodeError::invalid("ustring is not valid UTF-8"))
+            // Read in place (no shared handle taken on the buffer and given
+            // back), then stepped over.
+            let raw = &buf[..n];
+            let s = match std::str::from_utf8(raw) {
+                Ok(s) => s.to_owned(),
+                Err(_) => decode_utf8_or_cesu8(raw)
+                    .ok_or_else(|| DecodeError::invalid("ustring is not valid UTF-8"))?,
+            };
+            buf.advance(n);
+            Ok(Some(s))
         }
     }
 }

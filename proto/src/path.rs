@@ -74,11 +74,18 @@ pub fn validate_path(path: &str, sequential: bool) -> Result<(), PathError> {
             }
         }
     }
-    for segment in body[1..].split('/') {
-        match segment {
-            "" => return fail("empty path segment ('//')"),
-            "." | ".." => return fail("relative segment '.' or '..'"),
-            _ => {}
+    // Every '/' starts a segment, which must not be empty, "." or "..":
+    // one pass over the bytes, looking ahead at each '/'.
+    let b = body.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'/' {
+            match &b[i + 1..] {
+                [] | [b'/', ..] => return fail("empty path segment ('//')"),
+                [b'.'] | [b'.', b'/', ..] | [b'.', b'.'] | [b'.', b'.', b'/', ..] => {
+                    return fail("relative segment '.' or '..'")
+                }
+                _ => {}
+            }
         }
     }
     Ok(())

@@ -16,6 +16,7 @@
 //!
 //! Pure and synchronous; no I/O.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use zkit_proto::codes::{err, perms};
@@ -314,7 +315,34 @@ impl AclPolicy {
     /// Perms are not validated (ZooKeeper accepts 0 or bits above ALL).
     /// Expansion can produce duplicates; ZooKeeper keeps them.
     pub fn fixup_acl(&self, acl: &[Acl], auth_ids: &[Id]) -> ServerResult<Vec<Acl>> {
+        self.fixup_acl_cow(acl, auth_ids).map(Cow::into_owned)
+    }
+
+    /// [`fixup_acl`](Self::fixup_acl), borrowing `acl` when it comes out
+    /// unchanged (no repeats, no `auth` entry to expand: the usual create).
+    ///
+    /// # Errors
+    /// As [`fixup_acl`](Self::fixup_acl).
+    pub fn fixup_acl_cow<'a>(
+        &self,
+        acl: &'a [Acl],
+        auth_ids: &[Id],
+    ) -> ServerResult<Cow<'a, [Acl]>> {
         let invalid = ErrorCode(err::INVALID_ACL);
+        if acl.is_empty() {
+            return Err(invalid);
+        }
+        if let Cow::Borrowed(acl) = crate::tree::dedup_acl(acl) {
+            if acl.iter().all(|a| a.id.scheme != SCHEME_AUTH) {
+                for a in acl {
+                    let world = a.id.scheme == SCHEME_WORLD && a.id.id == "anyone";
+                    if !world && !self.is_valid_id(&a.id) {
+                        return Err(invalid);
+                    }
+                }
+                return Ok(Cow::Borrowed(acl));
+            }
+        }
         let mut unique: Vec<&Acl> = Vec::with_capacity(acl.len());
         for a in acl {
             if !unique.contains(&a) {
@@ -348,7 +376,7 @@ impl AclPolicy {
                 return Err(invalid);
             }
         }
-        Ok(out)
+        Ok(Cow::Owned(out))
     }
 
     /// Whether `auth_ids` may do `perm` on a node with `acl`

@@ -155,6 +155,7 @@ pub(crate) async fn serve<IO>(
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 }
+                let arrival = dispatch::Arrival::now(&shared);
                 // Process every complete frame in the buffer.
                 loop {
                     if conn.is_none() && buf.len() >= 4 {
@@ -187,8 +188,8 @@ pub(crate) async fn serve<IO>(
                             }
                         },
                         Some(c) => {
-                            pending.requested(&frame);
-                            if dispatch::handle(c, frame, &shared) == Flow::Close {
+                            pending.requested(&frame, arrival.at);
+                            if dispatch::handle(c, frame, &shared, &arrival) == Flow::Close {
                                 closing = true;
                                 let _ = tx.send(Out::Close);
                                 break;
@@ -348,6 +349,7 @@ fn handshake(
         auth: auth.clone(),
         tx: tx.clone(),
         sasl: crate::sasl::SaslServer::Start,
+        frames: bytes::BytesMut::new(),
     })
 }
 
@@ -400,7 +402,7 @@ impl Pending {
     }
 
     /// A request (its frame: header, then body) was received.
-    fn requested(&mut self, frame: &[u8]) {
+    fn requested(&mut self, frame: &[u8], at: std::time::Instant) {
         self.stats.outstanding.fetch_add(1, Ordering::Relaxed);
         if self.queue.len() >= Self::MAX {
             return;
@@ -408,8 +410,7 @@ impl Pending {
         let op = frame
             .get(4..8)
             .map_or(0, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-        self.queue
-            .push_back((std::time::Instant::now(), is_write_op(op), short_name(op)));
+        self.queue.push_back((at, is_write_op(op), short_name(op)));
     }
 
     /// A frame (length prefix included) is being written: a reply records

@@ -1,6 +1,8 @@
 //! Request dispatch: one request of a connected session, decoded and applied
 //! under the state lock (`PrepRequestProcessor` + `FinalRequestProcessor`).
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use zkit_proto::codes::{err, perms, AddWatchMode, OpCode, WatcherType};
 use zkit_proto::{
@@ -14,7 +16,7 @@ use crate::acl::AclPolicy;
 use crate::persist::{Record, RecordKind};
 use crate::state::{Conn, Out, Shared, State};
 use crate::tree::{AclHook, Txn};
-use crate::wire::{notification, reply_frame};
+use crate::wire::{notification, reply_frame, reply_in};
 use crate::write::{Reply, WriteRequest};
 use crate::{ErrorCode, ServerResult};
 
@@ -34,13 +36,13 @@ struct ConnAcl<'a> {
 }
 
 impl AclHook for ConnAcl<'_> {
-    fn fixup(&self, _path: &str, acl: &[Acl]) -> ServerResult<Vec<Acl>> {
+    fn fixup<'a>(&self, _path: &str, acl: &'a [Acl]) -> ServerResult<Cow<'a, [Acl]>> {
         if acl.iter().any(|a| a.id.scheme == crate::acl::SCHEME_AUTH) {
             // `auth` expands in the order ZooKeeper iterates the
             // connection's ids (its hash set), as whoAmI lists them.
-            self.policy.fixup_acl(acl, &java_auth_order(self.ids))
+            self.policy.fixup_acl_cow(acl, &java_auth_order(self.ids))
         } else {
-            self.policy.fixup_acl(acl, self.ids)
+            self.policy.fixup_acl_cow(acl, self.ids)
         }
     }
 
@@ -58,8 +60,32 @@ fn decode<T: Decode>(body: &mut Bytes) -> Option<T> {
     T::decode(body).ok()
 }
 
-/// Handles one request frame of an established session.
-pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
+/// When a batch of requests arrived: the clocks read once for every frame
+/// of one read from the socket (the clock reads were a tenth of a small
+/// request's cost; ZooKeeper's times are milliseconds anyway).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arrival {
+    /// For latency measurements.
+    pub(crate) at: std::time::Instant,
+    /// Wall-clock milliseconds: the transaction time.
+    pub(crate) wall_ms: i64,
+    /// Monotonic milliseconds: the session's last activity.
+    pub(crate) monotonic_ms: u64,
+}
+
+impl Arrival {
+    /// Reads the clocks.
+    pub(crate) fn now(shared: &Shared) -> Self {
+        Self {
+            at: std::time::Instant::now(),
+            wall_ms: shared.clock.wall_ms(),
+            monotonic_ms: shared.clock.monotonic_ms(),
+        }
+    }
+}
+
+/// Handles one request frame of an established session, arrived at `arrival`.
+pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared, arrival: &Arrival) -> Flow {
     let mut body = frame;
     let Ok(hdr) = RequestHeader::decode(&mut body) else {
         tracing::warn!("undecodable request header, closing connection");
@@ -69,11 +95,11 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
         return flow;
     }
     let raw = body.clone();
-    let now = shared.clock.wall_ms();
+    let now = arrival.wall_ms;
     let mut st = shared.lock();
     let zxid_before = st.zxid;
     let mut failed = false;
-    if !st.sessions.touch(conn.session, shared.clock.monotonic_ms()) {
+    if !st.sessions.touch(conn.session, arrival.monotonic_ms) {
         // Expired or closing: ZooKeeper drops the request; the expirer
         // closes the connection.
         return Flow::Continue;
@@ -366,8 +392,13 @@ pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared) -> Flow {
     if let Some(reply) = reply {
         let zxid = st.zxid;
         let frame = match reply {
-            Ok(body) => reply_frame(ReplyHeader { xid, zxid, err: 0 }, body.as_deref()),
-            Err(e) => reply_frame(
+            Ok(body) => reply_in(
+                &mut conn.frames,
+                ReplyHeader { xid, zxid, err: 0 },
+                body.as_deref(),
+            ),
+            Err(e) => reply_in(
+                &mut conn.frames,
                 ReplyHeader {
                     xid,
                     zxid,
@@ -389,7 +420,7 @@ struct ReplayAcl<'a> {
 }
 
 impl AclHook for ReplayAcl<'_> {
-    fn fixup(&self, _path: &str, acl: &[Acl]) -> ServerResult<Vec<Acl>> {
+    fn fixup<'a>(&self, _path: &str, acl: &'a [Acl]) -> ServerResult<Cow<'a, [Acl]>> {
         let mut out: Vec<Acl> = Vec::with_capacity(acl.len());
         let mut push = |a: Acl| {
             if !out.contains(&a) {
@@ -411,7 +442,7 @@ impl AclHook for ReplayAcl<'_> {
         if out.is_empty() {
             return Err(ErrorCode(err::INVALID_ACL));
         }
-        Ok(out)
+        Ok(Cow::Owned(out))
     }
 }
 
@@ -500,8 +531,8 @@ fn valid(path: &str) -> ServerResult<()> {
 /// `FinalRequestProcessor`).
 fn read_checked(st: &State, shared: &Shared, conn: &Conn, path: &str) -> ServerResult<()> {
     valid(path)?;
-    let (acl, _) = st.tree.get_acl(path)?;
-    shared.policy.check_perm(&acl, conn.auth.ids(), perms::READ)
+    let acl = st.tree.acl(path)?;
+    shared.policy.check_perm(acl, conn.auth.ids(), perms::READ)
 }
 
 /// An undecodable request body: logged, and the connection is closed.

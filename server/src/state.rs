@@ -270,6 +270,9 @@ pub(crate) struct Conn {
     pub(crate) tx: mpsc::UnboundedSender<Out>,
     /// This connection's SASL exchange.
     pub(crate) sasl: crate::sasl::SaslServer,
+    /// Where its reply frames are encoded, a chunk holding many of them
+    /// ([`crate::wire::reply_in`]).
+    pub(crate) frames: bytes::BytesMut,
 }
 
 /// Everything behind the lock.

@@ -27,7 +27,8 @@
 //! [`Txn`] at the points where ZooKeeper checks, so that error precedence is
 //! ZooKeeper's.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -117,18 +118,12 @@ pub trait AclHook {
     ///
     /// # Errors
     /// InvalidAcl.
-    fn fixup(&self, path: &str, acl: &[Acl]) -> ServerResult<Vec<Acl>> {
+    fn fixup<'a>(&self, path: &str, acl: &'a [Acl]) -> ServerResult<Cow<'a, [Acl]>> {
         let _ = path;
-        let mut out: Vec<Acl> = Vec::with_capacity(acl.len());
-        for a in acl {
-            if !out.contains(a) {
-                out.push(a.clone());
-            }
-        }
-        if out.is_empty() {
+        if acl.is_empty() {
             return Err(ErrorCode(err::INVALID_ACL));
         }
-        Ok(out)
+        Ok(dedup_acl(acl))
     }
 
     /// `ZooKeeperServer.checkACL`: may the caller use `perm` on a node with
@@ -140,6 +135,22 @@ pub trait AclHook {
         let _ = (path, acl, perm);
         Ok(())
     }
+}
+
+/// `acl` without repeated entries (the first of each kept, in order):
+/// borrowed when there are none, the usual case.
+pub(crate) fn dedup_acl(acl: &[Acl]) -> Cow<'_, [Acl]> {
+    let repeats = acl.iter().enumerate().any(|(i, a)| acl[..i].contains(a));
+    if !repeats {
+        return Cow::Borrowed(acl);
+    }
+    let mut out: Vec<Acl> = Vec::with_capacity(acl.len());
+    for a in acl {
+        if !out.contains(a) {
+            out.push(a.clone());
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// An [`AclHook`] that allows everything (only rejects empty ACLs).
@@ -251,7 +262,7 @@ enum Undo {
     },
     Deleted {
         path: String,
-        node: Node,
+        node: Box<Node>,
         parent: String,
         parent_stat: Persisted,
     },
@@ -309,6 +320,26 @@ fn parent_of(path: &str) -> Option<&str> {
     Some(if i == 0 { "/" } else { &path[..i] })
 }
 
+/// Values up to this size are copied into an allocation of their own when
+/// stored (see [`stored`]).
+const COPY_DATA_UP_TO: usize = 16 * 1024;
+
+/// The data a node keeps of a request's `data`. A request's bytes are a
+/// slice of its connection's read buffer, which holds many requests: kept
+/// as they are, one small node would pin the whole buffer for its lifetime
+/// (and the connection could never reuse it). Small values are copied
+/// (as ZooKeeper keeps a `byte[]` per node); a large value came in a
+/// buffer grown to its own frame, and is kept without a copy.
+fn stored(data: &Option<Bytes>) -> Option<Bytes> {
+    data.as_ref().map(|d| {
+        if d.len() <= COPY_DATA_UP_TO {
+            Bytes::copy_from_slice(d)
+        } else {
+            d.clone()
+        }
+    })
+}
+
 fn code(c: i32) -> ErrorCode {
     ErrorCode(c)
 }
@@ -319,17 +350,36 @@ fn code(c: i32) -> ErrorCode {
 /// table has doubled since the last sweep.
 #[derive(Debug, Clone, Default)]
 struct AclTable {
-    lists: HashSet<Arc<[Acl]>>,
+    lists: FastSet<Arc<[Acl]>>,
     sweep_at: usize,
+    /// The list interned last: most creates in a row give the same ACL,
+    /// found by one comparison instead of hashing the list.
+    last: Option<Arc<[Acl]>>,
 }
 
 impl AclTable {
     fn intern(&mut self, acl: &[Acl]) -> Arc<[Acl]> {
+        if let Some(last) = &self.last {
+            if **last == *acl {
+                return last.clone();
+            }
+        }
+        let shared = self.lookup_or_insert(acl);
+        self.last = Some(shared.clone());
+        shared
+    }
+
+    fn lookup_or_insert(&mut self, acl: &[Acl]) -> Arc<[Acl]> {
         if let Some(shared) = self.lists.get(acl) {
             return shared.clone();
         }
         if self.lists.len() >= self.sweep_at {
-            self.lists.retain(|a| Arc::strong_count(a) > 1);
+            // Held by the table alone (and by `last`): no znode uses it.
+            let last = self.last.as_ref();
+            self.lists.retain(|a| {
+                let own = 1 + usize::from(last.is_some_and(|l| Arc::ptr_eq(l, a)));
+                Arc::strong_count(a) > own
+            });
             self.sweep_at = (self.lists.len() * 2).max(64);
         }
         let shared: Arc<[Acl]> = acl.into();
@@ -341,7 +391,8 @@ impl AclTable {
 /// The znode tree of a ZooKeeper server.
 #[derive(Debug, Clone)]
 pub struct DataTree {
-    nodes: ShardedMap<String, Node>,
+    /// Boxed: a table growth then moves a pointer per node, not the node.
+    nodes: ShardedMap<String, Box<Node>>,
     acls: AclTable,
     ephemerals: HashMap<i64, BTreeSet<String>>,
     containers: BTreeSet<String>,
@@ -396,14 +447,16 @@ impl DataTree {
             extended_types: true,
             max_never_used_ms: 0,
         };
-        let empty = |acl: Vec<Acl>, aversion, kids: &[&str]| Node {
-            data: Some(Bytes::new()),
-            acl: acl.into(),
-            stat: Persisted {
-                aversion,
-                ..Persisted::default()
-            },
-            children: kids.iter().map(|s| s.to_string()).collect(),
+        let empty = |acl: Vec<Acl>, aversion, kids: &[&str]| {
+            Box::new(Node {
+                data: Some(Bytes::new()),
+                acl: acl.into(),
+                stat: Persisted {
+                    aversion,
+                    ..Persisted::default()
+                },
+                children: kids.iter().map(|s| s.to_string()).collect(),
+            })
         };
         t.nodes
             .insert("/".into(), empty(world(perms::ALL), 0, &["zookeeper"]));
@@ -490,7 +543,7 @@ impl DataTree {
     }
 
     fn node(&self, path: &str) -> ServerResult<&Node> {
-        self.nodes.get(path).ok_or(code(err::NO_NODE))
+        self.nodes.get(path).map(|n| &**n).ok_or(code(err::NO_NODE))
     }
 
     fn index_add(&mut self, path: &str, owner: i64) {
@@ -566,6 +619,14 @@ impl DataTree {
     pub fn get_acl(&self, path: &str) -> ServerResult<(Vec<Acl>, Stat)> {
         let n = self.node(path)?;
         Ok((n.acl.to_vec(), self.client_stat(n)))
+    }
+
+    /// A node's ACL, borrowed (a permission check needs no copy).
+    ///
+    /// # Errors
+    /// NoNode.
+    pub fn acl(&self, path: &str) -> ServerResult<&[Acl]> {
+        Ok(&self.node(path)?.acl)
     }
 
     /// getEphemerals: the session's ephemeral paths starting with `prefix`
@@ -720,8 +781,8 @@ impl DataTree {
             return Err(code(err::BAD_ARGUMENTS));
         }
         let acl = txn.acl.fixup(path, acl)?;
-        let parent_path = parent_of(path).unwrap_or("/").to_string();
-        let parent = self.node(&parent_path)?;
+        let parent_path = parent_of(path).unwrap_or("/");
+        let parent = self.node(parent_path)?;
         txn.acl.check(path, &parent.acl, perms::CREATE)?;
         let parent_cversion = parent.stat.cversion;
         let final_path = if mode.sequential {
@@ -747,7 +808,7 @@ impl DataTree {
         let name = final_path[final_path.rfind('/').map_or(0, |i| i + 1)..].to_string();
         let parent = self
             .nodes
-            .get_mut(&parent_path)
+            .get_mut(parent_path)
             .expect("parent checked above");
         let parent_stat = parent.stat;
         // createNode only moves cversion/pzxid forward: at i32::MAX the
@@ -758,12 +819,12 @@ impl DataTree {
             parent.stat.pzxid = txn.zxid;
         }
         parent.children.insert(name);
-        let node = Node {
-            data: data.clone(),
+        let node = Box::new(Node {
+            data: stored(data),
             acl: self.acls.intern(&acl),
             stat: Persisted::create(txn.zxid, txn.time_ms, owner),
             children: FastSet::default(),
-        };
+        });
         let stat = self.client_stat(&node);
         self.nodes.insert(final_path.clone(), node);
         self.index_add(&final_path, owner);
@@ -771,7 +832,7 @@ impl DataTree {
         if let Some(u) = undo.as_deref_mut() {
             u.push(Undo::Created {
                 path: final_path.clone(),
-                parent: parent_path.clone(),
+                parent: parent_path.to_string(),
                 parent_stat,
             });
         }
@@ -784,7 +845,7 @@ impl DataTree {
         let bytes = data.as_ref().map_or(0, |d| d.len() as i64);
         self.update_quota_stat(&final_path, bytes, 1, undo);
         triggers.push(Trigger::new(&final_path, EventType::NodeCreated));
-        triggers.push(Trigger::new(&parent_path, EventType::NodeChildrenChanged));
+        triggers.push(Trigger::new(parent_path, EventType::NodeChildrenChanged));
         Ok(Created {
             path: final_path,
             stat,
@@ -1040,7 +1101,7 @@ impl DataTree {
                 stat: n.stat,
             });
         }
-        n.data = data;
+        n.data = stored(&data);
         n.stat.version = new_version;
         n.stat.mzxid = txn.zxid;
         n.stat.mtime = txn.time_ms;
@@ -1432,7 +1493,7 @@ impl DataTree {
         if count < 1 || count as u64 > buf.len() as u64 {
             return Err(DecodeError::Invalid(format!("bad node count {count}")));
         }
-        let mut nodes: ShardedMap<String, Node> = ShardedMap::new();
+        let mut nodes: ShardedMap<String, Box<Node>> = ShardedMap::new();
         let mut acls = AclTable::default();
         for _ in 0..count {
             let path = read_string(buf)?;
@@ -1457,12 +1518,12 @@ impl DataTree {
                 ephemeral_owner: read_i64(buf)?,
                 pzxid: read_i64(buf)?,
             };
-            let node = Node {
+            let node = Box::new(Node {
                 data,
                 acl: acls.intern(&acl),
                 stat,
                 children: FastSet::default(),
-            };
+            });
             if nodes.insert(path.clone(), node).is_some() {
                 return Err(DecodeError::Invalid(format!("duplicate znode {path}")));
             }
@@ -1662,6 +1723,27 @@ mod tests {
         assert_eq!(stat, Stat::default());
         assert_eq!(tree.all_children_number("/").unwrap(), 3);
         assert_eq!(tree.all_children_number("/zookeeper").unwrap(), 2);
+    }
+
+    #[test]
+    fn small_values_do_not_pin_the_buffer_they_arrived_in() {
+        // A request's data is a slice of its connection's read buffer.
+        let read_buffer = Bytes::from(vec![7u8; 8192]);
+        let mut tree = DataTree::new();
+        let mut create = req("/small", b"", 0);
+        create.data = Some(read_buffer.slice(100..200));
+        tree.create(OpCode::Create, &create, &t(1)).unwrap();
+        let set = read_buffer.slice(300..364);
+        tree.set_data("/small", Some(set), -1, &t(2)).unwrap();
+        drop(create);
+        // The tree kept copies: the buffer is the caller's alone again.
+        assert!(read_buffer.is_unique());
+        assert_eq!(tree.get_data("/small").unwrap().0.unwrap(), vec![7u8; 64]);
+        // A large value came in a buffer of its own, and is kept as it is.
+        let large = Bytes::from(vec![1u8; COPY_DATA_UP_TO + 1]);
+        tree.set_data("/small", Some(large.clone()), -1, &t(3))
+            .unwrap();
+        assert!(!large.is_unique());
     }
 
     #[test]

@@ -20,6 +20,27 @@ pub(crate) fn reply_frame(hdr: ReplyHeader, body: Option<&dyn Encode>) -> Bytes 
     buf.freeze()
 }
 
+/// Bytes a connection's reply chunk is allocated with (see [`reply_in`]).
+const ARENA_CHUNK: usize = 16 * 1024;
+
+/// A reply frame encoded at the end of `arena` and split off it: replies
+/// share one allocation per [`ARENA_CHUNK`] instead of taking one (two, with
+/// the shared header `Bytes` adds) each. A chunk is reused once every frame
+/// cut from it is gone, else a fresh one is taken; a large reply grows the
+/// chunk to its size, and leaves with it.
+pub(crate) fn reply_in(arena: &mut BytesMut, hdr: ReplyHeader, body: Option<&dyn Encode>) -> Bytes {
+    if arena.capacity() < FRAME_CAPACITY {
+        arena.reserve(ARENA_CHUNK);
+    }
+    encode_frame(arena, |b| {
+        hdr.encode(b);
+        if let Some(body) = body {
+            body.encode(b);
+        }
+    });
+    arena.split().freeze()
+}
+
 /// A notification frame: `(-1, zxid, 0)` + WatcherEvent (zxid -1 on 3.8
 /// and for SetWatches events).
 pub(crate) fn notification(ev: &WatcherEvent, zxid: i64) -> Bytes {
