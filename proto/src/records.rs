@@ -1,6 +1,6 @@
 //! Jute records (`zookeeper.jute`), in wire order.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::codes::OpCode;
 use super::jute::{self, DecodeError, DecodeResult};
@@ -192,7 +192,8 @@ impl Field for Stat {
 
     fn read(buf: &mut Bytes) -> DecodeResult<Self> {
         jute::need(buf, STAT_LEN, "Stat")?;
-        let b = buf.split_to(STAT_LEN);
+        // Read in place, then stepped over (no handle on the buffer taken).
+        let b = &buf[..STAT_LEN];
         let i64_at = |at: usize| {
             let mut v = [0u8; 8];
             v.copy_from_slice(&b[at..at + 8]);
@@ -203,7 +204,7 @@ impl Field for Stat {
             v.copy_from_slice(&b[at..at + 4]);
             i32::from_be_bytes(v)
         };
-        Ok(Self {
+        let stat = Self {
             czxid: i64_at(0),
             mzxid: i64_at(8),
             ctime: i64_at(16),
@@ -215,7 +216,9 @@ impl Field for Stat {
             data_length: i32_at(52),
             num_children: i32_at(56),
             pzxid: i64_at(60),
-        })
+        };
+        buf.advance(STAT_LEN);
+        Ok(stat)
     }
 
     fn write(&self, buf: &mut BytesMut) {
@@ -363,15 +366,47 @@ record! {
     }
 }
 
-record! {
-    /// Header of every reply and notification (`ReplyHeader`).
-    pub struct ReplyHeader {
-        /// The request's xid, or -1 for a notification.
-        pub xid: i32,
-        /// The server's last processed zxid (-1 on notifications before 3.9).
-        pub zxid: i64,
-        /// Error code (0 = ok); the body follows only when 0.
-        pub err: i32,
+/// Header of every reply and notification (`ReplyHeader`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct ReplyHeader {
+    /// The request's xid, or -1 for a notification.
+    pub xid: i32,
+    /// The server's last processed zxid (-1 on notifications before 3.9).
+    pub zxid: i64,
+    /// Error code (0 = ok); the body follows only when 0.
+    pub err: i32,
+}
+
+/// Every frame a server sends starts with one: written as one 16-byte block.
+impl Field for ReplyHeader {
+    const MIN_LEN: usize = 16;
+
+    fn read(buf: &mut Bytes) -> DecodeResult<Self> {
+        Ok(Self {
+            xid: Field::read(buf)?,
+            zxid: Field::read(buf)?,
+            err: Field::read(buf)?,
+        })
+    }
+
+    fn write(&self, buf: &mut BytesMut) {
+        let mut b = [0u8; 16];
+        b[0..4].copy_from_slice(&self.xid.to_be_bytes());
+        b[4..12].copy_from_slice(&self.zxid.to_be_bytes());
+        b[12..16].copy_from_slice(&self.err.to_be_bytes());
+        buf.extend_from_slice(&b);
+    }
+}
+
+impl Encode for ReplyHeader {
+    fn encode(&self, buf: &mut BytesMut) {
+        Field::write(self, buf);
+    }
+}
+
+impl Decode for ReplyHeader {
+    fn decode(buf: &mut Bytes) -> DecodeResult<Self> {
+        Field::read(buf)
     }
 }
 

@@ -397,6 +397,9 @@ impl WatchManager {
             }
             _ => self.data.trigger(self.compat, path, event_type),
         };
+        if conns.is_empty() {
+            return Vec::new();
+        }
         conns
             .into_iter()
             .map(|c| (c, event(event_type, path)))
@@ -405,6 +408,10 @@ impl WatchManager {
 
     /// Fires every trigger of a write, in order.
     pub fn trigger_all(&mut self, triggers: &[Trigger]) -> Vec<(ConnId, WatcherEvent)> {
+        if self.data.by_path.is_empty() && self.child.by_path.is_empty() {
+            // No watch anywhere (recursive ones are in `by_path` too).
+            return Vec::new();
+        }
         triggers
             .iter()
             .flat_map(|t| self.trigger(&t.path, t.event))
