@@ -22,8 +22,11 @@ use zkit_server::{Config, ConfigError, FourLetterWords, ServerBuilder};
 /// (its path, its reply frame, a node's name and data), freed soon after,
 /// often on another worker thread: glibc's malloc and free were a quarter
 /// of the server's instructions under a create/delete load, mimalloc's
-/// cost a fraction of that (README, "Client efficiency"). A program that
-/// embeds the server library keeps its own allocator.
+/// cost a fraction of that (README, "Client efficiency"). Built without
+/// transparent huge pages (`no_thp`): with them, memory mimalloc gave back
+/// was zeroed again 2 MiB at a time when reused, inside a request holding
+/// the server's lock. A program that embeds the server library keeps its
+/// own allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
