@@ -100,6 +100,23 @@ impl<T: Field> Field for Vec<T> {
     }
 }
 
+/// `Encode` and `Decode` for a record whose `Field` impl is written by hand.
+macro_rules! codec_from_field {
+    ($name:ident) => {
+        impl Encode for $name {
+            fn encode(&self, buf: &mut BytesMut) {
+                Field::write(self, buf);
+            }
+        }
+
+        impl Decode for $name {
+            fn decode(buf: &mut Bytes) -> DecodeResult<Self> {
+                Field::read(buf)
+            }
+        }
+    };
+}
+
 macro_rules! record {
     ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $f:ident : $t:ty),* $(,)? }) => {
         $(#[$m])*
@@ -119,17 +136,7 @@ macro_rules! record {
             }
         }
 
-        impl Encode for $name {
-            fn encode(&self, buf: &mut BytesMut) {
-                Field::write(self, buf);
-            }
-        }
-
-        impl Decode for $name {
-            fn decode(buf: &mut Bytes) -> DecodeResult<Self> {
-                Field::read(buf)
-            }
-        }
+        codec_from_field!($name);
     };
 }
 
@@ -238,17 +245,7 @@ impl Field for Stat {
     }
 }
 
-impl Encode for Stat {
-    fn encode(&self, buf: &mut BytesMut) {
-        Field::write(self, buf);
-    }
-}
-
-impl Decode for Stat {
-    fn decode(buf: &mut Bytes) -> DecodeResult<Self> {
-        Field::read(buf)
-    }
-}
+codec_from_field!(Stat);
 
 record! {
     /// An auth identity of a connection, as whoAmI reports it (`ClientInfo`).
@@ -398,17 +395,7 @@ impl Field for ReplyHeader {
     }
 }
 
-impl Encode for ReplyHeader {
-    fn encode(&self, buf: &mut BytesMut) {
-        Field::write(self, buf);
-    }
-}
-
-impl Decode for ReplyHeader {
-    fn decode(buf: &mut Bytes) -> DecodeResult<Self> {
-        Field::read(buf)
-    }
-}
+codec_from_field!(ReplyHeader);
 
 record! {
     /// A watch notification body (`WatcherEvent`).
