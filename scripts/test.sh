@@ -31,9 +31,10 @@ export ZKIT_SERVER_BIN="$PWD/target/debug/zkit-server"
 export ZKIT_TEST_PEERS=1
 # Every suite against real Apache ZooKeeper: standalone, 3-node ensembles with
 # fault injection, interop, and the bundled server compared with the real one.
-# (The scheduler's and the partitioner's multi-process proofs run longer here: 90 s and
-# 45 s; 30 s each on the bundled server below. ZKIT_SIM_SCHEDULES=10000 for a deeper sim.)
-ZKIT_TEST_BACKEND=zookeeper ZKIT_SCHEDULER_PROOF_SECS=90 ZKIT_PARTITION_PROOF_SECS=45 run cargo test --workspace
+# (The scheduler's multi-process proof runs longer here: 60 s; the partitioner's 30 s, as on
+# the bundled server below. ZKIT_SIM_SCHEDULES=10000 for a deeper sim; the proofs take
+# ZKIT_SCHEDULER_PROOF_SECS / ZKIT_PARTITION_PROOF_SECS.)
+ZKIT_TEST_BACKEND=zookeeper ZKIT_SCHEDULER_PROOF_SECS=60 ZKIT_PARTITION_PROOF_SECS=30 run cargo test --workspace
 # The client and recipe suites again on the bundled zkit-server (what plain
 # `cargo test` runs; the tests that need real ZooKeeper processes skip here).
 ZKIT_TEST_BACKEND=bundled run cargo test -p zkit -p zkit-recipes -p zkit-cli --tests
@@ -55,11 +56,11 @@ ZKIT_TEST_BACKEND=bundled ZKIT_TEST_SECURE=1 run cargo test -p zkit-recipes --te
 run cargo run --quiet -p zkit-chaos -- --backend bundled --schedules 3 --secs 5 --seed "${ZKIT_CHAOS_SEED:-1000}"
 run cargo run --quiet -p zkit-chaos -- --backend zookeeper --schedules 2 --secs 8 --seed "${ZKIT_CHAOS_SEED:-2000}"
 # Deterministic simulation: client + bundled server on a virtual clock and a simulated
-# network, 10,000 seeded fault schedules (optimized build: a few minutes on 2 cores). Built
+# network, 4,000 seeded fault schedules (optimized build: about two minutes on 2 cores). Built
 # with tokio_unstable (in target/sim) so that tokio's own random choices follow the seed too
 # and every failure replays exactly.
 RUSTFLAGS="--cfg tokio_unstable" run cargo build --quiet --release --target-dir target/sim -p zkit-chaos -p zkit-server
-run target/sim/release/zkit-chaos sim --schedules "${ZKIT_SIM_SCHEDULES:-6000}" --seed "${ZKIT_SIM_SEED:-100000}"
+run target/sim/release/zkit-chaos sim --schedules "${ZKIT_SIM_SCHEDULES:-4000}" --seed "${ZKIT_SIM_SEED:-100000}"
 # One client abusing the bundled server (a million watches, a huge transaction, deep paths, a
 # child list beyond the frame limit, 10k connections): each line gives another client's latency
 # alone and during the abuse; it fails if the server stops serving.

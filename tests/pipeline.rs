@@ -148,3 +148,31 @@ async fn many_children_created_pipelined_are_listed() {
     assert_eq!(kids, want);
     assert_eq!(c.get_all_children_number(&base).await.unwrap(), 2000);
 }
+
+#[tokio::test]
+async fn large_pipelined_replies_arrive_whole_and_in_order() {
+    // Replies far beyond one write batch of the server (hundreds of KiB
+    // queued at once), and values larger than a batch on their own.
+    let c = client().await;
+    let base = base(&c, "pipeline-large").await;
+    let sizes = [4 * 1024, 100 * 1024, 17, 40 * 1024];
+    for (i, size) in sizes.iter().enumerate() {
+        let value: Vec<u8> = (0..*size).map(|b| (b % 251) as u8 ^ i as u8).collect();
+        c.create(&format!("{base}/n{i}"), &value, &CreateOptions::default())
+            .await
+            .unwrap();
+    }
+    let futs: Vec<_> = (0..200)
+        .map(|i| c.get_data(&format!("{base}/n{}", i % sizes.len())))
+        .collect();
+    let results = soon("200 large reads", join_all(futs)).await;
+    for (i, r) in results.into_iter().enumerate() {
+        let k = i % sizes.len();
+        let (data, stat) = r.unwrap_or_else(|e| panic!("read {i}: {e:?}"));
+        let want: Vec<u8> = (0..sizes[k]).map(|b| (b % 251) as u8 ^ k as u8).collect();
+        assert_eq!(data.len(), sizes[k], "read {i}");
+        assert!(data == want, "read {i}: wrong bytes");
+        assert_eq!(stat.data_length as usize, sizes[k]);
+    }
+    assert!(c.state().is_connected());
+}

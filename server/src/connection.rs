@@ -27,6 +27,9 @@ const MAX_QUEUED_FRAMES: usize = 4096;
 /// The smallest and the largest room a connection's reads are given.
 const READ_MIN: usize = 4 * 1024;
 const READ_MAX: usize = 16 * 1024;
+/// The most bytes of frames written in one system call (unless one frame is
+/// larger): the write buffer a connection keeps stays this small.
+const WRITE_KEEP: usize = 16 * 1024;
 
 /// The room for the next read, after a read of `n` bytes into `room`: twice
 /// as much when it filled it, half when it used under a quarter. A client
@@ -73,6 +76,7 @@ pub(crate) async fn serve<IO>(
     // How much room a read is given: grows while reads fill it (a client
     // pipelining many requests), shrinks back when they do not.
     let mut read_size = READ_MIN;
+    let mut shrink_read = false;
     let mut conn: Option<Conn> = None;
     let mut closing = false;
     // Frames wait here until the zxid they depend on is durable (always at
@@ -89,7 +93,7 @@ pub(crate) async fn serve<IO>(
     let stats = Arc::new(ConnStats::new(shared.clock.wall_ms().max(0) as u64));
     let mut pending = Pending::new(stats.clone());
     // The batch being written, reused (its capacity kept) from batch to batch.
-    let mut wbuf = BytesMut::with_capacity(16 * 1024);
+    let mut wbuf = BytesMut::with_capacity(WRITE_KEEP);
     'outer: loop {
         if !queue.is_empty() {
             let released = durable
@@ -97,11 +101,18 @@ pub(crate) async fn serve<IO>(
                 .map_or(i64::MAX, |d| *d.borrow_and_update());
             wbuf.clear();
             let mut close = false;
+            // More frames to write after this batch (which is kept under
+            // WRITE_KEEP bytes unless one frame is larger).
+            let mut more = false;
             // One clock read for the batch's replies.
             let now = BatchClock::new(&shared);
             while let Some(out) = queue.front() {
                 match out {
                     Out::Frame(_, after) if *after > released => break,
+                    Out::Frame(f, _) if !wbuf.is_empty() && wbuf.len() + f.len() > WRITE_KEEP => {
+                        more = true;
+                        break;
+                    }
                     Out::Frame(f, _) => {
                         shared.sent.fetch_add(1, Ordering::Relaxed);
                         stats.packets_sent.fetch_add(1, Ordering::Relaxed);
@@ -129,13 +140,17 @@ pub(crate) async fn serve<IO>(
                 if written.is_err() {
                     break;
                 }
-                if wbuf.capacity() > 1 << 20 {
-                    // A large reply went out: give its memory back.
-                    wbuf = BytesMut::with_capacity(16 * 1024);
+                if wbuf.capacity() > WRITE_KEEP {
+                    // A frame larger than a batch went out: give its memory
+                    // back.
+                    wbuf = BytesMut::with_capacity(WRITE_KEEP);
                 }
             }
             if close {
                 break;
+            }
+            if more {
+                continue;
             }
         }
         if queued_bytes > MAX_QUEUED_BYTES {
@@ -184,6 +199,11 @@ pub(crate) async fn serve<IO>(
                     Ok(n) => n,
                 };
                 read_size = next_read_size(read_size, n, room);
+                if read_size == READ_MIN && buf.capacity() > 2 * READ_MIN {
+                    // Back to small reads: the buffer shrinks with them, once
+                    // its frames are handled (below).
+                    shrink_read = true;
+                }
                 let arrival = dispatch::Arrival::now(&shared);
                 // Process every complete frame in the buffer.
                 loop {
@@ -225,6 +245,9 @@ pub(crate) async fn serve<IO>(
                             }
                         }
                     }
+                }
+                if std::mem::take(&mut shrink_read) && buf.is_empty() {
+                    buf = BytesMut::with_capacity(READ_MIN);
                 }
             }
         }

@@ -21,7 +21,7 @@ pub(crate) fn reply_frame(hdr: ReplyHeader, body: Option<&dyn Encode>) -> Bytes 
 }
 
 /// Bytes a connection's reply chunk is allocated with (see [`reply_in`]).
-const ARENA_CHUNK: usize = 16 * 1024;
+const ARENA_CHUNK: usize = 4 * 1024;
 
 /// A reply frame encoded at the end of `arena` and split off it: replies
 /// share one allocation per [`ARENA_CHUNK`] instead of taking one (two, with
