@@ -108,12 +108,8 @@ pub fn read_ustring(buf: &mut Bytes) -> DecodeResult<Option<String>> {
             need(buf, n, "ustring bytes")?;
             // Read in place (no shared handle taken on the buffer and given
             // back), then stepped over.
-            let raw = &buf[..n];
-            let s = match std::str::from_utf8(raw) {
-                Ok(s) => s.to_owned(),
-                Err(_) => decode_utf8_or_cesu8(raw)
-                    .ok_or_else(|| DecodeError::invalid("ustring is not valid UTF-8"))?,
-            };
+            let s = decode_utf8_or_cesu8(&buf[..n])
+                .ok_or_else(|| DecodeError::invalid("ustring is not valid UTF-8"))?;
             buf.advance(n);
             Ok(Some(s))
         }
@@ -123,6 +119,10 @@ pub fn read_ustring(buf: &mut Bytes) -> DecodeResult<Option<String>> {
 /// Decodes UTF-8 in which supplementary characters may also appear as
 /// CESU-8 surrogate pairs (`ED A0..AF xx ED B0..BF xx`).
 fn decode_utf8_or_cesu8(mut raw: &[u8]) -> Option<String> {
+    if let Ok(s) = std::str::from_utf8(raw) {
+        // Plain UTF-8, nearly every string: one exact allocation.
+        return Some(s.to_owned());
+    }
     let mut out = String::new();
     loop {
         match std::str::from_utf8(raw) {

@@ -329,48 +329,39 @@ impl AclPolicy {
         auth_ids: &[Id],
     ) -> ServerResult<Cow<'a, [Acl]>> {
         let invalid = ErrorCode(err::INVALID_ACL);
-        if acl.is_empty() {
-            return Err(invalid);
-        }
-        if let Cow::Borrowed(acl) = crate::tree::dedup_acl(acl) {
-            if acl.iter().all(|a| a.id.scheme != SCHEME_AUTH) {
-                for a in acl {
-                    let world = a.id.scheme == SCHEME_WORLD && a.id.id == "anyone";
-                    if !world && !self.is_valid_id(&a.id) {
-                        return Err(invalid);
-                    }
-                }
-                return Ok(Cow::Borrowed(acl));
-            }
-        }
-        let mut unique: Vec<&Acl> = Vec::with_capacity(acl.len());
-        for a in acl {
-            if !unique.contains(&a) {
-                unique.push(a);
-            }
-        }
+        let unique = crate::tree::dedup_acl(acl);
         if unique.is_empty() {
             return Err(invalid);
         }
+        // Every entry but `auth` is kept as given, if valid.
+        let kept = |a: &Acl| {
+            (a.id.scheme == SCHEME_WORLD && a.id.id == "anyone") || self.is_valid_id(&a.id)
+        };
+        if unique.iter().all(|a| a.id.scheme != SCHEME_AUTH) {
+            // Nothing to expand: the list (deduplicated) is the answer.
+            return if unique.iter().all(kept) {
+                Ok(unique)
+            } else {
+                Err(invalid)
+            };
+        }
         let mut out = Vec::with_capacity(unique.len());
-        for a in unique {
-            if a.id.scheme == SCHEME_WORLD && a.id.id == "anyone" {
-                out.push(a.clone());
-            } else if a.id.scheme == SCHEME_AUTH {
-                let mut any = false;
-                for cid in auth_ids {
-                    if self.is_authenticated(&cid.scheme) {
-                        any = true;
-                        out.push(Acl {
+        for a in unique.iter() {
+            if a.id.scheme == SCHEME_AUTH {
+                let before = out.len();
+                out.extend(
+                    auth_ids
+                        .iter()
+                        .filter(|cid| self.is_authenticated(&cid.scheme))
+                        .map(|cid| Acl {
                             perms: a.perms,
                             id: cid.clone(),
-                        });
-                    }
-                }
-                if !any {
+                        }),
+                );
+                if out.len() == before {
                     return Err(invalid);
                 }
-            } else if self.is_valid_id(&a.id) {
+            } else if kept(a) {
                 out.push(a.clone());
             } else {
                 return Err(invalid);

@@ -50,6 +50,16 @@ impl Clock {
         u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// Both clocks and a latency timer, read once for a batch of frames
+    /// (the requests of one read from a socket, the frames of one write).
+    pub(crate) fn read(&self) -> Reading {
+        Reading {
+            at: std::time::Instant::now(),
+            wall_ms: self.wall_ms(),
+            monotonic_ms: self.monotonic_ms(),
+        }
+    }
+
     /// Milliseconds since the Unix epoch, on the wall clock.
     pub(crate) fn wall_ms(&self) -> i64 {
         match &self.wall {
@@ -57,6 +67,19 @@ impl Clock {
             None => system_ms(),
         }
     }
+}
+
+/// The clocks at one moment ([`Clock::read`]): read once for every frame of
+/// a batch (per request they were a tenth of a small request's cost;
+/// ZooKeeper's times are milliseconds anyway).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reading {
+    /// For latency measurements.
+    pub(crate) at: std::time::Instant,
+    /// Wall-clock milliseconds: transaction times, last response times.
+    pub(crate) wall_ms: i64,
+    /// Monotonic milliseconds: a session's last activity.
+    pub(crate) monotonic_ms: u64,
 }
 
 /// The system clock in milliseconds since the Unix epoch.

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use zkit_proto::{decode_frame, ConnectRequest, ConnectResponse, Decode};
 
 use crate::acl::AuthInfo;
+use crate::clock::Reading;
 use crate::dispatch::{self, Flow};
 use crate::persist::RecordKind;
 use crate::sessions::generate_password;
@@ -76,7 +77,6 @@ pub(crate) async fn serve<IO>(
     // How much room a read is given: grows while reads fill it (a client
     // pipelining many requests), shrinks back when they do not.
     let mut read_size = READ_MIN;
-    let mut shrink_read = false;
     let mut conn: Option<Conn> = None;
     let mut closing = false;
     // Frames wait here until the zxid they depend on is durable (always at
@@ -105,7 +105,7 @@ pub(crate) async fn serve<IO>(
             // WRITE_KEEP bytes unless one frame is larger).
             let mut more = false;
             // One clock read for the batch's replies.
-            let now = BatchClock::new(&shared);
+            let now = shared.clock.read();
             while let Some(out) = queue.front() {
                 match out {
                     Out::Frame(_, after) if *after > released => break,
@@ -199,12 +199,7 @@ pub(crate) async fn serve<IO>(
                     Ok(n) => n,
                 };
                 read_size = next_read_size(read_size, n, room);
-                if read_size == READ_MIN && buf.capacity() > 2 * READ_MIN {
-                    // Back to small reads: the buffer shrinks with them, once
-                    // its frames are handled (below).
-                    shrink_read = true;
-                }
-                let arrival = dispatch::Arrival::now(&shared);
+                let arrival = shared.clock.read();
                 // Process every complete frame in the buffer.
                 loop {
                     if conn.is_none() && buf.len() >= 4 {
@@ -246,7 +241,9 @@ pub(crate) async fn serve<IO>(
                         }
                     }
                 }
-                if std::mem::take(&mut shrink_read) && buf.is_empty() {
+                if read_size == READ_MIN && room > 2 * READ_MIN && buf.is_empty() {
+                    // Back to small reads, every frame handled: the buffer
+                    // shrinks with them.
                     buf = BytesMut::with_capacity(READ_MIN);
                 }
             }
@@ -467,7 +464,7 @@ impl Pending {
 
     /// A frame (length prefix included) is being written: a reply records
     /// its request's latency.
-    fn replied(&mut self, frame: &[u8], shared: &Shared, now: &BatchClock) {
+    fn replied(&mut self, frame: &[u8], shared: &Shared, now: &Reading) {
         let xid = frame
             .get(4..8)
             .map_or(-1, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
@@ -477,7 +474,7 @@ impl Pending {
         if std::mem::take(&mut self.skip_connect_response) {
             // ZooKeeper's createSession: cxid 0, the zxid of the moment.
             let zxid = shared.lock().zxid;
-            self.stats.replied(*b"SESS", 0, zxid, now.wall_ms, 0);
+            self.stats.replied(*b"SESS", 0, zxid, wall_ms(now), 0);
             return;
         }
         let _ = self
@@ -497,24 +494,14 @@ impl Pending {
                 i64::from_be_bytes(b.try_into().unwrap_or([0xff; 8]))
             });
             let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-            self.stats.replied(op, xid, zxid, now.wall_ms, ms);
+            self.stats.replied(op, xid, zxid, wall_ms(now), ms);
         }
     }
 }
 
-/// The time a batch of frames is written, read once for all of them.
-struct BatchClock {
-    at: std::time::Instant,
-    wall_ms: u64,
-}
-
-impl BatchClock {
-    fn new(shared: &Shared) -> Self {
-        Self {
-            at: std::time::Instant::now(),
-            wall_ms: u64::try_from(shared.clock.wall_ms()).unwrap_or(0),
-        }
-    }
+/// A reading's wall clock as the connection statistics keep it.
+fn wall_ms(now: &Reading) -> u64 {
+    u64::try_from(now.wall_ms).unwrap_or(0)
 }
 
 /// ZooKeeper's short name of an op (`FinalRequestProcessor`'s `lastOp`).

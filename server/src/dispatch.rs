@@ -13,6 +13,7 @@ use zkit_proto::{
 };
 
 use crate::acl::AclPolicy;
+use crate::clock::Reading;
 use crate::persist::{Record, RecordKind};
 use crate::state::{Conn, Out, Shared, State};
 use crate::tree::{AclHook, Txn};
@@ -60,32 +61,8 @@ fn decode<T: Decode>(body: &mut Bytes) -> Option<T> {
     T::decode(body).ok()
 }
 
-/// When a batch of requests arrived: the clocks read once for every frame
-/// of one read from the socket (the clock reads were a tenth of a small
-/// request's cost; ZooKeeper's times are milliseconds anyway).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Arrival {
-    /// For latency measurements.
-    pub(crate) at: std::time::Instant,
-    /// Wall-clock milliseconds: the transaction time.
-    pub(crate) wall_ms: i64,
-    /// Monotonic milliseconds: the session's last activity.
-    pub(crate) monotonic_ms: u64,
-}
-
-impl Arrival {
-    /// Reads the clocks.
-    pub(crate) fn now(shared: &Shared) -> Self {
-        Self {
-            at: std::time::Instant::now(),
-            wall_ms: shared.clock.wall_ms(),
-            monotonic_ms: shared.clock.monotonic_ms(),
-        }
-    }
-}
-
 /// Handles one request frame of an established session, arrived at `arrival`.
-pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared, arrival: &Arrival) -> Flow {
+pub(crate) fn handle(conn: &mut Conn, frame: Bytes, shared: &Shared, arrival: &Reading) -> Flow {
     let mut body = frame;
     let Ok(hdr) = RequestHeader::decode(&mut body) else {
         tracing::warn!("undecodable request header, closing connection");

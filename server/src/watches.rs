@@ -385,6 +385,18 @@ impl WatchManager {
     /// connection, one-shot watches removed. Events are ordered by
     /// connection id.
     pub fn trigger(&mut self, path: &str, event_type: EventType) -> Vec<(ConnId, WatcherEvent)> {
+        let mut out = Vec::new();
+        self.trigger_into(path, event_type, &mut out);
+        out
+    }
+
+    /// [`trigger`](Self::trigger), appending the events to `out`.
+    fn trigger_into(
+        &mut self,
+        path: &str,
+        event_type: EventType,
+        out: &mut Vec<(ConnId, WatcherEvent)>,
+    ) {
         let conns = match event_type {
             EventType::NodeChildrenChanged => self.child.trigger(self.compat, path, event_type),
             EventType::NodeDeleted => {
@@ -397,25 +409,20 @@ impl WatchManager {
             }
             _ => self.data.trigger(self.compat, path, event_type),
         };
-        if conns.is_empty() {
-            return Vec::new();
-        }
-        conns
-            .into_iter()
-            .map(|c| (c, event(event_type, path)))
-            .collect()
+        out.extend(conns.into_iter().map(|c| (c, event(event_type, path))));
     }
 
     /// Fires every trigger of a write, in order.
     pub fn trigger_all(&mut self, triggers: &[Trigger]) -> Vec<(ConnId, WatcherEvent)> {
+        let mut out = Vec::new();
         if self.data.by_path.is_empty() && self.child.by_path.is_empty() {
             // No watch anywhere (recursive ones are in `by_path` too).
-            return Vec::new();
+            return out;
         }
-        triggers
-            .iter()
-            .flat_map(|t| self.trigger(&t.path, t.event))
-            .collect()
+        for t in triggers {
+            self.trigger_into(&t.path, t.event, &mut out);
+        }
+        out
     }
 
     fn type_modes(&self, t: WatcherType) -> ServerResult<(bool, bool, Option<u8>)> {

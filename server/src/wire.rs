@@ -11,13 +11,18 @@ const FRAME_CAPACITY: usize = 128;
 /// A whole frame: reply header plus an optional body.
 pub(crate) fn reply_frame(hdr: ReplyHeader, body: Option<&dyn Encode>) -> Bytes {
     let mut buf = BytesMut::with_capacity(FRAME_CAPACITY);
-    encode_frame(&mut buf, |b| {
+    encode_reply(&mut buf, &hdr, body);
+    buf.freeze()
+}
+
+/// Appends a reply frame (header plus optional body) to `buf`.
+fn encode_reply(buf: &mut BytesMut, hdr: &ReplyHeader, body: Option<&dyn Encode>) {
+    encode_frame(buf, |b| {
         hdr.encode(b);
         if let Some(body) = body {
             body.encode(b);
         }
     });
-    buf.freeze()
 }
 
 /// Bytes a connection's reply chunk is allocated with (see [`reply_in`]).
@@ -32,12 +37,7 @@ pub(crate) fn reply_in(arena: &mut BytesMut, hdr: ReplyHeader, body: Option<&dyn
     if arena.capacity() < FRAME_CAPACITY {
         arena.reserve(ARENA_CHUNK);
     }
-    encode_frame(arena, |b| {
-        hdr.encode(b);
-        if let Some(body) = body {
-            body.encode(b);
-        }
-    });
+    encode_reply(arena, &hdr, body);
     arena.split().freeze()
 }
 

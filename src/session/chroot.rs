@@ -9,17 +9,11 @@ impl Chroot {
         Self(root.filter(|r| r != "/"))
     }
 
-    /// Client path -> server path: "/" maps to the chroot itself, except
-    /// as the parent of a sequential create, where it is "<chroot>/" (its
-    /// children, not a sibling of the chroot as Java's client makes).
-    #[cfg(test)]
-    pub(crate) fn to_server(&self, path: &str, sequential: bool) -> String {
-        let (head, tail) = self.server_parts(path, sequential);
-        format!("{head}{tail}")
-    }
-
-    /// The server path as two parts to concatenate (the chroot, the rest),
-    /// for callers that write it without building a `String`.
+    /// Client path -> server path, as two parts to concatenate (the chroot,
+    /// the rest), for callers that write it without building a `String`:
+    /// "/" maps to the chroot itself, except as the parent of a sequential
+    /// create, where it is "<chroot>/" (its children, not a sibling of the
+    /// chroot as Java's client makes).
     pub(crate) fn server_parts<'a>(
         &'a self,
         path: &'a str,
@@ -55,16 +49,16 @@ mod tests {
     #[test]
     fn prefix_and_strip_on_segment_boundaries() {
         let c = Chroot::new(Some("/app".into()));
-        assert_eq!(c.to_server("/", false), "/app");
-        assert_eq!(c.to_server("/", true), "/app/");
-        assert_eq!(c.to_server("/x/y", false), "/app/x/y");
+        assert_eq!(c.server_parts("/", false), ("/app", ""));
+        assert_eq!(c.server_parts("/", true), ("/app", "/"));
+        assert_eq!(c.server_parts("/x/y", false), ("/app", "/x/y"));
         assert_eq!(c.to_client("/app"), "/");
         assert_eq!(c.to_client("/app/x"), "/x");
         assert_eq!(c.to_client("/apple"), "/apple");
         assert_eq!(c.to_client("/zookeeper/config"), "/zookeeper/config");
         let none = Chroot::new(None);
-        assert_eq!(none.to_server("/a", false), "/a");
-        assert_eq!(none.to_server("/", true), "/");
+        assert_eq!(none.server_parts("/a", false), ("", "/a"));
+        assert_eq!(none.server_parts("/", true), ("", "/"));
         assert_eq!(none.to_client("/a"), "/a");
     }
 }
